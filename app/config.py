@@ -1,0 +1,117 @@
+"""Every knob of the service, read once from the environment.
+
+Nothing else in the code base reads ``os.environ`` for configuration: components get a
+``Settings`` instance (tests build their own and pass it to ``create_app``). The README's
+environment table is generated from the field docstrings below (``scripts/settings_table.py``)
+and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ComputeType = Literal["auto", "float16", "bfloat16", "float32", "int8", "int8_float16", "int8_bfloat16", "int8_float32"]
+Device = Literal["auto", "cuda", "cpu"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=None,
+        extra="ignore",
+        use_attribute_docstrings=True,
+        frozen=True,
+    )
+
+    whisper_model: str = "auto"
+    """Whisper model: `auto` (`large-v3` on CUDA, the bundled multilingual base on CPU), `bundled-base`, `bundled-tiny.en`, a hub name (`large-v3`, `Systran/faster-whisper-small`) or a local CTranslate2 directory."""
+
+    device: Device = "auto"
+    """Where Whisper and the aligner run: `auto` (CUDA when available), `cuda` or `cpu`."""
+
+    compute_type: ComputeType = "auto"
+    """CTranslate2 compute type: `auto` (float16 on CUDA, int8 on CPU) or an explicit type such as `int8_float16`."""
+
+    batch_size: int = Field(default=16, ge=1, le=256)
+    """Default number of 30 s speech chunks decoded together; a request may ask for fewer or more, up to `MAX_BATCH_SIZE`."""
+
+    max_batch_size: int = Field(default=64, ge=1, le=256)
+    """Largest `batch_size` a request may ask for."""
+
+    cpu_threads: int = Field(default=0, ge=0)
+    """CPU threads for CTranslate2 and torch; 0 uses every core."""
+
+    enable_alignment: bool = True
+    """Word times from a wav2vec2 aligner when one can be loaded; otherwise (or when false) from Whisper's own cross-attention."""
+
+    align_models: dict[str, str] = Field(default_factory=dict)
+    """JSON map of language code to wav2vec2 model (hub name or local directory), overriding WhisperX's defaults, e.g. `{"en": "/models/wav2vec2-en"}`."""
+
+    align_cache_size: int = Field(default=4, ge=1)
+    """How many languages' aligners stay loaded at once (least recently used is dropped)."""
+
+    preload_align_languages: list[str] = Field(default_factory=lambda: ["en"])
+    """JSON list of languages whose aligner loads at startup, so their first request pays nothing."""
+
+    enable_diarization: bool = True
+    """Load a speaker-diarization pipeline at startup (requests choose with `diarize`)."""
+
+    diarization_pipeline: str = "pyannote/speaker-diarization-community-1"
+    """pyannote pipeline: a hub name (needs `HF_TOKEN` the first time, then the cache) or a local directory / config.yaml."""
+
+    diarization_device: Device = "auto"
+    """Where diarization runs: `auto` follows `DEVICE`."""
+
+    hf_token: SecretStr | None = Field(default=None, validation_alias="HF_TOKEN")
+    """Hugging Face token for gated models (pyannote). Never logged, never shown by /health."""
+
+    model_cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "transcription-service")
+    """Where downloaded and assembled models are kept; mount a volume here in containers."""
+
+    max_upload_mb: float = Field(default=500.0, gt=0)
+    """Largest accepted upload, in MiB; larger ones get 413."""
+
+    max_audio_seconds: float = Field(default=4 * 3600.0, gt=0)
+    """Longest accepted audio after decoding, in seconds; longer ones get 413."""
+
+    decode_timeout_s: float = Field(default=300.0, gt=0)
+    """ffmpeg gets this long to decode one upload before the request fails with 415."""
+
+    max_pending_requests: int = Field(default=32, ge=1)
+    """Transcriptions admitted at once (running or waiting for a model); past it requests get 503 with Retry-After."""
+
+    warmup: bool = True
+    """Run a short real-speech clip through every loaded stage before reporting healthy."""
+
+    temp_dir: Path | None = None
+    """Directory for upload temporary files (default: the system temp dir)."""
+
+    service_name: str = "transcription-service"
+    """Name reported as `service` by /health."""
+
+    host: str = "0.0.0.0"
+    """Interface `python -m app` binds."""
+
+    port: int = Field(default=8003, ge=1, le=65535)
+    """Port `python -m app` listens on."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Log level of the service."""
+
+    @field_validator("preload_align_languages")
+    @classmethod
+    def _lower_languages(cls, value: list[str]) -> list[str]:
+        return [code.strip().lower() for code in value if code.strip()]
+
+    @model_validator(mode="after")
+    def _batch_within_cap(self) -> Settings:
+        if self.batch_size > self.max_batch_size:
+            raise ValueError(f"BATCH_SIZE ({self.batch_size}) exceeds MAX_BATCH_SIZE ({self.max_batch_size})")
+        return self
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)

@@ -1,0 +1,42 @@
+"""Annotated dependencies: routes read the app's state through these, tests override them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.config import Settings
+from app.errors import NotReady
+from app.services.admission import AdmissionGate
+from app.services.pipeline import TranscriptionPipeline
+from app.services.registry import ModelRegistry, Phase
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    registry: ModelRegistry = request.app.state.registry
+    return registry
+
+
+def get_gate(request: Request) -> AdmissionGate:
+    gate: AdmissionGate = request.app.state.gate
+    return gate
+
+
+def get_pipeline(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> TranscriptionPipeline:
+    if registry.phase is Phase.FAILED:
+        raise NotReady(f"The service failed to start: {registry.failure}")
+    if registry.phase is not Phase.READY or registry.pipeline is None:
+        raise NotReady(f"The service is {registry.phase.value}; retry shortly.", headers={"Retry-After": "5"})
+    return registry.pipeline
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+GateDep = Annotated[AdmissionGate, Depends(get_gate)]
+PipelineDep = Annotated[TranscriptionPipeline, Depends(get_pipeline)]

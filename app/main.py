@@ -1,0 +1,64 @@
+"""The application factory and its lifespan.
+
+``create_app()`` builds the app; the lifespan starts loading every model in a background
+thread (so ``/health`` answers ``loading`` meanwhile) into one ``ModelRegistry`` on
+``app.state``. Run with ``uvicorn --factory app.main:create_app`` or ``python -m app``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.body_limit import BodySizeLimit
+from app.config import Settings
+from app.errors import install_error_handlers
+from app.routers import health, transcribe
+from app.services.admission import AdmissionGate
+from app.services.registry import ModelRegistry
+
+logger = logging.getLogger("app")
+
+# Multipart framing around the file: boundaries, part headers and the small text fields.
+_MULTIPART_ALLOWANCE = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None, registry: ModelRegistry | None = None) -> FastAPI:
+    """Build the service. Pass a prepared ``registry`` (tests) to skip model loading."""
+    settings = settings or Settings()
+    _configure_logging(settings.log_level)
+    preloaded = registry is not None
+    registry = registry or ModelRegistry(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not preloaded:
+            threading.Thread(target=registry.load, name="model-loader", daemon=True).start()
+        yield
+
+    app = FastAPI(
+        title="Transcription service",
+        version=__version__,
+        description="WhisperX transcription with word times, speakers, confidence and language.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + _MULTIPART_ALLOWANCE)
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.gate = AdmissionGate(settings.max_pending_requests)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(transcribe.router)
+    return app
+
+
+def _configure_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("app").setLevel(level.upper())

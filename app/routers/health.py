@@ -1,0 +1,66 @@
+"""GET /health (readiness, with why a stage is missing) and GET /health/live (liveness).
+
+Both are ``async`` and read only in-memory state, so they answer at once even while every
+worker thread is busy transcribing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app import __version__
+from app.deps import GateDep, RegistryDep, SettingsDep
+from app.schemas import HealthResponse, QueueOut, StageOut, WarmupOut
+from app.services.registry import ModelRegistry, Phase
+
+router = APIRouter(tags=["health"])
+
+
+def _status(registry: ModelRegistry) -> str:
+    if registry.phase is Phase.READY:
+        return "degraded" if registry.degraded_reasons() else "healthy"
+    if registry.phase is Phase.FAILED:
+        return "failed"
+    return registry.phase.value
+
+
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": "Loading, warming up, or failed to start."}},
+)
+async def health(registry: RegistryDep, gate: GateDep, settings: SettingsDep) -> JSONResponse:
+    gpu = registry.gpu
+    stages = {
+        "asr": registry.stages["asr"],
+        "alignment": registry.alignment_status(),
+        "diarization": registry.stages["diarization"],
+    }
+    ready = registry.phase is Phase.READY
+    body = HealthResponse(
+        status=_status(registry),  # type: ignore[arg-type]
+        service=settings.service_name,
+        version=__version__,
+        device=registry.device,
+        diarization_device=registry.diarization_device,
+        model=registry.stages["asr"].model,
+        compute_type=registry.compute_type,
+        cuda_available=gpu.cuda_available if gpu else None,
+        gpu=gpu.name if gpu else None,
+        compute_capability=gpu.compute_capability if gpu else None,
+        stages={name: StageOut(**asdict(stage)) for name, stage in stages.items()},
+        degraded=registry.degraded_reasons() if ready else [],
+        failure=registry.failure,
+        load_s=registry.load_seconds,
+        warmup=WarmupOut(**asdict(registry.warmup)) if registry.warmup else None,
+        queue=QueueOut(in_flight=gate.in_flight, limit=gate.limit),
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get("/health/live")
+async def live() -> dict[str, str]:
+    return {"status": "alive"}

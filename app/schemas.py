@@ -1,0 +1,151 @@
+"""Request and response models (no logic beyond validation)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+OutputFormat = Literal["json", "srt", "vtt", "txt", "tsv"]
+
+
+def _whisper_languages() -> frozenset[str]:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return frozenset(_LANGUAGE_CODES)
+
+
+class TranscribeParams(BaseModel):
+    """The form fields of POST /transcribe, besides the file."""
+
+    language: str | None = Field(default=None, description="`auto` (default) or an ISO 639-1 code such as `en`.")
+    task: Literal["transcribe", "translate"] = "transcribe"
+    diarize: bool | None = Field(
+        default=None, description="Label speakers. Default: when a diarizer is loaded, or when speaker hints are given."
+    )
+    num_speakers: int | None = Field(default=None, ge=1, le=64)
+    min_speakers: int | None = Field(default=None, ge=1, le=64)
+    max_speakers: int | None = Field(default=None, ge=1, le=64)
+    initial_prompt: str | None = Field(default=None, max_length=1000)
+    batch_size: int | None = Field(default=None, ge=1, le=256)
+    output: OutputFormat = "json"
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = value.strip().lower()
+        if code in ("", "auto"):
+            return None
+        if code not in _whisper_languages():
+            raise ValueError(f"unknown language code {value!r}; use 'auto' or an ISO 639-1 code Whisper knows")
+        return code
+
+    @field_validator("initial_prompt")
+    @classmethod
+    def _blank_prompt_is_none(cls, value: str | None) -> str | None:
+        return value if value and value.strip() else None
+
+    @model_validator(mode="after")
+    def _consistent_speakers(self) -> TranscribeParams:
+        low, high, exact = self.min_speakers, self.max_speakers, self.num_speakers
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"min_speakers ({low}) is greater than max_speakers ({high})")
+        if exact is not None and ((low is not None and exact < low) or (high is not None and exact > high)):
+            raise ValueError(f"num_speakers ({exact}) is outside min_speakers/max_speakers")
+        if self.diarize is False and any(v is not None for v in (low, high, exact)):
+            raise ValueError("speaker hints were given but diarize is false")
+        return self
+
+    @property
+    def has_speaker_hints(self) -> bool:
+        return any(v is not None for v in (self.num_speakers, self.min_speakers, self.max_speakers))
+
+
+class WordOut(BaseModel):
+    word: str
+    start: float
+    end: float
+    score: float | None = None
+    speaker: str | None = None
+
+
+class SegmentOut(BaseModel):
+    start: float
+    end: float
+    text: str
+    speaker: str | None = None
+    avg_logprob: float | None = None
+    words: list[WordOut]
+
+
+class SpeakerOut(BaseModel):
+    duration: float = Field(description="Seconds this speaker talks, from the diarization turns.")
+    segments: int = Field(description="Transcript segments attributed to this speaker.")
+
+
+class DiarizationOut(BaseModel):
+    requested: bool
+    performed: bool
+    diarizer: str | None = None
+    detail: str | None = None
+
+
+class TranscriptionResponse(BaseModel):
+    text: str
+    language: str | None
+    language_probability: float | None
+    duration: float
+    model: str
+    segments: list[SegmentOut]
+    word_segments: list[WordOut]
+    speakers: dict[str, SpeakerOut]
+    num_speakers: int
+    diarization_device: str | None
+    diarization: DiarizationOut
+    word_timestamps: Literal["wav2vec2", "whisper"] | None = Field(
+        description="What produced the word times: a wav2vec2 aligner or Whisper's cross-attention."
+    )
+    timings: dict[str, float]
+    warnings: list[str]
+
+
+class StageOut(BaseModel):
+    enabled: bool
+    loaded: bool
+    model: str | None = None
+    device: str | None = None
+    detail: str | None = None
+
+
+class WarmupOut(BaseModel):
+    total_s: float
+    asr_s: float
+    alignment_s: float
+    diarization_s: float
+    audio_s: float
+
+
+class QueueOut(BaseModel):
+    in_flight: int
+    limit: int
+
+
+class HealthResponse(BaseModel):
+    status: Literal["loading", "warming", "healthy", "degraded", "failed"]
+    service: str
+    version: str
+    device: str | None
+    diarization_device: str | None
+    model: str | None
+    compute_type: str | None
+    cuda_available: bool | None
+    gpu: str | None
+    compute_capability: str | None
+    stages: dict[str, StageOut]
+    degraded: list[str]
+    failure: str | None = None
+    load_s: float | None = None
+    warmup: WarmupOut | None = None
+    queue: QueueOut

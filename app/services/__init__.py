@@ -1,0 +1,1 @@
+"""Plain-Python services: audio, models, pipeline stages. Nothing here imports FastAPI."""

@@ -1,0 +1,74 @@
+"""Uploads to waveforms: one bounded copy to disk, one ffmpeg decode with a timeout.
+
+Every later stage (VAD, Whisper, aligner, diarizer) receives the same 16 kHz mono float32
+array, so a file is decoded exactly once per request.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from app.errors import EmptyUpload, UndecodableAudio, UploadTooLarge
+
+SAMPLE_RATE = 16_000
+_COPY_CHUNK = 1 << 20
+
+
+@contextmanager
+def upload_on_disk(source: BinaryIO, *, max_bytes: int, temp_dir: Path | None = None) -> Iterator[Path]:
+    """Copy an upload into a named temporary file and delete it when the block ends.
+
+    ffmpeg needs a seekable path (MP4/M4A keep their index at the end), and the copy is
+    where the size limit is enforced chunk by chunk, so an oversize body is never held
+    in memory. The file is removed on every path out, success or error.
+    """
+    fd, name = tempfile.mkstemp(prefix="upload-", suffix=".bin", dir=temp_dir)
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            written = 0
+            while chunk := source.read(_COPY_CHUNK):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise UploadTooLarge(f"The upload exceeds the limit of {max_bytes // (1024 * 1024)} MiB.")
+                sink.write(chunk)
+        if written == 0:
+            raise EmptyUpload("The uploaded file is empty.")
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def decode_audio(path: Path, *, timeout_s: float, max_seconds: float) -> np.ndarray:
+    """Decode any ffmpeg-readable file to 16 kHz mono float32.
+
+    A zero-length but valid file decodes to an empty array (not an error). Audio longer
+    than ``max_seconds`` is refused; ffmpeg stops one second past the limit so a huge
+    file never fills memory before we can say so.
+    """
+    command = [
+        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "0",
+        "-i", str(path),
+        "-vn", "-sn", "-dn", "-t", f"{max_seconds + 1:.3f}",
+        "-f", "f32le", "-acodec", "pcm_f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "-",
+    ]  # fmt: skip
+    try:
+        completed = subprocess.run(command, capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise UndecodableAudio(f"Decoding the file took longer than {timeout_s:g} s.") from exc
+    if completed.returncode != 0:
+        reason = completed.stderr.decode("utf-8", "replace").replace(str(path), "<upload>").strip()
+        last_line = reason.splitlines()[-1] if reason else "unknown error"
+        raise UndecodableAudio(f"The file could not be decoded as audio ({last_line}).")
+    audio = np.frombuffer(completed.stdout, dtype=np.float32).copy()
+    if audio.size > max_seconds * SAMPLE_RATE:
+        raise UploadTooLarge(f"The audio is longer than the limit of {max_seconds:g} s.")
+    return audio

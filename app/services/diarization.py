@@ -1,0 +1,135 @@
+"""Speaker diarization with a pretrained pyannote pipeline, and word-to-speaker assignment."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from app.services.asr import Segment
+from app.services.audio import SAMPLE_RATE
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SpeakerTurn:
+    start: float
+    end: float
+    speaker: str
+
+
+@dataclass(frozen=True)
+class SpeakerHints:
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+
+
+class Diarizer(Protocol):
+    name: str
+    device: str
+
+    def __call__(self, audio: np.ndarray, hints: SpeakerHints) -> list[SpeakerTurn]: ...
+
+
+class DiarizerUnavailable(RuntimeError):
+    """Raised at load time with a message a user can act on."""
+
+
+class PyannoteDiarizer:
+    """A pretrained pyannote pipeline (hub name, local directory or config.yaml)."""
+
+    def __init__(self, pipeline: Any, name: str, device: str) -> None:
+        self._pipeline = pipeline
+        self.name = name
+        self.device = device
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, name: str, *, device: str, hf_token: str | None, cache_dir: Path) -> PyannoteDiarizer:
+        import torch
+        from pyannote.audio import Pipeline
+
+        is_local = Path(name).expanduser().exists()
+        if not is_local and hf_token is None and not _in_hub_cache(name, cache_dir / "pyannote"):
+            # Gated pipelines cannot be fetched without a token: say so at once instead of
+            # letting the hub client retry for half a minute.
+            raise DiarizerUnavailable(_explain(name, is_local, hf_token, None))
+        try:
+            pipeline = Pipeline.from_pretrained(
+                str(Path(name).expanduser()) if is_local else name,
+                token=hf_token,
+                cache_dir=str(cache_dir / "pyannote"),
+            )
+        except Exception as exc:  # pyannote raises many kinds here; all mean "not loadable"
+            raise DiarizerUnavailable(_explain(name, is_local, hf_token, exc)) from exc
+        if pipeline is None:  # pyannote returns None when the hub download fails
+            raise DiarizerUnavailable(_explain(name, is_local, hf_token, None))
+        pipeline.to(torch.device(device))
+        return cls(pipeline, name, device)
+
+    def __call__(self, audio: np.ndarray, hints: SpeakerHints) -> list[SpeakerTurn]:
+        import torch
+
+        data = {"waveform": torch.from_numpy(audio[None, :]), "sample_rate": SAMPLE_RATE}
+        with self._lock:
+            output = self._pipeline(
+                data,
+                num_speakers=hints.num_speakers,
+                min_speakers=hints.min_speakers,
+                max_speakers=hints.max_speakers,
+            )
+        # pyannote 4 pipelines return an output object; 3.x ones return the annotation itself.
+        annotation = getattr(output, "speaker_diarization", output)
+        return [
+            SpeakerTurn(float(turn.start), float(turn.end), str(label))
+            for turn, _, label in annotation.itertracks(yield_label=True)
+        ]
+
+
+def _in_hub_cache(name: str, cache_dir: Path) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, "config.yaml", cache_dir=str(cache_dir)), str)
+
+
+def _explain(name: str, is_local: bool, hf_token: str | None, exc: Exception | None) -> str:
+    if is_local:
+        detail = f": {type(exc).__name__}: {exc}" if exc else ""
+        return f"the local diarization pipeline {name} could not be loaded{detail}"
+    if hf_token is None:
+        return (
+            f"no HF_TOKEN and no cached copy of {name}; set HF_TOKEN (after accepting the model's "
+            f"terms on the hub) or point DIARIZATION_PIPELINE at a local pipeline"
+        )
+    return f"{name} could not be downloaded with the given HF_TOKEN (network, or terms not accepted)"
+
+
+def assign_speakers(segments: list[Segment], turns: list[SpeakerTurn]) -> None:
+    """Label words and segments with the speaker they overlap most (WhisperX's rule)."""
+    import pandas as pd
+    import whisperx
+
+    if not turns or not segments:
+        return
+    frame = pd.DataFrame([{"start": t.start, "end": t.end, "speaker": t.speaker} for t in turns])
+    transcript = {
+        "segments": [
+            {
+                "start": s.start,
+                "end": s.end,
+                "words": [{"start": w.start, "end": w.end} for w in s.words],
+            }
+            for s in segments
+        ]
+    }
+    labelled = whisperx.assign_word_speakers(frame, transcript)
+    for segment, labelled_segment in zip(segments, labelled["segments"], strict=True):
+        segment.speaker = labelled_segment.get("speaker")
+        for word, labelled_word in zip(segment.words, labelled_segment["words"], strict=True):
+            word.speaker = labelled_word.get("speaker")

@@ -1,0 +1,202 @@
+"""One request's journey through the stages: VAD → language → Whisper → word times → speakers.
+
+Plain Python, no FastAPI: the router hands a waveform and options in and gets a
+``Transcript`` back. Every stage receives the same decoded waveform.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from app.errors import InvalidParameter
+from app.services.alignment import AlignerCache, align
+from app.services.asr import Segment, WhisperEngine
+from app.services.audio import SAMPLE_RATE
+from app.services.diarization import Diarizer, SpeakerHints, SpeakerTurn, assign_speakers
+
+logger = logging.getLogger(__name__)
+
+Task = Literal["transcribe", "translate"]
+WordTimeSource = Literal["wav2vec2", "whisper"]
+
+_MIN_AUDIO_SECONDS = 0.1  # shorter clips cannot hold a word; VAD models also reject them
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    language: str | None = None  # None: identify it
+    task: Task = "transcribe"
+    diarize: bool | None = None  # None: diarize when a diarizer is loaded
+    hints: SpeakerHints = field(default_factory=SpeakerHints)
+    initial_prompt: str | None = None
+    batch_size: int = 16
+
+
+@dataclass
+class DiarizationReport:
+    requested: bool
+    performed: bool = False
+    diarizer: str | None = None
+    device: str | None = None
+    detail: str | None = None
+
+
+@dataclass
+class Transcript:
+    duration: float
+    language: str | None
+    language_probability: float | None
+    segments: list[Segment]
+    word_timestamps: WordTimeSource | None
+    diarization: DiarizationReport
+    turns: list[SpeakerTurn] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+class TranscriptionPipeline:
+    def __init__(
+        self,
+        whisper: WhisperEngine,
+        *,
+        device: str,
+        aligners: AlignerCache | None,
+        diarizer: Diarizer | None,
+        diarizer_unavailable: str | None = None,
+    ) -> None:
+        self.whisper = whisper
+        self.device = device
+        self.aligners = aligners
+        self.diarizer = diarizer
+        self.diarizer_unavailable = diarizer_unavailable
+
+    @property
+    def model_name(self) -> str:
+        return self.whisper.source.display_name
+
+    def check(self, options: TranscribeOptions) -> None:
+        """Refuse options this model cannot honour, before any audio is decoded."""
+        if options.language is not None and options.language not in self.whisper.languages:
+            if self.whisper.multilingual:
+                raise InvalidParameter(f"Unknown language code {options.language!r}.")
+            raise InvalidParameter(
+                f"The loaded model {self.whisper.source.display_name} is English-only; "
+                f"language {options.language!r} is not available."
+            )
+        if options.task == "translate" and not self.whisper.multilingual:
+            raise InvalidParameter(
+                f"The loaded model {self.whisper.source.display_name} is English-only and cannot translate."
+            )
+
+    def run(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+        self.check(options)
+        duration = audio.shape[0] / SAMPLE_RATE
+        diarize = self.diarizer is not None if options.diarize is None else options.diarize
+        report = DiarizationReport(requested=diarize)
+        result = Transcript(duration, options.language, None, [], None, report)
+        timer = _StageTimer(result.timings)
+
+        with timer("total"):
+            if duration < _MIN_AUDIO_SECONDS:
+                return result
+            with timer("vad"):
+                chunks = self.whisper.detect_speech(audio)
+            if not chunks:
+                return result
+            if options.language is None:
+                with timer("language_detection"):
+                    result.language, result.language_probability = self.whisper.detect_language(audio, chunks)
+            language = result.language or "en"
+            with timer("asr"):
+                segments = self.whisper.transcribe(
+                    audio,
+                    chunks,
+                    language=language,
+                    task=options.task,
+                    initial_prompt=options.initial_prompt,
+                    batch_size=options.batch_size,
+                )
+            with timer("alignment"):
+                segments, result.word_timestamps = self._time_words(audio, segments, language, options, result)
+            result.segments = _tidy_times(segments, duration)
+            if diarize:
+                with timer("diarization"):
+                    self._diarize(audio, options.hints, result)
+        return result
+
+    def _time_words(
+        self, audio: np.ndarray, segments: list[Segment], language: str, options: TranscribeOptions, result: Transcript
+    ) -> tuple[list[Segment], WordTimeSource | None]:
+        if not segments:
+            return segments, None
+        # Translations are English text, so they are aligned with the English aligner.
+        text_language = "en" if options.task == "translate" else language
+        aligner = self.aligners.get(text_language) if self.aligners is not None else None
+        if aligner is not None:
+            try:
+                return align(aligner, segments, audio, self.aligners.device), "wav2vec2"  # type: ignore[union-attr]
+            except Exception:
+                logger.exception("wav2vec2 alignment failed; falling back to Whisper word times")
+                result.warnings.append("wav2vec2 alignment failed on this audio; word times come from Whisper.")
+        timed = self.whisper.time_words(
+            audio, segments, language=language, task=options.task, batch_size=options.batch_size
+        )
+        return timed, "whisper"
+
+    def _diarize(self, audio: np.ndarray, hints: SpeakerHints, result: Transcript) -> None:
+        report = result.diarization
+        if self.diarizer is None:
+            report.detail = self.diarizer_unavailable or "diarization is disabled (ENABLE_DIARIZATION=false)"
+            result.warnings.append(f"Diarization was requested but is unavailable: {report.detail}")
+            return
+        report.diarizer, report.device = self.diarizer.name, self.diarizer.device
+        result.turns = self.diarizer(audio, hints)
+        report.performed = True
+        assign_speakers(result.segments, result.turns)
+
+
+class _StageTimer:
+    def __init__(self, sink: dict[str, float]) -> None:
+        self._sink = sink
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._sink[stage] = round(time.perf_counter() - started, 4)
+
+
+def _tidy_times(segments: list[Segment], duration: float) -> list[Segment]:
+    """Give every word a start and end inside the file, in order, with start ≤ end.
+
+    The aligner leaves words it cannot place (digits, symbols) without times, and CTC or
+    attention alignments can slightly overlap between segments; clients should not have
+    to handle either.
+    """
+    previous_start = 0.0
+    for segment in segments:
+        words = segment.words
+        for index, word in enumerate(words):
+            if math.isnan(word.start):
+                word.start = words[index - 1].end if index > 0 else segment.start
+            if math.isnan(word.end):
+                following = next((w.start for w in words[index + 1 :] if not math.isnan(w.start)), segment.end)
+                word.end = following
+            word.start = min(max(word.start, previous_start, 0.0), duration)
+            word.end = min(max(word.end, word.start), duration)
+            previous_start = word.start
+        if words:
+            segment.start, segment.end = words[0].start, max(w.end for w in words)
+        segment.start = min(max(segment.start, 0.0), duration)
+        segment.end = min(max(segment.end, segment.start), duration)
+    return segments

@@ -1,0 +1,55 @@
+"""Print the README's environment-variable table from the Settings class.
+
+python scripts/settings_table.py            # print the table
+python scripts/settings_table.py --write    # rewrite it in README.md between the markers
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.config import Settings
+
+BEGIN = "<!-- settings-table:begin -->"
+END = "<!-- settings-table:end -->"
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _default(name: str) -> str:
+    field = Settings.model_fields[name]
+    if name == "model_cache_dir":
+        return "`~/.cache/transcription-service`"
+    value = field.get_default(call_default_factory=True)
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, list | dict):
+        return f"`{json.dumps(value)}`"
+    return f"`{value}`"
+
+
+def table() -> str:
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        env = field.validation_alias if isinstance(field.validation_alias, str) else name.upper()
+        rows.append(f"| `{env}` | {_default(name)} | {field.description or ''} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    if "--write" not in sys.argv:
+        print(table())
+        return
+    text = README.read_text()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(f"{head}{BEGIN}\n{table()}\n{END}{tail}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""API tier: the real app, routes and error mapping, with a fake pipeline in place of the models."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.deps import get_pipeline
+from app.errors import InvalidParameter
+from app.main import create_app
+from app.services.asr import Segment, Word
+from app.services.diarization import SpeakerTurn
+from app.services.pipeline import DiarizationReport, TranscribeOptions, Transcript
+from app.services.registry import ModelRegistry, Phase
+
+
+class FakePipeline:
+    """Answers like the real pipeline, from the options it was given, without any model."""
+
+    model_name = "fake-whisper"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[np.ndarray, TranscribeOptions]] = []
+        self.release = threading.Event()
+        self.release.set()
+        self.started = threading.Event()
+        self.fail_with: Exception | None = None
+
+    def check(self, options: TranscribeOptions) -> None:
+        if options.language not in (None, "en", "de"):
+            raise InvalidParameter(f"Unknown language code {options.language!r}.")
+
+    def run(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+        self.calls.append((audio, options))
+        self.started.set()
+        self.release.wait(timeout=30)
+        if self.fail_with is not None:
+            raise self.fail_with
+        diarize = bool(options.diarize)
+        speakers = ("SPEAKER_00", "SPEAKER_01") if diarize else (None, None)
+        first, second = speakers
+        hello = [Word("Hello", 0.5, 0.9, 0.9, first), Word("there.", 1.0, 1.5, 0.8, first)]
+        segments = [
+            Segment(0.5, 1.5, "Hello there.", hello, -0.2, first),
+            Segment(2.0, 3.0, "Hi.", [Word("Hi.", 2.0, 3.0, 0.95, second)], -0.1, second),
+        ]
+        turns = [SpeakerTurn(0.4, 1.6, "SPEAKER_00"), SpeakerTurn(1.9, 3.1, "SPEAKER_01")] if diarize else []
+        return Transcript(
+            duration=audio.shape[0] / 16000,
+            language=options.language or "en",
+            language_probability=None if options.language else 0.97,
+            segments=segments,
+            word_timestamps="whisper",
+            diarization=DiarizationReport(
+                requested=diarize, performed=diarize, diarizer="fake" if diarize else None, device="cpu"
+            ),
+            turns=turns,
+            timings={"asr": 0.01, "total": 0.02},
+        )
+
+
+@pytest.fixture
+def fake_pipeline() -> FakePipeline:
+    return FakePipeline()
+
+
+@pytest.fixture
+def ready_registry(make_settings: Callable[..., Any]) -> Callable[..., ModelRegistry]:
+    def build(**overrides: Any) -> ModelRegistry:
+        registry = ModelRegistry(make_settings(**overrides))
+        registry.phase = Phase.READY
+        registry.device = registry.diarization_device = "cpu"
+        registry.compute_type = "int8"
+        registry.stages["asr"].loaded = True
+        registry.stages["asr"].model = "fake-whisper"
+        registry.stages["diarization"].loaded = True
+        return registry
+
+    return build
+
+
+@pytest.fixture
+def make_client(
+    ready_registry: Callable[..., ModelRegistry], fake_pipeline: FakePipeline
+) -> Iterator[Callable[..., TestClient]]:
+    clients: list[TestClient] = []
+
+    def build(registry: ModelRegistry | None = None, **overrides: Any) -> TestClient:
+        registry = registry or ready_registry(**overrides)
+        app = create_app(registry.settings, registry=registry)
+        app.dependency_overrides[get_pipeline] = lambda: fake_pipeline
+        client = TestClient(app, raise_server_exceptions=False)
+        clients.append(client)
+        return client
+
+    yield build
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()
+
+
+@pytest.fixture(scope="session")
+def sample_bytes(sample_wav) -> bytes:
+    return sample_wav.read_bytes()

@@ -1,0 +1,64 @@
+import pytest
+
+from app.services.registry import Phase
+from app.services.warmup import WarmupReport
+
+
+@pytest.mark.parametrize(("phase", "status"), [(Phase.LOADING, "loading"), (Phase.WARMING, "warming")])
+def test_503_until_ready(make_client, ready_registry, phase, status):
+    registry = ready_registry()
+    registry.phase = phase
+    reply = make_client(registry).get("/health")
+    assert reply.status_code == 503
+    assert reply.json()["status"] == status
+
+
+def test_healthy_when_every_enabled_stage_is_loaded(make_client, ready_registry):
+    registry = ready_registry(enable_alignment=False)
+    registry.warmup = WarmupReport(total_s=1.5, asr_s=1.0, alignment_s=0.2, diarization_s=0.3, audio_s=30.0)
+    reply = make_client(registry).get("/health")
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["status"] == "healthy"
+    for field in ("service", "device", "diarization_device", "model", "cuda_available", "gpu", "compute_capability"):
+        assert field in body
+    assert body["model"] == "fake-whisper"
+    assert body["warmup"]["total_s"] == 1.5
+    assert set(body["stages"]) == {"asr", "alignment", "diarization"}
+    assert "ENABLE_ALIGNMENT=false" in body["stages"]["alignment"]["detail"]
+
+
+def test_degraded_says_why(make_client, ready_registry):
+    registry = ready_registry(enable_alignment=False)
+    registry.stages["diarization"].loaded = False
+    registry.stages["diarization"].detail = "no HF_TOKEN and no cached copy of pyannote/x"
+    reply = make_client(registry).get("/health")
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["status"] == "degraded"
+    assert body["degraded"] == ["diarization"]
+    assert "HF_TOKEN" in body["stages"]["diarization"]["detail"]
+
+
+def test_failed_start_is_503_with_the_reason(make_client, ready_registry):
+    registry = ready_registry()
+    registry.phase = Phase.FAILED
+    registry.failure = "OSError: model.bin not found"
+    reply = make_client(registry).get("/health")
+    assert reply.status_code == 503
+    assert reply.json()["status"] == "failed"
+    assert "model.bin" in reply.json()["failure"]
+
+
+def test_token_never_appears(make_client, ready_registry):
+    registry = ready_registry(HF_TOKEN="hf_supersecret")
+    assert registry.settings.hf_token is not None
+    client = make_client(registry)
+    assert "hf_supersecret" not in client.get("/health").text
+    assert "hf_supersecret" not in repr(registry.settings)
+
+
+def test_liveness_is_always_200(make_client, ready_registry):
+    registry = ready_registry()
+    registry.phase = Phase.LOADING
+    assert make_client(registry).get("/health/live").json() == {"status": "alive"}

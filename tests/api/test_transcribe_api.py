@@ -1,0 +1,219 @@
+import threading
+import time
+
+import pytest
+
+from tests.api.conftest import FakePipeline
+
+
+def _post(client, content: bytes | None, **form):
+    files = {"file": ("call.wav", content, "audio/wav")} if content is not None else None
+    return client.post("/transcribe", data=form, files=files)
+
+
+def test_json_reply_keeps_the_documented_shape(client, sample_bytes, fake_pipeline):
+    reply = _post(client, sample_bytes, diarize="true")
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["text"] == "Hello there. Hi."
+    assert body["language"] == "en" and body["language_probability"] == 0.97
+    assert body["duration"] == 30.0
+    assert body["model"] == "fake-whisper"
+    assert body["word_timestamps"] == "whisper"
+    assert body["num_speakers"] == 2
+    assert body["speakers"] == {
+        "SPEAKER_00": {"duration": 1.2, "segments": 1},
+        "SPEAKER_01": {"duration": 1.2, "segments": 1},
+    }
+    assert body["diarization"] == {"requested": True, "performed": True, "diarizer": "fake", "detail": None}
+    assert body["diarization_device"] == "cpu"
+    first = body["segments"][0]
+    assert set(first) == {"start", "end", "text", "speaker", "avg_logprob", "words"}
+    assert first["words"][0] == {"word": "Hello", "start": 0.5, "end": 0.9, "score": 0.9, "speaker": "SPEAKER_00"}
+    assert [w["word"] for w in body["word_segments"]] == ["Hello", "there.", "Hi."]
+    assert "decode" in body["timings"]
+    # The pipeline got the decoded waveform, not the file.
+    audio, _ = fake_pipeline.calls[0]
+    assert audio.dtype.name == "float32" and audio.shape == (480000,)
+
+
+def test_form_fields_reach_the_pipeline(client, sample_bytes, fake_pipeline):
+    reply = _post(
+        client, sample_bytes, language="DE", task="translate", min_speakers="2", max_speakers="3",
+        initial_prompt="Glossary: WhisperX", batch_size="4",
+    )  # fmt: skip
+    assert reply.status_code == 200
+    _, options = fake_pipeline.calls[0]
+    assert options.language == "de"
+    assert options.task == "translate"
+    assert options.diarize is True, "speaker hints imply diarization"
+    assert (options.hints.min_speakers, options.hints.max_speakers, options.hints.num_speakers) == (2, 3, None)
+    assert options.initial_prompt == "Glossary: WhisperX"
+    assert options.batch_size == 4
+
+
+def test_defaults_come_from_settings(make_client, sample_bytes, fake_pipeline):
+    client = make_client(batch_size=7)
+    assert _post(client, sample_bytes).status_code == 200
+    _, options = fake_pipeline.calls[0]
+    assert options.batch_size == 7 and options.language is None and options.diarize is None
+
+
+@pytest.mark.parametrize(
+    ("output", "media_type", "start"),
+    [
+        ("srt", "application/x-subrip", "1\n00:00:00,500 --> 00:00:01,500\n"),
+        ("vtt", "text/vtt", "WEBVTT\n"),
+        ("txt", "text/plain", "Hello there.\n"),
+        ("tsv", "text/tab-separated-values", "start\tend\tspeaker\ttext\n500\t1500"),
+    ],
+)
+def test_subtitle_and_text_outputs(client, sample_bytes, output, media_type, start):
+    reply = _post(client, sample_bytes, output=output)
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith(media_type)
+    assert reply.text.startswith(start)
+
+
+@pytest.mark.parametrize(
+    ("content", "form", "status", "code"),
+    [
+        (None, {}, 400, "missing_file"),
+        (b"", {}, 400, "empty_file"),
+        (b"definitely not audio" * 100, {}, 415, "unsupported_media"),
+        (b"RIFF\x00\x00", {}, 415, "unsupported_media"),
+        ("sample", {"language": "klingon"}, 422, "invalid_parameter"),
+        ("sample", {"language": "fr"}, 422, "invalid_parameter"),
+        ("sample", {"min_speakers": "4", "max_speakers": "2"}, 422, "invalid_parameter"),
+        ("sample", {"diarize": "false", "num_speakers": "2"}, 422, "invalid_parameter"),
+        ("sample", {"output": "docx"}, 422, "invalid_parameter"),
+        ("sample", {"batch_size": "65"}, 422, "invalid_parameter"),
+        ("sample", {"num_speakers": "two"}, 422, "invalid_parameter"),
+    ],
+)
+def test_bad_input_gets_a_json_4xx(client, sample_bytes, content, form, status, code):
+    reply = _post(client, sample_bytes if content == "sample" else content, **form)
+    assert reply.status_code == status, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+
+
+def test_silent_audio_is_a_200(client):
+    import io
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\x00\x00" * 16000)
+    assert _post(client, buffer.getvalue()).status_code == 200
+
+
+def test_upload_over_the_file_limit_is_413(make_client, sample_bytes):
+    client = make_client(max_upload_mb=0.5)  # the sample is ~0.9 MiB
+    reply = _post(client, sample_bytes)
+    assert reply.status_code == 413
+    assert reply.json()["error"]["code"] == "payload_too_large"
+
+
+def test_body_over_the_request_limit_is_413_before_parsing(make_client):
+    client = make_client(max_upload_mb=0.5)  # request limit: 0.5 MiB + 1 MiB of multipart allowance
+    reply = _post(client, b"\x00" * (2 * 1024 * 1024))
+    assert reply.status_code == 413
+    assert reply.json()["error"]["code"] == "payload_too_large"
+
+
+def test_audio_over_the_duration_limit_is_413(make_client, sample_bytes):
+    client = make_client(max_audio_seconds=10)
+    reply = _post(client, sample_bytes)
+    assert reply.status_code == 413
+
+
+def test_a_server_fault_is_a_500_with_an_error_id_and_the_next_request_works(
+    client, sample_bytes, fake_pipeline, caplog
+):
+    fake_pipeline.fail_with = RuntimeError("CUDA exploded at /secret/path.py")
+    reply = _post(client, sample_bytes)
+    assert reply.status_code == 500
+    error = reply.json()["error"]
+    assert error["code"] == "internal_error" and len(error["error_id"]) == 12
+    assert "secret" not in reply.text and "Traceback" not in reply.text
+    assert error["error_id"] in caplog.text, "the log line carries the id the client saw"
+    fake_pipeline.fail_with = None
+    assert _post(client, sample_bytes).status_code == 200
+
+
+def test_no_temporary_file_is_left_behind(client, sample_bytes, fake_pipeline, tmp_path):
+    _post(client, sample_bytes)
+    _post(client, b"not audio at all" * 10)
+    fake_pipeline.fail_with = RuntimeError("boom")
+    _post(client, sample_bytes)
+    assert not list(tmp_path.glob("upload-*"))
+
+
+def test_not_ready_is_503_with_retry_after(make_client, ready_registry, sample_bytes):
+    from app.deps import get_pipeline
+    from app.services.registry import Phase
+
+    registry = ready_registry()
+    registry.phase = Phase.LOADING
+    client = make_client(registry)
+    client.app.dependency_overrides.pop(get_pipeline)
+    reply = _post(client, sample_bytes)
+    assert reply.status_code == 503
+    assert reply.headers["retry-after"] == "5"
+    assert reply.json()["error"]["code"] == "not_ready"
+
+
+def _start_blocked_request(client, sample_bytes, fake_pipeline: FakePipeline) -> threading.Thread:
+    fake_pipeline.release.clear()
+    thread = threading.Thread(target=_post, args=(client, sample_bytes), daemon=True)
+    thread.start()
+    assert fake_pipeline.started.wait(10)
+    return thread
+
+
+def test_overload_is_refused_with_503_and_retry_after(make_client, sample_bytes, fake_pipeline):
+    client = make_client(max_pending_requests=1)
+    running = _start_blocked_request(client, sample_bytes, fake_pipeline)
+    try:
+        reply = _post(client, sample_bytes)
+        assert reply.status_code == 503
+        assert reply.json()["error"]["code"] == "busy"
+        assert reply.headers["retry-after"]
+        assert client.get("/health").json()["queue"] == {"in_flight": 1, "limit": 1}
+    finally:
+        fake_pipeline.release.set()
+        running.join(10)
+    assert _post(client, sample_bytes).status_code == 200
+
+
+def test_health_answers_fast_while_a_transcription_runs(client, sample_bytes, fake_pipeline):
+    running = _start_blocked_request(client, sample_bytes, fake_pipeline)
+    try:
+        started = time.perf_counter()
+        reply = client.get("/health")
+        assert reply.status_code == 200
+        assert time.perf_counter() - started < 1.0
+    finally:
+        fake_pipeline.release.set()
+        running.join(10)
+
+
+def test_chunked_body_over_the_limit_is_stopped_with_413(make_client):
+    client = make_client(max_upload_mb=0.5)
+    boundary = "X" * 16
+
+    def body():
+        yield f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'.encode()
+        for _ in range(40):
+            yield b"\x00" * 65536
+
+    reply = client.post(
+        "/transcribe", content=body(), headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert reply.status_code == 413
+    assert reply.json()["error"]["code"] == "payload_too_large"

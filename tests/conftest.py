@@ -1,0 +1,45 @@
+"""Fixtures every tier shares: the real speech that ships with pyannote.audio, and settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import Settings
+
+SAMPLE_DIR = Path(__import__("pyannote.audio", fromlist=["__file__"]).__file__).parent / "sample"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests by tier from their folder, so `-m "not e2e"` selects the fast ones."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if "e2e" in parts:
+            item.add_marker(pytest.mark.e2e)
+        if "gpu" in parts:
+            item.add_marker(pytest.mark.gpu)
+
+
+@pytest.fixture(scope="session")
+def sample_wav() -> Path:
+    return SAMPLE_DIR / "sample.wav"
+
+
+@pytest.fixture(scope="session")
+def sample_stm() -> Path:
+    return SAMPLE_DIR / "sample.stm"
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings isolated from the developer's environment and caches."""
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"model_cache_dir": tmp_path / "models", "temp_dir": tmp_path}
+        values.update(overrides)
+        return Settings(**values)
+
+    return build

@@ -1,0 +1,104 @@
+"""The wav2vec2 path, end to end through the real pipeline, with an aligner the test builds.
+
+No wav2vec2 CTC weights ship in any package, so the aligner here is a small randomly
+initialised ``Wav2Vec2ForCTC`` saved like a hub checkpoint and loaded through the same
+``ALIGN_MODELS`` → ``whisperx.load_align_model`` path users take. Its times are meaningless;
+what is tested is the plumbing: it loads, it is used, and its output is well formed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.services.alignment import AlignerCache
+from app.services.asr import WhisperEngine
+from app.services.audio import decode_audio
+from app.services.model_sources import resolve_whisper_source
+from app.services.pipeline import TranscribeOptions, TranscriptionPipeline
+
+LETTERS = list("abcdefghijklmnopqrstuvwxyz'")
+
+
+@pytest.fixture(scope="module")
+def random_aligner_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
+
+    target = tmp_path_factory.mktemp("wav2vec2-random")
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4} | {c: 5 + i for i, c in enumerate(LETTERS)}
+    (target / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = Wav2Vec2CTCTokenizer(str(target / "vocab.json"), word_delimiter_token="|")
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True)
+    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(target)
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(32,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        pad_token_id=0,
+    )
+    Wav2Vec2ForCTC(config).save_pretrained(target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def whisper(tmp_path_factory: pytest.TempPathFactory) -> WhisperEngine:
+    source = resolve_whisper_source("bundled-base", "cpu", tmp_path_factory.mktemp("models"))
+    return WhisperEngine.load(
+        source, device="cpu", compute_type="int8", cpu_threads=2, download_root="unused", hf_token=None
+    )
+
+
+@pytest.fixture(scope="module")
+def audio(sample_wav):
+    return decode_audio(sample_wav, timeout_s=60, max_seconds=60)
+
+
+def _aligners(directory: Path, tmp_path: Path, capacity: int = 4, languages=("en",)) -> AlignerCache:
+    overrides = {language: str(directory) for language in languages}
+    return AlignerCache(device="cpu", overrides=overrides, cache_dir=tmp_path, capacity=capacity)
+
+
+def test_the_configured_aligner_times_the_words(whisper, audio, random_aligner_dir, tmp_path):
+    options = TranscribeOptions(language="en", diarize=False, batch_size=4)
+    aligned = TranscriptionPipeline(
+        whisper, device="cpu", aligners=_aligners(random_aligner_dir, tmp_path), diarizer=None
+    ).run(audio, options)
+    fallback = TranscriptionPipeline(whisper, device="cpu", aligners=None, diarizer=None).run(audio, options)
+
+    assert aligned.word_timestamps == "wav2vec2"
+    assert fallback.word_timestamps == "whisper"
+    words = [w for s in aligned.segments for w in s.words]
+    assert [w.word for w in words] == [w.word for s in fallback.segments for w in s.words]
+    assert all(0.0 <= w.start <= w.end <= aligned.duration for w in words)
+    assert [w.start for w in words] == sorted(w.start for w in words)
+    assert "alignment" in aligned.timings
+
+
+def test_aligners_are_cached_per_language_and_bounded(random_aligner_dir, tmp_path):
+    cache = _aligners(random_aligner_dir, tmp_path, capacity=1, languages=("en", "de"))
+    english = cache.get("en")
+    assert english is not None and cache.get("en") is english
+    assert cache.get("de") is not None
+    assert [a["language"] for a in cache.status()["loaded"]] == ["de"]
+
+
+def test_a_language_without_aligner_is_remembered_with_the_reason(tmp_path):
+    cache = AlignerCache(device="cpu", overrides={}, cache_dir=tmp_path, capacity=2)
+    assert cache.get("haw") is None
+    assert "no wav2vec2 model is known" in (cache.unavailable_reason("haw") or "")
+    assert cache.status()["unavailable"] == {"haw": cache.unavailable_reason("haw")}

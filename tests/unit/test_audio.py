@@ -1,0 +1,99 @@
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.errors import EmptyUpload, UndecodableAudio, UploadTooLarge
+from app.services.audio import SAMPLE_RATE, decode_audio, upload_on_disk
+
+
+def _decode(path: Path, **limits: float) -> np.ndarray:
+    return decode_audio(path, timeout_s=limits.get("timeout_s", 30), max_seconds=limits.get("max_seconds", 3600))
+
+
+def test_sample_decodes_to_16k_mono_float32(sample_wav):
+    audio = _decode(sample_wav)
+    assert audio.dtype == np.float32
+    assert audio.ndim == 1
+    assert audio.shape[0] == 30 * SAMPLE_RATE
+    assert 0.01 < float(np.abs(audio).max()) <= 1.0
+
+
+def test_compressed_formats_decode(sample_wav, tmp_path):
+    ogg = tmp_path / "sample.ogg"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(sample_wav), "-c:a", "libopus", str(ogg)], check=True)
+    audio = _decode(ogg)
+    assert abs(audio.shape[0] / SAMPLE_RATE - 30.0) < 0.1
+
+
+def test_text_is_not_audio(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("this is not audio\n" * 100)
+    with pytest.raises(UndecodableAudio, match="could not be decoded"):
+        _decode(path)
+
+
+def test_error_message_does_not_leak_the_temp_path(tmp_path):
+    path = tmp_path / "secret-name.bin"
+    path.write_bytes(b"\x00\x01garbage" * 50)
+    with pytest.raises(UndecodableAudio) as caught:
+        _decode(path)
+    assert "secret-name" not in caught.value.message
+
+
+def test_truncated_wav_is_decoded_or_refused_cleanly(sample_wav, tmp_path):
+    truncated = tmp_path / "cut.wav"
+    truncated.write_bytes(sample_wav.read_bytes()[:30])  # inside the header
+    with pytest.raises(UndecodableAudio):
+        _decode(truncated)
+
+
+def test_zero_length_wav_is_empty_not_an_error(sample_wav, tmp_path):
+    empty = tmp_path / "empty.wav"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(sample_wav), "-t", "0", str(empty)], check=True)
+    assert _decode(empty).size == 0
+
+
+def test_audio_over_the_duration_limit_is_refused(sample_wav):
+    with pytest.raises(UploadTooLarge, match="longer than"):
+        _decode(sample_wav, max_seconds=10)
+
+
+def test_decode_timeout_is_a_client_error(sample_wav):
+    with pytest.raises(UndecodableAudio, match="longer than"):
+        _decode(sample_wav, timeout_s=0.001)
+
+
+def test_upload_is_copied_then_deleted(tmp_path):
+    with upload_on_disk(io.BytesIO(b"abc" * 1000), max_bytes=10_000, temp_dir=tmp_path) as path:
+        assert path.read_bytes() == b"abc" * 1000
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_upload_over_the_limit_is_refused_and_cleaned(tmp_path):
+    with (
+        pytest.raises(UploadTooLarge),
+        upload_on_disk(io.BytesIO(b"x" * 5000), max_bytes=4096, temp_dir=tmp_path),
+    ):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_upload_is_refused_and_cleaned(tmp_path):
+    with pytest.raises(EmptyUpload), upload_on_disk(io.BytesIO(b""), max_bytes=10, temp_dir=tmp_path):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_error_inside_the_block_still_deletes(tmp_path):
+    with pytest.raises(RuntimeError), upload_on_disk(io.BytesIO(b"data"), max_bytes=10, temp_dir=tmp_path):
+        raise RuntimeError("stage failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ffmpeg_is_installed():
+    assert shutil.which("ffmpeg"), "ffmpeg is a runtime dependency (apt install ffmpeg)"
