@@ -1,11 +1,19 @@
-"""`python -m app`: serve on the configured host and port."""
+"""`python -m app` serves; `python -m app prewarm` loads, warms up and exits.
+
+Prewarm fills the CUDA JIT cache and the model cache (both volumes in the container) right
+after an image build, so the first real start finds every kernel already compiled.
+"""
+
+import json
+import sys
+from dataclasses import asdict
 
 import uvicorn
 
 from app.config import Settings
 
 
-def main() -> None:
+def serve() -> None:
     settings = Settings()
     uvicorn.run(
         "app.main:create_app",
@@ -16,6 +24,36 @@ def main() -> None:
         # One process owns the GPU models; concurrency is handled inside it.
         workers=1,
     )
+
+
+def prewarm() -> int:
+    from app.main import configure_logging
+    from app.services.registry import ModelRegistry, Phase
+
+    settings = Settings(warmup=True)
+    configure_logging(settings.log_level)
+    registry = ModelRegistry(settings)
+    registry.load()
+    summary = {
+        "phase": registry.phase.value,
+        "failure": registry.failure,
+        "load_s": registry.load_seconds,
+        "warmup": asdict(registry.warmup) if registry.warmup else None,
+        "jit_cache": asdict(registry.jit_cache) if registry.jit_cache else None,
+    }
+    # Last line of stdout, one JSON object (libraries print their own lines before it).
+    print(json.dumps(summary), flush=True)
+    return 0 if registry.phase is Phase.READY else 1
+
+
+def main() -> None:
+    command = sys.argv[1] if len(sys.argv) > 1 else "serve"
+    if command == "serve":
+        serve()
+    elif command == "prewarm":
+        sys.exit(prewarm())
+    else:
+        sys.exit(f"usage: python -m app [serve|prewarm], not {command!r}")
 
 
 if __name__ == "__main__":

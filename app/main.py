@@ -31,7 +31,7 @@ _MULTIPART_ALLOWANCE = 1024 * 1024
 def create_app(settings: Settings | None = None, registry: ModelRegistry | None = None) -> FastAPI:
     """Build the service. Pass a prepared ``registry`` (tests) to skip model loading."""
     settings = settings or Settings()
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level)
     preloaded = registry is not None
     registry = registry or ModelRegistry(settings)
 
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     return app
 
 
-def _configure_logging(level: str) -> None:
+def configure_logging(level: str) -> None:
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")

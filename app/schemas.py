@@ -127,6 +127,20 @@ class WarmupOut(BaseModel):
     audio_s: float
 
 
+class CapabilityOut(BaseModel):
+    native: str | None = Field(description="The GPU's own compute capability, e.g. SM_121.")
+    reported: str | None = Field(description="What torch reports to the libraries (after the Blackwell spoof).")
+    spoofed: bool
+    reason: str | None = None
+
+
+class JitCacheOut(BaseModel):
+    path: str
+    size_bytes: int
+    files: int
+    environment: dict[str, str | None] = Field(description="The CUDA_CACHE_* / CUDA_FORCE_PTX_JIT values in effect.")
+
+
 class QueueOut(BaseModel):
     in_flight: int
     limit: int
@@ -143,9 +157,11 @@ class HealthResponse(BaseModel):
     cuda_available: bool | None
     gpu: str | None
     compute_capability: str | None
+    capability: CapabilityOut | None = None
     stages: dict[str, StageOut]
     degraded: list[str]
     failure: str | None = None
     load_s: float | None = None
     warmup: WarmupOut | None = None
+    jit_cache: JitCacheOut | None = None
     queue: QueueOut

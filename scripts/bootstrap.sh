@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Install what the service needs, once: system packages, then a virtualenv with the pinned
-# Python dependencies (constraints.txt). Re-running is cheap: nothing is reinstalled while
-# pyproject.toml and constraints.txt are unchanged.
-#   scripts/bootstrap.sh runtime   # what `serve.sh` needs
+# Install what the service needs, once: system packages, a virtualenv with the pinned Python
+# dependencies (constraints.txt), and the patches (patches/). The container image build runs
+# this same script, so CI, the image and a user's machine install the same thing.
+#   scripts/bootstrap.sh runtime   # what serve.sh needs (editable install in .venv)
 #   scripts/bootstrap.sh dev       # plus test and lint tools
+#   scripts/bootstrap.sh image     # Dockerfile.gpu: into $VENV, not editable, plus NLTK data
+# Re-running is cheap: nothing is reinstalled while pyproject.toml, constraints.txt and
+# patches/ are unchanged.
 set -euo pipefail
 
 mode=${1:-runtime}
@@ -12,9 +15,10 @@ venv=${VENV:-$repo/.venv}
 python=${PYTHON:-python3}
 
 case "$mode" in
-  runtime) apt_packages=(ffmpeg); extras="" ;;
-  dev) apt_packages=(ffmpeg espeak-ng sox shellcheck); extras="[dev]" ;;
-  *) echo "usage: $0 [runtime|dev]" >&2; exit 2 ;;
+  runtime) apt_packages=(ffmpeg); target=(-e "$repo") ;;
+  dev) apt_packages=(ffmpeg espeak-ng sox shellcheck); target=(-e "${repo}[dev]") ;;
+  image) apt_packages=(ffmpeg); target=("$repo") ;;
+  *) echo "usage: $0 [runtime|dev|image]" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -33,12 +37,21 @@ if ((${#missing[@]})); then
 fi
 
 stamp="$venv/.installed-$mode"
-fingerprint=$(cat "$repo/pyproject.toml" "$repo/constraints.txt" | sha256sum | cut -d' ' -f1)
+fingerprint=$(cat "$repo/pyproject.toml" "$repo/constraints.txt" "$repo"/patches/*.py | sha256sum | cut -d' ' -f1)
 if [[ -f "$stamp" && $(cat "$stamp") == "$fingerprint" ]]; then
   exit 0
 fi
 [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
 echo "bootstrap: installing Python dependencies into $venv (first run takes a few minutes)" >&2
 "$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q -c "$repo/constraints.txt" -e "$repo$extras"
+"$venv/bin/python" -m pip install -q -c "$repo/constraints.txt" "${target[@]}"
+
+# The Blackwell bridge: rewrite torchaudio's complex abs, then prove it took.
+"$venv/bin/python" "$repo/patches/torchaudio_complex_abs.py"
+"$venv/bin/python" "$repo/patches/torchaudio_complex_abs.py" --check
+
+if [[ $mode == image ]]; then
+  # WhisperX's aligner splits sentences with NLTK punkt_tab and would download it mid-request.
+  "$venv/bin/python" -m nltk.downloader -q -d "${NLTK_DATA:-/opt/nltk_data}" punkt_tab
+fi
 echo "$fingerprint" > "$stamp"

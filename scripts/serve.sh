@@ -13,5 +13,8 @@ export CUDA_CACHE_MAXSIZE=${CUDA_CACHE_MAXSIZE:-2147483648}
 export CUDA_FORCE_PTX_JIT=0
 mkdir -p "$CUDA_CACHE_PATH"
 
+# The Blackwell capability spoof (patches/sitecustomize.py), as in the image.
+export PYTHONPATH="$repo/patches${PYTHONPATH:+:$PYTHONPATH}"
+
 cd "$repo"
 exec "$repo/.venv/bin/python" -m app

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from app import __version__
 from app.deps import GateDep, RegistryDep, SettingsDep
-from app.schemas import HealthResponse, QueueOut, StageOut, WarmupOut
+from app.schemas import CapabilityOut, HealthResponse, JitCacheOut, QueueOut, StageOut, WarmupOut
 from app.services.registry import ModelRegistry, Phase
 
 router = APIRouter(tags=["health"])
@@ -51,11 +51,20 @@ async def health(registry: RegistryDep, gate: GateDep, settings: SettingsDep) ->
         cuda_available=gpu.cuda_available if gpu else None,
         gpu=gpu.name if gpu else None,
         compute_capability=gpu.compute_capability if gpu else None,
+        capability=CapabilityOut(
+            native=gpu.native_capability,
+            reported=gpu.compute_capability,
+            spoofed=gpu.capability_spoofed,
+            reason=gpu.spoof_reason,
+        )
+        if gpu and gpu.cuda_available
+        else None,
         stages={name: StageOut(**asdict(stage)) for name, stage in stages.items()},
         degraded=registry.degraded_reasons() if ready else [],
         failure=registry.failure,
         load_s=registry.load_seconds,
         warmup=WarmupOut(**asdict(registry.warmup)) if registry.warmup else None,
+        jit_cache=JitCacheOut(**asdict(registry.jit_cache)) if registry.jit_cache else None,
         queue=QueueOut(in_flight=gate.in_flight, limit=gate.limit),
     )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

@@ -1,15 +1,32 @@
-"""Which device and precision to use, and what the GPU is, as torch reports it."""
+"""Which device and precision to use, what the GPU is, and what the CUDA JIT cache holds."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Read by the CUDA driver, not by us: reported so users can see what the process runs with.
+CUDA_CACHE_VARIABLES = ("CUDA_CACHE_DISABLE", "CUDA_CACHE_PATH", "CUDA_CACHE_MAXSIZE", "CUDA_FORCE_PTX_JIT")
 
 
 @dataclass(frozen=True)
 class GpuInfo:
     cuda_available: bool
-    name: str | None
-    compute_capability: str | None  # e.g. "SM_90", as torch.cuda.get_device_capability reports it
+    name: str | None = None
+    compute_capability: str | None = None  # as torch.cuda.get_device_capability reports it, e.g. "SM_90"
+    native_capability: str | None = None  # what the hardware is, before the Blackwell spoof
+    capability_spoofed: bool = False
+    spoof_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class JitCacheInfo:
+    path: str
+    size_bytes: int
+    files: int
+    environment: dict[str, str | None] = field(default_factory=dict)
 
 
 def cuda_available() -> bool:
@@ -30,10 +47,39 @@ def resolve_compute_type(setting: str, device: str) -> str:
     return setting
 
 
+def _sm(capability: tuple[int, int]) -> str:
+    return f"SM_{capability[0]}{capability[1]}"
+
+
 def describe_gpu() -> GpuInfo:
     import torch
 
     if not torch.cuda.is_available():
-        return GpuInfo(False, None, None)
+        return GpuInfo(False)
     major, minor = torch.cuda.get_device_capability()
-    return GpuInfo(True, torch.cuda.get_device_name(), f"SM_{major}{minor}")
+    reported = (int(major), int(minor))
+    spoof_module = sys.modules.get("capability_spoof")  # present when patches/sitecustomize ran
+    spoof = spoof_module.active(torch) if spoof_module else None
+    if spoof is None:
+        return GpuInfo(True, torch.cuda.get_device_name(), _sm(reported), _sm(reported))
+    decision = spoof.decision()
+    return GpuInfo(
+        True,
+        torch.cuda.get_device_name(),
+        _sm(decision.reported),
+        _sm(decision.native),
+        decision.spoof,
+        decision.reason,
+    )
+
+
+def describe_jit_cache() -> JitCacheInfo:
+    environment = {name: os.environ.get(name) for name in CUDA_CACHE_VARIABLES}
+    path = Path(environment["CUDA_CACHE_PATH"] or Path.home() / ".nv" / "ComputeCache")
+    size = files = 0
+    if path.is_dir():
+        for entry in path.rglob("*"):
+            if entry.is_file():
+                files += 1
+                size += entry.stat().st_size
+    return JitCacheInfo(str(path), size, files, environment)

@@ -18,7 +18,14 @@ from enum import StrEnum
 from app.config import Settings
 from app.services.alignment import AlignerCache
 from app.services.asr import WhisperEngine
-from app.services.device import GpuInfo, describe_gpu, resolve_compute_type, resolve_device
+from app.services.device import (
+    GpuInfo,
+    JitCacheInfo,
+    describe_gpu,
+    describe_jit_cache,
+    resolve_compute_type,
+    resolve_device,
+)
 from app.services.diarization import Diarizer, DiarizerUnavailable, PyannoteDiarizer
 from app.services.model_sources import resolve_whisper_source
 from app.services.pipeline import TranscriptionPipeline
@@ -54,6 +61,7 @@ class ModelRegistry:
         self.compute_type: str | None = None
         self.gpu: GpuInfo | None = None
         self.warmup: WarmupReport | None = None
+        self.jit_cache: JitCacheInfo | None = None
         self.load_seconds: float | None = None
         self.stages = {
             "asr": StageStatus(enabled=True),
@@ -71,6 +79,8 @@ class ModelRegistry:
                 self.phase = Phase.WARMING
                 assert self.pipeline is not None
                 self.warmup = warm_up(self.pipeline, self.device or "cpu", self.settings.batch_size)
+            # Measured once warm: what the JIT compiled is in the cache by now.
+            self.jit_cache = describe_jit_cache()
             self.phase = Phase.READY
             logger.info("Ready in %.1f s", time.perf_counter() - started)
         except Exception as exc:

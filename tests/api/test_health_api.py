@@ -62,3 +62,22 @@ def test_liveness_is_always_200(make_client, ready_registry):
     registry = ready_registry()
     registry.phase = Phase.LOADING
     assert make_client(registry).get("/health/live").json() == {"status": "alive"}
+
+
+def test_gpu_capability_spoof_and_jit_cache_are_shown(make_client, ready_registry):
+    from app.services.device import GpuInfo, JitCacheInfo
+
+    registry = ready_registry()
+    registry.gpu = GpuInfo(True, "NVIDIA GB10", "SM_90", "SM_121", True, "sm_121 is newer than sm_120")
+    registry.jit_cache = JitCacheInfo("/cuda-cache", 14_000_000, 11, {"CUDA_CACHE_PATH": "/cuda-cache"})
+    body = make_client(registry).get("/health").json()
+    assert body["gpu"] == "NVIDIA GB10"
+    assert body["compute_capability"] == "SM_90"
+    assert body["capability"] == {
+        "native": "SM_121",
+        "reported": "SM_90",
+        "spoofed": True,
+        "reason": "sm_121 is newer than sm_120",
+    }
+    assert body["jit_cache"]["files"] == 11
+    assert body["jit_cache"]["environment"]["CUDA_CACHE_PATH"] == "/cuda-cache"

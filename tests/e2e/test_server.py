@@ -37,6 +37,7 @@ def test_health_describes_the_cpu_default(http):
         info = body["stages"][stage]
         assert info["loaded"] or info["detail"], f"{stage} is missing without a reason"
     assert body["warmup"]["total_s"] > 0
+    assert body["jit_cache"]["environment"].keys() >= {"CUDA_CACHE_PATH", "CUDA_FORCE_PTX_JIT"}
 
 
 def test_sample_call_is_transcribed_accurately(sample_result, sample_stm):
