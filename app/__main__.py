@@ -37,7 +37,7 @@ def prewarm() -> int:
     summary = {
         "phase": registry.phase.value,
         "failure": registry.failure,
-        "load_s": registry.load_seconds,
+        "startup_s": registry.startup_timings,
         "warmup": asdict(registry.warmup) if registry.warmup else None,
         "jit_cache": asdict(registry.jit_cache) if registry.jit_cache else None,
     }

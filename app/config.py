@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=64, ge=1, le=256)
     """Largest `batch_size` a request may ask for."""
 
+    max_new_tokens: int | None = Field(default=None, ge=1, le=440)
+    """Cap on tokens decoded per 30 s window (unset: the model's own limit, 448 with the prompt). A bound keeps a hallucinating window from running long."""
+
     cpu_threads: int = Field(default=0, ge=0)
     """CPU threads for CTranslate2 and torch; 0 uses every core."""
 
@@ -77,6 +80,9 @@ class Settings(BaseSettings):
     max_audio_seconds: float = Field(default=4 * 3600.0, gt=0)
     """Longest accepted audio after decoding, in seconds; longer ones get 413."""
 
+    ffmpeg_binary: str = "ffmpeg"
+    """The ffmpeg executable that decodes uploads (a name on PATH or a full path)."""
+
     decode_timeout_s: float = Field(default=300.0, gt=0)
     """ffmpeg gets this long to decode one upload before the request fails with 415."""
 
@@ -100,6 +106,11 @@ class Settings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log level of the service."""
+
+    @field_validator("hf_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("preload_align_languages")
     @classmethod

@@ -161,7 +161,9 @@ class HealthResponse(BaseModel):
     stages: dict[str, StageOut]
     degraded: list[str]
     failure: str | None = None
-    load_s: float | None = None
+    startup_s: dict[str, float] = Field(
+        default_factory=dict, description="Seconds spent in each startup step (imports, model loads, warmup)."
+    )
     warmup: WarmupOut | None = None
     jit_cache: JitCacheOut | None = None
     queue: QueueOut

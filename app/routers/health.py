@@ -62,7 +62,7 @@ async def health(registry: RegistryDep, gate: GateDep, settings: SettingsDep) ->
         stages={name: StageOut(**asdict(stage)) for name, stage in stages.items()},
         degraded=registry.degraded_reasons() if ready else [],
         failure=registry.failure,
-        load_s=registry.load_seconds,
+        startup_s=registry.startup_timings,
         warmup=WarmupOut(**asdict(registry.warmup)) if registry.warmup else None,
         jit_cache=JitCacheOut(**asdict(registry.jit_cache)) if registry.jit_cache else None,
         queue=QueueOut(in_flight=gate.in_flight, limit=gate.limit),

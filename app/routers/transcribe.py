@@ -55,7 +55,12 @@ def transcribe(
     with gate.admit():
         started = time.perf_counter()
         with upload_on_disk(file.file, max_bytes=settings.max_upload_bytes, temp_dir=settings.temp_dir) as path:
-            audio = decode_audio(path, timeout_s=settings.decode_timeout_s, max_seconds=settings.max_audio_seconds)
+            audio = decode_audio(
+                path,
+                timeout_s=settings.decode_timeout_s,
+                max_seconds=settings.max_audio_seconds,
+                ffmpeg=settings.ffmpeg_binary,
+            )
         decode_s = round(time.perf_counter() - started, 4)
         transcript = pipeline.run(audio, options)
     transcript.timings["decode"] = decode_s

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CHUNK_SECONDS = 30
+_PROMPT_TOKENS = 2  # so MAX_NEW_TOKENS=128 gives max_length 130, as in the GPU baselines
 _CHUNK_SAMPLES = CHUNK_SECONDS * SAMPLE_RATE
 
 
@@ -86,6 +87,7 @@ class WhisperEngine:
         cpu_threads: int,
         download_root: str,
         hf_token: str | None,
+        max_new_tokens: int | None = None,
     ) -> WhisperEngine:
         import whisperx
 
@@ -98,6 +100,9 @@ class WhisperEngine:
             use_auth_token=hf_token,
             vad_method="pyannote",
         )
+        if max_new_tokens is not None:
+            # WhisperX decodes up to model.max_length tokens (prompt included) per window.
+            pipeline.model.max_length = max_new_tokens + _PROMPT_TOKENS
         return cls(pipeline, source)
 
     # --- stages -------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def upload_on_disk(source: BinaryIO, *, max_bytes: int, temp_dir: Path | None = 
         path.unlink(missing_ok=True)
 
 
-def decode_audio(path: Path, *, timeout_s: float, max_seconds: float) -> np.ndarray:
+def decode_audio(path: Path, *, timeout_s: float, max_seconds: float, ffmpeg: str = "ffmpeg") -> np.ndarray:
     """Decode any ffmpeg-readable file to 16 kHz mono float32.
 
     A zero-length but valid file decodes to an empty array (not an error). Audio longer
@@ -55,7 +55,7 @@ def decode_audio(path: Path, *, timeout_s: float, max_seconds: float) -> np.ndar
     file never fills memory before we can say so.
     """
     command = [
-        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "0",
+        ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "0",
         "-i", str(path),
         "-vn", "-sn", "-dn", "-t", f"{max_seconds + 1:.3f}",
         "-f", "f32le", "-acodec", "pcm_f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "-",

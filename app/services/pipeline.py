@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,6 +18,7 @@ from app.services.alignment import AlignerCache, align
 from app.services.asr import Segment, WhisperEngine
 from app.services.audio import SAMPLE_RATE
 from app.services.diarization import Diarizer, SpeakerHints, SpeakerTurn, assign_speakers
+from app.services.timing import StepTimer
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +100,7 @@ class TranscriptionPipeline:
         diarize = self.diarizer is not None if options.diarize is None else options.diarize
         report = DiarizationReport(requested=diarize)
         result = Transcript(duration, options.language, None, [], None, report)
-        timer = _StageTimer(result.timings)
+        timer = StepTimer(result.timings)
 
         with timer("total"):
             if duration < _MIN_AUDIO_SECONDS:
@@ -161,19 +159,6 @@ class TranscriptionPipeline:
         result.turns = self.diarizer(audio, hints)
         report.performed = True
         assign_speakers(result.segments, result.turns)
-
-
-class _StageTimer:
-    def __init__(self, sink: dict[str, float]) -> None:
-        self._sink = sink
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._sink[stage] = round(time.perf_counter() - started, 4)
 
 
 def _tidy_times(segments: list[Segment], duration: float) -> list[Segment]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -29,6 +29,7 @@ from app.services.device import (
 from app.services.diarization import Diarizer, DiarizerUnavailable, PyannoteDiarizer
 from app.services.model_sources import resolve_whisper_source
 from app.services.pipeline import TranscriptionPipeline
+from app.services.timing import StepTimer
 from app.services.warmup import WarmupReport, warm_up
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class ModelRegistry:
         self.gpu: GpuInfo | None = None
         self.warmup: WarmupReport | None = None
         self.jit_cache: JitCacheInfo | None = None
-        self.load_seconds: float | None = None
+        self.startup_timings: dict[str, float] = {}
         self.stages = {
             "asr": StageStatus(enabled=True),
             "alignment": StageStatus(enabled=settings.enable_alignment),
@@ -71,76 +72,114 @@ class ModelRegistry:
 
     def load(self) -> None:
         """Load every stage and warm up; never raises (the outcome is in ``phase``)."""
-        started = time.perf_counter()
+        timer = StepTimer(self.startup_timings)
         try:
-            self._load()
-            self.load_seconds = round(time.perf_counter() - started, 2)
+            with timer("load_total"):
+                self._load(timer)
             if self.settings.warmup:
                 self.phase = Phase.WARMING
                 assert self.pipeline is not None
-                self.warmup = warm_up(self.pipeline, self.device or "cpu", self.settings.batch_size)
+                with timer("warmup"):
+                    self.warmup = warm_up(self.pipeline, self.device or "cpu", self.settings.batch_size)
             # Measured once warm: what the JIT compiled is in the cache by now.
             self.jit_cache = describe_jit_cache()
             self.phase = Phase.READY
-            logger.info("Ready in %.1f s", time.perf_counter() - started)
+            logger.info("Ready: %s", ", ".join(f"{k} {v:.2f} s" for k, v in self.startup_timings.items()))
         except Exception as exc:
             logger.exception("Startup failed")
             self.failure = f"{type(exc).__name__}: {exc}"
             self.phase = Phase.FAILED
 
-    def _load(self) -> None:
+    def _load(self, timer: StepTimer) -> None:
         settings = self.settings
+        with timer("imports"):
+            _import_heavy_modules()
         self.device = device = resolve_device(settings.device)
         self.compute_type = resolve_compute_type(settings.compute_type, device)
         self.diarization_device = device if settings.diarization_device == "auto" else settings.diarization_device
-        self.gpu = describe_gpu()
+        with timer("cuda_init"):
+            self.gpu = describe_gpu()
         _configure_cpu_threads(settings.cpu_threads)
-        token = settings.hf_token.get_secret_value() if settings.hf_token else None
         cache = settings.model_cache_dir
         cache.mkdir(parents=True, exist_ok=True)
 
-        asr = self.stages["asr"]
-        asr.device = device
-        source = resolve_whisper_source(settings.whisper_model, device, cache)
-        asr.model = source.display_name
-        logger.info("Loading Whisper %s on %s (%s)", source.display_name, device, self.compute_type)
-        whisper = WhisperEngine.load(
-            source,
-            device=device,
-            compute_type=self.compute_type,
-            cpu_threads=settings.cpu_threads or os.cpu_count() or 1,
-            download_root=str(cache / "whisper"),
-            hf_token=token,
-        )
-        asr.loaded = True
-
-        aligners = None
-        if settings.enable_alignment:
-            aligners = AlignerCache(
-                device=device, overrides=settings.align_models, cache_dir=cache, capacity=settings.align_cache_size
+        # The optional stages load beside Whisper: they are independent, and serial loading
+        # adds their times to the time before the service is ready.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="load") as pool:
+            aligners = pool.submit(self._load_aligners, timer)
+            diarizer = pool.submit(self._load_diarizer, timer)
+            whisper = self._load_whisper(timer)
+            self.pipeline = TranscriptionPipeline(
+                whisper,
+                device=device,
+                aligners=aligners.result(),
+                diarizer=diarizer.result(),
+                diarizer_unavailable=self.stages["diarization"].detail,
             )
+
+    def _load_whisper(self, timer: StepTimer) -> WhisperEngine:
+        settings, asr = self.settings, self.stages["asr"]
+        assert self.device is not None and self.compute_type is not None
+        asr.device = self.device
+        with timer("whisper"):
+            source = resolve_whisper_source(settings.whisper_model, self.device, settings.model_cache_dir)
+            asr.model = source.display_name
+            logger.info("Loading Whisper %s on %s (%s)", source.display_name, self.device, self.compute_type)
+            whisper = WhisperEngine.load(
+                source,
+                device=self.device,
+                compute_type=self.compute_type,
+                cpu_threads=settings.cpu_threads or os.cpu_count() or 1,
+                download_root=str(settings.model_cache_dir / "whisper"),
+                hf_token=self._token,
+                max_new_tokens=settings.max_new_tokens,
+            )
+        asr.loaded = True
+        return whisper
+
+    def _load_aligners(self, timer: StepTimer) -> AlignerCache | None:
+        settings = self.settings
+        if not settings.enable_alignment:
+            return None
+        assert self.device is not None
+        self.stages["alignment"].device = self.device
+        aligners = AlignerCache(
+            device=self.device,
+            overrides=settings.align_models,
+            cache_dir=settings.model_cache_dir,
+            capacity=settings.align_cache_size,
+        )
+        with timer("aligners"):
             for language in settings.preload_align_languages:
                 aligners.get(language)
-            self.stages["alignment"].device = device
+        return aligners
 
-        diarizer: Diarizer | None = None
-        diarization = self.stages["diarization"]
-        if settings.enable_diarization:
-            diarization.model, diarization.device = settings.diarization_pipeline, self.diarization_device
+    def _load_diarizer(self, timer: StepTimer) -> Diarizer | None:
+        settings, stage = self.settings, self.stages["diarization"]
+        if not settings.enable_diarization:
+            stage.detail = "disabled (ENABLE_DIARIZATION=false)"
+            return None
+        assert self.diarization_device is not None
+        stage.model, stage.device = settings.diarization_pipeline, self.diarization_device
+        with timer("diarizer"):
             try:
                 diarizer = PyannoteDiarizer.load(
-                    settings.diarization_pipeline, device=self.diarization_device, hf_token=token, cache_dir=cache
+                    settings.diarization_pipeline,
+                    device=self.diarization_device,
+                    hf_token=self._token,
+                    cache_dir=settings.model_cache_dir,
                 )
-                diarization.loaded = True
             except DiarizerUnavailable as exc:
-                diarization.detail = str(exc)
+                stage.detail = str(exc)
                 logger.warning("Diarization unavailable: %s", exc)
-        else:
-            diarization.detail = "disabled (ENABLE_DIARIZATION=false)"
+                return None
+        stage.loaded = True
+        return diarizer
 
-        self.pipeline = TranscriptionPipeline(
-            whisper, device=device, aligners=aligners, diarizer=diarizer, diarizer_unavailable=diarization.detail
-        )
+    @property
+    def _token(self) -> str | None:
+        token = self.settings.hf_token
+        return token.get_secret_value() if token else None
 
     def alignment_status(self) -> StageStatus:
         """The alignment stage as it stands now (aligners load lazily per language)."""
@@ -174,6 +213,15 @@ class ModelRegistry:
         if diarization.enabled and not diarization.loaded:
             reasons.append("diarization")
         return reasons
+
+
+def _import_heavy_modules() -> None:
+    """Import torch, CTranslate2, WhisperX and pyannote up front, so their cost is measured as one step."""
+    import ctranslate2  # noqa: F401
+    import pyannote.audio  # noqa: F401
+    import torch  # noqa: F401
+    import whisperx.asr
+    import whisperx.diarize  # noqa: F401
 
 
 def _configure_cpu_threads(threads: int) -> None:

@@ -9,13 +9,14 @@ the two-speaker call that ships inside pyannote.audio, so diarization has speake
 from __future__ import annotations
 
 import logging
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from app.services.asr import CHUNK_SECONDS
-from app.services.audio import SAMPLE_RATE, decode_audio
+from app.services.audio import SAMPLE_RATE
 from app.services.pipeline import TranscribeOptions, TranscriptionPipeline
 
 logger = logging.getLogger(__name__)
@@ -36,9 +37,18 @@ def sample_speech_path() -> Path:
     return Path(pyannote.audio.__file__).parent / "sample" / "sample.wav"
 
 
+def sample_speech() -> np.ndarray:
+    """The sample as float32 in [-1, 1): it is 16 kHz mono 16-bit PCM, so no decoder is needed."""
+    with wave.open(str(sample_speech_path())) as wav:
+        if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (SAMPLE_RATE, 1, 2):
+            raise RuntimeError(f"unexpected format of {sample_speech_path()}")
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    return pcm.astype(np.float32) / 32768.0
+
+
 def warmup_audio(device: str, batch_size: int) -> np.ndarray:
     """The sample call; on a GPU, tiled so Whisper decodes one full batch of 30 s windows."""
-    clip = decode_audio(sample_speech_path(), timeout_s=60, max_seconds=600)
+    clip = sample_speech()
     if device != "cuda":
         return clip
     repeats = int(np.ceil(batch_size * CHUNK_SECONDS * SAMPLE_RATE / clip.shape[0]))

@@ -188,7 +188,7 @@ def test_silence_is_a_200_with_no_segments(http, media_dir):
     assert reply.json()["segments"] == []
 
 
-def test_zz_no_temporary_file_is_left_behind(server, http):
+def test_zz_no_temporary_file_is_left_behind(upload_dir, http):
     """Runs last in this module (name order within the file): every upload above is gone."""
     assert http.get("/health").status_code == 200
-    assert list(server.upload_dir.iterdir()) == []
+    assert list(upload_dir.iterdir()) == []

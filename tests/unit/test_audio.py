@@ -97,3 +97,9 @@ def test_error_inside_the_block_still_deletes(tmp_path):
 
 def test_ffmpeg_is_installed():
     assert shutil.which("ffmpeg"), "ffmpeg is a runtime dependency (apt install ffmpeg)"
+
+
+def test_the_warmup_reader_matches_ffmpeg(sample_wav):
+    from app.services.warmup import sample_speech
+
+    np.testing.assert_array_equal(sample_speech(), _decode(sample_wav))

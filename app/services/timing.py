@@ -1,0 +1,22 @@
+"""Named wall-clock timings for a sequence of steps (request stages, startup steps)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class StepTimer:
+    """``with timer("asr"): ...`` records the seconds spent under ``timings["asr"]``."""
+
+    def __init__(self, sink: dict[str, float] | None = None) -> None:
+        self.timings: dict[str, float] = sink if sink is not None else {}
+
+    @contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[step] = round(time.perf_counter() - started, 4)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Prepare the lent GPU test machine (see ../shared/gpu/README.md) from the git-ignored .gpu/
+# folder carried with the run: Python bundles, the int8 tiny.en, the large-v3-shaped model.
+# Source it from the repository root:  . bench/gpu/setup_device.sh
+# Test-machine only: the product image installs real packages and ships a real ffmpeg.
+# shellcheck disable=SC1091
+. .gpu/device_env.sh .gpu/bundles
+mkdir -p /tmp/models /tmp/site/av
+# faster-whisper imports av at import time but only uses it to decode files; we pass waveforms.
+[ -e /tmp/site/av/__init__.py ] || : > /tmp/site/av/__init__.py
+if [ -e .gpu/model/tiny-int8.tar.xz ] && [ ! -d /tmp/models/tiny-int8 ]; then
+  tar xJf .gpu/model/tiny-int8.tar.xz -C /tmp/models
+fi
+if [ -d /tmp/models/tiny-int8 ] && [ ! -d /tmp/models/large-v3-shaped ]; then
+  python3 .gpu/gen_large.py /tmp/models/tiny-int8 /tmp/models/large-v3-shaped
+fi
+FFMPEG_BINARY=$PWD/bench/gpu/ffmpeg_wav_shim.py
+export FFMPEG_BINARY

@@ -1,0 +1,100 @@
+"""Start the real service as a subprocess (`python -m app`), wait for readiness, stop it.
+
+Shared by the end-to-end tests and the benchmarks, so both drive the server exactly as the
+README starts it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ServerDidNotStart(RuntimeError):
+    pass
+
+
+@dataclass
+class RunningServer:
+    url: str
+    log: Path
+    process: subprocess.Popen[bytes]
+    started_at: float
+    ready_after_s: float = 0.0
+    health: dict = field(default_factory=dict)
+
+    def client(self, timeout: float = 600.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_server(env: dict[str, str], log: Path, *, timeout_s: float = 900.0) -> Iterator[RunningServer]:
+    """The service on a free loopback port with ``env`` added to this process's environment."""
+    port = free_port()
+    environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "PYTHONUNBUFFERED": "1", **env}
+    started = time.monotonic()
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app"], cwd=REPO, env=environment, stdout=sink, stderr=subprocess.STDOUT
+        )
+    server = RunningServer(f"http://127.0.0.1:{port}", log, process, started)
+    try:
+        _wait_until_ready(server, timeout_s)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _wait_until_ready(server: RunningServer, timeout_s: float) -> None:
+    deadline = server.started_at + timeout_s
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise ServerDidNotStart(f"server exited during startup:\n{server.log.read_text()[-4000:]}")
+        try:
+            reply = httpx.get(f"{server.url}/health", timeout=2)
+            if reply.status_code == 200:
+                server.ready_after_s = time.monotonic() - server.started_at
+                server.health = reply.json()
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise ServerDidNotStart(f"server not ready after {timeout_s} s:\n{server.log.read_text()[-4000:]}")
+
+
+def write_tiled_sample(path: Path, seconds: float) -> Path:
+    """The pyannote sample call repeated to ``seconds``, as 16 kHz mono 16-bit WAV."""
+    from app.services.warmup import sample_speech
+
+    clip = sample_speech()
+    samples = int(seconds * 16000)
+    audio = np.tile(clip, int(np.ceil(samples / clip.shape[0])))[:samples]
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((np.clip(audio, -1, 1 - 1 / 32768) * 32768).astype("<i2").tobytes())
+    return path
