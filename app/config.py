@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     max_new_tokens: int | None = Field(default=None, ge=1, le=440)
     """Cap on tokens decoded per 30 s window (unset: the model's own limit, 448 with the prompt). A bound keeps a hallucinating window from running long."""
 
+    vad_method: Literal["pyannote", "silero"] = "pyannote"
+    """Voice activity detection: `pyannote` (WhisperX's default, on `DEVICE`) or `silero` (ONNX on the CPU; starts seconds faster because it needs no pyannote/Lightning import)."""
+
     cpu_threads: int = Field(default=0, ge=0)
     """CPU threads for CTranslate2 and torch; 0 uses every core."""
 

@@ -57,8 +57,19 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     return app
 
 
+class _HealthProbeFilter(logging.Filter):
+    """Keep health probes (every few seconds, from Docker or a load balancer) out of the access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (isinstance(args, tuple) and len(args) >= 3 and str(args[2]).startswith("/health"))
+
+
 def configure_logging(level: str) -> None:
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("app").setLevel(level.upper())
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _HealthProbeFilter) for f in access.filters):
+        access.addFilter(_HealthProbeFilter())

@@ -1,14 +1,15 @@
-"""Whisper through WhisperX: voice activity detection, language identification, batched decoding.
+"""Whisper on CTranslate2 (faster-whisper): language identification and batched decoding.
 
-The loop over VAD chunks is WhisperX's own (``FasterWhisperPipeline``), driven here step by
-step so that (a) the language is identified on *speech* and comes back with its probability,
-(b) the tokenizer and decoding options are set per request under a lock — WhisperX's
-``transcribe`` mutates ``self.tokenizer``/``self.options`` on the shared object, so two
-concurrent calls would decode with each other's language or prompt (whisperX issue #1171) —
-and (c) each step can be timed.
+The decoding is WhisperX's batched inference (``whisperx.asr.FasterWhisperPipeline``) —
+same log-Mel features, same prompt, same beam search options, so the same text — written
+out here instead of imported, for three reasons: WhisperX's version lives in a module that
+imports ``transformers`` (seconds of start-up for a ``Pipeline`` base class we do not need);
+it mutates ``self.tokenizer``/``self.options`` on the shared object per call, so concurrent
+requests would decode with each other's language or prompt (whisperX issue #1171) — here the
+tokenizer and options are per call; and each step can be timed.
 
 When no wav2vec2 aligner is available, word times come from Whisper itself: the decoded text
-of each chunk is force-aligned to the audio with the model's cross-attention alignment heads
+of each window is force-aligned to the audio with the model's cross-attention alignment heads
 (the dynamic-time-warping method behind ``word_timestamps=True`` in faster-whisper).
 """
 
@@ -16,30 +17,34 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from app.services.audio import SAMPLE_RATE
 from app.services.model_sources import WhisperSource
-
-if TYPE_CHECKING:
-    from whisperx.asr import FasterWhisperPipeline
+from app.services.vad import CHUNK_SECONDS, SpeechChunk
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SECONDS = 30
 _PROMPT_TOKENS = 2  # so MAX_NEW_TOKENS=128 gives max_length 130, as in the GPU baselines
 _CHUNK_SAMPLES = CHUNK_SECONDS * SAMPLE_RATE
 
 
 @dataclass(frozen=True)
-class SpeechChunk:
-    """Up to 30 s of audio that VAD found speech in, decoded as one Whisper window."""
+class DecodingOptions:
+    """WhisperX's defaults for batched decoding (``whisperx.asr.load_model``)."""
 
-    start: float
-    end: float
+    beam_size: int = 5
+    patience: float = 1.0
+    length_penalty: float = 1.0
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    suppress_blank: bool = True
+    suppress_tokens: tuple[int, ...] = (-1,)
+    prepend_punctuations: str = "\"'“¿([{-"
+    append_punctuations: str = "\"'.。,，!！?？:：”)]}、"
 
 
 @dataclass
@@ -62,20 +67,15 @@ class Segment:
 
 
 class WhisperEngine:
-    """One loaded Whisper model with its VAD; safe to call from several threads."""
+    """One loaded Whisper model; safe to call from several threads (one decode at a time)."""
 
-    def __init__(self, pipeline: FasterWhisperPipeline, source: WhisperSource) -> None:
-        self._pipeline = pipeline
-        self._model = pipeline.model
-        self._base_options = pipeline.options
-        self._vad_params = dict(pipeline._vad_params)
+    def __init__(self, model: Any, source: WhisperSource, options: DecodingOptions | None = None) -> None:
+        self._model = model
         self.source = source
-        self.multilingual: bool = bool(self._model.model.is_multilingual)
-        self.languages: frozenset[str] = frozenset(self._model.supported_languages)
-        # The VAD and the Whisper model are separate objects: a request can run VAD while
-        # another decodes, but neither object is ever used by two requests at once.
-        self._vad_lock = threading.Lock()
-        self._model_lock = threading.Lock()
+        self.options = options or DecodingOptions()
+        self.multilingual: bool = bool(model.model.is_multilingual)
+        self.languages: frozenset[str] = frozenset(model.supported_languages)
+        self._lock = threading.Lock()
 
     @classmethod
     def load(
@@ -89,47 +89,29 @@ class WhisperEngine:
         hf_token: str | None,
         max_new_tokens: int | None = None,
     ) -> WhisperEngine:
-        import whisperx
+        from faster_whisper import WhisperModel
 
-        pipeline = whisperx.load_model(
+        model = WhisperModel(
             source.location,
-            device,
+            device=device,
             compute_type=compute_type,
-            threads=cpu_threads,
+            cpu_threads=cpu_threads,
             download_root=download_root,
             use_auth_token=hf_token,
-            vad_method="pyannote",
         )
         if max_new_tokens is not None:
-            # WhisperX decodes up to model.max_length tokens (prompt included) per window.
-            pipeline.model.max_length = max_new_tokens + _PROMPT_TOKENS
-        return cls(pipeline, source)
-
-    # --- stages -------------------------------------------------------------------------
-
-    def detect_speech(self, audio: np.ndarray) -> list[SpeechChunk]:
-        vad = self._pipeline.vad_model
-        with self._vad_lock:
-            scores = vad({"waveform": vad.preprocess_audio(audio), "sample_rate": SAMPLE_RATE})
-        merged = vad.merge_chunks(
-            scores,
-            CHUNK_SECONDS,
-            onset=self._vad_params["vad_onset"],
-            offset=self._vad_params["vad_offset"],
-        )
-        return [SpeechChunk(float(c["start"]), float(c["end"])) for c in merged]
+            # Decoding stops at model.max_length tokens per window, prompt included.
+            model.max_length = max_new_tokens + _PROMPT_TOKENS
+        return cls(model, source)
 
     def detect_language(self, audio: np.ndarray, chunks: list[SpeechChunk]) -> tuple[str, float]:
         """Identify the language on up to 30 s of the detected speech (not on leading silence)."""
         if not self.multilingual:
             return "en", 1.0
-        from whisperx.audio import log_mel_spectrogram
-
         speech = np.concatenate([_slice(audio, c) for c in chunks])[:_CHUNK_SAMPLES]
-        features = log_mel_spectrogram(speech, n_mels=self._n_mels, padding=max(_CHUNK_SAMPLES - speech.shape[0], 0))
-        with self._model_lock:
-            encoded = self._model.encode(features.numpy())
-            results = self._model.model.detect_language(encoded)
+        features = self._features(speech)
+        with self._lock:
+            results = self._model.model.detect_language(self._encode(features[None]))
         token, probability = results[0][0]
         return token[2:-2], float(probability)
 
@@ -145,17 +127,30 @@ class WhisperEngine:
     ) -> list[Segment]:
         """Decode every speech chunk into one segment of text (no word times yet)."""
         tokenizer = self._tokenizer(language, task)
-        options = replace(self._base_options, initial_prompt=initial_prompt or None)
-        inputs = ({"inputs": _slice(audio, chunk)} for chunk in chunks)
-        with self._model_lock:
-            self._pipeline.tokenizer = tokenizer
-            self._pipeline.options = options
-            outputs = list(self._pipeline(inputs, batch_size=batch_size, num_workers=0))
-        segments = [
-            Segment(start=round(chunk.start, 3), end=round(chunk.end, 3), **_unbatch(out))
-            for chunk, out in zip(chunks, outputs, strict=True)
-        ]
-        return [s for s in segments if s.text.strip()]
+        prompt = self._model.get_prompt(
+            tokenizer,
+            tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt else [],
+            without_timestamps=True,
+        )
+        segments: list[Segment] = []
+        for first in range(0, len(chunks), batch_size):
+            batch = chunks[first : first + batch_size]
+            features = np.stack([self._features(_slice(audio, chunk)) for chunk in batch])
+            with self._lock:
+                results = self._generate(features, prompt)
+            for chunk, result in zip(batch, results, strict=True):
+                tokens = result.sequences_ids[0]
+                text = tokenizer.decode([t for t in tokens if t < tokenizer.eot])
+                if text.strip():
+                    segments.append(
+                        Segment(
+                            start=round(chunk.start, 3),
+                            end=round(chunk.end, 3),
+                            text=text,
+                            avg_logprob=_avg_logprob(result.scores[0], len(tokens), self.options.length_penalty),
+                        )
+                    )
+        return segments
 
     def time_words(
         self, audio: np.ndarray, segments: list[Segment], *, language: str, task: str, batch_size: int
@@ -174,13 +169,11 @@ class WhisperEngine:
                 num_frames.append(min(mel.shape[-1], self._model.feature_extractor.nb_max_frames))
                 features.append(pad_or_trim(mel))
                 tokens.append([t for t in tokenizer.encode(seg.text) if t < tokenizer.eot])
-            with self._model_lock:
-                encoded = self._model.encode(np.stack(features))
+            with self._lock:
+                encoded = self._encode(np.stack(features))
                 alignments = self._model.find_alignment(tokenizer, tokens, encoded, num_frames)
             for seg, alignment in zip(batch, alignments, strict=True):
-                merge_punctuations(
-                    alignment, self._base_options.prepend_punctuations, self._base_options.append_punctuations
-                )
+                merge_punctuations(alignment, self.options.prepend_punctuations, self.options.append_punctuations)
                 timed.extend(_split_sentences(seg, alignment))
         return timed
 
@@ -189,21 +182,48 @@ class WhisperEngine:
 
         return Tokenizer(self._model.hf_tokenizer, self.multilingual, task=task, language=language)
 
-    @property
-    def _n_mels(self) -> int:
-        return int(self._model.feat_kwargs.get("feature_size") or 80)
+    def _features(self, audio: np.ndarray) -> np.ndarray:
+        """WhisperX's log-Mel features of one window, zero-padded to 30 s."""
+        from whisperx.audio import log_mel_spectrogram
+
+        n_mels = int(self._model.feat_kwargs.get("feature_size") or 80)
+        # Negative padding crops, as in WhisperX: a window is exactly 3000 frames.
+        padding = _CHUNK_SAMPLES - audio.shape[0]
+        features: np.ndarray = log_mel_spectrogram(audio, n_mels=n_mels, padding=padding).numpy()
+        return features
+
+    def _encode(self, features: np.ndarray) -> Any:
+        from faster_whisper.transcribe import get_ctranslate2_storage
+
+        # As in WhisperX: across several GPUs the next job may run elsewhere, so move it to the CPU.
+        model = self._model.model
+        to_cpu = model.device == "cuda" and len(model.device_index) > 1
+        return model.encode(get_ctranslate2_storage(features), to_cpu=to_cpu)
+
+    def _generate(self, features: np.ndarray, prompt: list[int]) -> Any:
+        o = self.options
+        return self._model.model.generate(
+            self._encode(features),
+            [prompt] * features.shape[0],
+            beam_size=o.beam_size,
+            patience=o.patience,
+            length_penalty=o.length_penalty,
+            max_length=self._model.max_length,
+            suppress_blank=o.suppress_blank,
+            suppress_tokens=list(o.suppress_tokens),
+            no_repeat_ngram_size=o.no_repeat_ngram_size,
+            repetition_penalty=o.repetition_penalty,
+            return_scores=True,
+        )
+
+
+def _avg_logprob(score: float, length: int, length_penalty: float) -> float:
+    # CTranslate2 returns the length-normalised score; WhisperX undoes it the same way.
+    return float(score * (length**length_penalty) / (length + 1))
 
 
 def _slice(audio: np.ndarray, span: SpeechChunk | Segment) -> np.ndarray:
     return audio[int(span.start * SAMPLE_RATE) : int(span.end * SAMPLE_RATE)]
-
-
-def _unbatch(output: dict[str, Any]) -> dict[str, Any]:
-    text, avg_logprob = output["text"], output["avg_logprob"]
-    # WhisperX's pipeline yields lists when it runs unbatched and scalars when batched.
-    if isinstance(text, list):
-        text, avg_logprob = text[0], avg_logprob[0]
-    return {"text": text, "avg_logprob": float(avg_logprob)}
 
 
 _SENTENCE_END = (".", "?", "!", "。", "？", "！")

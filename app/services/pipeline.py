@@ -19,6 +19,7 @@ from app.services.asr import Segment, WhisperEngine
 from app.services.audio import SAMPLE_RATE
 from app.services.diarization import Diarizer, SpeakerHints, SpeakerTurn, assign_speakers
 from app.services.timing import StepTimer
+from app.services.vad import SpeechDetector
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +66,14 @@ class TranscriptionPipeline:
         self,
         whisper: WhisperEngine,
         *,
+        vad: SpeechDetector,
         device: str,
         aligners: AlignerCache | None,
         diarizer: Diarizer | None,
         diarizer_unavailable: str | None = None,
     ) -> None:
         self.whisper = whisper
+        self.vad = vad
         self.device = device
         self.aligners = aligners
         self.diarizer = diarizer
@@ -106,7 +109,7 @@ class TranscriptionPipeline:
             if duration < _MIN_AUDIO_SECONDS:
                 return result
             with timer("vad"):
-                chunks = self.whisper.detect_speech(audio)
+                chunks = self.vad(audio)
             if not chunks:
                 return result
             if options.language is None:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, TypeVar
 
 from app.config import Settings
 from app.services.alignment import AlignerCache
@@ -30,7 +32,10 @@ from app.services.diarization import Diarizer, DiarizerUnavailable, PyannoteDiar
 from app.services.model_sources import resolve_whisper_source
 from app.services.pipeline import TranscriptionPipeline
 from app.services.timing import StepTimer
+from app.services.vad import load_speech_detector
 from app.services.warmup import WarmupReport, warm_up
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -92,30 +97,34 @@ class ModelRegistry:
 
     def _load(self, timer: StepTimer) -> None:
         settings = self.settings
-        with timer("imports"):
-            _import_heavy_modules()
         self.device = device = resolve_device(settings.device)
         self.compute_type = resolve_compute_type(settings.compute_type, device)
         self.diarization_device = device if settings.diarization_device == "auto" else settings.diarization_device
-        with timer("cuda_init"):
-            self.gpu = describe_gpu()
         _configure_cpu_threads(settings.cpu_threads)
-        cache = settings.model_cache_dir
-        cache.mkdir(parents=True, exist_ok=True)
+        settings.model_cache_dir.mkdir(parents=True, exist_ok=True)
 
-        # The optional stages load beside Whisper: they are independent, and serial loading
-        # adds their times to the time before the service is ready.
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="load") as pool:
+        # Every stage loads at once. Reading Whisper's weights releases the GIL, so it overlaps
+        # the Python imports of the others (torch, pyannote, Lightning: most of the start-up).
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="load") as pool:
+            gpu = pool.submit(self._timed, timer, "cuda_init", describe_gpu)
+            vad = pool.submit(self._timed, timer, "vad", load_speech_detector, settings.vad_method, device)
             aligners = pool.submit(self._load_aligners, timer)
             diarizer = pool.submit(self._load_diarizer, timer)
             whisper = self._load_whisper(timer)
+            self.gpu = gpu.result()
             self.pipeline = TranscriptionPipeline(
                 whisper,
+                vad=vad.result(),
                 device=device,
                 aligners=aligners.result(),
                 diarizer=diarizer.result(),
                 diarizer_unavailable=self.stages["diarization"].detail,
             )
+
+    @staticmethod
+    def _timed(timer: StepTimer, step: str, load: Callable[..., T], *args: Any) -> T:
+        with timer(step):
+            return load(*args)
 
     def _load_whisper(self, timer: StepTimer) -> WhisperEngine:
         settings, asr = self.settings, self.stages["asr"]
@@ -213,15 +222,6 @@ class ModelRegistry:
         if diarization.enabled and not diarization.loaded:
             reasons.append("diarization")
         return reasons
-
-
-def _import_heavy_modules() -> None:
-    """Import torch, CTranslate2, WhisperX and pyannote up front, so their cost is measured as one step."""
-    import ctranslate2  # noqa: F401
-    import pyannote.audio  # noqa: F401
-    import torch  # noqa: F401
-    import whisperx.asr
-    import whisperx.diarize  # noqa: F401
 
 
 def _configure_cpu_threads(threads: int) -> None:

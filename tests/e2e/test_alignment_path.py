@@ -18,6 +18,7 @@ from app.services.asr import WhisperEngine
 from app.services.audio import decode_audio
 from app.services.model_sources import resolve_whisper_source
 from app.services.pipeline import TranscribeOptions, TranscriptionPipeline
+from app.services.vad import load_speech_detector
 
 LETTERS = list("abcdefghijklmnopqrstuvwxyz'")
 
@@ -75,10 +76,12 @@ def _aligners(directory: Path, tmp_path: Path, capacity: int = 4, languages=("en
 
 def test_the_configured_aligner_times_the_words(whisper, audio, random_aligner_dir, tmp_path):
     options = TranscribeOptions(language="en", diarize=False, batch_size=4)
-    aligned = TranscriptionPipeline(
-        whisper, device="cpu", aligners=_aligners(random_aligner_dir, tmp_path), diarizer=None
-    ).run(audio, options)
-    fallback = TranscriptionPipeline(whisper, device="cpu", aligners=None, diarizer=None).run(audio, options)
+    vad = load_speech_detector("pyannote", "cpu")
+    aligners = _aligners(random_aligner_dir, tmp_path)
+    aligned = TranscriptionPipeline(whisper, vad=vad, device="cpu", aligners=aligners, diarizer=None).run(
+        audio, options
+    )
+    fallback = TranscriptionPipeline(whisper, vad=vad, device="cpu", aligners=None, diarizer=None).run(audio, options)
 
     assert aligned.word_timestamps == "wav2vec2"
     assert fallback.word_timestamps == "whisper"
