@@ -52,14 +52,15 @@ class PyannoteDiarizer:
 
     @classmethod
     def load(cls, name: str, *, device: str, hf_token: str | None, cache_dir: Path) -> PyannoteDiarizer:
+        is_local = Path(name).expanduser().exists()
+        if not is_local and hf_token is None and not _in_hub_cache(name, cache_dir / "pyannote"):
+            # Gated pipelines cannot be fetched without a token: say so at once, before
+            # importing pyannote (seconds) and instead of letting the hub client retry.
+            raise DiarizerUnavailable(_explain(name, is_local, hf_token, None))
+
         import torch
         from pyannote.audio import Pipeline
 
-        is_local = Path(name).expanduser().exists()
-        if not is_local and hf_token is None and not _in_hub_cache(name, cache_dir / "pyannote"):
-            # Gated pipelines cannot be fetched without a token: say so at once instead of
-            # letting the hub client retry for half a minute.
-            raise DiarizerUnavailable(_explain(name, is_local, hf_token, None))
         try:
             pipeline = Pipeline.from_pretrained(
                 str(Path(name).expanduser()) if is_local else name,

@@ -8,6 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.services.asr import WhisperEngine
+from app.services.model_sources import resolve_whisper_source
 from bench.server import RunningServer, ServerDidNotStart, running_server
 
 
@@ -44,3 +46,12 @@ def http(server: RunningServer) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def whisper(tmp_path_factory: pytest.TempPathFactory) -> WhisperEngine:
+    """The bundled multilingual base, in this process, for tests of the stages themselves."""
+    source = resolve_whisper_source("bundled-base", "cpu", tmp_path_factory.mktemp("models"))
+    return WhisperEngine.load(
+        source, device="cpu", compute_type="int8", cpu_threads=2, download_root="unused", hf_token=None
+    )

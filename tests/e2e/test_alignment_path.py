@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 
 from app.services.alignment import AlignerCache
-from app.services.asr import WhisperEngine
 from app.services.audio import decode_audio
-from app.services.model_sources import resolve_whisper_source
 from app.services.pipeline import TranscribeOptions, TranscriptionPipeline
 from app.services.vad import load_speech_detector
 
@@ -54,14 +52,6 @@ def random_aligner_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     Wav2Vec2ForCTC(config).save_pretrained(target)
     return target
-
-
-@pytest.fixture(scope="module")
-def whisper(tmp_path_factory: pytest.TempPathFactory) -> WhisperEngine:
-    source = resolve_whisper_source("bundled-base", "cpu", tmp_path_factory.mktemp("models"))
-    return WhisperEngine.load(
-        source, device="cpu", compute_type="int8", cpu_threads=2, download_root="unused", hf_token=None
-    )
 
 
 @pytest.fixture(scope="module")
