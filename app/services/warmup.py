@@ -8,6 +8,7 @@ the two-speaker call that ships inside pyannote.audio, so diarization has speake
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 import wave
@@ -34,9 +35,12 @@ class WarmupReport:
 
 
 def sample_speech_path() -> Path:
-    import pyannote.audio
-
-    return Path(pyannote.audio.__file__).parent / "sample" / "sample.wav"
+    # Located, not imported: importing pyannote.audio costs seconds (Lightning), which a
+    # service running Silero VAD and no diarization never needs to pay.
+    spec = importlib.util.find_spec("pyannote.audio")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("pyannote.audio is not installed; its sample call is the warmup clip")
+    return Path(next(iter(spec.submodule_search_locations))) / "sample" / "sample.wav"
 
 
 def sample_speech() -> np.ndarray:

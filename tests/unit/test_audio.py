@@ -103,3 +103,12 @@ def test_the_warmup_reader_matches_ffmpeg(sample_wav):
     from app.services.warmup import sample_speech
 
     np.testing.assert_array_equal(sample_speech(), _decode(sample_wav))
+
+
+def test_reading_the_warmup_clip_does_not_import_pyannote():
+    import os
+    import sys
+
+    code = "import sys\nfrom app.services.warmup import sample_speech\nsample_speech()\nprint('pyannote.audio' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
+    assert result.stdout.strip() == "False"
