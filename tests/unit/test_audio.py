@@ -109,6 +109,11 @@ def test_reading_the_warmup_clip_does_not_import_pyannote():
     import os
     import sys
 
-    code = "import sys\nfrom app.services.warmup import sample_speech\nsample_speech()\nprint('pyannote.audio' in sys.modules)"
+    code = (
+        "import sys\n"
+        "from app.services.warmup import sample_speech\n"
+        "sample_speech()\n"
+        "print('pyannote.audio' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
     assert result.stdout.strip() == "False"
