@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.body_limit import BodySizeLimit
 from app.config import Settings
-from app.errors import install_error_handlers
+from app.error_handlers import install_error_handlers
 from app.routers import health, transcribe
 from app.services.admission import AdmissionGate
 from app.services.registry import ModelRegistry

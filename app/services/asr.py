@@ -17,16 +17,21 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from app.errors import GpuOutOfMemory
 from app.services.audio import SAMPLE_RATE
 from app.services.model_sources import WhisperSource
 from app.services.vad import CHUNK_SECONDS, SpeechChunk
 
 logger = logging.getLogger(__name__)
+
+In = TypeVar("In")
+Out = TypeVar("Out")
 
 _PROMPT_TOKENS = 2  # so MAX_NEW_TOKENS=128 gives max_length 130, as in the GPU baselines
 _CHUNK_SAMPLES = CHUNK_SECONDS * SAMPLE_RATE
@@ -132,25 +137,25 @@ class WhisperEngine:
             tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt else [],
             without_timestamps=True,
         )
-        segments: list[Segment] = []
-        for first in range(0, len(chunks), batch_size):
-            batch = chunks[first : first + batch_size]
+
+        def decode(batch: list[SpeechChunk]) -> list[Segment]:
             features = np.stack([self._features(_slice(audio, chunk)) for chunk in batch])
             with self._lock:
                 results = self._generate(features, prompt)
-            for chunk, result in zip(batch, results, strict=True):
-                tokens = result.sequences_ids[0]
-                text = tokenizer.decode([t for t in tokens if t < tokenizer.eot])
-                if text.strip():
-                    segments.append(
-                        Segment(
-                            start=round(chunk.start, 3),
-                            end=round(chunk.end, 3),
-                            text=text,
-                            avg_logprob=_avg_logprob(result.scores[0], len(tokens), self.options.length_penalty),
-                        )
-                    )
-        return segments
+            return [
+                Segment(
+                    start=round(chunk.start, 3),
+                    end=round(chunk.end, 3),
+                    text=tokenizer.decode([t for t in result.sequences_ids[0] if t < tokenizer.eot]),
+                    avg_logprob=_avg_logprob(
+                        result.scores[0], len(result.sequences_ids[0]), self.options.length_penalty
+                    ),
+                )
+                for chunk, result in zip(batch, results, strict=True)
+            ]
+
+        segments = run_in_batches(chunks, batch_size, decode)
+        return [s for s in segments if s.text.strip()]
 
     def time_words(
         self, audio: np.ndarray, segments: list[Segment], *, language: str, task: str, batch_size: int
@@ -160,9 +165,8 @@ class WhisperEngine:
         from faster_whisper.transcribe import merge_punctuations
 
         tokenizer = self._tokenizer(language, task)
-        timed: list[Segment] = []
-        for first in range(0, len(segments), batch_size):
-            batch = segments[first : first + batch_size]
+
+        def align(batch: list[Segment]) -> list[Segment]:
             features, num_frames, tokens = [], [], []
             for seg in batch:
                 mel = self._model.feature_extractor(_slice(audio, seg))[..., :-1]
@@ -172,10 +176,13 @@ class WhisperEngine:
             with self._lock:
                 encoded = self._encode(np.stack(features))
                 alignments = self._model.find_alignment(tokenizer, tokens, encoded, num_frames)
+            timed: list[Segment] = []
             for seg, alignment in zip(batch, alignments, strict=True):
                 merge_punctuations(alignment, self.options.prepend_punctuations, self.options.append_punctuations)
                 timed.extend(_split_sentences(seg, alignment))
-        return timed
+            return timed
+
+        return run_in_batches(segments, batch_size, align)
 
     def _tokenizer(self, language: str, task: str) -> Any:
         from faster_whisper.tokenizer import Tokenizer
@@ -215,6 +222,49 @@ class WhisperEngine:
             repetition_penalty=o.repetition_penalty,
             return_scores=True,
         )
+
+
+def run_in_batches(items: list[In], batch_size: int, run: Callable[[list[In]], list[Out]]) -> list[Out]:
+    """``run`` over ``items`` in batches, halving the batch after a GPU out-of-memory error.
+
+    A long request, a large batch size or a neighbour's work can exhaust GPU memory; the
+    same windows then go through in smaller batches (down to one) instead of failing the
+    request. Only when a single window does not fit is the request refused, with a 503.
+    """
+    results: list[Out] = []
+    size, first = batch_size, 0
+    while first < len(items):
+        batch = items[first : first + size]
+        try:
+            results.extend(run(batch))
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            if size == 1:
+                raise GpuOutOfMemory(
+                    "The GPU ran out of memory even for a single 30 s window; retry shortly.",
+                    headers={"Retry-After": "10"},
+                ) from exc
+            size = max(1, size // 2)
+            logger.warning("GPU out of memory with batch %d; retrying with batch %d", len(batch), size)
+            _release_cached_gpu_memory()
+            continue
+        first += len(batch)
+    return results
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    # CTranslate2 raises RuntimeError("... CUDA failed with error out of memory");
+    # torch raises torch.cuda.OutOfMemoryError, whose message also says so.
+    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+
+
+def _release_cached_gpu_memory() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _avg_logprob(score: float, length: int, length_penalty: float) -> float:

@@ -217,3 +217,15 @@ def test_chunked_body_over_the_limit_is_stopped_with_413(make_client):
     )
     assert reply.status_code == 413
     assert reply.json()["error"]["code"] == "payload_too_large"
+
+
+def test_gpu_out_of_memory_is_a_503_and_the_service_carries_on(client, sample_bytes, fake_pipeline):
+    from app.errors import GpuOutOfMemory
+
+    fake_pipeline.fail_with = GpuOutOfMemory("out of GPU memory", headers={"Retry-After": "10"})
+    reply = _post(client, sample_bytes)
+    assert reply.status_code == 503
+    assert reply.json()["error"]["code"] == "gpu_out_of_memory"
+    assert reply.headers["retry-after"] == "10"
+    fake_pipeline.fail_with = None
+    assert _post(client, sample_bytes).status_code == 200

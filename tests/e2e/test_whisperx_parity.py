@@ -39,3 +39,21 @@ def test_silero_finds_the_same_speech(source):
     [silero_chunk] = load_speech_detector("silero", "cpu")(audio)
     assert abs(silero_chunk.start - pyannote_chunk.start) < 0.5
     assert abs(silero_chunk.end - pyannote_chunk.end) < 0.6
+
+
+def test_out_of_memory_mid_request_gives_the_same_text(whisper, monkeypatch):
+    """Injected CUDA OOM for any batch above one window: the request still completes, unchanged."""
+    audio = np.tile(sample_speech(), 3)
+    chunks = load_speech_detector("pyannote", "cpu")(audio)
+    options = {"language": "en", "task": "transcribe", "initial_prompt": None, "batch_size": 3}
+    expected = whisper.transcribe(audio, chunks, **options)
+
+    generate = whisper._generate
+
+    def generate_or_oom(features, prompt):
+        if features.shape[0] > 1:
+            raise RuntimeError("CUDA failed with error out of memory")
+        return generate(features, prompt)
+
+    monkeypatch.setattr(whisper, "_generate", generate_or_oom)
+    assert [s.text for s in whisper.transcribe(audio, chunks, **options)] == [s.text for s in expected]
