@@ -28,6 +28,7 @@ class TranscribeParams(BaseModel):
     max_speakers: int | None = Field(default=None, ge=1, le=64)
     initial_prompt: str | None = Field(default=None, max_length=1000)
     batch_size: int | None = Field(default=None, ge=1, le=256)
+    word_timestamps: bool = Field(default=True, description="Time every word (alignment). `false` is faster.")
     output: OutputFormat = "json"
 
     @field_validator("language")
@@ -56,6 +57,8 @@ class TranscribeParams(BaseModel):
             raise ValueError(f"num_speakers ({exact}) is outside min_speakers/max_speakers")
         if self.diarize is False and any(v is not None for v in (low, high, exact)):
             raise ValueError("speaker hints were given but diarize is false")
+        if self.diarize and not self.word_timestamps:
+            raise ValueError("diarize needs word_timestamps: speakers are assigned word by word")
         return self
 
     @property
@@ -104,7 +107,7 @@ class TranscriptionResponse(BaseModel):
     num_speakers: int
     diarization_device: str | None
     diarization: DiarizationOut
-    word_timestamps: Literal["wav2vec2", "whisper"] | None = Field(
+    word_timestamps_method: Literal["wav2vec2", "whisper"] | None = Field(
         description="What produced the word times: a wav2vec2 aligner or Whisper's cross-attention."
     )
     timings: dict[str, float]

@@ -76,7 +76,11 @@ def _options(params: TranscribeParams, default_batch: int, max_batch: int) -> Tr
     batch_size = params.batch_size or default_batch
     if batch_size > max_batch:
         raise InvalidParameter(f"batch_size {batch_size} exceeds this server's limit of {max_batch}.")
-    diarize = True if params.diarize is None and params.has_speaker_hints else params.diarize
+    diarize = params.diarize
+    if diarize is None and params.has_speaker_hints:
+        diarize = True
+    elif diarize is None and not params.word_timestamps:
+        diarize = False  # speakers are assigned word by word
     return TranscribeOptions(
         language=params.language,
         task=params.task,
@@ -84,6 +88,7 @@ def _options(params: TranscribeParams, default_batch: int, max_batch: int) -> Tr
         hints=SpeakerHints(params.num_speakers, params.min_speakers, params.max_speakers),
         initial_prompt=params.initial_prompt,
         batch_size=batch_size,
+        word_timestamps=params.word_timestamps,
     )
 
 
@@ -123,7 +128,7 @@ def _to_response(transcript: Transcript, *, model: str, diarization_device: str 
         diarization=DiarizationOut(
             requested=report.requested, performed=report.performed, diarizer=report.diarizer, detail=report.detail
         ),
-        word_timestamps=transcript.word_timestamps,
+        word_timestamps_method=transcript.word_time_source,
         timings=transcript.timings,
         warnings=transcript.warnings,
     )

@@ -37,6 +37,7 @@ class TranscribeOptions:
     hints: SpeakerHints = field(default_factory=SpeakerHints)
     initial_prompt: str | None = None
     batch_size: int = 16
+    word_timestamps: bool = True
 
 
 @dataclass
@@ -54,7 +55,7 @@ class Transcript:
     language: str | None
     language_probability: float | None
     segments: list[Segment]
-    word_timestamps: WordTimeSource | None
+    word_time_source: WordTimeSource | None
     diarization: DiarizationReport
     turns: list[SpeakerTurn] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -125,8 +126,9 @@ class TranscriptionPipeline:
                     initial_prompt=options.initial_prompt,
                     batch_size=options.batch_size,
                 )
-            with timer("alignment"):
-                segments, result.word_timestamps = self._time_words(audio, segments, language, options, result)
+            if options.word_timestamps:
+                with timer("alignment"):
+                    segments, result.word_time_source = self._time_words(audio, segments, language, options, result)
             result.segments = _tidy_times(segments, duration)
             if diarize:
                 with timer("diarization"):

@@ -108,7 +108,7 @@ def _warm_full_batch(
             initial_prompt=None,
             batch_size=batch_size,
         )
-    if first.word_timestamps == "whisper":
+    if first.word_time_source == "whisper":
         with timer("alignment"):
             pipeline.whisper.time_words(audio, segments, language=language, task="transcribe", batch_size=batch_size)
     return timer.timings.get("asr", 0.0), timer.timings.get("alignment", 0.0)

@@ -55,7 +55,7 @@ class FakePipeline:
             language=options.language or "en",
             language_probability=None if options.language else 0.97,
             segments=segments,
-            word_timestamps="whisper",
+            word_time_source="whisper",
             diarization=DiarizationReport(
                 requested=diarize, performed=diarize, diarizer="fake" if diarize else None, device="cpu"
             ),

@@ -19,7 +19,7 @@ def test_json_reply_keeps_the_documented_shape(client, sample_bytes, fake_pipeli
     assert body["language"] == "en" and body["language_probability"] == 0.97
     assert body["duration"] == 30.0
     assert body["model"] == "fake-whisper"
-    assert body["word_timestamps"] == "whisper"
+    assert body["word_timestamps_method"] == "whisper"
     assert body["num_speakers"] == 2
     assert body["speakers"] == {
         "SPEAKER_00": {"duration": 1.2, "segments": 1},
@@ -229,3 +229,12 @@ def test_gpu_out_of_memory_is_a_503_and_the_service_carries_on(client, sample_by
     assert reply.headers["retry-after"] == "10"
     fake_pipeline.fail_with = None
     assert _post(client, sample_bytes).status_code == 200
+
+
+def test_word_timestamps_can_be_turned_off(client, sample_bytes, fake_pipeline):
+    assert _post(client, sample_bytes, word_timestamps="false").status_code == 200
+    _, options = fake_pipeline.calls[0]
+    assert options.word_timestamps is False and options.diarize is False
+    reply = _post(client, sample_bytes, word_timestamps="false", diarize="true")
+    assert reply.status_code == 422
+    assert "word_timestamps" in reply.json()["error"]["message"]

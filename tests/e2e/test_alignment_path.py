@@ -73,8 +73,8 @@ def test_the_configured_aligner_times_the_words(whisper, audio, random_aligner_d
     )
     fallback = TranscriptionPipeline(whisper, vad=vad, device="cpu", aligners=None, diarizer=None).run(audio, options)
 
-    assert aligned.word_timestamps == "wav2vec2"
-    assert fallback.word_timestamps == "whisper"
+    assert aligned.word_time_source == "wav2vec2"
+    assert fallback.word_time_source == "whisper"
     words = [w for s in aligned.segments for w in s.words]
     assert [w.word for w in words] == [w.word for s in fallback.segments for w in s.words]
     assert all(0.0 <= w.start <= w.end <= aligned.duration for w in words)

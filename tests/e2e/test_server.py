@@ -47,7 +47,7 @@ def test_sample_call_is_transcribed_accurately(sample_result, sample_stm):
     assert sample_result["language"] == "en"
     assert sample_result["language_probability"] > 0.8
     assert sample_result["duration"] == pytest.approx(SAMPLE_SECONDS, abs=0.01)
-    assert sample_result["word_timestamps"] in ("wav2vec2", "whisper")
+    assert sample_result["word_timestamps_method"] in ("wav2vec2", "whisper")
 
 
 def test_every_word_has_sane_times_and_a_score(sample_result):
