@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ComputeType = Literal["auto", "float16", "bfloat16", "float32", "int8", "int8_float16", "int8_bfloat16", "int8_float32"]
 Device = Literal["auto", "cuda", "cpu"]
+DiarizerChoice = Literal["auto", "pyannote", "offline"]
 
 
 class Settings(BaseSettings):
@@ -65,8 +66,11 @@ class Settings(BaseSettings):
     enable_diarization: bool = True
     """Load a speaker-diarization pipeline at startup (requests choose with `diarize`)."""
 
+    diarizer: DiarizerChoice = "auto"
+    """`pyannote`: the pretrained `DIARIZATION_PIPELINE`. `offline`: pyannote's pipeline built from weights inside installed packages (whisperx segmentation, resemblyzer speaker encoder), no hub. `auto`: pretrained if it loads, else offline."""
+
     diarization_pipeline: str = "pyannote/speaker-diarization-community-1"
-    """pyannote pipeline: a hub name (needs `HF_TOKEN` the first time, then the cache) or a local directory / config.yaml."""
+    """Pretrained pyannote pipeline: a hub name (needs `HF_TOKEN` the first time, then the cache) or a local directory / config.yaml."""
 
     diarization_device: Device = "auto"
     """Where diarization runs: `auto` follows `DEVICE`."""

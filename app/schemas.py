@@ -88,11 +88,22 @@ class SpeakerOut(BaseModel):
     segments: int = Field(description="Transcript segments attributed to this speaker.")
 
 
+class SpeakerTurnOut(BaseModel):
+    start: float
+    end: float
+    speaker: str
+
+
 class DiarizationOut(BaseModel):
     requested: bool
     performed: bool
-    diarizer: str | None = None
+    diarizer: str | None = Field(
+        default=None, description="Which diarizer ran: the pretrained pipeline's name, or `offline`."
+    )
     detail: str | None = None
+    turns: list[SpeakerTurnOut] = Field(
+        default_factory=list, description="Who speaks when, as the diarizer found it (turns may overlap)."
+    )
 
 
 class TranscriptionResponse(BaseModel):

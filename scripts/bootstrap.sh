@@ -45,6 +45,10 @@ fi
 echo "bootstrap: installing Python dependencies into $venv (first run takes a few minutes)" >&2
 "$venv/bin/python" -m pip install -q --upgrade pip
 "$venv/bin/python" -m pip install -q -c "$repo/constraints.txt" "${target[@]}"
+# resemblyzer ships the offline diarizer's speaker-encoder weights. Only the weights are
+# used (app/services/speaker_embedding.py), so its librosa/webrtcvad/typing requirements,
+# which need numba, a C compiler and a Python-2-era backport, are not installed.
+"$venv/bin/python" -m pip install -q --no-deps -c "$repo/constraints.txt" resemblyzer
 
 # The Blackwell bridge: rewrite torchaudio's complex abs, then prove it took.
 "$venv/bin/python" "$repo/patches/torchaudio_complex_abs.py"

@@ -18,6 +18,7 @@ from app.schemas import (
     DiarizationOut,
     SegmentOut,
     SpeakerOut,
+    SpeakerTurnOut,
     TranscribeParams,
     TranscriptionResponse,
     WordOut,
@@ -126,7 +127,14 @@ def _to_response(transcript: Transcript, *, model: str, diarization_device: str 
         num_speakers=len(speakers),
         diarization_device=report.device if report.performed else diarization_device,
         diarization=DiarizationOut(
-            requested=report.requested, performed=report.performed, diarizer=report.diarizer, detail=report.detail
+            requested=report.requested,
+            performed=report.performed,
+            diarizer=report.diarizer,
+            detail=report.detail,
+            turns=[
+                SpeakerTurnOut(start=round(t.start, 3), end=round(t.end, 3), speaker=t.speaker)
+                for t in transcript.turns
+            ],
         ),
         word_timestamps_method=transcript.word_time_source,
         timings=transcript.timings,

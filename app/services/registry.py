@@ -28,7 +28,7 @@ from app.services.device import (
     resolve_compute_type,
     resolve_device,
 )
-from app.services.diarization import Diarizer, DiarizerUnavailable, PyannoteDiarizer
+from app.services.diarization import Diarizer, DiarizerUnavailable, load_diarizer
 from app.services.model_sources import resolve_whisper_source
 from app.services.pipeline import TranscriptionPipeline
 from app.services.timing import StepTimer
@@ -169,10 +169,12 @@ class ModelRegistry:
             stage.detail = "disabled (ENABLE_DIARIZATION=false)"
             return None
         assert self.diarization_device is not None
-        stage.model, stage.device = settings.diarization_pipeline, self.diarization_device
+        stage.device = self.diarization_device
+        stage.model = "offline" if settings.diarizer == "offline" else settings.diarization_pipeline
         with timer("diarizer"):
             try:
-                diarizer = PyannoteDiarizer.load(
+                loaded = load_diarizer(
+                    settings.diarizer,
                     settings.diarization_pipeline,
                     device=self.diarization_device,
                     hf_token=self._token,
@@ -182,8 +184,10 @@ class ModelRegistry:
                 stage.detail = str(exc)
                 logger.warning("Diarization unavailable: %s", exc)
                 return None
-        stage.loaded = True
-        return diarizer
+        stage.model, stage.loaded = loaded.diarizer.name, True
+        if loaded.fallback_reason:
+            stage.detail = f"offline diarizer in use; the pretrained pipeline was not loaded: {loaded.fallback_reason}"
+        return loaded.diarizer
 
     @property
     def _token(self) -> str | None:

@@ -25,7 +25,16 @@ def test_json_reply_keeps_the_documented_shape(client, sample_bytes, fake_pipeli
         "SPEAKER_00": {"duration": 1.2, "segments": 1},
         "SPEAKER_01": {"duration": 1.2, "segments": 1},
     }
-    assert body["diarization"] == {"requested": True, "performed": True, "diarizer": "fake", "detail": None}
+    assert body["diarization"] == {
+        "requested": True,
+        "performed": True,
+        "diarizer": "fake",
+        "detail": None,
+        "turns": [
+            {"start": 0.4, "end": 1.6, "speaker": "SPEAKER_00"},
+            {"start": 1.9, "end": 3.1, "speaker": "SPEAKER_01"},
+        ],
+    }
     assert body["diarization_device"] == "cpu"
     first = body["segments"][0]
     assert set(first) == {"start", "end", "text", "speaker", "avg_logprob", "words"}

@@ -131,17 +131,17 @@ def test_german_speech_is_identified(http, media_dir):
     assert body["language_probability"] > 0.5
 
 
-def test_diarization_unavailable_is_said_not_failed(http, sample_wav):
-    health = http.get("/health").json()
-    if health["stages"]["diarization"]["loaded"]:
-        pytest.skip("a diarizer is available here")
-    reply = _transcribe(http, sample_wav, diarize="true", num_speakers="2")
-    assert reply.status_code == 200
-    body = reply.json()
-    assert body["diarization"]["requested"] is True and body["diarization"]["performed"] is False
-    assert body["diarization"]["detail"]
-    assert any("unavailable" in w for w in body["warnings"])
-    assert body["text"]
+def test_sample_call_is_diarized_offline_by_default(http, sample_result):
+    """No token and no hub here, so `DIARIZER=auto` falls back to the offline diarizer, and says so."""
+    stage = http.get("/health").json()["stages"]["diarization"]
+    assert stage["loaded"] is True and stage["model"] == "offline"
+    assert "HF_TOKEN" in stage["detail"]
+    diarization = sample_result["diarization"]
+    assert diarization["performed"] is True and diarization["diarizer"] == "offline"
+    assert sample_result["num_speakers"] == 2
+    assert {t["speaker"] for t in diarization["turns"]} == set(sample_result["speakers"])
+    labelled = [w for w in sample_result["word_segments"] if w["speaker"]]
+    assert len(labelled) >= 0.9 * len(sample_result["word_segments"])
 
 
 def test_bad_files_get_4xx_and_the_server_carries_on(http, media_dir, sample_wav):

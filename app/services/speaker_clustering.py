@@ -1,0 +1,126 @@
+"""Clustering of chunk-level speaker embeddings that also finds how many speakers there are.
+
+pyannote's agglomerative clustering stops at a fixed distance threshold. That works for
+embeddings trained with a margin between speakers; resemblyzer's GE2E embeddings of two
+people are often closer than one person's embeddings across two channels, so any single
+threshold fails on some file. This clustering decides the count from the file itself:
+
+1. **One speaker or more.** The segmentation model separates up to three local speakers per
+   5 s chunk. If it never hears two of them in the same chunk, the file is a monologue.
+   (Embedding distances are no help here: one voice's chunks spread as widely as two voices'.)
+2. **How many.** Embeddings are centred on the file's mean (GE2E vectors share a large
+   common component) and partitioned with spherical k-means for every allowed count; the
+   count whose partition has the best *decorrelated* silhouette wins. Decorrelated: a chunk
+   is only compared with chunks that do not overlap it in time, because pyannote slides
+   its 5 s window by 0.5 s and neighbouring chunks are near copies of each other, which
+   would make any partition look cohesive.
+
+An exact ``num_clusters`` skips both steps; ``min_clusters``/``max_clusters`` bound step 2.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pyannote.audio.pipelines.clustering import BaseClustering
+from pyannote.core import SlidingWindowFeature
+
+MAX_AUTOMATIC_SPEAKERS = 10  # upper bound when the request gives none
+MIN_SHARED_CHUNKS = 2  # chunks with two active local speakers needed to rule out a monologue
+SCORING_SAMPLE = 1500  # embeddings scored per count (silhouette is quadratic in this)
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
+def decorrelated_silhouette(embeddings: np.ndarray, labels: np.ndarray, chunks: np.ndarray, gap: int) -> float:
+    """Mean cosine silhouette, comparing each embedding only with chunks ≥ ``gap`` steps away."""
+    distance = 1.0 - embeddings @ embeddings.T
+    far = np.abs(chunks[:, None] - chunks[None, :]) >= gap
+    members = np.eye(int(labels.max()) + 1, dtype=float)[labels]  # (n, k) one-hot
+    sums = (distance * far) @ members  # (n, k) summed distances to each cluster's far members
+    counts = far.astype(float) @ members
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums / counts
+    rows = np.arange(len(labels))
+    own = mean[rows, labels]
+    mean[rows, labels] = np.inf
+    nearest = mean.min(axis=1)
+    valid = np.isfinite(own) & np.isfinite(nearest)
+    if not valid.any():
+        return -1.0
+    scores = (nearest[valid] - own[valid]) / np.maximum(np.maximum(own[valid], nearest[valid]), 1e-12)
+    return float(scores.mean())
+
+
+def spherical_kmeans(embeddings: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit(embeddings).labels_
+
+
+class SpeakerCountClustering(BaseClustering):
+    """Drop-in for pyannote's clustering step (same call signature and outputs)."""
+
+    expects_num_clusters: bool = False
+
+    def __init__(self, metric: str = "cosine") -> None:
+        # Constrained assignment: two local speakers of one chunk never get the same label.
+        super().__init__(metric=metric, constrained_assignment=True)
+
+    def __call__(  # type: ignore[override]
+        self,
+        embeddings: np.ndarray,
+        segmentations: SlidingWindowFeature | None = None,
+        num_clusters: int | None = None,
+        min_clusters: int | None = None,
+        max_clusters: int | None = None,
+        **kwargs: object,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        assert segmentations is not None
+        train, chunk_idx, speaker_idx = self.filter_embeddings(embeddings, segmentations=segmentations)
+        num_chunks, local_speakers, _ = embeddings.shape
+        if len(train) == 0:  # nobody speaks long enough on their own to be embedded
+            return (
+                np.zeros((num_chunks, local_speakers), dtype=np.int8),
+                np.ones((num_chunks, local_speakers, 1)),
+                np.zeros((1, embeddings.shape[2])),
+            )
+        mean = normalise(train).mean(axis=0)
+        centred = normalise(normalise(train) - mean)
+        num_clusters, min_clusters, max_clusters = self.set_num_clusters(
+            len(centred), num_clusters=num_clusters, min_clusters=min_clusters, max_clusters=max_clusters
+        )
+        if num_clusters is None:
+            num_clusters = self.count_speakers(centred, chunk_idx, segmentations, min_clusters, max_clusters)
+        labels = np.zeros(len(centred), dtype=int) if num_clusters < 2 else spherical_kmeans(centred, num_clusters)
+        # Every (chunk, local speaker), not only the ones clustered, goes to its nearest centroid,
+        # in the same centred space.
+        everyone = normalise(np.nan_to_num(normalise(embeddings) - mean))
+        return self.assign_embeddings(everyone, chunk_idx, speaker_idx, labels, constrained=self.constrained_assignment)
+
+    def count_speakers(
+        self,
+        centred: np.ndarray,
+        chunk_idx: np.ndarray,
+        segmentations: SlidingWindowFeature,
+        min_clusters: int,
+        max_clusters: int,
+    ) -> int:
+        shared_chunks = int((np.bincount(chunk_idx) >= 2).sum())
+        if min_clusters <= 1 and shared_chunks < MIN_SHARED_CHUNKS:
+            return 1
+        low = max(2, min_clusters)
+        high = min(max_clusters, MAX_AUTOMATIC_SPEAKERS, len(centred) - 1)
+        if high <= low:
+            return max(1, min(low, len(centred)))
+        window = segmentations.sliding_window
+        gap = math.ceil(window.duration / window.step)  # chunks this far apart share no audio
+        sample = np.linspace(0, len(centred) - 1, min(len(centred), SCORING_SAMPLE)).astype(int)
+        scores = {
+            k: decorrelated_silhouette(centred[sample], spherical_kmeans(centred[sample], k), chunk_idx[sample], gap)
+            for k in range(low, high + 1)
+        }
+        return max(scores, key=lambda k: scores[k])
