@@ -67,7 +67,11 @@ def load_diarizer(
         if choice == "pyannote":
             raise
         logger.info("Pretrained diarization pipeline unavailable (%s); using the offline diarizer", exc)
-        return LoadedDiarizer(PyannoteDiarizer.offline(device), fallback_reason=str(exc))
+        try:
+            offline = PyannoteDiarizer.offline(device)
+        except DiarizerUnavailable as offline_exc:  # say why neither loaded
+            raise DiarizerUnavailable(f"{exc}; and {offline_exc}") from offline_exc
+        return LoadedDiarizer(offline, fallback_reason=str(exc))
 
 
 class PyannoteDiarizer:
