@@ -80,26 +80,34 @@ class SpeakerCountClustering(BaseClustering):
         **kwargs: object,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         assert segmentations is not None
-        train, chunk_idx, speaker_idx = self.filter_embeddings(embeddings, segmentations=segmentations)
-        num_chunks, local_speakers, _ = embeddings.shape
-        if len(train) == 0:  # nobody speaks long enough on their own to be embedded
-            return (
-                np.zeros((num_chunks, local_speakers), dtype=np.int8),
-                np.ones((num_chunks, local_speakers, 1)),
-                np.zeros((1, embeddings.shape[2])),
-            )
+        train, chunk_idx, _ = self.filter_embeddings(embeddings, segmentations=segmentations)
+        num_chunks, local_speakers, dimension = embeddings.shape
+        if len(train) < 2:  # nobody embeddable, or a clip shorter than two chunks: one speaker at most
+            return self.one_speaker(num_chunks, local_speakers, train, dimension)
+        num_clusters, min_clusters, max_clusters = self.set_num_clusters(
+            len(train), num_clusters=num_clusters, min_clusters=min_clusters, max_clusters=max_clusters
+        )
+        if max_clusters < 2:
+            return self.one_speaker(num_chunks, local_speakers, train, dimension)
         mean = normalise(train).mean(axis=0)
         centred = normalise(normalise(train) - mean)
-        num_clusters, min_clusters, max_clusters = self.set_num_clusters(
-            len(centred), num_clusters=num_clusters, min_clusters=min_clusters, max_clusters=max_clusters
-        )
         if num_clusters is None:
             num_clusters = self.count_speakers(centred, chunk_idx, segmentations, min_clusters, max_clusters)
         labels = np.zeros(len(centred), dtype=int) if num_clusters < 2 else spherical_kmeans(centred, num_clusters)
-        # Every (chunk, local speaker), not only the ones clustered, goes to its nearest centroid,
-        # in the same centred space.
+        labels = np.unique(labels, return_inverse=True)[1]  # k-means can leave a cluster empty on duplicates
+        centroids = normalise(np.stack([centred[labels == k].mean(axis=0) for k in range(int(labels.max()) + 1)]))
+        # Every (chunk, local speaker), not only the ones clustered, goes to its most similar centroid in the
+        # same centred space; rows without an embedding (NaN) score 0 everywhere instead of NaN.
         everyone = normalise(np.nan_to_num(normalise(embeddings) - mean))
-        return self.assign_embeddings(everyone, chunk_idx, speaker_idx, labels, constrained=self.constrained_assignment)
+        soft_clusters = 1.0 + everyone @ centroids.T  # pyannote's convention: 2 - cosine distance
+        return self.constrained_argmax(soft_clusters), soft_clusters, centroids
+
+    @staticmethod
+    def one_speaker(
+        num_chunks: int, local_speakers: int, train: np.ndarray, dimension: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        centroid = normalise(train).mean(axis=0, keepdims=True) if len(train) else np.zeros((1, dimension))
+        return np.zeros((num_chunks, local_speakers), dtype=np.int8), np.ones((num_chunks, local_speakers, 1)), centroid
 
     def count_speakers(
         self,

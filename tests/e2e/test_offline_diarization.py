@@ -128,3 +128,10 @@ def test_a_cached_pretrained_pipeline_is_preferred(tmp_path, monkeypatch, sample
     assert loaded.fallback_reason is None
     assert loaded.diarizer.name == "test-org/tiny-diarization"
     assert len({t.speaker for t in loaded.diarizer(sample_audio, SpeakerHints(num_speakers=2))}) == 2
+
+
+@pytest.mark.parametrize("seconds", [0.3, 4.0])
+def test_clips_shorter_than_a_chunk_get_one_speaker_not_an_error(offline, sample_audio, seconds):
+    clip = sample_audio[6 * 16000 : int((6 + seconds) * 16000)]
+    for hints in (SpeakerHints(), SpeakerHints(num_speakers=2), SpeakerHints(min_speakers=2)):
+        assert len({t.speaker for t in offline(clip, hints)}) <= 1
