@@ -28,7 +28,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Any
 
 from bench.conversations import make_conversation, tools_available
 from bench.metrics import read_stm_text, word_error_rate
-from bench.server import RunningServer, running_server
+from bench.server import RunningServer, post_audio, running_server
 
 # The targets, on the CPU machine with the offline diarizer and the bundled model.
 DER_TARGET_AUTO = 0.10  # collar 0.25, count found automatically
@@ -97,13 +96,9 @@ def synthetic_cases(out_dir: Path, quick: bool) -> list[Case]:
 
 
 def reference_annotation(rttm: Path) -> Any:
-    from pyannote.core import Annotation, Segment
+    from pyannote.database.util import load_rttm
 
-    annotation = Annotation()
-    for line in rttm.read_text().splitlines():
-        fields = line.split()
-        start, duration = float(fields[3]), float(fields[4])
-        annotation[Segment(start, start + duration), len(annotation)] = fields[7]
+    (annotation,) = load_rttm(str(rttm)).values()  # one recording per file
     return annotation
 
 
@@ -130,20 +125,13 @@ def speaker_word_accuracy(words: list[dict[str, Any]], reference: Any, mapping: 
 
 
 def evaluate(server: RunningServer, case: Case) -> Row:
-    import httpx
     from pyannote.metrics.diarization import DiarizationErrorRate
 
-    form = {"diarize": "true", "response_format": "json"}
+    form = {"diarize": "true"}
     if case.num_speakers:
         form["num_speakers"] = str(case.num_speakers)
-    started = time.perf_counter()
-    with case.wav.open("rb") as handle:
-        response = httpx.post(
-            f"{server.url}/transcribe", files={"file": (case.wav.name, handle, "audio/wav")}, data=form, timeout=600
-        )
-    request_s = time.perf_counter() - started
-    response.raise_for_status()
-    body = response.json()
+    with server.client() as client:
+        request_s, body = post_audio(client, case.wav, **form)
     if not body["diarization"]["performed"]:
         raise RuntimeError(f"{case.name}: diarization did not run: {body['diarization']['detail']}")
 

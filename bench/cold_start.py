@@ -18,28 +18,17 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-
-from bench.server import running_server, write_tiled_sample
+from bench.server import post_audio, running_server, write_tiled_sample
 
 STEPS = ("imports", "cuda_init", "whisper", "aligners", "diarizer", "load_total", "warmup")
-
-
-def _post(client: httpx.Client, audio: Path, language: str) -> float:
-    started = time.perf_counter()
-    with audio.open("rb") as f:
-        reply = client.post("/transcribe", files={"file": (audio.name, f, "audio/wav")}, data={"language": language})
-    reply.raise_for_status()
-    return time.perf_counter() - started
 
 
 def run_case(name: str, env: dict[str, str], audio: Path, requests: int, language: str, workdir: Path) -> dict:
     with running_server(env, workdir / f"{name.replace(' ', '_')}.log") as server:
         with server.client() as client:
-            latencies = [_post(client, audio, language) for _ in range(requests)]
+            latencies = [post_audio(client, audio, language=language)[0] for _ in range(requests)]
         health = server.health
     steady = statistics.median(latencies[1:]) if len(latencies) > 1 else float("nan")
     jit = health.get("jit_cache") or {}

@@ -15,8 +15,6 @@ import argparse
 import statistics
 import time
 
-import numpy as np
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -27,19 +25,18 @@ def main() -> None:
 
     import app  # noqa: F401  (telemetry off before pyannote loads)
     from app.services.diarization import PyannoteDiarizer, SpeakerHints
-    from app.services.warmup import sample_speech
+    from bench.server import tiled_sample
 
     started = time.perf_counter()
     diarizer = PyannoteDiarizer.offline(args.device)
     print(f"offline diarizer on {args.device}: built in {time.perf_counter() - started:.1f} s")
-    clip = sample_speech()
     print(f"{'audio s':>8s} {'first s':>8s} {'steady s':>9s} {'s per min':>9s} {'x realtime':>10s} {'speakers':>8s}")
     for seconds in args.lengths:
-        audio = np.tile(clip, int(np.ceil(seconds * 16000 / clip.shape[0])))[: int(seconds * 16000)]
+        audio = tiled_sample(seconds)
         times, speakers = [], 0
         for _ in range(args.repeats + 1):
             begin = time.perf_counter()
-            turns = diarizer(audio.astype(np.float32), SpeakerHints())
+            turns = diarizer(audio, SpeakerHints())
             times.append(time.perf_counter() - begin)
             speakers = len({t.speaker for t in turns})
         steady = statistics.median(times[1:])

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -85,13 +86,27 @@ def _wait_until_ready(server: RunningServer, timeout_s: float) -> None:
     raise ServerDidNotStart(f"server not ready after {timeout_s} s:\n{server.log.read_text()[-4000:]}")
 
 
-def write_tiled_sample(path: Path, seconds: float) -> Path:
-    """The pyannote sample call repeated to ``seconds``, as 16 kHz mono 16-bit WAV."""
+def post_audio(client: httpx.Client, audio: Path, **form: str) -> tuple[float, dict[str, Any]]:
+    """POST ``audio`` to /transcribe with ``form``; the wall time and the JSON reply."""
+    started = time.perf_counter()
+    with audio.open("rb") as f:
+        reply = client.post("/transcribe", files={"file": (audio.name, f, "audio/wav")}, data=form)
+    reply.raise_for_status()
+    return time.perf_counter() - started, reply.json()
+
+
+def tiled_sample(seconds: float) -> np.ndarray:
+    """The pyannote sample call repeated to ``seconds`` (16 kHz float32)."""
     from app.services.warmup import sample_speech
 
     clip = sample_speech()
     samples = int(seconds * 16000)
-    audio = np.tile(clip, int(np.ceil(samples / clip.shape[0])))[:samples]
+    return np.tile(clip, int(np.ceil(samples / clip.shape[0])))[:samples]
+
+
+def write_tiled_sample(path: Path, seconds: float) -> Path:
+    """``tiled_sample`` as a 16 kHz mono 16-bit WAV file."""
+    audio = tiled_sample(seconds)
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)

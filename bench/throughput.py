@@ -27,25 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
-from bench.server import RunningServer, running_server, write_tiled_sample
-
-
-def _read_wav(path: Path) -> np.ndarray:
-    import wave
-
-    with wave.open(str(path)) as wav:
-        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
-
-
-def _post(client: httpx.Client, audio: Path, **form: str) -> tuple[float, dict[str, Any]]:
-    started = time.perf_counter()
-    with audio.open("rb") as f:
-        reply = client.post("/transcribe", files={"file": (audio.name, f, "audio/wav")}, data=form)
-    reply.raise_for_status()
-    return time.perf_counter() - started, reply.json()
+from app.services.audio import read_pcm16_wav
+from bench.server import RunningServer, post_audio, running_server, write_tiled_sample
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -63,7 +48,7 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
 def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file: Path) -> dict[str, Any]:
     import whisperx
 
-    audio = _read_wav(long_file)
+    audio = read_pcm16_wav(long_file)
     seconds = audio.shape[0] / 16000
     direct = whisperx.load_model(args.model_location, args.device, compute_type=args.compute_type, language="en")
     if args.max_new_tokens:
@@ -77,7 +62,7 @@ def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file
                 started = time.perf_counter()
                 direct.transcribe(audio, batch_size=batch, language="en")
                 direct_times.append(time.perf_counter() - started)
-                elapsed, body = _post(
+                elapsed, body = post_audio(
                     client, long_file, language="en", batch_size=str(batch), word_timestamps="false", diarize="false"
                 )
                 service_times.append(elapsed)
@@ -91,17 +76,17 @@ def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file
 
 
 def concurrency(args: argparse.Namespace, server: RunningServer, short_file: Path) -> None:
-    seconds = _read_wav(short_file).shape[0] / 16000
+    seconds = read_pcm16_wav(short_file).shape[0] / 16000
     rows = []
     with server.client() as client:
         for clients in args.clients:
             started = time.perf_counter()
-            sequential = [_post(client, short_file, language="en")[0] for _ in range(clients)]
+            sequential = [post_audio(client, short_file, language="en")[0] for _ in range(clients)]
             sequential_wall = time.perf_counter() - started
 
             def one(_: int) -> float:
                 with server.client() as own:
-                    return _post(own, short_file, language="en")[0]
+                    return post_audio(own, short_file, language="en")[0]
 
             started = time.perf_counter()
             with ThreadPoolExecutor(max_workers=clients) as pool:
@@ -158,7 +143,7 @@ def memory(args: argparse.Namespace, server: RunningServer, short_file: Path) ->
     rss, gpu = [], []
     with server.client() as client:
         for _ in range(args.memory_requests):
-            _post(client, short_file, language="en")
+            post_audio(client, short_file, language="en")
             rss.append(_rss_mb(pid))
             gpu.append(_gpu_mb(pid))
     settle = min(5, len(rss) - 1)

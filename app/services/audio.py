@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,3 +73,12 @@ def decode_audio(path: Path, *, timeout_s: float, max_seconds: float, ffmpeg: st
     if audio.size > max_seconds * SAMPLE_RATE:
         raise UploadTooLarge(f"The audio is longer than the limit of {max_seconds:g} s.")
     return audio
+
+
+def read_pcm16_wav(path: Path) -> np.ndarray:
+    """A 16 kHz mono 16-bit WAV as float32 in [-1, 1), read directly (no ffmpeg, for bundled clips)."""
+    with wave.open(str(path)) as wav:
+        if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (SAMPLE_RATE, 1, 2):
+            raise ValueError(f"{path} is not 16 kHz mono 16-bit PCM")
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    return pcm.astype(np.float32) / 32768.0

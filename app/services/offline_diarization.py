@@ -76,7 +76,6 @@ class OfflineSpeakerDiarization(SpeakerDiarization):
             embedding_batch_size=embedding_batch_size,
         )
         self.clustering = SpeakerCountClustering(metric=self._embedding.metric)
-        self._expects_num_speakers = False
 
     def default_parameters(self) -> dict[str, Any]:
         return HYPERPARAMETERS

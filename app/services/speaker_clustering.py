@@ -66,10 +66,6 @@ class SpeakerCountClustering(BaseClustering):
 
     expects_num_clusters: bool = False
 
-    def __init__(self, metric: str = "cosine") -> None:
-        # Constrained assignment: two local speakers of one chunk never get the same label.
-        super().__init__(metric=metric, constrained_assignment=True)
-
     def __call__(  # type: ignore[override]
         self,
         embeddings: np.ndarray,
@@ -89,15 +85,20 @@ class SpeakerCountClustering(BaseClustering):
         )
         if max_clusters < 2:
             return self.one_speaker(num_chunks, local_speakers, train, dimension)
-        mean = normalise(train).mean(axis=0)
-        centred = normalise(normalise(train) - mean)
+        unit = normalise(train)
+        mean = unit.mean(axis=0)
+        centred = normalise(unit - mean)
         if num_clusters is None:
-            num_clusters = self.count_speakers(centred, chunk_idx, segmentations, min_clusters, max_clusters)
-        labels = np.zeros(len(centred), dtype=int) if num_clusters < 2 else spherical_kmeans(centred, num_clusters)
+            labels = self.automatic_partition(centred, chunk_idx, segmentations, min_clusters, max_clusters)
+        elif num_clusters < 2:
+            labels = np.zeros(len(centred), dtype=int)
+        else:
+            labels = spherical_kmeans(centred, num_clusters)
         labels = np.unique(labels, return_inverse=True)[1]  # k-means can leave a cluster empty on duplicates
         centroids = normalise(np.stack([centred[labels == k].mean(axis=0) for k in range(int(labels.max()) + 1)]))
         # Every (chunk, local speaker), not only the ones clustered, goes to its most similar centroid in the
-        # same centred space; rows without an embedding (NaN) score 0 everywhere instead of NaN.
+        # same centred space; rows without an embedding (NaN) score 0 everywhere instead of NaN. Constrained:
+        # two local speakers of one chunk never get the same label.
         everyone = normalise(np.nan_to_num(normalise(embeddings) - mean))
         soft_clusters = 1.0 + everyone @ centroids.T  # pyannote's convention: 2 - cosine distance
         return self.constrained_argmax(soft_clusters), soft_clusters, centroids
@@ -109,26 +110,32 @@ class SpeakerCountClustering(BaseClustering):
         centroid = normalise(train).mean(axis=0, keepdims=True) if len(train) else np.zeros((1, dimension))
         return np.zeros((num_chunks, local_speakers), dtype=np.int8), np.ones((num_chunks, local_speakers, 1)), centroid
 
-    def count_speakers(
+    def automatic_partition(
         self,
         centred: np.ndarray,
         chunk_idx: np.ndarray,
         segmentations: SlidingWindowFeature,
         min_clusters: int,
         max_clusters: int,
-    ) -> int:
+    ) -> np.ndarray:
+        """Labels for ``centred`` with the speaker count chosen as the module docstring says."""
+        one_speaker = np.zeros(len(centred), dtype=int)
         shared_chunks = int((np.bincount(chunk_idx) >= 2).sum())
         if min_clusters <= 1 and shared_chunks < MIN_SHARED_CHUNKS:
-            return 1
+            return one_speaker
         low = max(2, min_clusters)
         high = min(max_clusters, MAX_AUTOMATIC_SPEAKERS, len(centred) - 1)
         if high <= low:
-            return max(1, min(low, len(centred)))
+            count = max(1, min(low, len(centred)))
+            return one_speaker if count < 2 else spherical_kmeans(centred, count)
         window = segmentations.sliding_window
         gap = math.ceil(window.duration / window.step)  # chunks this far apart share no audio
         sample = np.linspace(0, len(centred) - 1, min(len(centred), SCORING_SAMPLE)).astype(int)
+        partitions = {k: spherical_kmeans(centred[sample], k) for k in range(low, high + 1)}
         scores = {
-            k: decorrelated_silhouette(centred[sample], spherical_kmeans(centred[sample], k), chunk_idx[sample], gap)
-            for k in range(low, high + 1)
+            k: decorrelated_silhouette(centred[sample], labels, chunk_idx[sample], gap)
+            for k, labels in partitions.items()
         }
-        return max(scores, key=lambda k: scores[k])
+        best = max(scores, key=lambda k: scores[k])
+        # Scored on every embedding (the usual case): the winning partition is the answer as it is.
+        return partitions[best] if len(sample) == len(centred) else spherical_kmeans(centred, best)

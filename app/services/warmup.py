@@ -11,13 +11,12 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from app.services.audio import SAMPLE_RATE
+from app.services.audio import SAMPLE_RATE, read_pcm16_wav
 from app.services.pipeline import TranscribeOptions, Transcript, TranscriptionPipeline
 from app.services.timing import StepTimer
 from app.services.vad import SpeechChunk
@@ -44,12 +43,8 @@ def sample_speech_path() -> Path:
 
 
 def sample_speech() -> np.ndarray:
-    """The sample as float32 in [-1, 1): it is 16 kHz mono 16-bit PCM, so no decoder is needed."""
-    with wave.open(str(sample_speech_path())) as wav:
-        if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (SAMPLE_RATE, 1, 2):
-            raise RuntimeError(f"unexpected format of {sample_speech_path()}")
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    return pcm.astype(np.float32) / 32768.0
+    """The sample as float32: it is 16 kHz mono 16-bit PCM, so no decoder is needed."""
+    return read_pcm16_wav(sample_speech_path())
 
 
 def warm_up(pipeline: TranscriptionPipeline, device: str, batch_size: int) -> WarmupReport:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +10,8 @@ import pytest
 import torch
 
 from app.services.diarization import DiarizerUnavailable, PyannoteDiarizer, SpeakerHints, load_diarizer
+from app.services.warmup import sample_speech
 from bench.accuracy import hypothesis_annotation, reference_annotation
-
-
-def read_wav(path: Path) -> np.ndarray:
-    with wave.open(str(path), "rb") as handle:
-        return np.frombuffer(handle.readframes(handle.getnframes()), dtype=np.int16).astype(np.float32) / 32768
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +20,8 @@ def offline() -> PyannoteDiarizer:
 
 
 @pytest.fixture(scope="module")
-def sample_audio(sample_wav: Path) -> np.ndarray:
-    return read_wav(sample_wav)
+def sample_audio() -> np.ndarray:
+    return sample_speech()
 
 
 def der(turns, rttm: Path) -> float:
