@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         if not preloaded:
             threading.Thread(target=registry.load, name="model-loader", daemon=True).start()
         yield
+        registry.close()
 
     app = FastAPI(
         title="Transcription service",

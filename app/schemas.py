@@ -155,9 +155,22 @@ class JitCacheOut(BaseModel):
     environment: dict[str, str | None] = Field(description="The CUDA_CACHE_* / CUDA_FORCE_PTX_JIT values in effect.")
 
 
+class BatchingOut(BaseModel):
+    """The Whisper scheduler: one thread runs every model call, in batches shared by requests."""
+
+    waiting_jobs: int = Field(description="Groups of windows that requests have prepared and queued.")
+    waiting_windows: int = Field(description="30 s windows queued for the encoder and decoder.")
+    running_windows: int = Field(description="Windows in the batch on the device now.")
+    batches: int = Field(description="Batches run since start-up (warmup included).")
+    windows: int = Field(description="Windows run since start-up.")
+    mean_batch_size: float | None
+    busy_s: float = Field(description="Seconds the scheduler has spent running batches.")
+
+
 class QueueOut(BaseModel):
-    in_flight: int
-    limit: int
+    in_flight: int = Field(description="Transcriptions admitted: uploading, decoding, queued or running.")
+    limit: int = Field(description="MAX_PENDING_REQUESTS: past it, requests get 503 with Retry-After.")
+    batching: BatchingOut | None = None
 
 
 class HealthResponse(BaseModel):

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from app import __version__
 from app.deps import GateDep, RegistryDep, SettingsDep
-from app.schemas import CapabilityOut, HealthResponse, JitCacheOut, QueueOut, StageOut, WarmupOut
+from app.schemas import BatchingOut, CapabilityOut, HealthResponse, JitCacheOut, QueueOut, StageOut, WarmupOut
 from app.services.registry import ModelRegistry, Phase
 
 router = APIRouter(tags=["health"])
@@ -65,9 +65,24 @@ async def health(registry: RegistryDep, gate: GateDep, settings: SettingsDep) ->
         startup_s=registry.startup_timings,
         warmup=WarmupOut(**asdict(registry.warmup)) if registry.warmup else None,
         jit_cache=JitCacheOut(**asdict(registry.jit_cache)) if registry.jit_cache else None,
-        queue=QueueOut(in_flight=gate.in_flight, limit=gate.limit),
+        queue=QueueOut(in_flight=gate.in_flight, limit=gate.limit, batching=_batching(registry)),
     )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+def _batching(registry: ModelRegistry) -> BatchingOut | None:
+    stats = registry.batching_stats()
+    if stats is None:
+        return None
+    return BatchingOut(
+        waiting_jobs=stats.waiting_jobs,
+        waiting_windows=stats.waiting_items,
+        running_windows=stats.running_items,
+        batches=stats.batches,
+        windows=stats.items,
+        mean_batch_size=round(stats.items / stats.batches, 2) if stats.batches else None,
+        busy_s=stats.busy_s,
+    )
 
 
 @router.get("/health/live")

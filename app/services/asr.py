@@ -6,7 +6,12 @@ out here instead of imported, for three reasons: WhisperX's version lives in a m
 imports ``transformers`` (seconds of start-up for a ``Pipeline`` base class we do not need);
 it mutates ``self.tokenizer``/``self.options`` on the shared object per call, so concurrent
 requests would decode with each other's language or prompt (whisperX issue #1171) — here the
-tokenizer and options are per call; and each step can be timed.
+tokenizer and prompt belong to each call; and each step can be timed.
+
+Every model call goes through a ``BatchScheduler`` (app/services/batching.py): the request's
+thread computes the features, and the scheduler's one thread encodes and decodes them, in
+batches shared with concurrent requests that use the same prompt. While one batch of a long
+request is on the GPU, its thread prepares the next one.
 
 When no wav2vec2 aligner is available, word times come from Whisper itself: the decoded text
 of each window is force-aligned to the audio with the model's cross-attention alignment heads
@@ -16,25 +21,28 @@ of each window is force-aligned to the audio with the model's cross-attention al
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 
-from app.errors import GpuOutOfMemory
 from app.services.audio import SAMPLE_RATE
+from app.services.batching import BatchScheduler, Job, Operation
 from app.services.model_sources import WhisperSource
 from app.services.vad import CHUNK_SECONDS, SpeechChunk
 
 logger = logging.getLogger(__name__)
 
+Span = TypeVar("Span")
 In = TypeVar("In")
 Out = TypeVar("Out")
 
 _PROMPT_TOKENS = 2  # so MAX_NEW_TOKENS=128 gives max_length 130, as in the GPU baselines
 _CHUNK_SAMPLES = CHUNK_SECONDS * SAMPLE_RATE
+# Batches a request has prepared but not yet got back: one on the GPU, one ready behind it.
+# More would only hold features in memory (1.5 MB per window for large-v3).
+_BATCHES_AHEAD = 2
 
 
 @dataclass(frozen=True)
@@ -72,15 +80,21 @@ class Segment:
 
 
 class WhisperEngine:
-    """One loaded Whisper model; safe to call from several threads (one decode at a time)."""
+    """One loaded Whisper model; its calls are made by one scheduler thread, batched across requests."""
 
-    def __init__(self, model: Any, source: WhisperSource, options: DecodingOptions | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        source: WhisperSource,
+        options: DecodingOptions | None = None,
+        scheduler: BatchScheduler | None = None,
+    ) -> None:
         self._model = model
         self.source = source
         self.options = options or DecodingOptions()
         self.multilingual: bool = bool(model.model.is_multilingual)
         self.languages: frozenset[str] = frozenset(model.supported_languages)
-        self._lock = threading.Lock()
+        self.scheduler = scheduler or BatchScheduler("whisper")
 
     @classmethod
     def load(
@@ -93,6 +107,7 @@ class WhisperEngine:
         download_root: str,
         hf_token: str | None,
         max_new_tokens: int | None = None,
+        scheduler: BatchScheduler | None = None,
     ) -> WhisperEngine:
         from faster_whisper import WhisperModel
 
@@ -107,18 +122,15 @@ class WhisperEngine:
         if max_new_tokens is not None:
             # Decoding stops at model.max_length tokens per window, prompt included.
             model.max_length = max_new_tokens + _PROMPT_TOKENS
-        return cls(model, source)
+        return cls(model, source, scheduler=scheduler)
 
     def detect_language(self, audio: np.ndarray, chunks: list[SpeechChunk]) -> tuple[str, float]:
         """Identify the language on up to 30 s of the detected speech (not on leading silence)."""
         if not self.multilingual:
             return "en", 1.0
         speech = np.concatenate([_slice(audio, c) for c in chunks])[:_CHUNK_SAMPLES]
-        features = self._features(speech)
-        with self._lock:
-            results = self._model.model.detect_language(self._encode(features[None]))
-        token, probability = results[0][0]
-        return token[2:-2], float(probability)
+        [(language, probability)] = self.scheduler.run(_DetectLanguage(self), [self._features(speech)], 1)
+        return language, probability
 
     def transcribe(
         self,
@@ -137,24 +149,18 @@ class WhisperEngine:
             tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt else [],
             without_timestamps=True,
         )
-
-        def decode(batch: list[SpeechChunk]) -> list[Segment]:
-            features = np.stack([self._features(_slice(audio, chunk)) for chunk in batch])
-            with self._lock:
-                results = self._generate(features, prompt)
-            return [
-                Segment(
-                    start=round(chunk.start, 3),
-                    end=round(chunk.end, 3),
-                    text=tokenizer.decode([t for t in result.sequences_ids[0] if t < tokenizer.eot]),
-                    avg_logprob=_avg_logprob(
-                        result.scores[0], len(result.sequences_ids[0]), self.options.length_penalty
-                    ),
-                )
-                for chunk, result in zip(batch, results, strict=True)
-            ]
-
-        segments = run_in_batches(chunks, batch_size, decode)
+        decoded = self._in_batches(
+            _Decode(self, tuple(prompt)), chunks, batch_size, lambda chunk: self._features(_slice(audio, chunk))
+        )
+        segments = [
+            Segment(
+                start=round(chunk.start, 3),
+                end=round(chunk.end, 3),
+                text=tokenizer.decode([t for t in tokens if t < tokenizer.eot]),
+                avg_logprob=_avg_logprob(score, len(tokens), self.options.length_penalty),
+            )
+            for chunk, (tokens, score) in zip(chunks, decoded, strict=True)
+        ]
         return [s for s in segments if s.text.strip()]
 
     def time_words(
@@ -165,24 +171,39 @@ class WhisperEngine:
         from faster_whisper.transcribe import merge_punctuations
 
         tokenizer = self._tokenizer(language, task)
+        extractor = self._model.feature_extractor
 
-        def align(batch: list[Segment]) -> list[Segment]:
-            features, num_frames, tokens = [], [], []
-            for seg in batch:
-                mel = self._model.feature_extractor(_slice(audio, seg))[..., :-1]
-                num_frames.append(min(mel.shape[-1], self._model.feature_extractor.nb_max_frames))
-                features.append(pad_or_trim(mel))
-                tokens.append([t for t in tokenizer.encode(seg.text) if t < tokenizer.eot])
-            with self._lock:
-                encoded = self._encode(np.stack(features))
-                alignments = self._model.find_alignment(tokenizer, tokens, encoded, num_frames)
-            timed: list[Segment] = []
-            for seg, alignment in zip(batch, alignments, strict=True):
-                merge_punctuations(alignment, self.options.prepend_punctuations, self.options.append_punctuations)
-                timed.extend(_split_sentences(seg, alignment))
-            return timed
+        def prepare(segment: Segment) -> _AlignmentInput:
+            mel = extractor(_slice(audio, segment))[..., :-1]
+            return _AlignmentInput(
+                features=pad_or_trim(mel),
+                num_frames=min(mel.shape[-1], extractor.nb_max_frames),
+                tokens=[t for t in tokenizer.encode(segment.text) if t < tokenizer.eot],
+            )
 
-        return run_in_batches(segments, batch_size, align)
+        alignments = self._in_batches(_AlignWords(self, language, task), segments, batch_size, prepare)
+        timed: list[Segment] = []
+        for segment, alignment in zip(segments, alignments, strict=True):
+            merge_punctuations(alignment, self.options.prepend_punctuations, self.options.append_punctuations)
+            timed.extend(_split_sentences(segment, alignment))
+        return timed
+
+    def _in_batches(
+        self, operation: Operation[In, Out], spans: list[Span], batch_size: int, prepare: Callable[[Span], In]
+    ) -> list[Out]:
+        """Prepare ``spans`` a batch at a time in this thread while the scheduler runs the batch before."""
+        jobs: list[Job[In, Out]] = []
+        try:
+            for first in range(0, len(spans), batch_size):
+                if len(jobs) >= _BATCHES_AHEAD:
+                    jobs[-_BATCHES_AHEAD].result()
+                inputs = [prepare(span) for span in spans[first : first + batch_size]]
+                jobs.append(self.scheduler.submit(operation, inputs, batch_size))
+            return [output for job in jobs for output in job.result()]
+        except BaseException:
+            for job in jobs:
+                self.scheduler.cancel(job)
+            raise
 
     def _tokenizer(self, language: str, task: str) -> Any:
         from faster_whisper.tokenizer import Tokenizer
@@ -199,7 +220,7 @@ class WhisperEngine:
         features: np.ndarray = log_mel_spectrogram(audio, n_mels=n_mels, padding=padding).numpy()
         return features
 
-    def _encode(self, features: np.ndarray) -> Any:
+    def encode(self, features: np.ndarray) -> Any:
         from faster_whisper.transcribe import get_ctranslate2_storage
 
         # As in WhisperX: across several GPUs the next job may run elsewhere, so move it to the CPU.
@@ -207,10 +228,10 @@ class WhisperEngine:
         to_cpu = model.device == "cuda" and len(model.device_index) > 1
         return model.encode(get_ctranslate2_storage(features), to_cpu=to_cpu)
 
-    def _generate(self, features: np.ndarray, prompt: list[int]) -> Any:
+    def generate(self, features: np.ndarray, prompt: list[int]) -> Any:
         o = self.options
         return self._model.model.generate(
-            self._encode(features),
+            self.encode(features),
             [prompt] * features.shape[0],
             beam_size=o.beam_size,
             patience=o.patience,
@@ -224,47 +245,53 @@ class WhisperEngine:
         )
 
 
-def run_in_batches(items: list[In], batch_size: int, run: Callable[[list[In]], list[Out]]) -> list[Out]:
-    """``run`` over ``items`` in batches, halving the batch after a GPU out-of-memory error.
-
-    A long request, a large batch size or a neighbour's work can exhaust GPU memory; the
-    same windows then go through in smaller batches (down to one) instead of failing the
-    request. Only when a single window does not fit is the request refused, with a 503.
-    """
-    results: list[Out] = []
-    size, first = batch_size, 0
-    while first < len(items):
-        batch = items[first : first + size]
-        try:
-            results.extend(run(batch))
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            if size == 1:
-                raise GpuOutOfMemory(
-                    "The GPU ran out of memory even for a single 30 s window; retry shortly.",
-                    headers={"Retry-After": "10"},
-                ) from exc
-            size = max(1, size // 2)
-            logger.warning("GPU out of memory with batch %d; retrying with batch %d", len(batch), size)
-            _release_cached_gpu_memory()
-            continue
-        first += len(batch)
-    return results
+# The scheduler's operations. Equal ones share a batch, so each holds exactly what makes two
+# requests' windows decodable together: the model, and the prompt (language, task, initial
+# prompt) or the tokenizer's language and task.
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    # CTranslate2 raises RuntimeError("... CUDA failed with error out of memory");
-    # torch raises torch.cuda.OutOfMemoryError, whose message also says so.
-    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+@dataclass(frozen=True)
+class _Decode:
+    engine: WhisperEngine
+    prompt: tuple[int, ...]
+
+    def __call__(self, features: list[np.ndarray]) -> list[tuple[list[int], float]]:
+        results = self.engine.generate(np.stack(features), list(self.prompt))
+        return [(r.sequences_ids[0], r.scores[0]) for r in results]
 
 
-def _release_cached_gpu_memory() -> None:
-    import sys
+@dataclass(frozen=True)
+class _AlignmentInput:
+    features: np.ndarray
+    num_frames: int
+    tokens: list[int]
 
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+
+@dataclass(frozen=True)
+class _AlignWords:
+    engine: WhisperEngine
+    language: str
+    task: str
+
+    def __call__(self, inputs: list[_AlignmentInput]) -> list[list[dict[str, Any]]]:
+        engine = self.engine
+        encoded = engine.encode(np.stack([i.features for i in inputs]))
+        alignments: list[list[dict[str, Any]]] = engine._model.find_alignment(
+            engine._tokenizer(self.language, self.task),
+            [i.tokens for i in inputs],
+            encoded,
+            [i.num_frames for i in inputs],
+        )
+        return alignments
+
+
+@dataclass(frozen=True)
+class _DetectLanguage:
+    engine: WhisperEngine
+
+    def __call__(self, features: list[np.ndarray]) -> list[tuple[str, float]]:
+        results = self.engine._model.model.detect_language(self.engine.encode(np.stack(features)))
+        return [(r[0][0][2:-2], float(r[0][1])) for r in results]
 
 
 def _avg_logprob(score: float, length: int, length_penalty: float) -> float:

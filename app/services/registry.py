@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from app.config import Settings
 from app.services.alignment import AlignerCache
 from app.services.asr import WhisperEngine
+from app.services.batching import BatchScheduler, SchedulerStats
 from app.services.device import (
     GpuInfo,
     JitCacheInfo,
@@ -69,6 +70,7 @@ class ModelRegistry:
         self.warmup: WarmupReport | None = None
         self.jit_cache: JitCacheInfo | None = None
         self.startup_timings: dict[str, float] = {}
+        self.scheduler: BatchScheduler | None = None
         self.stages = {
             "asr": StageStatus(enabled=True),
             "alignment": StageStatus(enabled=settings.enable_alignment),
@@ -134,6 +136,7 @@ class ModelRegistry:
             source = resolve_whisper_source(settings.whisper_model, self.device, settings.model_cache_dir)
             asr.model = source.display_name
             logger.info("Loading Whisper %s on %s (%s)", source.display_name, self.device, self.compute_type)
+            self.scheduler = BatchScheduler("whisper")
             whisper = WhisperEngine.load(
                 source,
                 device=self.device,
@@ -142,6 +145,7 @@ class ModelRegistry:
                 download_root=str(settings.model_cache_dir / "whisper"),
                 hf_token=self._token,
                 max_new_tokens=settings.max_new_tokens,
+                scheduler=self.scheduler,
             )
         asr.loaded = True
         return whisper
@@ -216,6 +220,14 @@ class ModelRegistry:
             device=stage.device,
             detail=detail,
         )
+
+    def batching_stats(self) -> SchedulerStats | None:
+        return self.scheduler.stats() if self.scheduler else None
+
+    def close(self) -> None:
+        """Stop the model thread at shutdown: queued work fails fast instead of hanging."""
+        if self.scheduler is not None:
+            self.scheduler.close()
 
     def degraded_reasons(self) -> list[str]:
         reasons = []

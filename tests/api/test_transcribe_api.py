@@ -193,7 +193,7 @@ def test_overload_is_refused_with_503_and_retry_after(make_client, sample_bytes,
         assert reply.status_code == 503
         assert reply.json()["error"]["code"] == "busy"
         assert reply.headers["retry-after"]
-        assert client.get("/health").json()["queue"] == {"in_flight": 1, "limit": 1}
+        assert client.get("/health").json()["queue"] == {"in_flight": 1, "limit": 1, "batching": None}
     finally:
         fake_pipeline.release.set()
         running.join(10)

@@ -48,12 +48,12 @@ def test_out_of_memory_mid_request_gives_the_same_text(whisper, monkeypatch):
     options = {"language": "en", "task": "transcribe", "initial_prompt": None, "batch_size": 3}
     expected = whisper.transcribe(audio, chunks, **options)
 
-    generate = whisper._generate
+    generate = whisper.generate
 
     def generate_or_oom(features, prompt):
         if features.shape[0] > 1:
             raise RuntimeError("CUDA failed with error out of memory")
         return generate(features, prompt)
 
-    monkeypatch.setattr(whisper, "_generate", generate_or_oom)
+    monkeypatch.setattr(whisper, "generate", generate_or_oom)
     assert [s.text for s in whisper.transcribe(audio, chunks, **options)] == [s.text for s in expected]
