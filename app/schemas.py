@@ -121,7 +121,11 @@ class TranscriptionResponse(BaseModel):
     word_timestamps_method: Literal["wav2vec2", "whisper"] | None = Field(
         description="What produced the word times: a wav2vec2 aligner or Whisper's cross-attention."
     )
-    timings: dict[str, float]
+    timings: dict[str, float] = Field(
+        description="Seconds per stage: decode, vad, language_detection, asr, alignment, diarization, total. "
+        "`features` (log-Mel computed by this request) is part of asr and Whisper alignment; the rest of "
+        "those is waiting for and running batches that may be shared with other requests."
+    )
     warnings: list[str]
 
 
@@ -155,6 +159,12 @@ class JitCacheOut(BaseModel):
     environment: dict[str, str | None] = Field(description="The CUDA_CACHE_* / CUDA_FORCE_PTX_JIT values in effect.")
 
 
+class GpuMemoryOut(BaseModel):
+    used_mb: float = Field(description="Device memory in use (all processes on this GPU, as CUDA reports it).")
+    torch_allocated_mb: float = Field(description="Held by live torch tensors (VAD, aligner, diarizer).")
+    torch_reserved_mb: float = Field(description="Kept by torch's caching allocator. Whisper's CTranslate2 is apart.")
+
+
 class BatchingOut(BaseModel):
     """The Whisper scheduler: one thread runs every model call, in batches shared by requests."""
 
@@ -165,6 +175,9 @@ class BatchingOut(BaseModel):
     windows: int = Field(description="Windows run since start-up.")
     mean_batch_size: float | None
     busy_s: float = Field(description="Seconds the scheduler has spent running batches.")
+    model_s: dict[str, float] = Field(
+        default_factory=dict, description="Of those, seconds in each kind of model call (encode, decode, ...)."
+    )
 
 
 class QueueOut(BaseModel):
@@ -194,3 +207,4 @@ class HealthResponse(BaseModel):
     warmup: WarmupOut | None = None
     jit_cache: JitCacheOut | None = None
     queue: QueueOut
+    gpu_memory: GpuMemoryOut | None = None

@@ -95,18 +95,18 @@ def post_audio(client: httpx.Client, audio: Path, **form: str) -> tuple[float, d
     return time.perf_counter() - started, reply.json()
 
 
-def tiled_sample(seconds: float) -> np.ndarray:
-    """The pyannote sample call repeated to ``seconds`` (16 kHz float32)."""
+def tiled_sample(seconds: float, offset: float = 0.0) -> np.ndarray:
+    """The pyannote sample call repeated, from ``offset`` s on, for ``seconds`` (16 kHz float32)."""
     from app.services.warmup import sample_speech
 
     clip = sample_speech()
-    samples = int(seconds * 16000)
-    return np.tile(clip, int(np.ceil(samples / clip.shape[0])))[:samples]
+    first, samples = int(offset * 16000), int(seconds * 16000)
+    return np.tile(clip, int(np.ceil((first + samples) / clip.shape[0])))[first : first + samples]
 
 
-def write_tiled_sample(path: Path, seconds: float) -> Path:
+def write_tiled_sample(path: Path, seconds: float, offset: float = 0.0) -> Path:
     """``tiled_sample`` as a 16 kHz mono 16-bit WAV file."""
-    audio = tiled_sample(seconds)
+    audio = tiled_sample(seconds, offset)
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)

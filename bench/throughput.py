@@ -3,34 +3,54 @@
     python -m bench.throughput --model DIR --device cuda [--max-new-tokens 128]
     python -m bench.throughput --smoke        # CPU, bundled tiny.en, small sizes: a quick run, no targets
 
+Audio is the pyannote sample call tiled: one long file (10 min) and a set of 1-minute files,
+each cut from a different offset so that no two have the same speech windows.
+
 Sections (each prints a table):
 1. Direct vs service, alternating, per batch size: ``whisperx.load_model(...).transcribe`` on the
    waveform against POST /transcribe of the same file (same model, compute type, batch size,
-   language, beam 5; ``word_timestamps=false`` so both do the same work). Realtime factors and
-   their ratio (service / direct).
-2. Concurrency: N clients each sending the short file at once, against the same N files one
-   after another: aggregate realtime factor, p50/p95 latency, ratio to sequential.
-3. Per-stage seconds the service reports for the long file.
-4. Memory over many requests: server RSS and GPU memory (nvidia-smi, per process).
+   language, beam 5; ``word_timestamps=false``, ``diarize=false`` so both do the same work).
+   Realtime factors, their ratio (service / direct), and whether the text is the same.
+2. Concurrency: N clients each sending a different 1-minute file at once, against the same N
+   files one after another. Aggregate realtime factor, p50/p95 latency, ratio to sequential,
+   whether every file got the same text both ways, the mean size of the batches the Whisper
+   scheduler ran, how busy it was, and the slowest /health answer while loaded.
+3. Per-stage seconds for the long file with every stage on (Whisper word times, diarization
+   when a diarizer is loaded): where the time goes.
+4. Memory over many requests: process RSS, device memory, torch's allocator.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
-from app.services.audio import read_pcm16_wav
+from app.services.audio import SAMPLE_RATE, read_pcm16_wav
 from bench.server import RunningServer, post_audio, running_server, write_tiled_sample
+
+# Throughput runs compare Whisper alone: the direct baseline has no word times and no speakers.
+WHISPER_ONLY = {"language": "en", "word_timestamps": "false", "diarize": "false"}
+
+
+def _seconds(path: Path) -> float:
+    return read_pcm16_wav(path).shape[0] / SAMPLE_RATE
+
+
+def _texts(body: dict[str, Any]) -> list[str]:
+    return [segment["text"] for segment in body["segments"]]
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -42,80 +62,197 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
     print("|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    print()
+    print(flush=True)
 
 
-def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file: Path) -> dict[str, Any]:
+def _batching(client: httpx.Client) -> dict[str, Any]:
+    batching: dict[str, Any] = client.get("/health").json()["queue"]["batching"]
+    return batching
+
+
+@dataclass
+class SchedulerDelta:
+    batches: int
+    windows: int
+    busy_s: float
+    model_s: dict[str, float]
+
+    @classmethod
+    def between(cls, before: dict[str, Any], after: dict[str, Any]) -> SchedulerDelta:
+        return cls(
+            after["batches"] - before["batches"],
+            after["windows"] - before["windows"],
+            after["busy_s"] - before["busy_s"],
+            {k: after["model_s"][k] - before["model_s"].get(k, 0.0) for k in after["model_s"]},
+        )
+
+    @property
+    def mean_batch(self) -> float:
+        return self.windows / self.batches if self.batches else float("nan")
+
+
+@contextmanager
+def health_probe(server: RunningServer, period_s: float = 0.05) -> Iterator[list[float]]:
+    """Poll /health while the block runs; yields the list its answer times go into."""
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        with server.client(timeout=30) as client:
+            while not done.is_set():
+                started = time.perf_counter()
+                client.get("/health")
+                latencies.append(time.perf_counter() - started)
+                done.wait(period_s)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield latencies
+    finally:
+        done.set()
+        thread.join()
+
+
+def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file: Path) -> None:
     import whisperx
 
     audio = read_pcm16_wav(long_file)
-    seconds = audio.shape[0] / 16000
+    seconds = audio.shape[0] / SAMPLE_RATE
     direct = whisperx.load_model(args.model_location, args.device, compute_type=args.compute_type, language="en")
     if args.max_new_tokens:
         direct.model.max_length = args.max_new_tokens + 2
-    direct.transcribe(audio[: 30 * 16000], batch_size=1, language="en")  # its own warm-up
-    rows, last_timings = [], {}
+    rows = []
     with server.client() as client:
         for batch in args.batch_sizes:
+            form = {**WHISPER_ONLY, "batch_size": str(batch)}
+            # One unmeasured round each: kernels are chosen (and JIT-compiled) per batch shape.
+            direct.transcribe(audio, batch_size=batch, language="en")
+            post_audio(client, long_file, **form)
             direct_times, service_times = [], []
             for _ in range(args.repeats):  # alternating, so drift affects both alike
                 started = time.perf_counter()
-                direct.transcribe(audio, batch_size=batch, language="en")
+                expected = direct.transcribe(audio, batch_size=batch, language="en")["segments"]
                 direct_times.append(time.perf_counter() - started)
-                elapsed, body = post_audio(
-                    client, long_file, language="en", batch_size=str(batch), word_timestamps="false", diarize="false"
-                )
+                before = _batching(client)
+                elapsed, body = post_audio(client, long_file, **form)
+                delta = SchedulerDelta.between(before, _batching(client))
                 service_times.append(elapsed)
-                last_timings = body["timings"]
+            same = _texts(body) == [s["text"] for s in expected]
             direct_rtf = seconds / statistics.median(direct_times)
             service_rtf = seconds / statistics.median(service_times)
-            rows.append([str(batch), f"{direct_rtf:.0f}x", f"{service_rtf:.0f}x", f"{service_rtf / direct_rtf:.3f}"])
-    print(f"## Direct WhisperX vs service, {seconds:.0f} s of speech, median of {args.repeats}")
-    _table(["batch", "direct RTF", "service RTF", "service/direct"], rows)
-    return last_timings
-
-
-def concurrency(args: argparse.Namespace, server: RunningServer, short_file: Path) -> None:
-    seconds = read_pcm16_wav(short_file).shape[0] / 16000
-    rows = []
-    with server.client() as client:
-        for clients in args.clients:
-            started = time.perf_counter()
-            sequential = [post_audio(client, short_file, language="en")[0] for _ in range(clients)]
-            sequential_wall = time.perf_counter() - started
-
-            def one(_: int) -> float:
-                with server.client() as own:
-                    return post_audio(own, short_file, language="en")[0]
-
-            started = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=clients) as pool:
-                latencies = list(pool.map(one, range(clients)))
-            wall = time.perf_counter() - started
+            t = body["timings"]
             rows.append(
                 [
-                    str(clients),
-                    f"{clients * seconds / wall:.1f}x",
-                    f"{_percentile(latencies, 50):.2f}",
-                    f"{_percentile(latencies, 95):.2f}",
-                    f"{clients * seconds / sequential_wall:.1f}x",
-                    f"{sequential_wall / wall:.2f}",
-                    f"{statistics.median(sequential):.2f}",
+                    str(batch),
+                    f"{direct_rtf:.0f}x",
+                    f"{service_rtf:.0f}x",
+                    f"{service_rtf / direct_rtf:.3f}",
+                    "yes" if same else "NO",
+                    f"{t.get('decode', 0):.3f}",
+                    f"{t.get('vad', 0):.3f}",
+                    f"{t.get('features', 0):.3f}",
+                    f"{delta.model_s.get('encode', 0):.3f}",
+                    f"{delta.model_s.get('decode', 0):.3f}",
+                    f"{t['total'] + t.get('decode', 0):.3f}",
+                    f"{elapsed:.3f}",
                 ]
             )
-    print(f"## Concurrency: each client sends one {seconds:.0f} s file")
+    print(f"## Direct WhisperX vs service, {seconds:.0f} s of speech, median of {args.repeats}")
+    print("Service seconds are those of its last run: upload+decode, VAD, features (request thread),")
+    print("encoder and decoder (scheduler), total inside the service, and the client's wall time.\n")
     _table(
-        ["clients", "aggregate RTF", "p50 s", "p95 s", "sequential RTF", "concurrent/sequential", "alone s"],
+        [
+            *("batch", "direct RTF", "service RTF", "service/direct", "same text"),
+            *("decode s", "vad s", "features s", "encoder s", "decoder s", "in service s", "wall s"),
+        ],
         rows,
     )
 
 
-def stages(timings: dict[str, float]) -> None:
-    print("## Service stages for the long file (seconds)")
-    keys = [
-        k for k in ("decode", "vad", "language_detection", "asr", "alignment", "diarization", "total") if k in timings
-    ]
-    _table(keys, [[f"{timings[k]:.3f}" for k in keys]])
+def _run_clients(
+    server: RunningServer, files: list[Path], form: dict[str, str]
+) -> tuple[float, list[tuple[float, list[str]]]]:
+    def one(path: Path) -> tuple[float, list[str]]:
+        with server.client() as own:
+            elapsed, body = post_audio(own, path, **form)
+            return elapsed, _texts(body)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=len(files)) as pool:
+        results = list(pool.map(one, files))
+    return time.perf_counter() - started, results
+
+
+def concurrency(args: argparse.Namespace, server: RunningServer, files: list[Path], words: bool) -> None:
+    form = {**WHISPER_ONLY, "word_timestamps": "true" if words else "false"}
+    seconds_each = [_seconds(f) for f in files]
+    rows = []
+    with server.client() as client:
+        post_audio(client, files[0], **form)  # warm this option set
+        for clients in args.clients:
+            chosen, audio_s = files[:clients], sum(seconds_each[:clients])
+            started = time.perf_counter()
+            alone = [post_audio(client, path, **form) for path in chosen]
+            sequential_wall = time.perf_counter() - started
+
+            before = _batching(client)
+            with health_probe(server) as health_latencies:
+                wall, together = _run_clients(server, chosen, form)
+            delta = SchedulerDelta.between(before, _batching(client))
+            latencies = [elapsed for elapsed, _ in together]
+            same = [texts for _, texts in together] == [_texts(body) for _, body in alone]
+            rows.append(
+                [
+                    str(clients),
+                    f"{audio_s / wall:.0f}x",
+                    f"{audio_s / sequential_wall:.0f}x",
+                    f"{sequential_wall / wall:.2f}",
+                    f"{_percentile(latencies, 50):.2f}",
+                    f"{_percentile(latencies, 95):.2f}",
+                    "yes" if same else "NO",
+                    f"{delta.mean_batch:.1f}",
+                    f"{delta.busy_s / wall * 100:.0f}%",
+                    f"{max(health_latencies, default=float('nan')) * 1000:.0f}",
+                ]
+            )
+    what = "text and Whisper word times" if words else "text only"
+    print(f"## Concurrency: each client sends a different {statistics.mean(seconds_each):.0f} s file ({what})")
+    print("Sequential: the same files one after another. Busy: share of the wall time the Whisper")
+    print("scheduler spent running batches.\n")
+    _table(
+        [
+            *("clients", "aggregate RTF", "sequential RTF", "concurrent/sequential", "p50 s", "p95 s"),
+            *("same text", "mean batch", "busy", "max /health ms"),
+        ],
+        rows,
+    )
+
+
+def stages(server: RunningServer, long_file: Path) -> None:
+    diarize = server.health["stages"]["diarization"]["loaded"]
+    form = {"language": "en", "word_timestamps": "true", "diarize": "true" if diarize else "false"}
+    with server.client() as client:
+        post_audio(client, long_file, **form)  # warm this option set
+        before = _batching(client)
+        elapsed, body = post_audio(client, long_file, **form)
+        delta = SchedulerDelta.between(before, _batching(client))
+    t = body["timings"]
+    columns = {
+        "decode": t.get("decode", 0.0),
+        "vad": t.get("vad", 0.0),
+        "features": t.get("features", 0.0),
+        "encoder": delta.model_s.get("encode", 0.0),
+        "decoder": delta.model_s.get("decode", 0.0),
+        "word times": t.get("alignment", 0.0),
+        "of which attention DTW": delta.model_s.get("align_words", 0.0),
+        "diarization": t.get("diarization", 0.0),
+        "in service": t["total"] + t.get("decode", 0.0),
+        "wall": elapsed,
+    }
+    print(f"## Service stages for the long file, every stage on (seconds; diarization: {diarize})")
+    print("features/encoder/decoder overlap: features of the next batch are computed while one runs.\n")
+    _table(list(columns), [[f"{v:.3f}" for v in columns.values()]])
 
 
 def _rss_mb(pid: int) -> float:
@@ -125,39 +262,31 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _gpu_mb(pid: int) -> float:
-    if not shutil.which("nvidia-smi"):
-        return float("nan")
-    out = subprocess.run(
-        ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    used = [float(m) for p, m in (line.split(",") for line in out.strip().splitlines() if "," in line) if int(p) == pid]
-    return sum(used) if used else float("nan")
-
-
-def memory(args: argparse.Namespace, server: RunningServer, short_file: Path) -> None:
+def memory(args: argparse.Namespace, server: RunningServer, files: list[Path]) -> None:
     pid = server.process.pid
-    rss, gpu = [], []
+    series: dict[str, list[float]] = {"process RSS": [], "GPU used": [], "torch allocated": [], "torch reserved": []}
     with server.client() as client:
-        for _ in range(args.memory_requests):
-            post_audio(client, short_file, language="en")
-            rss.append(_rss_mb(pid))
-            gpu.append(_gpu_mb(pid))
-    settle = min(5, len(rss) - 1)
+        for index in range(args.memory_requests):
+            post_audio(client, files[index % len(files)], language="en")
+            gpu = client.get("/health").json().get("gpu_memory") or {}
+            series["process RSS"].append(_rss_mb(pid))
+            series["GPU used"].append(gpu.get("used_mb", float("nan")))
+            series["torch allocated"].append(gpu.get("torch_allocated_mb", float("nan")))
+            series["torch reserved"].append(gpu.get("torch_reserved_mb", float("nan")))
+    settle = min(5, args.memory_requests - 1)
 
-    def growth(series: list[float]) -> str:
-        base = statistics.mean(series[:settle]) if settle else series[0]
-        return f"{(series[-1] - base) / base * 100:+.1f}%" if base == base and base > 0 else "n/a"
+    def growth(values: list[float]) -> str:
+        base = statistics.mean(values[:settle]) if settle else values[0]
+        return f"{(values[-1] - base) / base * 100:+.1f}%" if base == base and base > 0 else "n/a"
 
-    print(f"## Memory over {args.memory_requests} requests (growth: last vs mean of the first {settle})")
+    print(
+        f"## Memory over {args.memory_requests} requests (default options; growth: last vs mean of the first {settle})"
+    )
     _table(
         ["", "first MB", "last MB", "max MB", "growth"],
         [
-            ["process RSS", f"{rss[0]:.0f}", f"{rss[-1]:.0f}", f"{max(rss):.0f}", growth(rss)],
-            ["GPU (nvidia-smi)", f"{gpu[0]:.0f}", f"{gpu[-1]:.0f}", f"{max(gpu):.0f}", growth(gpu)],
+            [name, f"{values[0]:.0f}", f"{values[-1]:.0f}", f"{max(values):.0f}", growth(values)]
+            for name, values in series.items()
         ],
     )
 
@@ -175,30 +304,38 @@ def main() -> None:
     parser.add_argument("--memory-requests", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--vad-method", default="pyannote", help="pyannote matches direct WhisperX")
+    parser.add_argument("--diarizer", default="offline", help="DIARIZER for the stage breakdown; 'none' to skip")
+    parser.add_argument("--sections", default="direct,concurrency,words,stages,memory")
     parser.add_argument("--smoke", action="store_true", help="CPU, bundled tiny.en, tiny sizes")
     args = parser.parse_args()
     if args.smoke:
         args.model, args.device, args.compute_type = "bundled-tiny.en", "cpu", "int8"
-        args.batch_sizes, args.clients, args.long_seconds, args.short_seconds = "4", "1,2", 60.0, 30.0
-        args.memory_requests, args.repeats = 4, 1
+        args.batch_sizes, args.clients, args.long_seconds, args.short_seconds = "2", "2", 30.0, 15.0
+        args.memory_requests, args.repeats, args.diarizer = 3, 1, "none"
     if not args.model:
         parser.error("--model is required (or --smoke)")
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     args.clients = [int(c) for c in args.clients.split(",")]
+    sections = set(args.sections.split(","))
 
     workdir = Path(tempfile.mkdtemp(prefix="throughput-"))
     long_file = write_tiled_sample(workdir / "long.wav", args.long_seconds)
-    short_file = write_tiled_sample(workdir / "short.wav", args.short_seconds)
+    # Offsets that are not multiples of the 30 s clip give every file different windows.
+    short_files = [
+        write_tiled_sample(workdir / f"short-{k}.wav", args.short_seconds, offset=7.3 * k)
+        for k in range(max(args.clients))
+    ]
     env = {
         "WHISPER_MODEL": args.model,
         "DEVICE": args.device,
         "COMPUTE_TYPE": args.compute_type,
-        "BATCH_SIZE": str(min(args.batch_sizes)),
+        "BATCH_SIZE": str(max(args.batch_sizes)),
         "MAX_BATCH_SIZE": str(max(64, *args.batch_sizes)),
         "MAX_PENDING_REQUESTS": str(max(32, *args.clients)),
         "VAD_METHOD": args.vad_method,
         "ENABLE_ALIGNMENT": "false",
-        "ENABLE_DIARIZATION": "false",
+        "ENABLE_DIARIZATION": "false" if args.diarizer == "none" else "true",
+        "DIARIZER": "offline" if args.diarizer == "none" else args.diarizer,
         "MODEL_CACHE_DIR": str(workdir / "models"),
         "CUDA_CACHE_PATH": os.environ.get("CUDA_CACHE_PATH", str(workdir / "cuda-cache")),
         "HF_HUB_OFFLINE": "1",
@@ -209,11 +346,23 @@ def main() -> None:
 
     args.model_location = resolve_whisper_source(args.model, args.device, workdir / "models").location
     with running_server(env, workdir / "server.log") as server:
-        print(f"# {server.health.get('model')} on {server.health.get('gpu') or 'cpu'} ({args.compute_type})\n")
-        timings = direct_vs_service(args, server, long_file)
-        concurrency(args, server, short_file)
-        stages(timings)
-        memory(args, server, short_file)
+        health = server.health
+        print(
+            f"# {health.get('model')} on {health.get('gpu') or 'cpu'} ({args.compute_type}), "
+            f"BATCH_SIZE {env['BATCH_SIZE']}, max_new_tokens {args.max_new_tokens}, "
+            f"ready after {server.ready_after_s:.1f} s\n",
+            flush=True,
+        )
+        if "direct" in sections:
+            direct_vs_service(args, server, long_file)
+        if "concurrency" in sections:
+            concurrency(args, server, short_files, words=False)
+        if "words" in sections:
+            concurrency(args, server, short_files, words=True)
+        if "stages" in sections:
+            stages(server, long_file)
+        if "memory" in sections:
+            memory(args, server, short_files)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,17 @@ from fastapi.responses import JSONResponse
 
 from app import __version__
 from app.deps import GateDep, RegistryDep, SettingsDep
-from app.schemas import BatchingOut, CapabilityOut, HealthResponse, JitCacheOut, QueueOut, StageOut, WarmupOut
+from app.schemas import (
+    BatchingOut,
+    CapabilityOut,
+    GpuMemoryOut,
+    HealthResponse,
+    JitCacheOut,
+    QueueOut,
+    StageOut,
+    WarmupOut,
+)
+from app.services.device import gpu_memory
 from app.services.registry import ModelRegistry, Phase
 
 router = APIRouter(tags=["health"])
@@ -66,6 +76,7 @@ async def health(registry: RegistryDep, gate: GateDep, settings: SettingsDep) ->
         warmup=WarmupOut(**asdict(registry.warmup)) if registry.warmup else None,
         jit_cache=JitCacheOut(**asdict(registry.jit_cache)) if registry.jit_cache else None,
         queue=QueueOut(in_flight=gate.in_flight, limit=gate.limit, batching=_batching(registry)),
+        gpu_memory=GpuMemoryOut(**asdict(memory)) if (memory := gpu_memory()) else None,
     )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
@@ -74,6 +85,7 @@ def _batching(registry: ModelRegistry) -> BatchingOut | None:
     stats = registry.batching_stats()
     if stats is None:
         return None
+    whisper = registry.pipeline.whisper if registry.pipeline else None
     return BatchingOut(
         waiting_jobs=stats.waiting_jobs,
         waiting_windows=stats.waiting_items,
@@ -82,6 +94,7 @@ def _batching(registry: ModelRegistry) -> BatchingOut | None:
         windows=stats.items,
         mean_batch_size=round(stats.items / stats.batches, 2) if stats.batches else None,
         busy_s=stats.busy_s,
+        model_s=dict(whisper.model_seconds.timings) if whisper else {},
     )
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from app.services.audio import SAMPLE_RATE
 from app.services.batching import BatchScheduler, Job, Operation
 from app.services.model_sources import WhisperSource
+from app.services.timing import StepTimer
 from app.services.vad import CHUNK_SECONDS, SpeechChunk
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,9 @@ class WhisperEngine:
         self.multilingual: bool = bool(model.model.is_multilingual)
         self.languages: frozenset[str] = frozenset(model.supported_languages)
         self.scheduler = scheduler or BatchScheduler("whisper")
+        # Seconds inside model calls, by kind, for /health and the benchmarks. Only the
+        # scheduler's thread adds to it.
+        self.model_seconds = StepTimer({"encode": 0.0, "decode": 0.0, "align_words": 0.0, "detect_language": 0.0})
 
     @classmethod
     def load(
@@ -141,8 +145,12 @@ class WhisperEngine:
         task: str,
         initial_prompt: str | None,
         batch_size: int,
+        timer: StepTimer | None = None,
     ) -> list[Segment]:
-        """Decode every speech chunk into one segment of text (no word times yet)."""
+        """Decode every speech chunk into one segment of text (no word times yet).
+
+        ``timer`` gets the seconds this thread spent computing features, under ``features``.
+        """
         tokenizer = self._tokenizer(language, task)
         prompt = self._model.get_prompt(
             tokenizer,
@@ -150,7 +158,7 @@ class WhisperEngine:
             without_timestamps=True,
         )
         decoded = self._in_batches(
-            _Decode(self, tuple(prompt)), chunks, batch_size, lambda chunk: self._features(_slice(audio, chunk))
+            _Decode(self, tuple(prompt)), chunks, batch_size, lambda c: self._features(_slice(audio, c)), timer
         )
         segments = [
             Segment(
@@ -164,7 +172,14 @@ class WhisperEngine:
         return [s for s in segments if s.text.strip()]
 
     def time_words(
-        self, audio: np.ndarray, segments: list[Segment], *, language: str, task: str, batch_size: int
+        self,
+        audio: np.ndarray,
+        segments: list[Segment],
+        *,
+        language: str,
+        task: str,
+        batch_size: int,
+        timer: StepTimer | None = None,
     ) -> list[Segment]:
         """Whisper's own word times for decoded segments, split into sentence-sized segments."""
         from faster_whisper.audio import pad_or_trim
@@ -181,7 +196,7 @@ class WhisperEngine:
                 tokens=[t for t in tokenizer.encode(segment.text) if t < tokenizer.eot],
             )
 
-        alignments = self._in_batches(_AlignWords(self, language, task), segments, batch_size, prepare)
+        alignments = self._in_batches(_AlignWords(self, language, task), segments, batch_size, prepare, timer)
         timed: list[Segment] = []
         for segment, alignment in zip(segments, alignments, strict=True):
             merge_punctuations(alignment, self.options.prepend_punctuations, self.options.append_punctuations)
@@ -189,15 +204,22 @@ class WhisperEngine:
         return timed
 
     def _in_batches(
-        self, operation: Operation[In, Out], spans: list[Span], batch_size: int, prepare: Callable[[Span], In]
+        self,
+        operation: Operation[In, Out],
+        spans: list[Span],
+        batch_size: int,
+        prepare: Callable[[Span], In],
+        timer: StepTimer | None,
     ) -> list[Out]:
         """Prepare ``spans`` a batch at a time in this thread while the scheduler runs the batch before."""
+        timer = timer or StepTimer()
         jobs: list[Job[In, Out]] = []
         try:
             for first in range(0, len(spans), batch_size):
                 if len(jobs) >= _BATCHES_AHEAD:
                     jobs[-_BATCHES_AHEAD].result()
-                inputs = [prepare(span) for span in spans[first : first + batch_size]]
+                with timer("features"):
+                    inputs = [prepare(span) for span in spans[first : first + batch_size]]
                 jobs.append(self.scheduler.submit(operation, inputs, batch_size))
             return [output for job in jobs for output in job.result()]
         except BaseException:
@@ -226,13 +248,19 @@ class WhisperEngine:
         # As in WhisperX: across several GPUs the next job may run elsewhere, so move it to the CPU.
         model = self._model.model
         to_cpu = model.device == "cuda" and len(model.device_index) > 1
-        return model.encode(get_ctranslate2_storage(features), to_cpu=to_cpu)
+        with self.model_seconds("encode"):
+            return model.encode(get_ctranslate2_storage(features), to_cpu=to_cpu)
 
     def generate(self, features: np.ndarray, prompt: list[int]) -> Any:
+        encoded = self.encode(features)
+        with self.model_seconds("decode"):
+            return self._generate(encoded, [prompt] * features.shape[0])
+
+    def _generate(self, encoded: Any, prompts: list[list[int]]) -> Any:
         o = self.options
         return self._model.model.generate(
-            self.encode(features),
-            [prompt] * features.shape[0],
+            encoded,
+            prompts,
             beam_size=o.beam_size,
             patience=o.patience,
             length_penalty=o.length_penalty,
@@ -276,12 +304,13 @@ class _AlignWords:
     def __call__(self, inputs: list[_AlignmentInput]) -> list[list[dict[str, Any]]]:
         engine = self.engine
         encoded = engine.encode(np.stack([i.features for i in inputs]))
-        alignments: list[list[dict[str, Any]]] = engine._model.find_alignment(
-            engine._tokenizer(self.language, self.task),
-            [i.tokens for i in inputs],
-            encoded,
-            [i.num_frames for i in inputs],
-        )
+        with engine.model_seconds("align_words"):
+            alignments: list[list[dict[str, Any]]] = engine._model.find_alignment(
+                engine._tokenizer(self.language, self.task),
+                [i.tokens for i in inputs],
+                encoded,
+                [i.num_frames for i in inputs],
+            )
         return alignments
 
 
@@ -290,7 +319,9 @@ class _DetectLanguage:
     engine: WhisperEngine
 
     def __call__(self, features: list[np.ndarray]) -> list[tuple[str, float]]:
-        results = self.engine._model.model.detect_language(self.engine.encode(np.stack(features)))
+        encoded = self.engine.encode(np.stack(features))
+        with self.engine.model_seconds("detect_language"):
+            results = self.engine._model.model.detect_language(encoded)
         return [(r[0][0][2:-2], float(r[0][1])) for r in results]
 
 

@@ -71,6 +71,29 @@ def describe_gpu() -> GpuInfo:
     )
 
 
+@dataclass(frozen=True)
+class GpuMemory:
+    """Device memory of this process, in MiB, as CUDA sees it and as torch's allocator holds it."""
+
+    used_mb: float  # everything: CTranslate2's Whisper (its own allocator), torch, the CUDA context
+    torch_allocated_mb: float  # tensors alive now (VAD, aligner, diarizer)
+    torch_reserved_mb: float  # what torch's caching allocator keeps for reuse
+
+
+def gpu_memory() -> GpuMemory | None:
+    """None on CPU, or before anything initialised CUDA (asking must not initialise it)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return None
+    free, total = torch.cuda.mem_get_info()
+    mib = 1024 * 1024
+    return GpuMemory(
+        used_mb=round((total - free) / mib, 1),
+        torch_allocated_mb=round(torch.cuda.memory_allocated() / mib, 1),
+        torch_reserved_mb=round(torch.cuda.memory_reserved() / mib, 1),
+    )
+
+
 def describe_jit_cache() -> JitCacheInfo:
     environment = {name: os.environ.get(name) for name in CUDA_CACHE_VARIABLES}
     path = Path(environment["CUDA_CACHE_PATH"] or Path.home() / ".nv" / "ComputeCache")

@@ -125,10 +125,13 @@ class TranscriptionPipeline:
                     task=options.task,
                     initial_prompt=options.initial_prompt,
                     batch_size=options.batch_size,
+                    timer=timer,
                 )
             if options.word_timestamps:
                 with timer("alignment"):
-                    segments, result.word_time_source = self._time_words(audio, segments, language, options, result)
+                    segments, result.word_time_source = self._time_words(
+                        audio, segments, language, options, result, timer
+                    )
             result.segments = _tidy_times(segments, duration)
             if diarize:
                 with timer("diarization"):
@@ -136,7 +139,13 @@ class TranscriptionPipeline:
         return result
 
     def _time_words(
-        self, audio: np.ndarray, segments: list[Segment], language: str, options: TranscribeOptions, result: Transcript
+        self,
+        audio: np.ndarray,
+        segments: list[Segment],
+        language: str,
+        options: TranscribeOptions,
+        result: Transcript,
+        timer: StepTimer,
     ) -> tuple[list[Segment], WordTimeSource | None]:
         if not segments:
             return segments, None
@@ -150,7 +159,7 @@ class TranscriptionPipeline:
                 logger.exception("wav2vec2 alignment failed; falling back to Whisper word times")
                 result.warnings.append("wav2vec2 alignment failed on this audio; word times come from Whisper.")
         timed = self.whisper.time_words(
-            audio, segments, language=language, task=options.task, batch_size=options.batch_size
+            audio, segments, language=language, task=options.task, batch_size=options.batch_size, timer=timer
         )
         return timed, "whisper"
 

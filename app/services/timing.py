@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 
 class StepTimer:
-    """``with timer("asr"): ...`` records the seconds spent under ``timings["asr"]``."""
+    """``with timer("asr"): ...`` adds the seconds spent to ``timings["asr"]``."""
 
     def __init__(self, sink: dict[str, float] | None = None) -> None:
         self.timings: dict[str, float] = sink if sink is not None else {}
@@ -19,4 +19,5 @@ class StepTimer:
         try:
             yield
         finally:
-            self.timings[step] = round(time.perf_counter() - started, 4)
+            elapsed = time.perf_counter() - started
+            self.timings[step] = round(self.timings.get(step, 0.0) + elapsed, 4)
