@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=64, ge=1, le=256)
     """Largest `batch_size` a request may ask for."""
 
+    batch_across_requests: bool = True
+    """Decode windows of concurrent requests (same language, task and prompt) in shared batches. On GPUs, float16 kernels round differently for different batch shapes, so a window's text can then differ slightly with its batch-mates, as it does between batch sizes in WhisperX; `false` makes each request's result depend on that request alone (concurrent requests then take turns)."""
+
     max_new_tokens: int | None = Field(default=None, ge=1, le=440)
     """Cap on tokens decoded per 30 s window (unset: the model's own limit, 448 with the prompt). A bound keeps a hallucinating window from running long."""
 

@@ -53,6 +53,12 @@ def _texts(body: dict[str, Any]) -> list[str]:
     return [segment["text"] for segment in body["segments"]]
 
 
+def _same(texts: list[str], reference: list[str]) -> str:
+    if len(texts) != len(reference):
+        return f"{len(texts)} vs {len(reference)} segments"
+    return f"{sum(a == b for a, b in zip(texts, reference, strict=True))}/{len(reference)}"
+
+
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -123,6 +129,7 @@ def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file
     if args.max_new_tokens:
         direct.model.max_length = args.max_new_tokens + 2
     rows = []
+    first_direct: list[str] | None = None
     with server.client() as client:
         for batch in args.batch_sizes:
             form = {**WHISPER_ONLY, "batch_size": str(batch)}
@@ -138,7 +145,8 @@ def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file
                 elapsed, body = post_audio(client, long_file, **form)
                 delta = SchedulerDelta.between(before, _batching(client))
                 service_times.append(elapsed)
-            same = _texts(body) == [s["text"] for s in expected]
+            direct_texts = [s["text"] for s in expected]
+            first_direct = first_direct or direct_texts
             direct_rtf = seconds / statistics.median(direct_times)
             service_rtf = seconds / statistics.median(service_times)
             t = body["timings"]
@@ -148,7 +156,8 @@ def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file
                     f"{direct_rtf:.0f}x",
                     f"{service_rtf:.0f}x",
                     f"{service_rtf / direct_rtf:.3f}",
-                    "yes" if same else "NO",
+                    _same(_texts(body), direct_texts),
+                    _same(direct_texts, first_direct),
                     f"{t.get('decode', 0):.3f}",
                     f"{t.get('vad', 0):.3f}",
                     f"{t.get('features', 0):.3f}",
@@ -160,10 +169,12 @@ def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file
             )
     print(f"## Direct WhisperX vs service, {seconds:.0f} s of speech, median of {args.repeats}")
     print("Service seconds are those of its last run: upload+decode, VAD, features (request thread),")
-    print("encoder and decoder (scheduler), total inside the service, and the client's wall time.\n")
+    print("encoder and decoder (scheduler), total inside the service, and the client's wall time.")
+    print("Same text: segments whose text equals direct WhisperX's at this batch size; the next column")
+    print("compares direct WhisperX with itself at the first batch size (float16 rounds per batch shape).\n")
     _table(
         [
-            *("batch", "direct RTF", "service RTF", "service/direct", "same text"),
+            *("batch", "direct RTF", "service RTF", "service/direct", "same text", "direct vs its first batch"),
             *("decode s", "vad s", "features s", "encoder s", "decoder s", "in service s", "wall s"),
         ],
         rows,
@@ -201,7 +212,7 @@ def concurrency(args: argparse.Namespace, server: RunningServer, files: list[Pat
                 wall, together = _run_clients(server, chosen, form)
             delta = SchedulerDelta.between(before, _batching(client))
             latencies = [elapsed for elapsed, _ in together]
-            same = [texts for _, texts in together] == [_texts(body) for _, body in alone]
+            same = sum(texts == _texts(body) for (_, texts), (_, body) in zip(together, alone, strict=True))
             rows.append(
                 [
                     str(clients),
@@ -210,7 +221,7 @@ def concurrency(args: argparse.Namespace, server: RunningServer, files: list[Pat
                     f"{sequential_wall / wall:.2f}",
                     f"{_percentile(latencies, 50):.2f}",
                     f"{_percentile(latencies, 95):.2f}",
-                    "yes" if same else "NO",
+                    f"{same}/{clients}",
                     f"{delta.mean_batch:.1f}",
                     f"{delta.busy_s / wall * 100:.0f}%",
                     f"{max(health_latencies, default=float('nan')) * 1000:.0f}",
@@ -218,8 +229,8 @@ def concurrency(args: argparse.Namespace, server: RunningServer, files: list[Pat
             )
     what = "text and Whisper word times" if words else "text only"
     print(f"## Concurrency: each client sends a different {statistics.mean(seconds_each):.0f} s file ({what})")
-    print("Sequential: the same files one after another. Busy: share of the wall time the Whisper")
-    print("scheduler spent running batches.\n")
+    print("Sequential: the same files one after another. Same text: files whose text is identical both")
+    print("ways. Busy: share of the wall time the Whisper scheduler spent running batches.\n")
     _table(
         [
             *("clients", "aggregate RTF", "sequential RTF", "concurrent/sequential", "p50 s", "p95 s"),

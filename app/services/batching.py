@@ -90,8 +90,9 @@ class SchedulerStats:
 class BatchScheduler:
     """A worker thread that runs submitted operations in batches shared across requests."""
 
-    def __init__(self, name: str = "model") -> None:
+    def __init__(self, name: str = "model", *, share: bool = True) -> None:
         self.name = name
+        self.share = share  # False: a batch holds one job's items only
         self._queue: deque[Job[Any, Any]] = deque()
         self._changed = threading.Condition()
         self._closed = False
@@ -180,7 +181,7 @@ class BatchScheduler:
             for job in list(self._queue):
                 if len(batch) == limit:
                     break
-                if job is not head and job.operation != head.operation:
+                if job is not head and (not self.share or job.operation != head.operation):
                     continue
                 take = min(limit - len(batch), len(job.items) - job.taken)
                 batch.extend(_Slot(job, index) for index in range(job.taken, job.taken + take))

@@ -136,7 +136,7 @@ class ModelRegistry:
             source = resolve_whisper_source(settings.whisper_model, self.device, settings.model_cache_dir)
             asr.model = source.display_name
             logger.info("Loading Whisper %s on %s (%s)", source.display_name, self.device, self.compute_type)
-            self.scheduler = BatchScheduler("whisper")
+            self.scheduler = BatchScheduler("whisper", share=settings.batch_across_requests)
             whisper = WhisperEngine.load(
                 source,
                 device=self.device,

@@ -20,6 +20,7 @@ from app.services.audio import SAMPLE_RATE
 CHUNK_SECONDS = 30
 VAD_ONSET = 0.500  # WhisperX's defaults
 VAD_OFFSET = 0.363
+_GPU_INFERENCE_BATCH = 128
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,23 @@ class PyannoteVad:
         import torch
         from whisperx.vads import Pyannote
 
+        self._device = torch.device(device)
         self._vad = Pyannote(
-            torch.device(device), token=None, vad_onset=VAD_ONSET, vad_offset=VAD_OFFSET, chunk_size=CHUNK_SECONDS
+            self._device, token=None, vad_onset=VAD_ONSET, vad_offset=VAD_OFFSET, chunk_size=CHUNK_SECONDS
         )
+        if self._device.type == "cuda":
+            # 10 s windows every second: 128 per call instead of 32 means a quarter of the LSTM
+            # calls, and the same speech windows (checked on the H100 against batches of 32).
+            self._vad.vad_pipeline._segmentation.batch_size = _GPU_INFERENCE_BATCH
         self._lock = threading.Lock()
 
     def __call__(self, audio: np.ndarray) -> list[SpeechChunk]:
+        # The model slides 10 s windows with a 1 s step, so pyannote cuts the waveform into ten
+        # overlapping copies of itself. On the device those are views of one upload; from host
+        # memory they would be ten host-to-device copies (most of the VAD's time on a GPU).
+        waveform = self._vad.preprocess_audio(audio).to(self._device)
         with self._lock:
-            scores = self._vad({"waveform": self._vad.preprocess_audio(audio), "sample_rate": SAMPLE_RATE})
+            scores = self._vad({"waveform": waveform, "sample_rate": SAMPLE_RATE})
         merged = self._vad.merge_chunks(scores, CHUNK_SECONDS, onset=VAD_ONSET, offset=VAD_OFFSET)
         return [SpeechChunk(float(c["start"]), float(c["end"])) for c in merged]
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from app.errors import EmptyUpload, UndecodableAudio, UploadTooLarge
-from app.services.audio import SAMPLE_RATE, decode_audio, upload_on_disk
+from app.services.audio import SAMPLE_RATE, decode_audio, decode_with_ffmpeg, upload_on_disk
 
 
 def _decode(path: Path, **limits: float) -> np.ndarray:
@@ -64,7 +64,33 @@ def test_audio_over_the_duration_limit_is_refused(sample_wav):
 
 def test_decode_timeout_is_a_client_error(sample_wav):
     with pytest.raises(UndecodableAudio, match="longer than"):
-        _decode(sample_wav, timeout_s=0.001)
+        decode_with_ffmpeg(sample_wav, timeout_s=0.001, max_seconds=3600)
+
+
+def test_plain_16k_mono_wav_is_read_directly_with_ffmpegs_samples(sample_wav, tmp_path):
+    direct = decode_audio(sample_wav, timeout_s=30, max_seconds=3600, ffmpeg=str(tmp_path / "no-ffmpeg-here"))
+    np.testing.assert_array_equal(direct, decode_with_ffmpeg(sample_wav, timeout_s=30, max_seconds=3600))
+
+
+@pytest.mark.parametrize("convert", [["-ac", "2"], ["-ar", "8000"], ["-c:a", "pcm_f32le"]])
+def test_other_wavs_go_to_ffmpeg(sample_wav, tmp_path, convert):
+    other = tmp_path / "other.wav"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(sample_wav), *convert, str(other)], check=True)
+    with pytest.raises(FileNotFoundError):  # proves the ffmpeg path was taken
+        decode_audio(other, timeout_s=30, max_seconds=3600, ffmpeg=str(tmp_path / "no-ffmpeg-here"))
+    assert abs(_decode(other).shape[0] / SAMPLE_RATE - 30.0) < 0.1
+
+
+def test_wav_with_missing_data_goes_to_ffmpeg(sample_wav, tmp_path):
+    cut = tmp_path / "cut-data.wav"
+    cut.write_bytes(sample_wav.read_bytes()[: 44 + 16000 * 2 * 5])  # header says 30 s, 5 s present
+    audio = _decode(cut)
+    assert abs(audio.shape[0] / SAMPLE_RATE - 5.0) < 0.1
+
+
+def test_plain_wav_over_the_duration_limit_is_refused(sample_wav):
+    with pytest.raises(UploadTooLarge, match="longer than"):
+        decode_audio(sample_wav, timeout_s=30, max_seconds=10)
 
 
 def test_upload_is_copied_then_deleted(tmp_path):
@@ -102,7 +128,7 @@ def test_ffmpeg_is_installed():
 def test_the_warmup_reader_matches_ffmpeg(sample_wav):
     from app.services.warmup import sample_speech
 
-    np.testing.assert_array_equal(sample_speech(), _decode(sample_wav))
+    np.testing.assert_array_equal(sample_speech(), decode_with_ffmpeg(sample_wav, timeout_s=30, max_seconds=3600))
 
 
 def test_reading_the_warmup_clip_does_not_import_pyannote():

@@ -85,6 +85,17 @@ def test_the_oldest_job_sets_the_batch_size_and_order_is_kept(scheduler, recorde
     assert recorder.batches[1:] == [[0, 1, 2, 10], [11, 12, 20, 21], [22]]
 
 
+def test_sharing_can_be_turned_off(recorder):
+    scheduler = BatchScheduler("alone", share=False)
+    _hold(scheduler, recorder)
+    first = scheduler.submit(Times(10, recorder), [1, 2], 8)
+    second = scheduler.submit(Times(10, recorder), [3], 8)
+    recorder.gate.set()
+    assert (first.result(), second.result()) == ([10, 20], [30])
+    assert recorder.batches[1:] == [[1, 2], [3]]
+    scheduler.close()
+
+
 def test_different_operations_never_share_a_batch(scheduler, recorder):
     _hold(scheduler, recorder)
     english = scheduler.submit(Times(10, recorder), [1, 2], 8)
