@@ -96,6 +96,8 @@ class WhisperEngine:
         self.multilingual: bool = bool(model.model.is_multilingual)
         self.languages: frozenset[str] = frozenset(model.supported_languages)
         self.scheduler = scheduler or BatchScheduler("whisper")
+        ct2 = model.model
+        self._feature_device = f"cuda:{ct2.device_index[0]}" if ct2.device == "cuda" else "cpu"
         # Seconds inside model calls, by kind, for /health and the benchmarks. Only the
         # scheduler's thread adds to it.
         self.model_seconds = StepTimer({"encode": 0.0, "decode": 0.0, "align_words": 0.0, "detect_language": 0.0})
@@ -233,13 +235,19 @@ class WhisperEngine:
         return Tokenizer(self._model.hf_tokenizer, self.multilingual, task=task, language=language)
 
     def _features(self, audio: np.ndarray) -> np.ndarray:
-        """WhisperX's log-Mel features of one window, zero-padded to 30 s."""
+        """WhisperX's log-Mel features of one window, zero-padded to 30 s, computed where Whisper runs.
+
+        On a GPU this takes the STFT off the CPU: many request threads each running torch's
+        multi-threaded CPU STFT at once starve the scheduler thread, whose decoder is bound by
+        how fast one CPU core launches kernels (measured with bench/throughput.py).
+        """
         from whisperx.audio import log_mel_spectrogram
 
         n_mels = int(self._model.feat_kwargs.get("feature_size") or 80)
         # Negative padding crops, as in WhisperX: a window is exactly 3000 frames.
         padding = _CHUNK_SAMPLES - audio.shape[0]
-        features: np.ndarray = log_mel_spectrogram(audio, n_mels=n_mels, padding=padding).numpy()
+        mel = log_mel_spectrogram(audio, n_mels=n_mels, padding=padding, device=self._feature_device)
+        features: np.ndarray = mel.cpu().numpy()
         return features
 
     def encode(self, features: np.ndarray) -> Any:
