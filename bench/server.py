@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import wave
 from collections.abc import Iterator
@@ -93,6 +94,29 @@ def post_audio(client: httpx.Client, audio: Path, **form: str) -> tuple[float, d
         reply = client.post("/transcribe", files={"file": (audio.name, f, "audio/wav")}, data=form)
     reply.raise_for_status()
     return time.perf_counter() - started, reply.json()
+
+
+@contextmanager
+def health_probe(server: RunningServer, period_s: float = 0.05) -> Iterator[list[float]]:
+    """Poll /health while the block runs; yields the list its answer times go into."""
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        with server.client(timeout=30) as client:
+            while not done.is_set():
+                started = time.perf_counter()
+                client.get("/health")
+                latencies.append(time.perf_counter() - started)
+                done.wait(period_s)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield latencies
+    finally:
+        done.set()
+        thread.join()
 
 
 def tiled_sample(seconds: float, offset: float = 0.0) -> np.ndarray:

@@ -26,11 +26,8 @@ import argparse
 import os
 import statistics
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +36,7 @@ import httpx
 import numpy as np
 
 from app.services.audio import SAMPLE_RATE, read_pcm16_wav
-from bench.server import RunningServer, post_audio, running_server, write_tiled_sample
+from bench.server import RunningServer, health_probe, post_audio, running_server, write_tiled_sample
 
 # Throughput runs compare Whisper alone: the direct baseline has no word times and no speakers.
 WHISPER_ONLY = {"language": "en", "word_timestamps": "false", "diarize": "false"}
@@ -95,29 +92,6 @@ class SchedulerDelta:
     @property
     def mean_batch(self) -> float:
         return self.windows / self.batches if self.batches else float("nan")
-
-
-@contextmanager
-def health_probe(server: RunningServer, period_s: float = 0.05) -> Iterator[list[float]]:
-    """Poll /health while the block runs; yields the list its answer times go into."""
-    latencies: list[float] = []
-    done = threading.Event()
-
-    def poll() -> None:
-        with server.client(timeout=30) as client:
-            while not done.is_set():
-                started = time.perf_counter()
-                client.get("/health")
-                latencies.append(time.perf_counter() - started)
-                done.wait(period_s)
-
-    thread = threading.Thread(target=poll, daemon=True)
-    thread.start()
-    try:
-        yield latencies
-    finally:
-        done.set()
-        thread.join()
 
 
 def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file: Path) -> None:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from bench.server import post_audio, write_tiled_sample
+from bench.server import health_probe, post_audio, write_tiled_sample
 
 
 @pytest.fixture(scope="module")
@@ -40,30 +38,13 @@ def test_concurrent_requests_get_the_same_text_as_sequential_ones(server, http, 
     alone = [_texts(post_audio(http, path, **common, **form)[1]) for path, form in requests]
     before = http.get("/health").json()["queue"]["batching"]
 
-    health_latencies: list[float] = []
-    done = threading.Event()
-
-    def probe() -> None:
-        with server.client(timeout=10) as own:
-            while not done.is_set():
-                started = time.perf_counter()
-                assert own.get("/health").status_code == 200
-                health_latencies.append(time.perf_counter() - started)
-                time.sleep(0.05)
-
     def one(index: int) -> list[str]:
         path, form = requests[index % len(requests)]
         with server.client() as own:
             return _texts(post_audio(own, path, **common, **form)[1])
 
-    prober = threading.Thread(target=probe)
-    prober.start()
-    try:
-        with ThreadPoolExecutor(max_workers=2 * len(requests)) as pool:
-            together = list(pool.map(one, range(2 * len(requests))))
-    finally:
-        done.set()
-        prober.join()
+    with health_probe(server) as health_latencies, ThreadPoolExecutor(max_workers=2 * len(requests)) as pool:
+        together = list(pool.map(one, range(2 * len(requests))))
 
     assert together == alone + alone
     after = http.get("/health").json()["queue"]["batching"]
