@@ -6,8 +6,10 @@ beam-search with this prompt". Operations that compare equal can share a call, s
 from different requests with the same language, task and prompt go through the encoder and
 decoder together. The scheduler thread takes the oldest job, fills a batch up to that job's
 batch size with items of equal operations in arrival order, runs it, and hands every job its
-results. A lone request therefore decodes exactly as it would alone; concurrent ones fill
-the GPU's idle batch slots instead of waiting behind each other.
+results. A lone request gets exactly the batches its batch size asks for; concurrent ones
+fill the GPU's idle batch slots instead of waiting behind each other. (On GPUs, float16
+kernels round differently per batch shape, so a window's text can differ slightly with its
+batch-mates; ``share=False`` keeps every batch to one job.)
 
 Because one thread makes every call, a model is never used by two requests at once (the
 class of bug behind whisperX issue #1171 cannot happen), and a failure is confined:
