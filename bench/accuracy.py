@@ -74,11 +74,9 @@ class Row:
 
 
 def sample_cases() -> list[Case]:
-    import importlib.util
+    from app.services.warmup import sample_speech_path
 
-    spec = importlib.util.find_spec("pyannote.audio")
-    assert spec is not None and spec.submodule_search_locations
-    folder = Path(next(iter(spec.submodule_search_locations))) / "sample"
+    folder = sample_speech_path().parent
     text = read_stm_text(folder / "sample.stm")
     return [
         Case("pyannote sample (auto)", folder / "sample.wav", folder / "sample.rttm", text),

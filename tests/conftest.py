@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from app.config import Settings
+from app.services.warmup import sample_speech_path
 
-SAMPLE_DIR = Path(__import__("pyannote.audio", fromlist=["__file__"]).__file__).parent / "sample"
+SAMPLE_DIR = sample_speech_path().parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

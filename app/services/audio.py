@@ -109,8 +109,7 @@ def _read_plain_wav(path: Path) -> np.ndarray | None:
 
 def read_pcm16_wav(path: Path) -> np.ndarray:
     """A 16 kHz mono 16-bit WAV as float32 in [-1, 1), read directly (no ffmpeg, for bundled clips)."""
-    with wave.open(str(path)) as wav:
-        if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (SAMPLE_RATE, 1, 2):
-            raise ValueError(f"{path} is not 16 kHz mono 16-bit PCM")
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    return pcm.astype(np.float32) / 32768.0
+    audio = _read_plain_wav(path)
+    if audio is None:
+        raise ValueError(f"{path} is not a complete 16 kHz mono 16-bit PCM WAV")
+    return audio

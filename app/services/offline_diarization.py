@@ -13,7 +13,6 @@ and refuses to be used.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,11 @@ from pyannote.audio import Model
 from pyannote.audio.core.plda import PLDA
 from pyannote.audio.pipelines import SpeakerDiarization
 
+from app.services.package_files import package_file
 from app.services.speaker_clustering import SpeakerCountClustering
 from app.services.speaker_embedding import GE2EEmbedding
 
 NAME = "offline"
-DESCRIPTION = "pyannote SpeakerDiarization: whisperx PyanNet segmentation + resemblyzer GE2E embeddings"
 
 # Not tuned on the evaluation files: pyannote's default onset for multi-label segmentation,
 # and no gap filling (min_duration_off=0), as in its pretrained pipelines.
@@ -43,14 +42,8 @@ class NoPLDA(PLDA):
 
 
 def segmentation_checkpoint() -> Path:
-    """The segmentation model inside the whisperx wheel, found without importing whisperx."""
-    spec = importlib.util.find_spec("whisperx")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the whisperx package is not installed (it ships the segmentation model)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "assets" / "pytorch_model.bin"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the whisperx package")
-    return path
+    """The segmentation model inside the whisperx wheel (importing whisperx is not needed)."""
+    return package_file("whisperx", "assets/pytorch_model.bin", ships="the segmentation model")
 
 
 class OfflineSpeakerDiarization(SpeakerDiarization):

@@ -13,7 +13,6 @@ into GE2E's 1.6 s partial utterances and averages the partial embeddings, like
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
@@ -21,6 +20,8 @@ import torch.nn.functional as F
 from pyannote.audio import Model
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
+
+from app.services.package_files import package_file
 
 SAMPLE_RATE = 16_000
 N_FFT = 400  # 25 ms
@@ -33,14 +34,8 @@ TARGET_DBFS = -30.0  # resemblyzer's loudness target; its mel is linear, so gain
 
 
 def resemblyzer_weights() -> Path:
-    """Where the installed ``resemblyzer`` wheel keeps its encoder, found without importing it."""
-    spec = importlib.util.find_spec("resemblyzer")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the resemblyzer package is not installed (it ships the GE2E weights)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the resemblyzer package")
-    return path
+    """Where the installed ``resemblyzer`` wheel keeps its encoder."""
+    return package_file("resemblyzer", "pretrained.pt", ships="the GE2E weights")
 
 
 class GE2EEmbedding(Model):
@@ -106,7 +101,7 @@ class GE2EEmbedding(Model):
         order = torch.sort((~active).to(torch.int8), dim=1, stable=True).indices
         mel = torch.gather(mel, 1, order[..., None].expand(-1, -1, N_MELS))
 
-        # GE2E's partial utterances: 1.6 s windows with 50 % overlap over those frames.
+        # GE2E's partial utterances: 1.6 s windows, back to back (PARTIAL_STEP), over those frames.
         padded = F.pad(mel, (0, 0, 0, PARTIAL_FRAMES))
         windows = padded.unfold(1, PARTIAL_FRAMES, PARTIAL_STEP).transpose(2, 3)  # (b, w, 160, 40)
         starts = torch.arange(windows.shape[1], device=audio.device) * PARTIAL_STEP

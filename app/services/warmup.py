@@ -8,7 +8,6 @@ the two-speaker call that ships inside pyannote.audio, so diarization has speake
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from app.services.audio import SAMPLE_RATE, read_pcm16_wav
+from app.services.package_files import package_file
 from app.services.pipeline import TranscribeOptions, Transcript, TranscriptionPipeline
 from app.services.timing import StepTimer
 from app.services.vad import SpeechChunk
@@ -36,10 +36,7 @@ class WarmupReport:
 def sample_speech_path() -> Path:
     # Located, not imported: importing pyannote.audio costs seconds (Lightning), which a
     # service running Silero VAD and no diarization never needs to pay.
-    spec = importlib.util.find_spec("pyannote.audio")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("pyannote.audio is not installed; its sample call is the warmup clip")
-    return Path(next(iter(spec.submodule_search_locations))) / "sample" / "sample.wav"
+    return package_file("pyannote.audio", "sample/sample.wav", ships="the sample call that is the warmup clip")
 
 
 def sample_speech() -> np.ndarray:
