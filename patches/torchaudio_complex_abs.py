@@ -8,9 +8,12 @@ step calls ``fbank`` on the GPU. ``sqrt(real² + imag²)`` uses only precompiled
 kernels and gives the same values (the magnitude; tested to atol 1e-5).
 Upstream: pytorch/pytorch jiterator has no AOT fallback for unsupported archs; torchaudio
 computes magnitudes with ``Tensor.abs()`` (torchaudio/compliance/kaldi.py).
-Applies to: torchaudio 2.8.x (lines below checked on 2.8.0). Any other version is patched
-only if the exact lines are found; otherwise the build fails, so a silent no-op is impossible.
-Remove when: the image's torch/NVRTC supports the target GPU natively.
+Applies to: torchaudio 2.8 to 2.11 (lines below checked on 2.8.0 and 2.11.0, the image's). Any
+other version is patched only if the exact lines are found; otherwise the build fails, so a
+silent no-op is impossible. With torch 2.11 (CUDA 13, whose NVRTC compiles for sm_121) the
+kernel would compile on GB10, but at the first request: the rewrite keeps that compile, and any
+GPU newer than the image's NVRTC, out of the request path.
+Remove when: torchaudio computes the magnitude without a jiterator kernel.
 
 Usage:
     python patches/torchaudio_complex_abs.py            # patch the installed torchaudio

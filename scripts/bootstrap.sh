@@ -37,18 +37,26 @@ if ((${#missing[@]})); then
 fi
 
 stamp="$venv/.installed-$mode"
-fingerprint=$(cat "$repo/pyproject.toml" "$repo/constraints.txt" "$repo"/patches/*.py | sha256sum | cut -d' ' -f1)
+fingerprint=$(cat "$repo/pyproject.toml" "$repo/constraints.txt" "$repo/overrides.txt" "$repo"/patches/*.py | sha256sum | cut -d' ' -f1)
+fingerprint="$fingerprint ${CTRANSLATE2_WHEEL:-}"
 if [[ -f "$stamp" && $(cat "$stamp") == "$fingerprint" ]]; then
   exit 0
 fi
 [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
 echo "bootstrap: installing Python dependencies into $venv (first run takes a few minutes)" >&2
-"$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q -c "$repo/constraints.txt" "${target[@]}"
+# uv, not pip: it applies overrides.txt (the one place that lifts whisperx's torch pin) and
+# resolves the same lock for every platform. uv itself comes pinned from the lock.
+"$venv/bin/python" -m pip install -q --disable-pip-version-check "$(grep -E '^uv==' "$repo/constraints.txt")"
+uv=("$venv/bin/uv" pip install -q --python "$venv/bin/python" -c "$repo/constraints.txt")
+# A CTranslate2 wheel compiled from source (Dockerfile.gpu's builder stage) replaces PyPI's,
+# whose aarch64 builds are CPU-only. Same version as the lock, so nothing else moves.
+extra=()
+if [[ -n "${CTRANSLATE2_WHEEL:-}" ]]; then extra=("$CTRANSLATE2_WHEEL"); fi
+"${uv[@]}" --override "$repo/overrides.txt" "${target[@]}" "${extra[@]}"
 # resemblyzer ships the offline diarizer's speaker-encoder weights. Only the weights are
 # used (app/services/speaker_embedding.py), so its librosa/webrtcvad/typing requirements,
 # which need numba, a C compiler and a Python-2-era backport, are not installed.
-"$venv/bin/python" -m pip install -q --no-deps -c "$repo/constraints.txt" resemblyzer
+"${uv[@]}" --no-deps resemblyzer
 
 # The Blackwell bridge: rewrite torchaudio's complex abs, then prove it took.
 "$venv/bin/python" "$repo/patches/torchaudio_complex_abs.py"
