@@ -19,6 +19,7 @@ from app.body_limit import BodySizeLimit
 from app.config import Settings
 from app.error_handlers import install_error_handlers
 from app.routers import health, transcribe
+from app.services.accelerator import AcceleratorUnavailable, choose_device
 from app.services.admission import AdmissionGate
 from app.services.registry import ModelRegistry
 
@@ -37,6 +38,13 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not preloaded and settings.device == "cuda":
+            # Refuse to start rather than serve from somewhere the operator did not ask for.
+            try:
+                choose_device("cuda", registry.check_accelerator())
+            except AcceleratorUnavailable as exc:
+                logger.error("%s", exc)
+                raise
         if not preloaded:
             threading.Thread(target=registry.load, name="model-loader", daemon=True).start()
         yield

@@ -152,6 +152,32 @@ class CapabilityOut(BaseModel):
     reason: str | None = None
 
 
+class AcceleratorProblemOut(BaseModel):
+    package: str
+    version: str
+    reason: str = Field(description="Why the GPU is not used, e.g. a CPU-only build of the package.")
+    fix: str
+
+
+class GpuLibraryOut(BaseModel):
+    name: str
+    version: str
+    built_with_cuda: bool
+    devices: int = Field(description="GPUs the library sees.")
+    error: str | None = None
+
+
+class AcceleratorOut(BaseModel):
+    """Whether an NVIDIA GPU is present and whether torch and CTranslate2 can use it."""
+
+    gpu_present: bool = Field(description="Device nodes, the driver library or nvidia-smi were found.")
+    evidence: list[str]
+    libraries: list[GpuLibraryOut]
+    problems: list[AcceleratorProblemOut] = Field(
+        description="Each keeps a present GPU idle; with DEVICE=auto the service runs on the CPU and is degraded."
+    )
+
+
 class JitCacheOut(BaseModel):
     path: str
     size_bytes: int
@@ -198,6 +224,7 @@ class HealthResponse(BaseModel):
     gpu: str | None
     compute_capability: str | None
     capability: CapabilityOut | None = None
+    accelerator: AcceleratorOut | None = None
     stages: dict[str, StageOut]
     degraded: list[str]
     failure: str | None = None

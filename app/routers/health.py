@@ -14,8 +14,11 @@ from fastapi.responses import JSONResponse
 from app import __version__
 from app.deps import GateDep, RegistryDep, SettingsDep
 from app.schemas import (
+    AcceleratorOut,
+    AcceleratorProblemOut,
     BatchingOut,
     CapabilityOut,
+    GpuLibraryOut,
     GpuMemoryOut,
     HealthResponse,
     JitCacheOut,
@@ -23,6 +26,7 @@ from app.schemas import (
     StageOut,
     WarmupOut,
 )
+from app.services.accelerator import AcceleratorCheck
 from app.services.device import gpu_memory
 from app.services.registry import ModelRegistry, Phase
 
@@ -69,6 +73,7 @@ async def health(registry: RegistryDep, gate: GateDep, settings: SettingsDep) ->
         )
         if gpu and gpu.cuda_available
         else None,
+        accelerator=_accelerator(registry.accelerator) if registry.accelerator else None,
         stages={name: StageOut(**asdict(stage)) for name, stage in stages.items()},
         degraded=registry.degraded_reasons() if ready else [],
         failure=registry.failure,
@@ -79,6 +84,15 @@ async def health(registry: RegistryDep, gate: GateDep, settings: SettingsDep) ->
         gpu_memory=GpuMemoryOut(**asdict(memory)) if (memory := gpu_memory()) else None,
     )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+def _accelerator(check: AcceleratorCheck) -> AcceleratorOut:
+    return AcceleratorOut(
+        gpu_present=check.evidence.present,
+        evidence=check.evidence.describe(),
+        libraries=[GpuLibraryOut(**asdict(package)) for package in check.packages],
+        problems=[AcceleratorProblemOut(**asdict(problem)) for problem in check.problems],
+    )
 
 
 def _batching(registry: ModelRegistry) -> BatchingOut | None:

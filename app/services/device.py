@@ -29,16 +29,6 @@ class JitCacheInfo:
     environment: dict[str, str | None] = field(default_factory=dict)
 
 
-def resolve_device(setting: str) -> str:
-    if setting == "auto":
-        # Asked of CTranslate2, not torch: it answers in milliseconds, so Whisper's weights can
-        # start loading while torch is still being imported.
-        import ctranslate2
-
-        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-    return setting
-
-
 def resolve_compute_type(setting: str, device: str) -> str:
     if setting == "auto":
         return "float16" if device == "cuda" else "int8"

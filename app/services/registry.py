@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from app.config import Settings
+from app.services.accelerator import AcceleratorCheck, check_accelerator, choose_device, with_torch
 from app.services.alignment import AlignerCache
 from app.services.asr import WhisperEngine
 from app.services.batching import BatchScheduler, SchedulerStats
@@ -27,7 +28,6 @@ from app.services.device import (
     describe_gpu,
     describe_jit_cache,
     resolve_compute_type,
-    resolve_device,
 )
 from app.services.diarization import Diarizer, DiarizerUnavailable, load_diarizer
 from app.services.model_sources import resolve_whisper_source
@@ -67,6 +67,7 @@ class ModelRegistry:
         self.diarization_device: str | None = None
         self.compute_type: str | None = None
         self.gpu: GpuInfo | None = None
+        self.accelerator: AcceleratorCheck | None = None
         self.warmup: WarmupReport | None = None
         self.jit_cache: JitCacheInfo | None = None
         self.startup_timings: dict[str, float] = {}
@@ -97,9 +98,25 @@ class ModelRegistry:
             self.failure = f"{type(exc).__name__}: {exc}"
             self.phase = Phase.FAILED
 
+    def check_accelerator(self) -> AcceleratorCheck:
+        """Can the GPU be used (once; with DEVICE=cuda the lifespan asks before loading)."""
+        if self.accelerator is None:
+            check = check_accelerator(self.settings.device)
+            self.accelerator = with_torch(check, "cuda") if self.settings.device == "cuda" else check
+        return self.accelerator
+
+    def _describe_gpu(self) -> GpuInfo:
+        """torch's view of the GPU, probed beside the other loads (importing torch takes seconds)."""
+        if self.device == "cuda":
+            self.accelerator = with_torch(self.check_accelerator(), self.settings.device)
+        return describe_gpu()
+
     def _load(self, timer: StepTimer) -> None:
         settings = self.settings
-        self.device = device = resolve_device(settings.device)
+        with timer("accelerator_check"):
+            self.device = device = choose_device(settings.device, self.check_accelerator())
+        for problem in self.check_accelerator().problems:
+            logger.error("The GPU is not used: %s", problem.message())
         self.compute_type = resolve_compute_type(settings.compute_type, device)
         self.diarization_device = device if settings.diarization_device == "auto" else settings.diarization_device
         _configure_cpu_threads(settings.cpu_threads)
@@ -108,7 +125,7 @@ class ModelRegistry:
         # Every stage loads at once. Reading Whisper's weights releases the GIL, so it overlaps
         # the Python imports of the others (torch, pyannote, Lightning: most of the start-up).
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="load") as pool:
-            gpu = pool.submit(self._timed, timer, "cuda_init", describe_gpu)
+            gpu = pool.submit(self._timed, timer, "cuda_init", self._describe_gpu)
             vad = pool.submit(self._timed, timer, "vad", load_speech_detector, settings.vad_method, device)
             aligners = pool.submit(self._load_aligners, timer)
             diarizer = pool.submit(self._load_diarizer, timer)
@@ -231,6 +248,8 @@ class ModelRegistry:
 
     def degraded_reasons(self) -> list[str]:
         reasons = []
+        if self.accelerator is not None and self.accelerator.problems:
+            reasons.append("accelerator")
         alignment = self.alignment_status()
         if alignment.enabled and not alignment.loaded:
             reasons.append("alignment")

@@ -81,3 +81,24 @@ def test_gpu_capability_spoof_and_jit_cache_are_shown(make_client, ready_registr
     }
     assert body["jit_cache"]["files"] == 11
     assert body["jit_cache"]["environment"]["CUDA_CACHE_PATH"] == "/cuda-cache"
+
+
+def test_a_gpu_that_cannot_be_used_is_degraded_with_the_fix(make_client, ready_registry):
+    from app.services.accelerator import AcceleratorCheck, GpuEvidence, PackageCuda, diagnose
+
+    evidence = GpuEvidence(("/dev/nvidia0",), "libcuda.so.1", None)
+    packages = (PackageCuda("ctranslate2", "4.8.5", False, 0), PackageCuda("torch", "2.11.0+cu130", True, 1))
+    registry = ready_registry(enable_alignment=False)
+    registry.accelerator = AcceleratorCheck(evidence, packages, tuple(diagnose(evidence, list(packages), "aarch64")))
+    reply = make_client(registry).get("/health")
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["status"] == "degraded"
+    assert body["degraded"] == ["accelerator"]
+    accelerator = body["accelerator"]
+    assert accelerator["gpu_present"] is True
+    assert accelerator["evidence"] == ["/dev/nvidia0", "libcuda.so.1"]
+    [problem] = accelerator["problems"]
+    assert problem["reason"] == "ctranslate2 4.8.5 was built without CUDA: the aarch64 wheels on PyPI are CPU-only"
+    assert "Dockerfile.gpu" in problem["fix"]
+    assert [lib["name"] for lib in accelerator["libraries"]] == ["ctranslate2", "torch"]

@@ -1,4 +1,4 @@
-from app.services.device import describe_jit_cache, resolve_compute_type, resolve_device
+from app.services.device import describe_jit_cache, resolve_compute_type
 
 
 def test_jit_cache_is_measured_where_the_process_points_it(tmp_path, monkeypatch):
@@ -15,7 +15,6 @@ def test_jit_cache_is_measured_where_the_process_points_it(tmp_path, monkeypatch
 
 
 def test_defaults_on_a_cpu_machine():
-    assert resolve_device("auto") == "cpu"
     assert resolve_compute_type("auto", "cpu") == "int8"
     assert resolve_compute_type("auto", "cuda") == "float16"
     assert resolve_compute_type("int8_float16", "cuda") == "int8_float16"

@@ -1,0 +1,224 @@
+"""Is there an NVIDIA GPU, and can the installed torch and CTranslate2 use it?
+
+A service that quietly runs on the CPU beside an idle GPU is the worst outcome on a DGX Spark:
+PyPI's aarch64 wheels of CTranslate2 (every release) and of torch (before 2.11) are CPU-only
+builds, so a plain install there "works" at a hundredth of the speed. This module gathers the
+evidence (``probe_*``, which touch the system) and turns it into problems with a fix
+(``diagnose``, a pure function the tests drive with every combination).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import glob
+import importlib.metadata
+import mmap
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class GpuEvidence:
+    """Signs of an NVIDIA GPU that need neither torch nor CTranslate2."""
+
+    device_nodes: tuple[str, ...] = ()  # /dev/nvidia0 ... (present in a container run with --gpus)
+    driver_library: str | None = None  # libcuda.so.1, mounted by the NVIDIA container toolkit
+    nvidia_smi: str | None = None
+
+    @property
+    def present(self) -> bool:
+        return bool(self.device_nodes) or self.driver_library is not None or self.nvidia_smi is not None
+
+    def describe(self) -> list[str]:
+        found = list(self.device_nodes)
+        if self.driver_library:
+            found.append(self.driver_library)
+        if self.nvidia_smi:
+            found.append(self.nvidia_smi)
+        return found
+
+
+@dataclass(frozen=True)
+class PackageCuda:
+    """What one GPU library says about CUDA: built with it, and how many devices it sees."""
+
+    name: str
+    version: str
+    built_with_cuda: bool
+    devices: int
+    error: str | None = None  # why it sees no device, in the library's own words
+
+
+@dataclass(frozen=True)
+class AcceleratorProblem:
+    package: str
+    version: str
+    reason: str
+    fix: str
+
+    def message(self) -> str:
+        return f"{self.reason}. Fix: {self.fix}"
+
+
+# Versions the image and the lock use; named in the fixes.
+_TORCH_CUDA_SINCE = "2.11"
+_CUDA_RUNTIME = "13.0"
+
+
+class AcceleratorUnavailable(RuntimeError):
+    """DEVICE=cuda, and the GPU cannot be used: the service refuses to start."""
+
+
+@dataclass(frozen=True)
+class AcceleratorCheck:
+    evidence: GpuEvidence
+    packages: tuple[PackageCuda, ...]
+    problems: tuple[AcceleratorProblem, ...]
+
+    def usable(self) -> bool:
+        """Every library probed so far sees a GPU."""
+        return bool(self.packages) and not self.problems and all(p.devices > 0 for p in self.packages)
+
+
+def diagnose(
+    evidence: GpuEvidence, packages: list[PackageCuda], machine: str, required: bool = False
+) -> list[AcceleratorProblem]:
+    """Problems that keep a GPU idle; empty when there is none (unless ``required``) or all is well."""
+    if not required and not evidence.present and all(p.devices == 0 for p in packages):
+        return []
+    problems = []
+    for package in packages:
+        if package.devices > 0:
+            continue
+        label = f"{package.name} {package.version}"
+        if not package.built_with_cuda:
+            problems.append(AcceleratorProblem(package.name, package.version, *_cpu_build(package, machine)))
+        else:
+            why = f": {package.error}" if package.error else ""
+            problems.append(
+                AcceleratorProblem(
+                    package.name,
+                    package.version,
+                    f"{label} is a CUDA build but sees no GPU{why}",
+                    f"give the container the GPU (docker run --gpus all, as run.sh does) and use an NVIDIA "
+                    f"driver that supports CUDA {_CUDA_RUNTIME} (580 or newer)",
+                )
+            )
+    return problems
+
+
+def _cpu_build(package: PackageCuda, machine: str) -> tuple[str, str]:
+    label = f"{package.name} {package.version}"
+    arm = machine in ("aarch64", "arm64")
+    if package.name == "ctranslate2":
+        where = ": the aarch64 wheels on PyPI are CPU-only" if arm else ""
+        return (
+            f"{label} was built without CUDA{where}",
+            "use the image built from Dockerfile.gpu (its ctranslate2 stage compiles CTranslate2 with CUDA), "
+            "or build that wheel and install it with CTRANSLATE2_WHEEL=<wheel> scripts/bootstrap.sh",
+        )
+    where = f": PyPI's aarch64 torch wheels before {_TORCH_CUDA_SINCE} are CPU-only" if arm else ""
+    return (
+        f"{label} was built without CUDA{where}",
+        f"install the locked torch (a CUDA {_CUDA_RUNTIME} build from {_TORCH_CUDA_SINCE} on, on both "
+        "x86-64 and aarch64): scripts/bootstrap.sh does",
+    )
+
+
+def check_accelerator(device_setting: str) -> AcceleratorCheck:
+    """Probe and diagnose, cheaply: CTranslate2 answers in milliseconds, so Whisper's weights
+    can start loading while torch is still being imported. torch is probed here only where
+    CTranslate2 sees no GPU that should be there (for the message); ``with_torch`` adds it."""
+    if device_setting == "cpu":
+        return AcceleratorCheck(GpuEvidence(), (), ())
+    evidence = probe_gpu_evidence()
+    ctranslate2 = probe_ctranslate2()
+    check = _diagnosed(evidence, (ctranslate2,), device_setting)
+    if ctranslate2.devices == 0 and (evidence.present or device_setting == "cuda"):
+        check = with_torch(check, device_setting)
+    return check
+
+
+def with_torch(check: AcceleratorCheck, device_setting: str) -> AcceleratorCheck:
+    """The same check with torch probed too (imports torch and initialises CUDA)."""
+    if any(p.name == "torch" for p in check.packages) or device_setting == "cpu":
+        return check
+    return _diagnosed(check.evidence, (*check.packages, probe_torch()), device_setting)
+
+
+def _diagnosed(evidence: GpuEvidence, packages: tuple[PackageCuda, ...], device_setting: str) -> AcceleratorCheck:
+    problems = diagnose(evidence, list(packages), machine(), required=device_setting == "cuda")
+    return AcceleratorCheck(evidence, packages, tuple(problems))
+
+
+def choose_device(device_setting: str, check: AcceleratorCheck) -> str:
+    """``cpu``/``cuda`` from DEVICE. ``auto`` falls back to the CPU (the check's problems make
+    ``/health`` degraded); ``cuda`` with problems raises instead of running somewhere else."""
+    if device_setting == "cpu":
+        return "cpu"
+    if device_setting == "cuda":
+        if check.problems:
+            raise AcceleratorUnavailable(
+                "DEVICE=cuda, but the GPU cannot be used: " + " | ".join(p.message() for p in check.problems)
+            )
+        return "cuda"
+    return "cuda" if check.usable() else "cpu"
+
+
+def probe_gpu_evidence(dev: Path = Path("/dev")) -> GpuEvidence:
+    nodes = tuple(sorted(glob.glob(str(dev / "nvidia[0-9]*"))))
+    return GpuEvidence(nodes, _driver_library(), shutil.which("nvidia-smi"))
+
+
+def _driver_library() -> str | None:
+    name = ctypes.util.find_library("cuda")
+    for candidate in (name, "libcuda.so.1"):
+        if not candidate:
+            continue
+        try:
+            ctypes.CDLL(candidate)
+        except OSError:
+            continue
+        return candidate
+    return None
+
+
+def probe_ctranslate2() -> PackageCuda:
+    import ctranslate2
+
+    try:
+        devices = ctranslate2.get_cuda_device_count()
+        error = None
+    except RuntimeError as exc:
+        devices, error = 0, str(exc)
+    return PackageCuda("ctranslate2", ctranslate2.__version__, _ctranslate2_has_cuda(), devices, error)
+
+
+def _ctranslate2_has_cuda() -> bool:
+    """A CUDA build of libctranslate2 names cuBLAS (linked, or dlopen'ed by name); a CPU build never does."""
+    files = importlib.metadata.files("ctranslate2") or []
+    for file in files:
+        if "libctranslate2" in file.name:
+            with open(file.locate(), "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                if data.find(b"cublas") >= 0:
+                    return True
+    return False
+
+
+def probe_torch() -> PackageCuda:
+    import torch
+
+    if torch.version.cuda is None:
+        return PackageCuda("torch", torch.__version__, False, 0)
+    try:
+        torch.cuda.init()
+        return PackageCuda("torch", torch.__version__, True, torch.cuda.device_count())
+    except (RuntimeError, AssertionError) as exc:  # torch raises AssertionError with no driver at all
+        return PackageCuda("torch", torch.__version__, True, 0, str(exc).strip() or type(exc).__name__)
+
+
+def machine() -> str:
+    return platform.machine().lower()
