@@ -65,5 +65,16 @@ if [[ -n "${CTRANSLATE2_WHEEL:-}" ]]; then extra=("$CTRANSLATE2_WHEEL"); fi
 if [[ $mode == image ]]; then
   # WhisperX's aligner splits sentences with NLTK punkt_tab and would download it mid-request.
   "$venv/bin/python" -m nltk.downloader -q -d "${NLTK_DATA:-/opt/nltk_data}" punkt_tab
+  # CTranslate2 links cuDNN and dlopens cuBLAS by soname. The image has no system CUDA: both
+  # come from torch's CUDA wheels, and a source-built libctranslate2 lives in its own prefix.
+  site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+  {
+    if [[ -n ${CTRANSLATE2_WHEEL:-} ]]; then echo "${CTRANSLATE2_PREFIX:-/opt/ctranslate2}/lib"; fi
+    printf '%s\n' "$site"/nvidia/*/lib
+  } > /etc/ld.so.conf.d/transcription-service.conf
+  ldconfig
+  # The image exists to use the GPU: refuse to build one whose CTranslate2 cannot.
+  "$venv/bin/python" -c 'import sys; from app.services.accelerator import probe_ctranslate2 as p
+c = p(); sys.exit(None if c.built_with_cuda else f"ctranslate2 {c.version} in the image is a CPU-only build")'
 fi
 echo "$fingerprint" > "$stamp"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import glob
-import importlib.metadata
 import mmap
 import platform
 import shutil
@@ -198,14 +197,20 @@ def probe_ctranslate2() -> PackageCuda:
 
 
 def _ctranslate2_has_cuda() -> bool:
-    """A CUDA build of libctranslate2 names cuBLAS (linked, or dlopen'ed by name); a CPU build never does."""
-    files = importlib.metadata.files("ctranslate2") or []
-    for file in files:
-        if "libctranslate2" in file.name:
-            with open(file.locate(), "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                if data.find(b"cublas") >= 0:
-                    return True
+    """A CUDA build of libctranslate2 names cuBLAS (linked, or dlopen'ed by name); a CPU build
+    never does. The library is the one this process loaded: inside the wheel (PyPI's) or in
+    a prefix of its own (the image's source build)."""
+    for path in _loaded_libraries("libctranslate2"):
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if data.find(b"cublas") >= 0:
+                return True
     return False
+
+
+def _loaded_libraries(prefix: str) -> list[str]:
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if prefix in line}
+    return sorted(path for path in paths if Path(path).name.startswith(prefix))
 
 
 def probe_torch() -> PackageCuda:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -35,10 +36,80 @@ def _env() -> dict[str, str]:
     return pairs
 
 
-def test_base_image_is_a_cuda_12_build_argument():
-    [arg] = [a for a in _all("ARG") if a.startswith("BASE_IMAGE=")]
-    assert re.match(r"BASE_IMAGE=nvidia/cuda:12\.\d+(\.\d+)?-cudnn-runtime-", arg)
-    assert _all("FROM") == ["${BASE_IMAGE}"]
+def _args() -> dict[str, str]:
+    pairs = (arg.split("=", 1) for arg in _all("ARG") if "=" in arg)
+    return {name: value.strip('"') for name, value in pairs}
+
+
+def test_ctranslate2_is_compiled_for_cuda_13_in_a_builder_stage():
+    assert _all("FROM") == ["${BUILD_IMAGE} AS ctranslate2", "${RUNTIME_IMAGE}"]
+    args = _args()
+    assert re.fullmatch(r"13\.\d+\.\d+", args["CUDA_VERSION"])
+    assert args["BUILD_IMAGE"] == "nvidia/cuda:${CUDA_VERSION}-cudnn-devel-ubuntu24.04"
+    assert {"80", "90", "100", "120", "121"} <= set(args["CUDA_ARCHS"].split())
+    assert args["PTX_ARCH"] == "121"
+    runs = _all("RUN")
+    assert any("scripts/build_ctranslate2.sh /wheels" in run for run in runs)
+    assert any(
+        'CTRANSLATE2_WHEEL="$(echo /wheels/ctranslate2-*.whl)" scripts/bootstrap.sh image' in run for run in runs
+    )
+    assert "COPY --from=ctranslate2 /opt/ctranslate2/lib /opt/ctranslate2/lib" in [f"COPY {c}" for c in _all("COPY")]
+
+
+def _build_options(**env: str) -> list[str]:
+    script = REPO / "scripts" / "build_ctranslate2.sh"
+    result = subprocess.run(
+        [str(script), "--dry-run"], env={**os.environ, **env}, capture_output=True, text=True, check=True
+    )
+    return result.stdout.splitlines()
+
+
+def test_ctranslate2_build_options():
+    lines = _build_options()
+    locked = re.search(r"^ctranslate2==(\S+)", (REPO / "constraints.txt").read_text(), flags=re.MULTILINE)
+    assert locked and lines[0] == f"ctranslate2 v{locked[1]}", "the image builds the version the lock pins"
+    options = dict(line.split("=", 1) for line in lines[1:])
+    assert options["-DWITH_CUDA"] == options["-DWITH_CUDNN"] == options["-DCUDA_DYNAMIC_LOADING"] == "ON"
+    # Legacy FindCUDA: one one-digit-major arch in CUDA_ARCH_LIST, the rest as -gencode flags.
+    assert options["-DCUDA_ARCH_LIST"] == "8.0"
+    gencode = options["-DCUDA_NVCC_FLAGS"].split(";")
+    assert "-gencode=arch=compute_121,code=sm_121" in gencode
+    assert "-gencode=arch=compute_120,code=sm_120" in gencode
+    assert gencode[-1] == "-gencode=arch=compute_121,code=compute_121", "PTX for GPUs newer than the list"
+
+
+def _nvcc() -> str | None:
+    return shutil.which("nvcc") or next((p for p in ("/usr/local/cuda/bin/nvcc",) if Path(p).exists()), None)
+
+
+@pytest.mark.skipif(_nvcc() is None, reason="needs the CUDA toolkit's nvcc")
+def test_nvcc_accepts_the_architectures(tmp_path):
+    """The installed CUDA 13 nvcc compiles a kernel for every architecture the image asks for."""
+    options = dict(line.split("=", 1) for line in _build_options()[1:])
+    kernel = tmp_path / "k.cu"
+    kernel.write_text("__global__ void twice(float* x) { x[threadIdx.x] *= 2.f; }\n")
+    flags = ["-gencode=arch=compute_80,code=sm_80", *options["-DCUDA_NVCC_FLAGS"].split(";")]
+    subprocess.run([_nvcc(), "-c", str(kernel), "-o", str(tmp_path / "k.o"), *flags], check=True, timeout=300)
+
+
+@pytest.mark.skipif(_nvcc() is None or shutil.which("cmake") is None, reason="needs cmake and the CUDA toolkit")
+def test_findcuda_rejects_two_digit_majors_so_they_go_in_nvcc_flags(tmp_path):
+    """The trap the build script avoids: CTranslate2's legacy FindCUDA cannot name sm_121."""
+    (tmp_path / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.7)\nproject(probe)\nfind_package(CUDA 11.0 REQUIRED)\n"
+        'cuda_select_nvcc_arch_flags(FIRST "8.0")\nmessage(STATUS "8.0 -> ${FIRST}")\n'
+        'cuda_select_nvcc_arch_flags(GB10 "12.1")\n'
+    )
+    env = {**os.environ, "CUDACXX": str(_nvcc()), "PATH": f"{Path(str(_nvcc())).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        ["cmake", "-S", str(tmp_path), "-B", str(tmp_path / "build"), "-Wno-dev"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "8.0 -> -gencode;arch=compute_80,code=sm_80" in result.stdout
+    assert "Unknown CUDA Architecture Name 12.1" in result.stderr
 
 
 def test_installs_through_the_ci_script_and_applies_patches():
