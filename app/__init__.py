@@ -1,13 +1,17 @@
 """GPU speech-transcription service: WhisperX behind FastAPI.
 
-Importing this package turns pyannote's telemetry off before anything can import pyannote:
-pyannote.audio 4 sends usage traces to a third party unless PYANNOTE_METRICS_ENABLED says
-otherwise, and a transcription service must not phone home. The value is forced, not
-defaulted, so an inherited ``PYANNOTE_METRICS_ENABLED=1`` cannot switch it back on.
+Importing this package turns third-party telemetry off before anything can import the
+libraries that send it, because a transcription service must not phone home:
+- pyannote.audio 4 sends usage traces unless PYANNOTE_METRICS_ENABLED says otherwise;
+- onnxruntime (1.31, Silero VAD) starts Microsoft's 1DS telemetry, which stores a device id
+  under ``~/.cache/Microsoft/`` and reports to mobile.events.data.microsoft.com, unless
+  ORT_DISABLE_TELEMETRY is set.
+The values are forced, not defaulted, so an inherited environment cannot switch them back on.
 """
 
 import os
 
 os.environ["PYANNOTE_METRICS_ENABLED"] = "0"
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 __version__ = "0.1.0"
