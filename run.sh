@@ -8,7 +8,8 @@
 #          --name NAME (transcription-service)  --dry-run (print the docker command only)
 # Host directories: $CUDA_CACHE_HOST_DIR and $MODEL_CACHE_HOST_DIR, by default under
 # ${XDG_DATA_HOME:-~/.local/share}/transcription-service/. HF_TOKEN, if set, is passed by
-# name, so its value never appears on a command line or in any output.
+# name, so its value never appears on a command line or in any output. SHUTDOWN_GRACE_S
+# (default 20) is passed on, and Docker's stop timeout is set 10 s past it.
 set -euo pipefail
 
 subcommand=start
@@ -45,6 +46,9 @@ while (($#)); do
 done
 [[ $port =~ ^[0-9]+$ ]] || { echo "run.sh: --port must be a number" >&2; exit 2; }
 
+grace=${SHUTDOWN_GRACE_S:-20}
+[[ $grace =~ ^[0-9]+$ ]] || { echo "run.sh: SHUTDOWN_GRACE_S must be whole seconds" >&2; exit 2; }
+
 data_root=${XDG_DATA_HOME:-$HOME/.local/share}/transcription-service
 cuda_cache=${CUDA_CACHE_HOST_DIR:-$data_root/cuda-cache}
 model_cache=${MODEL_CACHE_HOST_DIR:-$data_root/models}
@@ -60,7 +64,9 @@ if [[ -n "${HF_TOKEN:-}" ]]; then common+=(-e HF_TOKEN); fi
 if [[ $subcommand == prewarm ]]; then
   cmd=(docker run --rm "${common[@]}" "$image" prewarm)
 else
-  cmd=(docker run -d --name "$name" --restart unless-stopped -p "$port:8003" "${common[@]}" "$image")
+  # The service drains on SIGTERM for SHUTDOWN_GRACE_S, then exits: Docker must wait that long.
+  cmd=(docker run -d --name "$name" --restart unless-stopped -p "$port:8003"
+    --stop-timeout "$((grace + 10))" -e SHUTDOWN_GRACE_S="$grace" "${common[@]}" "$image")
 fi
 
 if $dry_run; then

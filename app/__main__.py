@@ -14,16 +14,25 @@ from app.config import Settings
 
 
 def serve() -> None:
+    from app.main import create_app
+    from app.shutdown import DrainingServer
+
     settings = Settings()
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         # One process owns the GPU models; concurrency is handled inside it.
         workers=1,
+        # After the drain, connections still open get this long before they are closed.
+        timeout_graceful_shutdown=3,
     )
+    server = DrainingServer(config, app.state.gate, grace_s=settings.shutdown_grace_s)
+    server.run()
+    if not server.started:  # the lifespan refused to start (e.g. DEVICE=cuda without a usable GPU)
+        sys.exit(3)
 
 
 def prewarm() -> int:

@@ -15,9 +15,10 @@ from app.error_handlers import error_body
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, limit_mb: float) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_bytes = max_bytes  # the upload limit plus room for the multipart framing
+        self.limit_mb = limit_mb
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,4 +45,4 @@ class BodySizeLimit:
         await self.app(scope, counting_receive, send)
 
     def _message(self) -> str:
-        return f"The request body exceeds the limit of {self.max_bytes // (1024 * 1024)} MiB."
+        return f"The upload exceeds the limit of {self.limit_mb:g} MiB (MAX_UPLOAD_MB)."

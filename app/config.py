@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     hf_token: SecretStr | None = Field(default=None, validation_alias="HF_TOKEN")
     """Hugging Face token for gated models (pyannote). Never logged, never shown by /health."""
 
+    offline: bool = False
+    """Never download at run time: the Hugging Face hub (Whisper, aligners, pyannote), torchaudio's aligners and NLTK data come from MODEL_CACHE_DIR and installed packages only, and nothing is looked up on the network."""
+
+    download_timeout_s: float = Field(default=60.0, gt=0)
+    """When downloads are allowed: how long a model download may wait on the network before it fails (it is retried on a later request, after a back-off)."""
+
     model_cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "transcription-service")
     """Where downloaded and assembled models are kept; mount a volume here in containers."""
 
@@ -97,7 +103,22 @@ class Settings(BaseSettings):
     """ffmpeg gets this long to decode one upload before the request fails with 415."""
 
     max_pending_requests: int = Field(default=32, ge=1)
-    """Transcriptions admitted at once (running or waiting for a model); past it requests get 503 with Retry-After."""
+    """Transcriptions admitted at once (uploading, decoding, running or waiting for a model), counted before the upload is read; past it requests get 503 with Retry-After."""
+
+    audio_memory_budget_mb: float = Field(default=0.0, ge=0)
+    """Decoded audio all requests may hold at once, in MiB (16 kHz float32: 3.7 MiB a minute, 879 MiB for 4 h). 0: a quarter of the memory this process may use (its cgroup limit, else the machine's RAM). A request that would pass it gets 503 with Retry-After, while it decodes."""
+
+    upload_disk_budget_mb: float = Field(default=0.0, ge=0)
+    """Upload bytes all requests may hold on disk at once, in MiB. 0: half the free space of the temp dir at start-up, at most MAX_PENDING_REQUESTS × MAX_UPLOAD_MB. Past it, uploads get 503 with Retry-After."""
+
+    upload_min_rate_kib_s: float = Field(default=32.0, ge=0)
+    """Slowest accepted average upload rate in KiB/s, checked once UPLOAD_STALL_TIMEOUT_S has passed; slower uploads are cut with 408. 0 turns the rate check off."""
+
+    upload_stall_timeout_s: float = Field(default=30.0, gt=0)
+    """An upload that sends nothing for this long is cut with 408."""
+
+    shutdown_grace_s: float = Field(default=20.0, ge=0)
+    """On SIGTERM, transcriptions in flight get this long to finish (new ones and readiness get 503 at once); then they are cancelled with 503 and the process exits. Keep it under the orchestrator's stop timeout (Kubernetes: 30 s; run.sh gives Docker this plus 10 s)."""
 
     warmup: bool = True
     """Run a short real-speech clip through every loaded stage before reporting healthy."""

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from app.config import Settings
 from app.errors import NotReady
 from app.services.admission import AdmissionGate
+from app.services.budget import Budgets
 from app.services.pipeline import TranscriptionPipeline
 from app.services.registry import ModelRegistry, Phase
 
@@ -28,6 +29,11 @@ def get_gate(request: Request) -> AdmissionGate:
     return gate
 
 
+def get_budgets(request: Request) -> Budgets:
+    budgets: Budgets = request.app.state.budgets
+    return budgets
+
+
 def get_pipeline(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> TranscriptionPipeline:
     if registry.phase is Phase.FAILED:
         raise NotReady(f"The service failed to start: {registry.failure}")
@@ -39,4 +45,5 @@ def get_pipeline(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> T
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 GateDep = Annotated[AdmissionGate, Depends(get_gate)]
+BudgetsDep = Annotated[Budgets, Depends(get_budgets)]
 PipelineDep = Annotated[TranscriptionPipeline, Depends(get_pipeline)]

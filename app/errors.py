@@ -55,3 +55,20 @@ class Busy(ServiceError):
 class GpuOutOfMemory(ServiceError):
     status_code = 503
     code = "gpu_out_of_memory"
+
+
+class UploadTooSlow(ServiceError):
+    status_code = 408
+    code = "upload_too_slow"
+
+
+class Cancelled(ServiceError):
+    """The request's work was stopped: its client left, or the server is shutting down."""
+
+    status_code = 503
+    code = "cancelled"
+
+
+class Draining(ServiceError):
+    status_code = 503
+    code = "shutting_down"

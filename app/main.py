@@ -21,6 +21,8 @@ from app.error_handlers import install_error_handlers
 from app.routers import health, transcribe
 from app.services.accelerator import AcceleratorUnavailable, choose_device
 from app.services.admission import AdmissionGate
+from app.services.budget import Budgets
+from app.services.network import apply_download_policy
 from app.services.registry import ModelRegistry
 
 logger = logging.getLogger("app")
@@ -33,6 +35,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     """Build the service. Pass a prepared ``registry`` (tests) to skip model loading."""
     settings = settings or Settings()
     configure_logging(settings.log_level)
+    apply_download_policy(settings)
     preloaded = registry is not None
     registry = registry or ModelRegistry(settings)
 
@@ -56,10 +59,13 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         description="WhisperX transcription with word times, speakers, confidence and language.",
         lifespan=lifespan,
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + _MULTIPART_ALLOWANCE)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_upload_bytes + _MULTIPART_ALLOWANCE, limit_mb=settings.max_upload_mb
+    )
     app.state.settings = settings
     app.state.registry = registry
     app.state.gate = AdmissionGate(settings.max_pending_requests)
+    app.state.budgets = Budgets.for_settings(settings)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(transcribe.router)

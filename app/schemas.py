@@ -206,14 +206,27 @@ class BatchingOut(BaseModel):
     )
 
 
+class BudgetOut(BaseModel):
+    used_mb: float
+    limit_mb: float
+    peak_mb: float = Field(description="The most held at once since start-up.")
+    refused: int = Field(description="Reservations refused (each a 503 with Retry-After).")
+
+
 class QueueOut(BaseModel):
     in_flight: int = Field(description="Transcriptions admitted: uploading, decoding, queued or running.")
     limit: int = Field(description="MAX_PENDING_REQUESTS: past it, requests get 503 with Retry-After.")
+    refused: int = Field(default=0, description="Requests refused at admission (over the limit, or draining).")
+    cancelled: int = Field(default=0, description="Transcriptions stopped early: client disconnected, or shutdown.")
+    draining: bool = False
+    budgets: dict[str, BudgetOut] = Field(
+        default_factory=dict, description="`memory`: decoded audio held; `disk`: uploads spooled (bytes in flight)."
+    )
     batching: BatchingOut | None = None
 
 
 class HealthResponse(BaseModel):
-    status: Literal["loading", "warming", "healthy", "degraded", "failed"]
+    status: Literal["loading", "warming", "healthy", "degraded", "failed", "draining"]
     service: str
     version: str
     device: str | None

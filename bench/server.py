@@ -49,14 +49,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(env: dict[str, str], log: Path, *, timeout_s: float = 900.0) -> Iterator[RunningServer]:
-    """The service on a free loopback port with ``env`` added to this process's environment."""
+def running_server(
+    env: dict[str, str], log: Path, *, timeout_s: float = 900.0, wrapper: tuple[str, ...] = ()
+) -> Iterator[RunningServer]:
+    """The service on a free loopback port with ``env`` added to this process's environment.
+
+    ``wrapper`` runs in front of the server's command (e.g. ``strace -f -o FILE``)."""
     port = free_port()
     environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "PYTHONUNBUFFERED": "1", **env}
     started = time.monotonic()
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app"], cwd=REPO, env=environment, stdout=sink, stderr=subprocess.STDOUT
+            [*wrapper, sys.executable, "-m", "app"], cwd=REPO, env=environment, stdout=sink, stderr=subprocess.STDOUT
         )
     server = RunningServer(f"http://127.0.0.1:{port}", log, process, started)
     try:

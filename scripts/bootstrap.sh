@@ -16,7 +16,7 @@ python=${PYTHON:-python3}
 
 case "$mode" in
   runtime) apt_packages=(ffmpeg); target=(-e "$repo") ;;
-  dev) apt_packages=(ffmpeg espeak-ng sox shellcheck); target=(-e "${repo}[dev]") ;;
+  dev) apt_packages=(ffmpeg espeak-ng sox shellcheck strace); target=(-e "${repo}[dev]") ;;
   image) apt_packages=(ffmpeg); target=("$repo") ;;
   *) echo "usage: $0 [runtime|dev|image]" >&2; exit 2 ;;
 esac

@@ -22,6 +22,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.e2e)
         if "gpu" in parts:
             item.add_marker(pytest.mark.gpu)
+        if "hostile" in parts:
+            item.add_marker(pytest.mark.hostile)
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,12 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app import __version__
-from app.deps import GateDep, RegistryDep, SettingsDep
+from app.deps import BudgetsDep, GateDep, RegistryDep, SettingsDep
 from app.schemas import (
     AcceleratorOut,
     AcceleratorProblemOut,
     BatchingOut,
+    BudgetOut,
     CapabilityOut,
     GpuLibraryOut,
     GpuMemoryOut,
@@ -27,13 +28,17 @@ from app.schemas import (
     WarmupOut,
 )
 from app.services.accelerator import AcceleratorCheck
+from app.services.admission import AdmissionGate
+from app.services.budget import ByteBudget
 from app.services.device import gpu_memory
 from app.services.registry import ModelRegistry, Phase
 
 router = APIRouter(tags=["health"])
 
 
-def _status(registry: ModelRegistry) -> str:
+def _status(registry: ModelRegistry, gate: AdmissionGate) -> str:
+    if gate.draining:
+        return "draining"
     if registry.phase is Phase.READY:
         return "degraded" if registry.degraded_reasons() else "healthy"
     if registry.phase is Phase.FAILED:
@@ -44,18 +49,20 @@ def _status(registry: ModelRegistry) -> str:
 @router.get(
     "/health",
     response_model=HealthResponse,
-    responses={503: {"model": HealthResponse, "description": "Loading, warming up, or failed to start."}},
+    responses={
+        503: {"model": HealthResponse, "description": "Loading, warming up, failed to start, or draining for shutdown."}
+    },
 )
-async def health(registry: RegistryDep, gate: GateDep, settings: SettingsDep) -> JSONResponse:
+async def health(registry: RegistryDep, gate: GateDep, budgets: BudgetsDep, settings: SettingsDep) -> JSONResponse:
     gpu = registry.gpu
     stages = {
         "asr": registry.stages["asr"],
         "alignment": registry.alignment_status(),
         "diarization": registry.stages["diarization"],
     }
-    ready = registry.phase is Phase.READY
+    ready = registry.phase is Phase.READY and not gate.draining
     body = HealthResponse(
-        status=_status(registry),  # type: ignore[arg-type]
+        status=_status(registry, gate),  # type: ignore[arg-type]
         service=settings.service_name,
         version=__version__,
         device=registry.device,
@@ -80,10 +87,28 @@ async def health(registry: RegistryDep, gate: GateDep, settings: SettingsDep) ->
         startup_s=registry.startup_timings,
         warmup=WarmupOut(**asdict(registry.warmup)) if registry.warmup else None,
         jit_cache=JitCacheOut(**asdict(registry.jit_cache)) if registry.jit_cache else None,
-        queue=QueueOut(in_flight=gate.in_flight, limit=gate.limit, batching=_batching(registry)),
+        queue=QueueOut(
+            in_flight=gate.in_flight,
+            limit=gate.limit,
+            refused=gate.refused,
+            cancelled=gate.cancelled,
+            draining=gate.draining,
+            budgets={"memory": _budget(budgets.memory), "disk": _budget(budgets.disk)},
+            batching=_batching(registry),
+        ),
         gpu_memory=GpuMemoryOut(**asdict(memory)) if (memory := gpu_memory()) else None,
     )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+def _budget(budget: ByteBudget) -> BudgetOut:
+    mib = 1024 * 1024
+    return BudgetOut(
+        used_mb=round(budget.used / mib, 1),
+        limit_mb=round(budget.limit / mib, 1),
+        peak_mb=round(budget.peak / mib, 1),
+        refused=budget.refused,
+    )
 
 
 def _accelerator(check: AcceleratorCheck) -> AcceleratorOut:

@@ -1,19 +1,24 @@
-"""POST /transcribe: upload → waveform → pipeline → JSON or subtitles.
+"""POST /transcribe: admit → upload → waveform → pipeline → JSON or subtitles.
 
-A plain ``def``: FastAPI runs it in its threadpool, so decoding and model work never block
-the event loop (and ``/health`` keeps answering).
+The route is ``async`` only to read the body itself, after admission (``app/upload.py``);
+decoding and model work run in the threadpool (``run_in_threadpool``), so they never block
+the event loop and ``/health`` keeps answering. While they run, the route watches the
+connection: a client that leaves cancels its request at the next stage or batch boundary.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from app.deps import GateDep, PipelineDep, RegistryDep, SettingsDep
-from app.errors import InvalidParameter, MissingFile
+from app.deps import BudgetsDep, GateDep, PipelineDep, RegistryDep, SettingsDep
+from app.errors import Cancelled, InvalidParameter
 from app.schemas import (
     DiarizationOut,
     SegmentOut,
@@ -23,54 +28,112 @@ from app.schemas import (
     TranscriptionResponse,
     WordOut,
 )
-from app.services.audio import decode_audio, upload_on_disk
+from app.services.audio import decode_audio
+from app.services.budget import Budgets
+from app.services.cancellation import CancelToken
 from app.services.diarization import SpeakerHints
 from app.services.formats import MEDIA_TYPES, RENDERERS
-from app.services.pipeline import TranscribeOptions, Transcript
+from app.services.pipeline import TranscribeOptions, Transcript, TranscriptionPipeline
+from app.upload import Upload, UploadLimits, multipart_openapi, parse_fields, receive_upload
 
+logger = logging.getLogger(__name__)
 router = APIRouter(tags=["transcription"])
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "No file, an empty file, or a malformed request."},
+    408: {"description": "The upload stalled or arrived slower than UPLOAD_MIN_RATE_KIB_S."},
     413: {"description": "The upload or the decoded audio is over the configured limit."},
     415: {"description": "The file could not be decoded as audio."},
     422: {"description": "A parameter is invalid or contradicts another."},
-    503: {"description": "Still loading, or too many transcriptions in flight (see Retry-After)."},
+    503: {"description": "Loading, shutting down, or over capacity (see Retry-After)."},
 }
 
 
-@router.post("/transcribe", response_model=TranscriptionResponse, responses=_ERRORS)  # type: ignore[arg-type]
-def transcribe(
+@router.post(
+    "/transcribe",
+    response_model=TranscriptionResponse,
+    responses=_ERRORS,
+    openapi_extra=multipart_openapi(TranscribeParams, "Audio or video in any format ffmpeg reads."),
+)
+async def transcribe(
+    request: Request,
     settings: SettingsDep,
     registry: RegistryDep,
     gate: GateDep,
+    budgets: BudgetsDep,
     pipeline: PipelineDep,
-    params: Annotated[TranscribeParams, Form()],
-    file: Annotated[UploadFile | None, File(description="Audio or video in any format ffmpeg reads.")] = None,
 ) -> Response:
-    if file is None:
-        raise MissingFile("No file was uploaded: send it as the multipart field 'file'.")
-    options = _options(params, settings.batch_size, settings.max_batch_size)
-    pipeline.check(options)
-
-    with gate.admit():
-        started = time.perf_counter()
-        with upload_on_disk(file.file, max_bytes=settings.max_upload_bytes, temp_dir=settings.temp_dir) as path:
-            audio = decode_audio(
-                path,
-                timeout_s=settings.decode_timeout_s,
-                max_seconds=settings.max_audio_seconds,
-                ffmpeg=settings.ffmpeg_binary,
+    with gate.admit() as cancel:  # before a byte of the body is read
+        async with receive_upload(request, upload_limits(settings, budgets)) as upload:
+            params = parse_fields(TranscribeParams, upload.fields)
+            options = _options(params, settings.batch_size, settings.max_batch_size)
+            pipeline.check(options)
+            transcript = await run_watching_client(
+                request, cancel, _decode_and_run, pipeline, upload, options, settings, budgets, cancel
             )
-        decode_s = round(time.perf_counter() - started, 4)
-        transcript = pipeline.run(audio, options)
-    transcript.timings["decode"] = decode_s
 
     if params.output != "json":
         body = RENDERERS[params.output](transcript.segments)
         return Response(body, media_type=MEDIA_TYPES[params.output])
     response = _to_response(transcript, model=pipeline.model_name, diarization_device=registry.diarization_device)
     return JSONResponse(response.model_dump())
+
+
+def upload_limits(settings: Any, budgets: Budgets) -> UploadLimits:
+    return UploadLimits(
+        max_bytes=settings.max_upload_bytes,
+        max_mb=settings.max_upload_mb,
+        temp_dir=settings.temp_dir,
+        disk=budgets.disk,
+        min_rate_bytes_s=settings.upload_min_rate_kib_s * 1024,
+        stall_timeout_s=settings.upload_stall_timeout_s,
+    )
+
+
+def _decode_and_run(
+    pipeline: TranscriptionPipeline,
+    upload: Upload,
+    options: TranscribeOptions,
+    settings: Any,
+    budgets: Budgets,
+    cancel: CancelToken,
+) -> Transcript:
+    started = time.perf_counter()
+    with budgets.memory.reservation() as memory:
+        audio = decode_audio(
+            upload.path,
+            timeout_s=settings.decode_timeout_s,
+            max_seconds=settings.max_audio_seconds,
+            memory=memory,
+            ffmpeg=settings.ffmpeg_binary,
+        )
+        decode_s = round(time.perf_counter() - started, 4)
+        transcript = pipeline.run(audio, options, cancel)
+    transcript.timings["decode"] = decode_s
+    return transcript
+
+
+async def run_watching_client(request: Request, cancel: CancelToken, work: Any, *args: Any) -> Any:
+    """Run ``work`` in the threadpool; cancel it if the client disconnects meanwhile."""
+    job = asyncio.ensure_future(run_in_threadpool(work, *args))
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({job, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if watcher.done() and not job.done():
+            cancel.cancel("the client disconnected")
+            logger.info("Client disconnected from %s: its transcription stops at the next boundary", request.url.path)
+        return await job
+    except Cancelled:
+        if cancel.reason == "the client disconnected":
+            logger.info("Transcription cancelled after the client disconnected")
+        raise
+    finally:
+        watcher.cancel()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _options(params: TranscribeParams, default_batch: int, max_batch: int) -> TranscribeOptions:

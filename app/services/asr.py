@@ -29,6 +29,7 @@ import numpy as np
 
 from app.services.audio import SAMPLE_RATE
 from app.services.batching import BatchScheduler, Job, Operation
+from app.services.cancellation import CancelToken
 from app.services.model_sources import WhisperSource
 from app.services.timing import StepTimer
 from app.services.vad import CHUNK_SECONDS, SpeechChunk
@@ -130,12 +131,19 @@ class WhisperEngine:
             model.max_length = max_new_tokens + _PROMPT_TOKENS
         return cls(model, source, scheduler=scheduler)
 
-    def detect_language(self, audio: np.ndarray, chunks: list[SpeechChunk]) -> tuple[str, float]:
+    def detect_language(
+        self, audio: np.ndarray, chunks: list[SpeechChunk], cancel: CancelToken | None = None
+    ) -> tuple[str, float]:
         """Identify the language on up to 30 s of the detected speech (not on leading silence)."""
         if not self.multilingual:
             return "en", 1.0
         speech = np.concatenate([_slice(audio, c) for c in chunks])[:_CHUNK_SAMPLES]
-        [(language, probability)] = self.scheduler.run(_DetectLanguage(self), [self._features(speech)], 1)
+        job = self.scheduler.submit(_DetectLanguage(self), [self._features(speech)], 1)
+        try:
+            [(language, probability)] = job.result(cancel)
+        except BaseException:
+            self.scheduler.cancel(job)
+            raise
         return language, probability
 
     def transcribe(
@@ -148,6 +156,7 @@ class WhisperEngine:
         initial_prompt: str | None,
         batch_size: int,
         timer: StepTimer | None = None,
+        cancel: CancelToken | None = None,
     ) -> list[Segment]:
         """Decode every speech chunk into one segment of text (no word times yet).
 
@@ -160,7 +169,7 @@ class WhisperEngine:
             without_timestamps=True,
         )
         decoded = self._in_batches(
-            _Decode(self, tuple(prompt)), chunks, batch_size, lambda c: self._features(_slice(audio, c)), timer
+            _Decode(self, tuple(prompt)), chunks, batch_size, lambda c: self._features(_slice(audio, c)), timer, cancel
         )
         segments = [
             Segment(
@@ -182,6 +191,7 @@ class WhisperEngine:
         task: str,
         batch_size: int,
         timer: StepTimer | None = None,
+        cancel: CancelToken | None = None,
     ) -> list[Segment]:
         """Whisper's own word times for decoded segments, split into sentence-sized segments."""
         from faster_whisper.audio import pad_or_trim
@@ -198,7 +208,7 @@ class WhisperEngine:
                 tokens=[t for t in tokenizer.encode(segment.text) if t < tokenizer.eot],
             )
 
-        alignments = self._in_batches(_AlignWords(self, language, task), segments, batch_size, prepare, timer)
+        alignments = self._in_batches(_AlignWords(self, language, task), segments, batch_size, prepare, timer, cancel)
         timed: list[Segment] = []
         for segment, alignment in zip(segments, alignments, strict=True):
             merge_punctuations(alignment, self.options.prepend_punctuations, self.options.append_punctuations)
@@ -212,18 +222,24 @@ class WhisperEngine:
         batch_size: int,
         prepare: Callable[[Span], In],
         timer: StepTimer | None,
+        cancel: CancelToken | None = None,
     ) -> list[Out]:
-        """Prepare ``spans`` a batch at a time in this thread while the scheduler runs the batch before."""
+        """Prepare ``spans`` a batch at a time in this thread while the scheduler runs the batch before.
+
+        A cancelled request stops at the next batch boundary; its queued batches are withdrawn.
+        """
         timer = timer or StepTimer()
         jobs: list[Job[In, Out]] = []
         try:
             for first in range(0, len(spans), batch_size):
+                if cancel is not None:
+                    cancel.check()
                 if len(jobs) >= _BATCHES_AHEAD:
-                    jobs[-_BATCHES_AHEAD].result()
+                    jobs[-_BATCHES_AHEAD].result(cancel)
                 with timer("features"):
                     inputs = [prepare(span) for span in spans[first : first + batch_size]]
                 jobs.append(self.scheduler.submit(operation, inputs, batch_size))
-            return [output for job in jobs for output in job.result()]
+            return [output for job in jobs for output in job.result(cancel)]
         except BaseException:
             for job in jobs:
                 self.scheduler.cancel(job)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from app.errors import GpuOutOfMemory
+from app.services.cancellation import CancelToken
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +63,11 @@ class Job(Generic[In, Out]):
     def __post_init__(self) -> None:
         self.results = [None] * len(self.items)
 
-    def result(self) -> list[Out]:
-        self._done.wait()
+    def result(self, cancel: CancelToken | None = None) -> list[Out]:
+        if cancel is None:
+            self._done.wait()
+        else:
+            cancel.wait(self._done)
         if self.error is not None:
             raise self.error
         return self.results
@@ -140,8 +144,10 @@ class BatchScheduler:
                 busy_s=round(self._busy_s, 3),
             )
 
-    def close(self) -> None:
-        """Stop taking work; jobs still queued fail, the batch in progress finishes."""
+    def close(self, wait_s: float = 1.0) -> None:
+        """Stop taking work; jobs still queued fail. The batch in progress gets ``wait_s`` to
+        finish: its requests are answered already (cancelled at shutdown), and the thread is a
+        daemon, so a long batch (seconds on a CPU) never holds the process's exit."""
         with self._changed:
             self._closed = True
             abandoned = list(self._queue)
@@ -149,7 +155,7 @@ class BatchScheduler:
             self._changed.notify_all()
         for job in abandoned:
             _fail(job, RuntimeError(f"the {self.name} scheduler shut down"))
-        self._thread.join(timeout=60)
+        self._thread.join(timeout=wait_s)
 
     def _serve(self) -> None:
         while True:

@@ -73,14 +73,16 @@ class GpuMemory:
 def gpu_memory() -> GpuMemory | None:
     """None on CPU, or before anything initialised CUDA (asking must not initialise it)."""
     torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_initialized():
+    # While another thread is still importing torch, the module exists without ``cuda``.
+    cuda = getattr(torch, "cuda", None)
+    if cuda is None or not hasattr(cuda, "is_initialized") or not cuda.is_initialized():
         return None
-    free, total = torch.cuda.mem_get_info()
+    free, total = cuda.mem_get_info()
     mib = 1024 * 1024
     return GpuMemory(
         used_mb=round((total - free) / mib, 1),
-        torch_allocated_mb=round(torch.cuda.memory_allocated() / mib, 1),
-        torch_reserved_mb=round(torch.cuda.memory_reserved() / mib, 1),
+        torch_allocated_mb=round(cuda.memory_allocated() / mib, 1),
+        torch_reserved_mb=round(cuda.memory_reserved() / mib, 1),
     )
 
 

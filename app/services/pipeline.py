@@ -17,6 +17,7 @@ from app.errors import InvalidParameter
 from app.services.alignment import AlignerCache, align
 from app.services.asr import Segment, WhisperEngine
 from app.services.audio import SAMPLE_RATE
+from app.services.cancellation import CancelToken
 from app.services.diarization import Diarizer, SpeakerHints, SpeakerTurn, assign_speakers
 from app.services.timing import StepTimer
 from app.services.vad import SpeechDetector
@@ -98,8 +99,10 @@ class TranscriptionPipeline:
                 f"The loaded model {self.whisper.source.display_name} is English-only and cannot translate."
             )
 
-    def run(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+    def run(self, audio: np.ndarray, options: TranscribeOptions, cancel: CancelToken | None = None) -> Transcript:
+        """Every stage in turn; ``cancel`` stops the work at the next stage or batch boundary."""
         self.check(options)
+        cancel = cancel or CancelToken()
         duration = audio.shape[0] / SAMPLE_RATE
         diarize = self.diarizer is not None if options.diarize is None else options.diarize
         report = DiarizationReport(requested=diarize)
@@ -109,13 +112,14 @@ class TranscriptionPipeline:
         with timer("total"):
             if duration < _MIN_AUDIO_SECONDS:
                 return result
+            cancel.check()
             with timer("vad"):
                 chunks = self.vad(audio)
             if not chunks:
                 return result
             if options.language is None:
                 with timer("language_detection"):
-                    result.language, result.language_probability = self.whisper.detect_language(audio, chunks)
+                    result.language, result.language_probability = self.whisper.detect_language(audio, chunks, cancel)
             language = result.language or "en"
             with timer("asr"):
                 segments = self.whisper.transcribe(
@@ -126,14 +130,17 @@ class TranscriptionPipeline:
                     initial_prompt=options.initial_prompt,
                     batch_size=options.batch_size,
                     timer=timer,
+                    cancel=cancel,
                 )
             if options.word_timestamps:
+                cancel.check()
                 with timer("alignment"):
                     segments, result.word_time_source = self._time_words(
-                        audio, segments, language, options, result, timer
+                        audio, segments, language, options, result, timer, cancel
                     )
             result.segments = _tidy_times(segments, duration)
             if diarize:
+                cancel.check()
                 with timer("diarization"):
                     self._diarize(audio, options.hints, result)
         return result
@@ -146,6 +153,7 @@ class TranscriptionPipeline:
         options: TranscribeOptions,
         result: Transcript,
         timer: StepTimer,
+        cancel: CancelToken,
     ) -> tuple[list[Segment], WordTimeSource | None]:
         if not segments:
             return segments, None
@@ -159,7 +167,13 @@ class TranscriptionPipeline:
                 logger.exception("wav2vec2 alignment failed; falling back to Whisper word times")
                 result.warnings.append("wav2vec2 alignment failed on this audio; word times come from Whisper.")
         timed = self.whisper.time_words(
-            audio, segments, language=language, task=options.task, batch_size=options.batch_size, timer=timer
+            audio,
+            segments,
+            language=language,
+            task=options.task,
+            batch_size=options.batch_size,
+            timer=timer,
+            cancel=cancel,
         )
         return timed, "whisper"
 

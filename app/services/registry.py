@@ -178,6 +178,8 @@ class ModelRegistry:
             overrides=settings.align_models,
             cache_dir=settings.model_cache_dir,
             capacity=settings.align_cache_size,
+            offline=settings.offline,
+            load_wait_s=settings.download_timeout_s * 2,
         )
         with timer("aligners"):
             for language in settings.preload_align_languages:

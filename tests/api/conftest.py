@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from app.deps import get_pipeline
 from app.errors import InvalidParameter
 from app.main import create_app
 from app.services.asr import Segment, Word
+from app.services.cancellation import CancelToken
 from app.services.diarization import SpeakerTurn
 from app.services.pipeline import DiarizationReport, TranscribeOptions, Transcript
 from app.services.registry import ModelRegistry, Phase
@@ -35,10 +37,13 @@ class FakePipeline:
         if options.language not in (None, "en", "de"):
             raise InvalidParameter(f"Unknown language code {options.language!r}.")
 
-    def run(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+    def run(self, audio: np.ndarray, options: TranscribeOptions, cancel: CancelToken | None = None) -> Transcript:
         self.calls.append((audio, options))
         self.started.set()
-        self.release.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while not self.release.wait(0.05) and time.monotonic() < deadline:
+            if cancel is not None:
+                cancel.check()  # a stage boundary, as the real pipeline checks
         if self.fail_with is not None:
             raise self.fail_with
         diarize = bool(options.diarize)

@@ -193,7 +193,8 @@ def test_overload_is_refused_with_503_and_retry_after(make_client, sample_bytes,
         assert reply.status_code == 503
         assert reply.json()["error"]["code"] == "busy"
         assert reply.headers["retry-after"]
-        assert client.get("/health").json()["queue"] == {"in_flight": 1, "limit": 1, "batching": None}
+        queue = client.get("/health").json()["queue"]
+        assert (queue["in_flight"], queue["limit"], queue["refused"], queue["draining"]) == (1, 1, 1, False)
     finally:
         fake_pipeline.release.set()
         running.join(10)
@@ -247,3 +248,108 @@ def test_word_timestamps_can_be_turned_off(client, sample_bytes, fake_pipeline):
     reply = _post(client, sample_bytes, word_timestamps="false", diarize="true")
     assert reply.status_code == 422
     assert "word_timestamps" in reply.json()["error"]["message"]
+
+
+def test_the_413_message_states_the_configured_limit(make_client, sample_bytes):
+    reply = _post(make_client(max_upload_mb=0.5), sample_bytes)
+    assert reply.json()["error"]["message"] == "The upload exceeds the limit of 0.5 MiB (MAX_UPLOAD_MB)."
+    reply = _post(make_client(max_upload_mb=0.5), b"\x00" * (2 * 1024 * 1024))  # refused from Content-Length
+    assert reply.json()["error"]["message"] == "The upload exceeds the limit of 0.5 MiB (MAX_UPLOAD_MB)."
+
+
+def _multipart(*parts: tuple[str, str | None, bytes]) -> tuple[bytes, dict[str, str]]:
+    boundary = "b0undary"
+    body = b""
+    for name, filename, content in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + content + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return body, {"content-type": f"multipart/form-data; boundary={boundary}"}
+
+
+def test_a_file_part_without_a_filename_is_still_the_file(client, sample_bytes):
+    body, headers = _multipart(("language", None, b"en"), ("file", None, sample_bytes))
+    reply = client.post("/transcribe", content=body, headers=headers)
+    assert reply.status_code == 200, reply.text
+
+
+def test_two_files_are_refused_not_silently_dropped(client, sample_bytes):
+    body, headers = _multipart(("file", "a.wav", sample_bytes), ("file", "b.wav", sample_bytes))
+    reply = client.post("/transcribe", content=body, headers=headers)
+    assert reply.status_code == 400
+    assert "one file per request" in reply.json()["error"]["message"]
+
+
+def test_a_body_cut_before_its_closing_boundary_is_400(client, sample_bytes):
+    body, headers = _multipart(("file", "a.wav", sample_bytes))
+    reply = client.post("/transcribe", content=body[:-40], headers=headers)
+    assert reply.status_code == 400
+    assert "closing boundary" in reply.json()["error"]["message"]
+
+
+def test_field_errors_are_422_in_words(client, sample_bytes):
+    body, headers = _multipart(("num_speakers", None, b"many"), ("file", "a.wav", sample_bytes))
+    reply = client.post("/transcribe", content=body, headers=headers)
+    assert reply.status_code == 422
+    assert reply.json()["error"]["message"].startswith("num_speakers: ")
+
+
+def test_openapi_requires_the_file(client):
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/transcribe"]["post"]["requestBody"]
+    assert body["required"] is True
+    form = body["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["file"]
+    assert form["properties"]["file"] == {
+        "type": "string",
+        "format": "binary",
+        "description": "Audio or video in any format ffmpeg reads.",
+    }
+    assert {"language", "diarize", "num_speakers", "output"} <= set(form["properties"])
+
+
+def test_the_disk_budget_refuses_uploads_that_do_not_fit(make_client, sample_bytes, tmp_path):
+    client = make_client(upload_disk_budget_mb=0.25)  # the sample is ~0.9 MiB
+    reply = _post(client, sample_bytes)
+    assert reply.status_code == 503
+    assert reply.headers["retry-after"] == "5"
+    assert "The server's upload disk budget (0.25 MiB) is taken" in reply.json()["error"]["message"]
+    disk = client.get("/health").json()["queue"]["budgets"]["disk"]
+    assert disk["refused"] == 1 and disk["used_mb"] == 0
+    assert not list(tmp_path.glob("upload-*"))
+
+
+def test_the_memory_budget_refuses_audio_that_does_not_fit(make_client, sample_bytes):
+    client = make_client(audio_memory_budget_mb=1)  # 30 s of audio is 1.8 MiB as float32
+    reply = _post(client, sample_bytes)
+    assert reply.status_code == 503
+    assert "decoded-audio memory budget" in reply.json()["error"]["message"]
+    memory = client.get("/health").json()["queue"]["budgets"]["memory"]
+    assert memory["refused"] == 1 and memory["used_mb"] == 0
+
+
+def test_draining_refuses_new_work_and_readiness(client, sample_bytes):
+    client.app.state.gate.drain()
+    reply = _post(client, sample_bytes)
+    assert reply.status_code == 503
+    assert reply.json()["error"]["code"] == "shutting_down"
+    health = client.get("/health")
+    assert health.status_code == 503 and health.json()["status"] == "draining"
+    assert client.get("/health/live").status_code == 200
+
+
+def test_cancelled_work_is_a_503_and_counted(client, sample_bytes, fake_pipeline):
+    fake_pipeline.release.clear()
+    replies = []
+    running = threading.Thread(target=lambda: replies.append(_post(client, sample_bytes)), daemon=True)
+    running.start()
+    assert fake_pipeline.started.wait(10)
+    assert client.app.state.gate.cancel_all("the server is shutting down") == 1
+    running.join(10)
+    [reply] = replies
+    assert reply.status_code == 503 and reply.headers["retry-after"] == "5"
+    assert reply.json()["error"] == {
+        "code": "cancelled",
+        "message": "The transcription was cancelled: the server is shutting down.",
+    }
+    assert client.get("/health").json()["queue"]["cancelled"] == 1

@@ -1,13 +1,15 @@
-import io
 import shutil
 import subprocess
+import time
+import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from app.errors import EmptyUpload, UndecodableAudio, UploadTooLarge
-from app.services.audio import SAMPLE_RATE, decode_audio, decode_with_ffmpeg, upload_on_disk
+from app.errors import Busy, UndecodableAudio, UploadTooLarge
+from app.services.audio import SAMPLE_RATE, decode_audio, decode_with_ffmpeg
+from app.services.budget import ByteBudget
 
 
 def _decode(path: Path, **limits: float) -> np.ndarray:
@@ -93,32 +95,54 @@ def test_plain_wav_over_the_duration_limit_is_refused(sample_wav):
         decode_audio(sample_wav, timeout_s=30, max_seconds=10)
 
 
-def test_upload_is_copied_then_deleted(tmp_path):
-    with upload_on_disk(io.BytesIO(b"abc" * 1000), max_bytes=10_000, temp_dir=tmp_path) as path:
-        assert path.read_bytes() == b"abc" * 1000
-    assert not path.exists()
-    assert list(tmp_path.iterdir()) == []
+def _one_hz_wav(path: Path, samples: int) -> Path:
+    """A WAV at 1 Hz: a few KB that resample to hours at 16 kHz (a decompression bomb)."""
+    data = (np.sin(np.arange(samples)) * 10000).astype("<i2").tobytes()
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(1)
+        wav.writeframes(data)
+    return path
 
 
-def test_upload_over_the_limit_is_refused_and_cleaned(tmp_path):
-    with (
-        pytest.raises(UploadTooLarge),
-        upload_on_disk(io.BytesIO(b"x" * 5000), max_bytes=4096, temp_dir=tmp_path),
-    ):
-        pass
-    assert list(tmp_path.iterdir()) == []
+def test_a_decompression_bomb_costs_at_most_the_limit_once(tmp_path):
+    bomb = _one_hz_wav(tmp_path / "bomb.wav", 20_000)  # 40 KB, 5.6 h at 16 kHz
+    budget = ByteBudget("test", 1 << 40)
+    started = time.monotonic()
+    with pytest.raises(UploadTooLarge, match="longer than the limit of 600 s"), budget.reservation() as memory:
+        decode_audio(bomb, timeout_s=60, max_seconds=600, memory=memory)
+    assert time.monotonic() - started < 10, "refused while decoding, not after"
+    assert budget.peak <= 600 * SAMPLE_RATE * 4, "never more than the limit's worth of samples"
+    assert budget.used == 0, "everything is given back"
 
 
-def test_empty_upload_is_refused_and_cleaned(tmp_path):
-    with pytest.raises(EmptyUpload), upload_on_disk(io.BytesIO(b""), max_bytes=10, temp_dir=tmp_path):
-        pass
-    assert list(tmp_path.iterdir()) == []
+def test_the_memory_budget_refuses_what_does_not_fit(sample_wav, tmp_path):
+    ogg = tmp_path / "sample.ogg"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(sample_wav), "-c:a", "libopus", str(ogg)], check=True)
+    budget = ByteBudget("decoded-audio memory", 10 * SAMPLE_RATE * 4)  # 10 s of audio
+    for path in (sample_wav, ogg):  # the WAV fast path reserves from the header, ffmpeg as it streams
+        with pytest.raises(Busy, match="decoded-audio memory budget") as refused, budget.reservation() as memory:
+            decode_audio(path, timeout_s=30, max_seconds=3600, memory=memory)
+        assert refused.value.headers == {"Retry-After": "5"}
+        assert budget.used == 0
+    roomy = ByteBudget("decoded-audio memory", 40 * SAMPLE_RATE * 4)
+    with roomy.reservation() as memory:
+        assert decode_audio(ogg, timeout_s=30, max_seconds=3600, memory=memory).size > 29 * SAMPLE_RATE
+        assert roomy.used == memory.held >= 29 * SAMPLE_RATE * 4
+    assert roomy.used == 0
 
 
-def test_error_inside_the_block_still_deletes(tmp_path):
-    with pytest.raises(RuntimeError), upload_on_disk(io.BytesIO(b"data"), max_bytes=10, temp_dir=tmp_path):
-        raise RuntimeError("stage failed")
-    assert list(tmp_path.iterdir()) == []
+def test_ffmpeg_gets_no_secrets(tmp_path, monkeypatch):
+    """ffmpeg parses untrusted uploads: it runs with PATH and a locale, nothing else."""
+    spy = tmp_path / "ffmpeg"
+    spy.write_text(f"#!/bin/sh\nenv > {tmp_path}/env.txt\nexit 1\n")
+    spy.chmod(0o755)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    with pytest.raises(UndecodableAudio):
+        decode_with_ffmpeg(tmp_path / "x.bin", timeout_s=10, max_seconds=60, ffmpeg=str(spy))
+    seen = (tmp_path / "env.txt").read_text()
+    assert "hf_secret" not in seen and "HF_TOKEN" not in seen
 
 
 def test_ffmpeg_is_installed():

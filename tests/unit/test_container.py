@@ -172,6 +172,17 @@ def test_run_sh_starts_with_the_jit_cache_mounted():
     assert command[-1] == "transcription-service:gpu"
 
 
+def test_run_sh_gives_docker_a_stop_timeout_past_the_drain():
+    from app.config import Settings
+
+    default = Settings.model_fields["shutdown_grace_s"].default
+    result = _run_sh("--dry-run")
+    assert f"--stop-timeout {int(default) + 10} -e SHUTDOWN_GRACE_S={int(default)}" in result.stdout
+    result = _run_sh("--dry-run", SHUTDOWN_GRACE_S="5")
+    assert "--stop-timeout 15 -e SHUTDOWN_GRACE_S=5" in result.stdout
+    assert _run_sh("--dry-run", SHUTDOWN_GRACE_S="soon").returncode == 2
+
+
 def test_run_sh_options():
     result = _run_sh("--dry-run", "--port", "9000", "--image", "me/ts:1", "--gpus", "device=1", "--name", "ts1")
     assert "-p 9000:8003" in result.stdout

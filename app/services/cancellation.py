@@ -1,0 +1,38 @@
+"""A request's cancel switch, checked by the pipeline at every stage and batch boundary.
+
+Set by the HTTP layer when the client disconnects or the server drains for shutdown; the
+request's thread then stops at the next boundary, and its windows still queued for the
+model leave the scheduler (``WhisperEngine`` cancels its jobs on the way out).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from app.errors import Cancelled
+
+_POLL_S = 0.1
+
+
+class CancelToken:
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason: str | None = None
+
+    def cancel(self, reason: str) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled(f"The transcription was cancelled: {self.reason}.", headers={"Retry-After": "5"})
+
+    def wait(self, done: threading.Event) -> None:
+        """Wait for ``done``, giving up with ``Cancelled`` as soon as the token is cancelled."""
+        while not done.wait(_POLL_S):
+            self.check()

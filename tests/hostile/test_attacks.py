@@ -1,0 +1,194 @@
+"""The attacks of issue 11 against the real server: status, time to answer, peak memory, disk."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+import wave
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from bench.server import write_tiled_sample
+from tests.hostile.conftest import (
+    MAX_AUDIO_SECONDS,
+    STALL_S,
+    PeakRss,
+    health,
+    multipart_head,
+    open_upload,
+    read_status,
+    start,
+    uploads_dir,
+    wait_for,
+)
+
+LIMIT_MB = MAX_AUDIO_SECONDS * 16000 * 4 / 2**20  # the samples MAX_AUDIO_SECONDS decodes to
+SLACK_MB = 150  # ffmpeg pipes, allocator arenas, one request's Python objects
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bombs")
+    one_hz = folder / "one-hz.wav"  # 40 KB; 5.6 h once resampled to 16 kHz
+    with wave.open(str(one_hz), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(1)
+        wav.writeframes((np.sin(np.arange(20_000)) * 8000).astype("<i2").tobytes())
+    silence = folder / "silence-5h.flac"  # ~3.4 MB of FLAC, 5 h of samples
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "18000",
+         "-c:a", "flac", str(silence)],
+        check=True, timeout=300,
+    )  # fmt: skip
+    return {"wav-1hz": one_hz, "flac-5h-silence": silence}
+
+
+def _post(server, path: Path, timeout: float = 120) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    with path.open("rb") as f:
+        reply = httpx.post(f"{server.url}/transcribe", files={"file": (path.name, f)}, timeout=timeout)
+    return reply, time.monotonic() - started
+
+
+@pytest.mark.parametrize("bomb", ["wav-1hz", "flac-5h-silence"])
+def test_a_decompression_bomb_is_refused_fast_and_costs_at_most_the_limit(server, bombs, bomb):
+    with PeakRss(server.process.pid) as rss:
+        reply, seconds = _post(server, bombs[bomb])
+    assert reply.status_code == 413, reply.text
+    assert f"longer than the limit of {MAX_AUDIO_SECONDS} s" in reply.json()["error"]["message"]
+    assert seconds < 15
+    assert rss.growth_mb < LIMIT_MB + SLACK_MB, f"{rss.growth_mb:.0f} MB peak growth"
+    print(f"\n{bomb}: {reply.status_code} in {seconds:.1f} s, peak RSS +{rss.growth_mb:.0f} MB")
+
+
+def test_bombs_at_once_stay_within_the_memory_budget(server, bombs):
+    """Concurrent bombs: each is cut at the limit; together they never pass the budget."""
+    replies: list[int] = []
+    with PeakRss(server.process.pid) as rss:
+        threads = [
+            threading.Thread(target=lambda: replies.append(_post(server, bombs["flac-5h-silence"])[0].status_code))
+            for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    assert sorted(replies) and set(replies) <= {413, 503}  # 503: over MAX_PENDING_REQUESTS=2
+    budget = health(server)["queue"]["budgets"]["memory"]
+    assert budget["used_mb"] == 0 and budget["peak_mb"] <= 2 * LIMIT_MB + 1
+    assert rss.growth_mb < 2 * LIMIT_MB + SLACK_MB, f"{rss.growth_mb:.0f} MB peak growth"
+    print(f"\n4 bombs at once: {sorted(replies)}, peak RSS +{rss.growth_mb:.0f} MB")
+
+
+def test_admission_comes_before_the_upload(server):
+    """Two uploads held open fill MAX_PENDING_REQUESTS=2; a third is refused before its body."""
+    size = 40 * 2**20  # under MAX_UPLOAD_MB=50
+    held = [open_upload(server, size) for _ in range(2)]
+    try:
+        for sock in held:
+            sock.sendall(multipart_head("hostile") + b"\0" * 65536)
+        wait_for(lambda: health(server)["queue"]["in_flight"] == 2, 10, "two uploads admitted")
+        third = open_upload(server, size)
+        started = time.monotonic()
+        status, head = read_status(third, timeout_s=10)  # we never send its body
+        assert status == 503, head
+        assert b"retry-after" in head.lower()
+        assert time.monotonic() - started < 2
+        third.close()
+        disk = health(server)["queue"]["budgets"]["disk"]
+        assert disk["used_mb"] < 1, "only what the held uploads sent is on disk"
+    finally:
+        for sock in held:
+            sock.close()
+    wait_for(lambda: health(server)["queue"]["in_flight"] == 0, 10, "held uploads released")
+    wait_for(lambda: not list(uploads_dir(server).iterdir()), 10, "their temp files removed")
+
+
+def test_a_stalled_upload_is_cut_with_408(server):
+    sock = open_upload(server, 10 * 2**20)
+    sock.sendall(multipart_head("hostile") + b"\0" * 1000)
+    started = time.monotonic()
+    status, head = read_status(sock, timeout_s=STALL_S + 10)
+    assert status == 408, head
+    assert STALL_S - 0.5 < time.monotonic() - started < STALL_S + 5
+    sock.close()
+    wait_for(lambda: not list(uploads_dir(server).iterdir()), 10, "temp file removed")
+
+
+def test_a_trickling_upload_is_cut_with_408(server):
+    """One byte every half second: under UPLOAD_MIN_RATE_KIB_S once the stall window has passed."""
+    sock = open_upload(server, 10 * 2**20)
+    sock.sendall(multipart_head("hostile"))
+    started = time.monotonic()
+    result: list[tuple[int, bytes]] = []
+    reader = threading.Thread(target=lambda: result.append(read_status(sock, timeout_s=30)), daemon=True)
+    reader.start()
+    while reader.is_alive() and time.monotonic() - started < 20:
+        try:
+            sock.sendall(b"\0")
+        except OSError:
+            break
+        time.sleep(0.5)
+    reader.join(10)
+    [(status, head)] = result
+    assert status == 408, head
+    assert b"KiB/s" in head or time.monotonic() - started < STALL_S + 5
+    sock.close()
+    wait_for(lambda: not list(uploads_dir(server).iterdir()), 10, "temp file removed")
+
+
+def test_a_client_that_leaves_stops_its_transcription(server, tmp_path):
+    audio = write_tiled_sample(tmp_path / "long.wav", 600)  # minutes of CPU work if it ran to the end
+    body = multipart_head("hostile", "long.wav") + audio.read_bytes() + b"\r\n--hostile--\r\n"
+    cancelled_before = health(server)["queue"]["cancelled"]
+    sock = open_upload(server, len(body))
+    sock.sendall(body)
+    wait_for(lambda: health(server)["queue"]["in_flight"] == 1, 10, "the request admitted")
+    time.sleep(1.0)  # decoding and into the model
+    sock.close()
+    seconds = wait_for(lambda: health(server)["queue"]["in_flight"] == 0, 30, "the work stopped")
+    assert health(server)["queue"]["cancelled"] == cancelled_before + 1
+    assert "Client disconnected" in server.log.read_text()
+    print(f"\nclient left: work stopped {seconds:.1f} s later")
+
+
+def test_sigterm_drains_within_the_grace_period(tmp_path):
+    grace = 3.0
+    audio = write_tiled_sample(tmp_path / "long.wav", 600)
+    with start(tmp_path / "drain", SHUTDOWN_GRACE_S=str(grace)) as server:
+        replies: list[httpx.Response] = []
+
+        def long_request() -> None:
+            with audio.open("rb") as f:
+                replies.append(httpx.post(f"{server.url}/transcribe", files={"file": ("long.wav", f)}, timeout=60))
+
+        running = threading.Thread(target=long_request, daemon=True)
+        running.start()
+        wait_for(lambda: health(server)["queue"]["in_flight"] == 1, 10, "the request admitted")
+        signalled = time.monotonic()
+        os.kill(server.process.pid, signal.SIGTERM)
+        ready = httpx.get(f"{server.url}/health", timeout=5)
+        assert ready.status_code == 503 and ready.json()["status"] == "draining"
+        assert httpx.get(f"{server.url}/health/live", timeout=5).status_code == 200
+        with audio.open("rb") as f:
+            refused = httpx.post(f"{server.url}/transcribe", files={"file": ("x.wav", f)}, timeout=10)
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
+        running.join(30)
+        [reply] = replies
+        assert reply.status_code == 503 and reply.json()["error"]["code"] == "cancelled", reply.text
+        server.process.wait(timeout=grace + 10)
+        exited_after = time.monotonic() - signalled
+        assert exited_after < grace + 8
+        assert not list((tmp_path / "drain" / "uploads").iterdir())
+        print(f"\nSIGTERM with a request in flight: exited after {exited_after:.1f} s (grace {grace:g} s)")
+
+
+def test_zz_no_temp_file_remains(server):
+    assert not list(uploads_dir(server).iterdir())
