@@ -12,6 +12,7 @@ audio parse the body here instead, after ``AdmissionGate.admit``:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import tempfile
 import time
@@ -25,10 +26,12 @@ from pydantic import BaseModel, ValidationError
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from app.errors import EmptyUpload, MissingFile, ServiceError, UploadTooLarge, UploadTooSlow
 from app.services.budget import ByteBudget, Reservation
+
+logger = logging.getLogger(__name__)
 
 FILE_FIELD = "file"
 _MAX_FIELDS = 100
@@ -37,6 +40,12 @@ _MAX_FIELD_BYTES = 64 * 1024
 
 class BadUpload(ServiceError):
     code = "bad_request"
+
+
+class UploadAbandoned(ServiceError):
+    """The client closed the connection mid-upload: nobody will read the answer."""
+
+    code = "client_disconnected"
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,9 @@ async def receive_upload(request: Request, limits: UploadLimits) -> AsyncIterato
                 parser.finalize()
             except MultipartParseError as exc:
                 raise BadUpload("The multipart body is malformed.") from exc
+            except ClientDisconnect:
+                logger.info("Client disconnected during its upload (%d bytes received)", parts.file_bytes)
+                raise UploadAbandoned("The client disconnected during the upload.") from None
             parts.finish()
             sink.flush()
             yield Upload(path, parts.filename, parts.file_bytes, parts.fields)

@@ -109,6 +109,9 @@ def test_admission_comes_before_the_upload(server):
             sock.close()
     wait_for(lambda: health(server)["queue"]["in_flight"] == 0, 10, "held uploads released")
     wait_for(lambda: not list(uploads_dir(server).iterdir()), 10, "their temp files removed")
+    log = server.log.read_text()
+    assert "Client disconnected during its upload" in log
+    assert "Unhandled error" not in log
 
 
 def test_a_stalled_upload_is_cut_with_408(server):
