@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -74,12 +76,20 @@ def patch_source(source: str) -> str:
 
 
 def apply(path: Path) -> bool:
-    """Patch ``path`` in place; True if it changed."""
+    """Patch ``path``; True if it changed.
+
+    The new text goes to a new file that replaces the old one, never into the old file: uv
+    installs packages as hard links into its cache, so writing in place would patch the
+    cache, and with it every other environment that links the same file.
+    """
     source = path.read_text()
     patched = patch_source(source)
     if patched == source:
         return False
-    path.write_text(patched)
+    staged = path.with_name(path.name + ".patched")
+    staged.write_text(patched)
+    shutil.copymode(path, staged)
+    os.replace(staged, path)
     return True
 
 

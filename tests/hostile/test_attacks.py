@@ -4,29 +4,25 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
-import wave
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
-from bench.server import write_tiled_sample
-from tests.hostile.conftest import (
-    MAX_AUDIO_SECONDS,
-    STALL_S,
+from bench.attacks import (
     PeakRss,
     health,
     multipart_head,
+    one_hz_wav,
     open_upload,
     read_status,
-    start,
-    uploads_dir,
+    silent_flac,
     wait_for,
 )
+from bench.server import write_tiled_sample
+from tests.hostile.conftest import MAX_AUDIO_SECONDS, STALL_S, start, uploads_dir
 
 LIMIT_MB = MAX_AUDIO_SECONDS * 16000 * 4 / 2**20  # the samples MAX_AUDIO_SECONDS decodes to
 SLACK_MB = 150  # ffmpeg pipes, allocator arenas, one request's Python objects
@@ -35,19 +31,7 @@ SLACK_MB = 150  # ffmpeg pipes, allocator arenas, one request's Python objects
 @pytest.fixture(scope="module")
 def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("bombs")
-    one_hz = folder / "one-hz.wav"  # 40 KB; 5.6 h once resampled to 16 kHz
-    with wave.open(str(one_hz), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(1)
-        wav.writeframes((np.sin(np.arange(20_000)) * 8000).astype("<i2").tobytes())
-    silence = folder / "silence-5h.flac"  # ~3.4 MB of FLAC, 5 h of samples
-    subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "18000",
-         "-c:a", "flac", str(silence)],
-        check=True, timeout=300,
-    )  # fmt: skip
-    return {"wav-1hz": one_hz, "flac-5h-silence": silence}
+    return {"wav-1hz": one_hz_wav(folder / "one-hz.wav"), "flac-5h-silence": silent_flac(folder / "silence-5h.flac")}
 
 
 def _post(server, path: Path, timeout: float = 120) -> tuple[httpx.Response, float]:
@@ -93,7 +77,7 @@ def test_admission_comes_before_the_upload(server):
     held = [open_upload(server, size) for _ in range(2)]
     try:
         for sock in held:
-            sock.sendall(multipart_head("hostile") + b"\0" * 65536)
+            sock.sendall(multipart_head() + b"\0" * 65536)
         wait_for(lambda: health(server)["queue"]["in_flight"] == 2, 10, "two uploads admitted")
         third = open_upload(server, size)
         started = time.monotonic()
@@ -116,7 +100,7 @@ def test_admission_comes_before_the_upload(server):
 
 def test_a_stalled_upload_is_cut_with_408(server):
     sock = open_upload(server, 10 * 2**20)
-    sock.sendall(multipart_head("hostile") + b"\0" * 1000)
+    sock.sendall(multipart_head() + b"\0" * 1000)
     started = time.monotonic()
     status, head = read_status(sock, timeout_s=STALL_S + 10)
     assert status == 408, head
@@ -128,7 +112,7 @@ def test_a_stalled_upload_is_cut_with_408(server):
 def test_a_trickling_upload_is_cut_with_408(server):
     """One byte every half second: under UPLOAD_MIN_RATE_KIB_S once the stall window has passed."""
     sock = open_upload(server, 10 * 2**20)
-    sock.sendall(multipart_head("hostile"))
+    sock.sendall(multipart_head())
     started = time.monotonic()
     result: list[tuple[int, bytes]] = []
     reader = threading.Thread(target=lambda: result.append(read_status(sock, timeout_s=30)), daemon=True)
@@ -149,7 +133,7 @@ def test_a_trickling_upload_is_cut_with_408(server):
 
 def test_a_client_that_leaves_stops_its_transcription(server, tmp_path):
     audio = write_tiled_sample(tmp_path / "long.wav", 600)  # minutes of CPU work if it ran to the end
-    body = multipart_head("hostile", "long.wav") + audio.read_bytes() + b"\r\n--hostile--\r\n"
+    body = multipart_head("long.wav") + audio.read_bytes() + b"\r\n--hostile--\r\n"
     cancelled_before = health(server)["queue"]["cancelled"]
     sock = open_upload(server, len(body))
     sock.sendall(body)

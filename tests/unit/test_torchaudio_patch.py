@@ -108,3 +108,15 @@ def test_check_mode_reports(tmp_path, capsys):
 def test_the_installed_torchaudio_is_patched():
     """scripts/bootstrap.sh (CI, serve.sh and the image) applies the patch."""
     assert is_patched(installed_kaldi_path().read_text()), "run scripts/bootstrap.sh"
+
+
+def test_a_hard_linked_install_leaves_the_other_link_alone(tmp_path):
+    """uv installs by hard-linking its cache: patching one environment must not patch the cache."""
+    cache = tmp_path / "cache-kaldi.py"
+    cache.write_text(_original_source())
+    installed = tmp_path / "kaldi.py"
+    installed.hardlink_to(cache)
+    assert apply(installed)
+    assert is_patched(installed.read_text())
+    assert not is_patched(cache.read_text()), "the cache's copy changed"
+    assert not list(tmp_path.glob("*.patched"))
