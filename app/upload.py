@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
@@ -97,8 +98,6 @@ async def receive_upload(request: Request, limits: UploadLimits) -> AsyncIterato
 
 def parse_fields(model: type[BaseModel], fields: dict[str, str]) -> Any:
     """Validate form fields into ``model``; errors become the app's 422 (as FastAPI's would)."""
-    from fastapi.exceptions import RequestValidationError
-
     try:
         return model.model_validate(fields)
     except ValidationError as exc:

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from app.config import Settings
 from app.deps import BudgetsDep, GateDep, PipelineDep, RegistryDep, SettingsDep
 from app.errors import Cancelled, InvalidParameter
 from app.schemas import (
@@ -79,7 +80,7 @@ async def transcribe(
     return JSONResponse(response.model_dump())
 
 
-def upload_limits(settings: Any, budgets: Budgets) -> UploadLimits:
+def upload_limits(settings: Settings, budgets: Budgets) -> UploadLimits:
     return UploadLimits(
         max_bytes=settings.max_upload_bytes,
         max_mb=settings.max_upload_mb,
@@ -94,7 +95,7 @@ def _decode_and_run(
     pipeline: TranscriptionPipeline,
     upload: Upload,
     options: TranscribeOptions,
-    settings: Any,
+    settings: Settings,
     budgets: Budgets,
     cancel: CancelToken,
 ) -> Transcript:
