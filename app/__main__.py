@@ -27,7 +27,7 @@ def serve() -> None:
         # One process owns the GPU models; concurrency is handled inside it.
         workers=1,
         # After the drain, connections still open get this long before they are closed.
-        timeout_graceful_shutdown=3,
+        timeout_graceful_shutdown=2,
     )
     server = DrainingServer(config, app.state.gate, grace_s=settings.shutdown_grace_s)
     server.run()

@@ -24,8 +24,8 @@ from app.services.admission import AdmissionGate
 
 logger = logging.getLogger("app.shutdown")
 
-# Cancelled requests stop at their next stage or batch boundary; this is how long they get.
-_CANCEL_SETTLE_S = 5.0
+# Cancelled requests are answered (503) at once; this is how long those answers get to go out.
+_CANCEL_SETTLE_S = 1.0
 
 
 class DrainingServer(uvicorn.Server):

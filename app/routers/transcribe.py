@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app.config import Settings
 from app.deps import BudgetsDep, GateDep, PipelineDep, RegistryDep, SettingsDep
-from app.errors import Cancelled, InvalidParameter
+from app.errors import InvalidParameter
 from app.schemas import (
     DiarizationOut,
     SegmentOut,
@@ -115,21 +115,39 @@ def _decode_and_run(
 
 
 async def run_watching_client(request: Request, cancel: CancelToken, work: Any, *args: Any) -> Any:
-    """Run ``work`` in the threadpool; cancel it if the client disconnects meanwhile."""
+    """Run ``work`` in the threadpool; stop waiting for it once it is cancelled.
+
+    A client that disconnects cancels the work. Cancelled work (client gone, or the drain's
+    grace over) stops at its next stage or batch boundary; the answer does not wait for that
+    boundary, so a shutdown answers every request with its 503 in time even while a long,
+    uninterruptible stage (VAD of an hour on a CPU) finishes in the background.
+    """
     job = asyncio.ensure_future(run_in_threadpool(work, *args))
-    watcher = asyncio.ensure_future(_disconnected(request))
+    job.add_done_callback(_retrieve)
+    watchers = {asyncio.ensure_future(_disconnected(request)), asyncio.ensure_future(_cancelled(cancel))}
     try:
-        await asyncio.wait({job, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if watcher.done() and not job.done():
+        done, _ = await asyncio.wait({job, *watchers}, return_when=asyncio.FIRST_COMPLETED)
+        if job in done:
+            return job.result()
+        if not cancel.cancelled:
             cancel.cancel("the client disconnected")
             logger.info("Client disconnected from %s: its transcription stops at the next boundary", request.url.path)
-        return await job
-    except Cancelled:
-        if cancel.reason == "the client disconnected":
-            logger.info("Transcription cancelled after the client disconnected")
-        raise
+        cancel.check()  # raises Cancelled: 503 (or nothing to a client that left)
+        raise AssertionError("unreachable")
     finally:
-        watcher.cancel()
+        for watcher in watchers:
+            watcher.cancel()
+
+
+async def _cancelled(cancel: CancelToken) -> None:
+    while not cancel.cancelled:
+        await asyncio.sleep(0.1)
+
+
+def _retrieve(job: asyncio.Future[Any]) -> None:
+    """Consume the result of work nobody waits for any more (so asyncio does not log it)."""
+    if not job.cancelled():
+        job.exception()
 
 
 async def _disconnected(request: Request) -> None:

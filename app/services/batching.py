@@ -30,7 +30,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from app.errors import GpuOutOfMemory
+from app.errors import Cancelled, GpuOutOfMemory
 from app.services.cancellation import CancelToken
 
 logger = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class BatchScheduler:
             self._queue.clear()
             self._changed.notify_all()
         for job in abandoned:
-            _fail(job, RuntimeError(f"the {self.name} scheduler shut down"))
+            _fail(job, Cancelled("The transcription was cancelled: the server is shutting down."))
         self._thread.join(timeout=wait_s)
 
     def _serve(self) -> None:

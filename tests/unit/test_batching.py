@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from app.errors import GpuOutOfMemory
+from app.errors import Cancelled, GpuOutOfMemory
 from app.services.batching import BatchScheduler, is_out_of_memory
 
 CT2_OOM = RuntimeError("CUDA failed with error out of memory")
@@ -186,8 +186,9 @@ def test_close_fails_queued_jobs_instead_of_leaving_them_waiting(recorder):
     queued = scheduler.submit(Times(1, recorder), [1], 1)
     threading.Timer(0.05, recorder.gate.set).start()
     scheduler.close()
-    with pytest.raises(RuntimeError, match="shut down"):
+    with pytest.raises(Cancelled, match="the server is shutting down") as refused:
         queued.result()
+    assert refused.value.status_code == 503, "its request gets a clean 503, not a 500"
     with pytest.raises(RuntimeError, match="closed"):
         scheduler.submit(Times(1, recorder), [1], 1)
 
