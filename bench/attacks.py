@@ -118,6 +118,26 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0, what: str =
     raise AssertionError(f"{what} not reached in {timeout_s} s")
 
 
+def trickle(server: RunningServer, every_s: float, for_at_most_s: float) -> tuple[int, bytes, float]:
+    """An upload that sends one byte every ``every_s``: the status and head of the answer, and when."""
+    sock = open_upload(server, 10 * 2**20)
+    sock.sendall(multipart_head())
+    started = time.monotonic()
+    answer: list[tuple[int, bytes]] = []
+    reader = threading.Thread(target=lambda: answer.append(read_status(sock, for_at_most_s)), daemon=True)
+    reader.start()
+    while reader.is_alive() and time.monotonic() - started < for_at_most_s:
+        try:
+            sock.sendall(b"\0")
+        except OSError:
+            break
+        time.sleep(every_s)
+    reader.join(10)
+    sock.close()
+    status, head = answer[0] if answer else (0, b"")
+    return status, head, time.monotonic() - started
+
+
 def post_file(server: RunningServer, path: Path, timeout: float = 600) -> tuple[int, float]:
     started = time.monotonic()
     with path.open("rb") as f:
@@ -195,23 +215,8 @@ def main() -> None:
 
         _held_uploads(server, clients=12, mib=200)
 
-        sock = open_upload(server, 10 * 2**20)
-        sock.sendall(multipart_head())
-        started = time.monotonic()
-        result: list[int] = []
-        reader = threading.Thread(target=lambda: result.append(read_status(sock, timeout_s=300)[0]), daemon=True)
-        reader.start()
-        while reader.is_alive() and time.monotonic() - started < 300:
-            try:
-                sock.sendall(b"\0")
-            except OSError:
-                break
-            time.sleep(1.0)
-        reader.join(5)
-        sock.close()
-        _row(
-            "body at 1 byte per second", str(result[0] if result else "none"), time.monotonic() - started, None, uploads
-        )
+        status, _, seconds = trickle(server, every_s=1.0, for_at_most_s=300)
+        _row("body at 1 byte per second", str(status), seconds, None, uploads)
 
         body = multipart_head("long.wav") + long_audio.read_bytes() + f"\r\n--{BOUNDARY}--\r\n".encode()
         sock = open_upload(server, len(body))
