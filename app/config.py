@@ -111,8 +111,8 @@ class Settings(BaseSettings):
     upload_disk_budget_mb: float = Field(default=0.0, ge=0)
     """Upload bytes all requests may hold on disk at once, in MiB. 0: half the free space of the temp dir at start-up, at most MAX_PENDING_REQUESTS × MAX_UPLOAD_MB. Past it, uploads get 503 with Retry-After."""
 
-    upload_min_rate_kib_s: float = Field(default=32.0, ge=0)
-    """Slowest accepted average upload rate in KiB/s, checked once UPLOAD_STALL_TIMEOUT_S has passed; slower uploads are cut with 408. 0 turns the rate check off."""
+    upload_min_rate_kib_s: float = Field(default=8.0, ge=0)
+    """Slowest accepted average upload rate in KiB/s (8 KiB/s is 64 kbit/s, under any link that uploads audio in useful time), checked once UPLOAD_STALL_TIMEOUT_S has passed; slower uploads are cut with 408. 0 turns the rate check off."""
 
     upload_stall_timeout_s: float = Field(default=30.0, gt=0)
     """An upload that sends nothing for this long is cut with 408."""
