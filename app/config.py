@@ -19,12 +19,17 @@ Device = Literal["auto", "cuda", "cpu"]
 DiarizerChoice = Literal["auto", "pyannote", "offline"]
 
 
+_PLACEHOLDER_KEYS = frozenset({"changeme-changeme", "your-api-key-here", "xxxxxxxxxxxxxxxx"})
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=None,
         extra="ignore",
         use_attribute_docstrings=True,
         frozen=True,
+        # A refused setting must not print the environment it came from (tokens, keys).
+        hide_input_in_errors=True,
     )
 
     whisper_model: str = "auto"
@@ -87,6 +92,12 @@ class Settings(BaseSettings):
     download_timeout_s: float = Field(default=60.0, gt=0)
     """When downloads are allowed: how long a model download may wait on the network before it fails (it is retried on a later request, after a back-off)."""
 
+    api_keys: SecretStr | None = None
+    """Keys clients must send as `Authorization: Bearer <key>` on every transcription route: a comma-separated list, or the path of a file with one key per line (a mounted secret). Each at least 16 characters. Unset: no key is needed. Keys are never logged or shown."""
+
+    health_requires_key: bool = False
+    """With API_KEYS set, require a key on /health too (liveness, /health/live, always stays open for probes)."""
+
     model_cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "transcription-service")
     """Where downloaded and assembled models are kept; mount a volume here in containers."""
 
@@ -138,7 +149,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log level of the service."""
 
-    @field_validator("hf_token", mode="before")
+    @field_validator("hf_token", "api_keys", mode="before")
     @classmethod
     def _empty_token_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -153,6 +164,32 @@ class Settings(BaseSettings):
         if self.batch_size > self.max_batch_size:
             raise ValueError(f"BATCH_SIZE ({self.batch_size}) exceeds MAX_BATCH_SIZE ({self.max_batch_size})")
         return self
+
+    @model_validator(mode="after")
+    def _usable_api_keys(self) -> Settings:
+        self.api_key_list()  # refuses a file that cannot be read, short keys, placeholders
+        return self
+
+    def api_key_list(self) -> tuple[str, ...]:
+        """The API keys, from the list or the file ``API_KEYS`` names; empty when unset."""
+        if self.api_keys is None:
+            return ()
+        value = self.api_keys.get_secret_value().strip()
+        path = Path(value)
+        if "," not in value and (value.startswith(("/", "./")) or path.is_file()):
+            try:
+                lines = path.read_text().splitlines()
+            except OSError as exc:
+                raise ValueError(f"API_KEYS names a file that cannot be read: {path} ({exc.strerror})") from None
+            keys = tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+        else:
+            keys = tuple(key.strip() for key in value.split(",") if key.strip())
+        if not keys:
+            raise ValueError("API_KEYS is set but holds no key")
+        for key in keys:
+            if len(key) < 16 or key.lower() in _PLACEHOLDER_KEYS:
+                raise ValueError("every API key must be at least 16 characters and not a placeholder")
+        return keys
 
     @property
     def max_upload_bytes(self) -> int:

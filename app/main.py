@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
+from app.auth import ApiKeyRequired
 from app.body_limit import BodySizeLimit
 from app.config import Settings
 from app.error_handlers import install_error_handlers
@@ -66,9 +67,10 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app.state.registry = registry
     app.state.gate = AdmissionGate(settings.max_pending_requests)
     app.state.budgets = Budgets.for_settings(settings)
+    app.state.api_keys = tuple(key.encode() for key in settings.api_key_list())
     install_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(transcribe.router)
+    app.include_router(transcribe.router, dependencies=[ApiKeyRequired])
     return app
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from app import __version__
+from app.auth import require_api_key_for_health
 from app.deps import BudgetsDep, GateDep, RegistryDep, SettingsDep
 from app.schemas import (
     AcceleratorOut,
@@ -48,6 +49,7 @@ def _status(registry: ModelRegistry, gate: AdmissionGate) -> str:
 
 @router.get(
     "/health",
+    dependencies=[Depends(require_api_key_for_health)],
     response_model=HealthResponse,
     responses={
         503: {"model": HealthResponse, "description": "Loading, warming up, failed to start, or draining for shutdown."}
