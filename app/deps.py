@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.config import Settings
-from app.errors import NotReady
+from app.errors import NotReady, retry_later
 from app.services.admission import AdmissionGate
 from app.services.budget import Budgets
 from app.services.pipeline import TranscriptionPipeline
@@ -38,7 +38,7 @@ def get_pipeline(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> T
     if registry.phase is Phase.FAILED:
         raise NotReady(f"The service failed to start: {registry.failure}")
     if registry.phase is not Phase.READY or registry.pipeline is None:
-        raise NotReady(f"The service is {registry.phase.value}; retry shortly.", headers={"Retry-After": "5"})
+        raise NotReady(f"The service is {registry.phase.value}; retry shortly.", headers=retry_later())
     return registry.pipeline
 
 

@@ -6,6 +6,13 @@ place that turns these (and every other exception) into an HTTP answer.
 
 from __future__ import annotations
 
+# Seconds a 503 asks the client to wait: overload, a full budget, a cancelled or not-ready service.
+RETRY_AFTER_SECONDS = 5
+
+
+def retry_later(seconds: int = RETRY_AFTER_SECONDS) -> dict[str, str]:
+    return {"Retry-After": str(seconds)}
+
 
 class ServiceError(Exception):
     """An error a client can act on. Subclasses fix the status and the code."""

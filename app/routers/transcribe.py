@@ -132,8 +132,7 @@ async def run_watching_client(request: Request, cancel: CancelToken, work: Any, 
         if not cancel.cancelled:
             cancel.cancel("the client disconnected")
             logger.info("Client disconnected from %s: its transcription stops at the next boundary", request.url.path)
-        cancel.check()  # raises Cancelled: 503 (or nothing to a client that left)
-        raise AssertionError("unreachable")
+        raise cancel.error()  # 503 (or nothing, to a client that left)
     finally:
         for watcher in watchers:
             watcher.cancel()

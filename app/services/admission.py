@@ -12,10 +12,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from app.errors import Busy, Draining
+from app.errors import Busy, Draining, retry_later
 from app.services.cancellation import CancelToken
-
-RETRY_AFTER_SECONDS = 5
 
 
 class AdmissionGate:
@@ -36,15 +34,12 @@ class AdmissionGate:
         with self._idle:
             if self.draining:
                 self.refused += 1
-                raise Draining(
-                    "The server is shutting down; retry on another instance.",
-                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-                )
+                raise Draining("The server is shutting down; retry on another instance.", headers=retry_later())
             if len(self._tokens) >= self.limit:
                 self.refused += 1
                 raise Busy(
                     f"The service is handling {self.limit} transcriptions already; retry shortly.",
-                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                    headers=retry_later(),
                 )
             token = CancelToken()
             self._tokens.add(token)

@@ -30,7 +30,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from app.errors import Cancelled, GpuOutOfMemory
+from app.errors import Cancelled, GpuOutOfMemory, retry_later
 from app.services.cancellation import CancelToken
 
 logger = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ class BatchScheduler:
                     batch[0].job,
                     GpuOutOfMemory(
                         "The GPU ran out of memory even for a single 30 s window; retry shortly.",
-                        headers={"Retry-After": str(OOM_RETRY_AFTER_SECONDS)},
+                        headers=retry_later(OOM_RETRY_AFTER_SECONDS),
                     ),
                     cause=exc,
                 )

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.config import Settings
-from app.errors import Busy
-
-RETRY_AFTER_SECONDS = 5
+from app.errors import Busy, retry_later
 
 
 class ByteBudget:
@@ -72,7 +70,7 @@ class Reservation:
             raise Busy(
                 f"The server's {self.budget.name} budget ({self.budget.limit / mib:.4g} MiB) is taken by requests "
                 "in flight; retry shortly.",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                headers=retry_later(),
             )
         self.held += amount
 

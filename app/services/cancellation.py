@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from app.errors import Cancelled
+from app.errors import Cancelled, retry_later
 
 _POLL_S = 0.1
 
@@ -28,9 +28,12 @@ class CancelToken:
     def cancelled(self) -> bool:
         return self._event.is_set()
 
+    def error(self) -> Cancelled:
+        return Cancelled(f"The transcription was cancelled: {self.reason}.", headers=retry_later())
+
     def check(self) -> None:
         if self._event.is_set():
-            raise Cancelled(f"The transcription was cancelled: {self.reason}.", headers={"Retry-After": "5"})
+            raise self.error()
 
     def wait(self, done: threading.Event) -> None:
         """Wait for ``done``, giving up with ``Cancelled`` as soon as the token is cancelled."""
