@@ -101,8 +101,7 @@ class ModelRegistry:
     def check_accelerator(self) -> AcceleratorCheck:
         """Can the GPU be used (once; with DEVICE=cuda the lifespan asks before loading)."""
         if self.accelerator is None:
-            check = check_accelerator(self.settings.device)
-            self.accelerator = with_torch(check, "cuda") if self.settings.device == "cuda" else check
+            self.accelerator = check_accelerator(self.settings.device)
         return self.accelerator
 
     def _describe_gpu(self) -> GpuInfo:
