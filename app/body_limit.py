@@ -8,10 +8,9 @@ oversize upload is never spooled whole. (Starlette's own limiter answers in plai
 from __future__ import annotations
 
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.error_handlers import error_body
+from app.error_handlers import error_response
 
 
 class BodySizeLimit:
@@ -26,7 +25,7 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = JSONResponse(error_body("payload_too_large", self._message()), status_code=413)
+            response = error_response(scope["path"], 413, "payload_too_large", self._message())
             await response(scope, receive, send)
             return
 

@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     """Keys clients must send as `Authorization: Bearer <key>` on every transcription route: a comma-separated list, or the path of a file with one key per line (a mounted secret). Each at least 16 characters. Unset: no key is needed. Keys are never logged or shown."""
 
     health_requires_key: bool = False
-    """With API_KEYS set, require a key on /health too (liveness, /health/live, always stays open for probes)."""
+    """With API_KEYS set, require a key on /health and /metrics too (liveness, /health/live, always stays open for probes)."""
 
     model_cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "transcription-service")
     """Where downloaded and assembled models are kept; mount a volume here in containers."""

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from app.config import Settings
 from app.errors import NotReady, retry_later
+from app.metrics import ServiceMetrics
 from app.services.admission import AdmissionGate
 from app.services.budget import Budgets
 from app.services.pipeline import TranscriptionPipeline
@@ -34,6 +35,11 @@ def get_budgets(request: Request) -> Budgets:
     return budgets
 
 
+def get_metrics(request: Request) -> ServiceMetrics:
+    metrics: ServiceMetrics = request.app.state.metrics
+    return metrics
+
+
 def get_pipeline(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> TranscriptionPipeline:
     if registry.phase is Phase.FAILED:
         raise NotReady(f"The service failed to start: {registry.failure}")
@@ -47,3 +53,4 @@ RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 GateDep = Annotated[AdmissionGate, Depends(get_gate)]
 BudgetsDep = Annotated[Budgets, Depends(get_budgets)]
 PipelineDep = Annotated[TranscriptionPipeline, Depends(get_pipeline)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]

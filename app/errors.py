@@ -20,10 +20,11 @@ class ServiceError(Exception):
     status_code = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers
+        self.param = param  # the request field at fault, where there is one (OpenAI's error shape names it)
 
 
 class EmptyUpload(ServiceError):
@@ -79,3 +80,14 @@ class Cancelled(ServiceError):
 class Draining(ServiceError):
     status_code = 503
     code = "shutting_down"
+
+
+class ModelNotFound(ServiceError):
+    status_code = 404
+    code = "model_not_found"
+
+
+class Unsupported(ServiceError):
+    """A parameter this service understands but does not offer (OpenAI's ``stream``)."""
+
+    code = "unsupported_parameter"

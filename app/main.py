@@ -14,12 +14,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app import __version__
+from app import __version__, metrics
 from app.auth import ApiKeyRequired
 from app.body_limit import BodySizeLimit
 from app.config import Settings
 from app.error_handlers import install_error_handlers
-from app.routers import health, transcribe
+from app.metrics import RequestMetrics, ServiceMetrics
+from app.routers import health, openai_audio, transcribe
 from app.services.accelerator import AcceleratorUnavailable, choose_device
 from app.services.admission import AdmissionGate
 from app.services.budget import Budgets
@@ -65,12 +66,16 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     )
     app.state.settings = settings
     app.state.registry = registry
-    app.state.gate = AdmissionGate(settings.max_pending_requests)
-    app.state.budgets = Budgets.for_settings(settings)
+    app.state.gate = gate = AdmissionGate(settings.max_pending_requests)
+    app.state.budgets = budgets = Budgets.for_settings(settings)
+    app.state.metrics = service_metrics = ServiceMetrics(registry, gate, budgets)
+    app.add_middleware(RequestMetrics, metrics=service_metrics)  # outermost: it sees every answer, 413s too
     app.state.api_keys = tuple(key.encode() for key in settings.api_key_list())
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(transcribe.router, dependencies=[ApiKeyRequired])
+    app.include_router(openai_audio.router, dependencies=[ApiKeyRequired])
     return app
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
+
+from app.transcript import DiarizationReport, Segment, SpeakerHints, TranscribeOptions, Word, WordTimeSource
 
 OutputFormat = Literal["json", "srt", "vtt", "txt", "tsv"]
 
@@ -15,72 +17,77 @@ def _whisper_languages() -> frozenset[str]:
     return frozenset(_LANGUAGE_CODES)
 
 
-class TranscribeParams(BaseModel):
-    """The form fields of POST /transcribe, besides the file."""
+def _language_code(value: object) -> str | None:
+    if value is None:
+        return None
+    code = str(value).strip().lower()
+    if code in ("", "auto"):
+        return None
+    if code not in _whisper_languages():
+        raise ValueError(f"unknown language code {value!r}; use 'auto' or an ISO 639-1 code Whisper knows")
+    return code
 
-    language: str | None = Field(default=None, description="`auto` (default) or an ISO 639-1 code such as `en`.")
-    task: Literal["transcribe", "translate"] = "transcribe"
+
+def _blank_is_none(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+LanguageCode = Annotated[
+    str | None,
+    BeforeValidator(_language_code),
+    Field(description="`auto` (default) or an ISO 639-1 code such as `en`."),
+]
+Prompt = Annotated[Annotated[str, Field(max_length=1000)] | None, BeforeValidator(_blank_is_none)]
+
+
+class SpeakerParams(BaseModel):
+    """Speaker fields, shared by /transcribe and (as extensions) the OpenAI routes."""
+
     diarize: bool | None = Field(
-        default=None, description="Label speakers. Default: when a diarizer is loaded, or when speaker hints are given."
+        default=None,
+        description="Label speakers. Default: when a diarizer is loaded and words are timed, or when speaker "
+        "hints are given.",
     )
     num_speakers: int | None = Field(default=None, ge=1, le=64)
     min_speakers: int | None = Field(default=None, ge=1, le=64)
     max_speakers: int | None = Field(default=None, ge=1, le=64)
-    initial_prompt: str | None = Field(default=None, max_length=1000)
-    batch_size: int | None = Field(default=None, ge=1, le=256)
-    word_timestamps: bool = Field(default=True, description="Time every word (alignment). `false` is faster.")
-    output: OutputFormat = "json"
-
-    @field_validator("language")
-    @classmethod
-    def _known_language(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        code = value.strip().lower()
-        if code in ("", "auto"):
-            return None
-        if code not in _whisper_languages():
-            raise ValueError(f"unknown language code {value!r}; use 'auto' or an ISO 639-1 code Whisper knows")
-        return code
-
-    @field_validator("initial_prompt")
-    @classmethod
-    def _blank_prompt_is_none(cls, value: str | None) -> str | None:
-        return value if value and value.strip() else None
 
     @model_validator(mode="after")
-    def _consistent_speakers(self) -> TranscribeParams:
+    def _consistent_speakers(self) -> SpeakerParams:
         low, high, exact = self.min_speakers, self.max_speakers, self.num_speakers
         if low is not None and high is not None and low > high:
             raise ValueError(f"min_speakers ({low}) is greater than max_speakers ({high})")
         if exact is not None and ((low is not None and exact < low) or (high is not None and exact > high)):
             raise ValueError(f"num_speakers ({exact}) is outside min_speakers/max_speakers")
-        if self.diarize is False and any(v is not None for v in (low, high, exact)):
+        if self.diarize is False and self.hints.given:
             raise ValueError("speaker hints were given but diarize is false")
-        if self.diarize and not self.word_timestamps:
-            raise ValueError("diarize needs word_timestamps: speakers are assigned word by word")
         return self
 
     @property
-    def has_speaker_hints(self) -> bool:
-        return any(v is not None for v in (self.num_speakers, self.min_speakers, self.max_speakers))
+    def hints(self) -> SpeakerHints:
+        return SpeakerHints(self.num_speakers, self.min_speakers, self.max_speakers)
 
 
-class WordOut(BaseModel):
-    word: str
-    start: float
-    end: float
-    score: float | None = None
-    speaker: str | None = None
+class TranscribeParams(SpeakerParams):
+    """The form fields of POST /transcribe, besides the file."""
 
+    language: LanguageCode = None
+    task: Literal["transcribe", "translate"] = "transcribe"
+    initial_prompt: Prompt = None
+    batch_size: int | None = Field(default=None, ge=1, le=256)
+    word_timestamps: bool = Field(default=True, description="Time every word (alignment). `false` is faster.")
+    output: OutputFormat = "json"
 
-class SegmentOut(BaseModel):
-    start: float
-    end: float
-    text: str
-    speaker: str | None = None
-    avg_logprob: float | None = None
-    words: list[WordOut]
+    def options(self) -> TranscribeOptions:
+        return TranscribeOptions(
+            language=self.language,
+            task=self.task,
+            diarize=self.diarize,
+            hints=self.hints,
+            initial_prompt=self.initial_prompt,
+            batch_size=self.batch_size,
+            word_timestamps=self.word_timestamps,
+        )
 
 
 class SpeakerOut(BaseModel):
@@ -88,37 +95,21 @@ class SpeakerOut(BaseModel):
     segments: int = Field(description="Transcript segments attributed to this speaker.")
 
 
-class SpeakerTurnOut(BaseModel):
-    start: float
-    end: float
-    speaker: str
-
-
-class DiarizationOut(BaseModel):
-    requested: bool
-    performed: bool
-    diarizer: str | None = Field(
-        default=None, description="Which diarizer ran: the pretrained pipeline's name, or `offline`."
-    )
-    detail: str | None = None
-    turns: list[SpeakerTurnOut] = Field(
-        default_factory=list, description="Who speaks when, as the diarizer found it (turns may overlap)."
-    )
-
-
 class TranscriptionResponse(BaseModel):
+    """The service's own JSON (`output=json` on /transcribe), built from ``app/transcript.py``'s types."""
+
     text: str
     language: str | None
     language_probability: float | None
     duration: float
     model: str
-    segments: list[SegmentOut]
-    word_segments: list[WordOut]
+    segments: list[Segment]
+    word_segments: list[Word]
     speakers: dict[str, SpeakerOut]
     num_speakers: int
     diarization_device: str | None
-    diarization: DiarizationOut
-    word_timestamps_method: Literal["wav2vec2", "whisper"] | None = Field(
+    diarization: DiarizationReport
+    word_timestamps_method: WordTimeSource | None = Field(
         description="What produced the word times: a wav2vec2 aligner or Whisper's cross-attention."
     )
     timings: dict[str, float] = Field(

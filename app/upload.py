@@ -64,7 +64,7 @@ class Upload:
     path: Path
     filename: str | None
     size: int
-    fields: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, list[str]] = field(default_factory=dict)  # every value, in order, by field name
 
 
 @asynccontextmanager
@@ -96,10 +96,20 @@ async def receive_upload(request: Request, limits: UploadLimits) -> AsyncIterato
         path.unlink(missing_ok=True)
 
 
-def parse_fields(model: type[BaseModel], fields: dict[str, str]) -> Any:
-    """Validate form fields into ``model``; errors become the app's 422 (as FastAPI's would)."""
+def parse_fields(model: type[BaseModel], fields: dict[str, list[str]]) -> Any:
+    """Validate form fields into ``model``; errors become the app's 422 (as FastAPI's would).
+
+    A field sent once is a value; a field sent several times, or named ``name[]`` (how the
+    OpenAI SDKs send arrays), is a list under ``name``.
+    """
+    values: dict[str, Any] = {}
+    for name, sent in fields.items():
+        if name.endswith("[]"):
+            values.setdefault(name[:-2], []).extend(sent)
+        elif name not in values:
+            values[name] = sent[0] if len(sent) == 1 else sent
     try:
-        return model.model_validate(fields)
+        return model.model_validate(values)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
 
@@ -118,7 +128,8 @@ class _Parts:
 
     def __init__(self, sink: Any, disk: Reservation, limits: UploadLimits) -> None:
         self.sink, self.disk, self.limits = sink, disk, limits
-        self.fields: dict[str, str] = {}
+        self.fields: dict[str, list[str]] = {}
+        self._field_count = 0
         self.filename: str | None = None
         self.file_bytes = 0
         self._files = 0
@@ -166,8 +177,10 @@ class _Parts:
                 raise BadUpload(f"Send one file per request: the field '{FILE_FIELD}' appears more than once.")
             filename = params.get(b"filename")
             self.filename = filename.decode("utf-8", "replace") if filename is not None else None
-        elif len(self.fields) >= _MAX_FIELDS:
-            raise BadUpload(f"Too many form fields (more than {_MAX_FIELDS}).")
+        else:
+            self._field_count += 1
+            if self._field_count > _MAX_FIELDS:
+                raise BadUpload(f"Too many form fields (more than {_MAX_FIELDS}).")
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         size = end - start
@@ -184,7 +197,7 @@ class _Parts:
 
     def _part_end(self) -> None:
         if not self._is_file and self._name is not None:
-            self.fields[self._name] = self._value.decode("utf-8", "replace")
+            self.fields.setdefault(self._name, []).append(self._value.decode("utf-8", "replace"))
 
     def finish(self) -> None:
         if not self._ended:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from app.services.asr import Segment, Word
+from app.transcript import Segment, Word
 
 logger = logging.getLogger(__name__)
 
@@ -176,16 +176,26 @@ def align(aligner: Aligner, segments: list[Segment], audio: np.ndarray, device: 
             )
             for w in seg.get("words", [])
         ]
+        start, end = float(seg["start"]), float(seg["end"])
         aligned.append(
             Segment(
-                start=float(seg["start"]),
-                end=float(seg["end"]),
+                start=start,
+                end=end,
                 text=str(seg["text"]).strip(),
                 words=words,
                 avg_logprob=_float_or_none(seg.get("avg_logprob")),
+                no_speech_prob=_window_of(start, end, segments).no_speech_prob,
             )
         )
     return aligned
+
+
+def _window_of(start: float, end: float, windows: list[Segment]) -> Segment:
+    """The decoded window a sentence came from (WhisperX splits windows into sentences)."""
+    middle = (start + end) / 2
+    return min(
+        windows, key=lambda w: 0.0 if w.start <= middle <= w.end else min(abs(w.start - middle), abs(w.end - middle))
+    )
 
 
 def _float_or_nan(value: Any) -> float:

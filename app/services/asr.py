@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -33,6 +33,7 @@ from app.services.cancellation import CancelToken
 from app.services.model_sources import WhisperSource
 from app.services.timing import StepTimer
 from app.services.vad import CHUNK_SECONDS, SpeechChunk
+from app.transcript import Segment, Word
 
 logger = logging.getLogger(__name__)
 
@@ -60,25 +61,6 @@ class DecodingOptions:
     suppress_tokens: tuple[int, ...] = (-1,)
     prepend_punctuations: str = "\"'“¿([{-"
     append_punctuations: str = "\"'.。,，!！?？:：”)]}、"
-
-
-@dataclass
-class Word:
-    word: str
-    start: float
-    end: float
-    score: float | None = None
-    speaker: str | None = None
-
-
-@dataclass
-class Segment:
-    start: float
-    end: float
-    text: str
-    words: list[Word] = field(default_factory=list)
-    avg_logprob: float | None = None
-    speaker: str | None = None
 
 
 class WhisperEngine:
@@ -155,12 +137,15 @@ class WhisperEngine:
         task: str,
         initial_prompt: str | None,
         batch_size: int,
+        temperature: float = 0.0,
         timer: StepTimer | None = None,
         cancel: CancelToken | None = None,
     ) -> list[Segment]:
         """Decode every speech chunk into one segment of text (no word times yet).
 
-        ``timer`` gets the seconds this thread spent computing features, under ``features``.
+        ``temperature`` 0 is beam search (WhisperX's decoding); above 0, each window is sampled
+        at that temperature. ``timer`` gets the seconds this thread spent computing features,
+        under ``features``.
         """
         tokenizer = self._tokenizer(language, task)
         prompt = self._model.get_prompt(
@@ -169,7 +154,12 @@ class WhisperEngine:
             without_timestamps=True,
         )
         decoded = self._in_batches(
-            _Decode(self, tuple(prompt)), chunks, batch_size, lambda c: self._features(_slice(audio, c)), timer, cancel
+            _Decode(self, tuple(prompt), temperature),
+            chunks,
+            batch_size,
+            lambda c: self._features(_slice(audio, c)),
+            timer,
+            cancel,
         )
         segments = [
             Segment(
@@ -177,8 +167,9 @@ class WhisperEngine:
                 end=round(chunk.end, 3),
                 text=tokenizer.decode([t for t in tokens if t < tokenizer.eot]),
                 avg_logprob=_avg_logprob(score, len(tokens), self.options.length_penalty),
+                no_speech_prob=round(no_speech_prob, 4),
             )
-            for chunk, (tokens, score) in zip(chunks, decoded, strict=True)
+            for chunk, (tokens, score, no_speech_prob) in zip(chunks, decoded, strict=True)
         ]
         return [s for s in segments if s.text.strip()]
 
@@ -245,6 +236,11 @@ class WhisperEngine:
                 self.scheduler.cancel(job)
             raise
 
+    def text_tokens(self, text: str, *, language: str, task: str) -> list[int]:
+        """Whisper's tokens for a piece of text (a segment's, as OpenAI's verbose_json lists them)."""
+        tokenizer = self._tokenizer(language, task)
+        return [t for t in tokenizer.encode(" " + text.strip()) if t < tokenizer.eot]
+
     def _tokenizer(self, language: str, task: str) -> Any:
         from faster_whisper.tokenizer import Tokenizer
 
@@ -275,17 +271,21 @@ class WhisperEngine:
         with self.model_seconds("encode"):
             return model.encode(get_ctranslate2_storage(features), to_cpu=to_cpu)
 
-    def generate(self, features: np.ndarray, prompt: list[int]) -> Any:
+    def generate(self, features: np.ndarray, prompt: list[int], temperature: float = 0.0) -> Any:
         encoded = self.encode(features)
         with self.model_seconds("decode"):
-            return self._generate(encoded, [prompt] * features.shape[0])
+            return self._generate(encoded, [prompt] * features.shape[0], temperature)
 
-    def _generate(self, encoded: Any, prompts: list[list[int]]) -> Any:
+    def _generate(self, encoded: Any, prompts: list[list[int]], temperature: float = 0.0) -> Any:
         o = self.options
+        beam_size, sampling = o.beam_size, {}
+        if temperature > 0:  # one draw from the whole distribution, as faster-whisper samples
+            beam_size, sampling = 1, {"sampling_temperature": temperature, "sampling_topk": 0}
         return self._model.model.generate(
             encoded,
             prompts,
-            beam_size=o.beam_size,
+            beam_size=beam_size,
+            **sampling,
             patience=o.patience,
             length_penalty=o.length_penalty,
             max_length=self._model.max_length,
@@ -294,22 +294,24 @@ class WhisperEngine:
             no_repeat_ngram_size=o.no_repeat_ngram_size,
             repetition_penalty=o.repetition_penalty,
             return_scores=True,
+            return_no_speech_prob=True,
         )
 
 
 # The scheduler's operations. Equal ones share a batch, so each holds exactly what makes two
 # requests' windows decodable together: the model, and the prompt (language, task, initial
-# prompt) or the tokenizer's language and task.
+# prompt) and temperature, or the tokenizer's language and task.
 
 
 @dataclass(frozen=True)
 class _Decode:
     engine: WhisperEngine
     prompt: tuple[int, ...]
+    temperature: float = 0.0
 
-    def __call__(self, features: list[np.ndarray]) -> list[tuple[list[int], float]]:
-        results = self.engine.generate(np.stack(features), list(self.prompt))
-        return [(r.sequences_ids[0], r.scores[0]) for r in results]
+    def __call__(self, features: list[np.ndarray]) -> list[tuple[list[int], float, float]]:
+        results = self.engine.generate(np.stack(features), list(self.prompt), self.temperature)
+        return [(r.sequences_ids[0], r.scores[0], r.no_speech_prob) for r in results]
 
 
 @dataclass(frozen=True)
@@ -393,4 +395,5 @@ def _sentence(raw: list[str], words: list[Word], parent: Segment) -> Segment:
         text="".join(raw).strip(),
         words=words,
         avg_logprob=parent.avg_logprob,
+        no_speech_prob=parent.no_speech_prob,
     )

@@ -91,6 +91,7 @@ class SchedulerStats:
     batches: int
     items: int
     busy_s: float
+    batch_sizes: dict[int, int]  # batches run, by their number of items
 
 
 class BatchScheduler:
@@ -107,6 +108,7 @@ class BatchScheduler:
         self._batches = 0
         self._items = 0
         self._busy_s = 0.0
+        self._batch_sizes: dict[int, int] = {}
         self._thread = threading.Thread(target=self._serve, name=f"{name}-batches", daemon=True)
         self._thread.start()
 
@@ -142,6 +144,7 @@ class BatchScheduler:
                 batches=self._batches,
                 items=self._items,
                 busy_s=round(self._busy_s, 3),
+                batch_sizes=dict(self._batch_sizes),
             )
 
     def close(self, wait_s: float = 1.0) -> None:
@@ -173,6 +176,7 @@ class BatchScheduler:
                 self._running_items = 0
                 self._batches += 1
                 self._items += len(batch)
+                self._batch_sizes[len(batch)] = self._batch_sizes.get(len(batch), 0) + 1
                 self._busy_s += time.perf_counter() - started
 
     def _next_batch(self) -> list[_Slot] | None:

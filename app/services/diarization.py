@@ -17,24 +17,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from app.config import DiarizerChoice
-from app.services.asr import Segment
 from app.services.audio import SAMPLE_RATE
+from app.transcript import Segment, SpeakerHints, SpeakerTurn
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SpeakerTurn:
-    start: float
-    end: float
-    speaker: str
-
-
-@dataclass(frozen=True)
-class SpeakerHints:
-    num_speakers: int | None = None
-    min_speakers: int | None = None
-    max_speakers: int | None = None
 
 
 class Diarizer(Protocol):

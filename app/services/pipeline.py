@@ -8,59 +8,31 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import replace
 
 import numpy as np
 
 from app.errors import InvalidParameter
 from app.services.alignment import AlignerCache, align
-from app.services.asr import Segment, WhisperEngine
+from app.services.asr import WhisperEngine
 from app.services.audio import SAMPLE_RATE
 from app.services.cancellation import CancelToken
-from app.services.diarization import Diarizer, SpeakerHints, SpeakerTurn, assign_speakers
+from app.services.diarization import Diarizer, assign_speakers
 from app.services.timing import StepTimer
 from app.services.vad import SpeechDetector
+from app.transcript import (
+    DiarizationReport,
+    Segment,
+    SpeakerHints,
+    SpeakerTurn,
+    TranscribeOptions,
+    Transcript,
+    WordTimeSource,
+)
 
 logger = logging.getLogger(__name__)
 
-Task = Literal["transcribe", "translate"]
-WordTimeSource = Literal["wav2vec2", "whisper"]
-
 _MIN_AUDIO_SECONDS = 0.1  # shorter clips cannot hold a word; VAD models also reject them
-
-
-@dataclass(frozen=True)
-class TranscribeOptions:
-    language: str | None = None  # None: identify it
-    task: Task = "transcribe"
-    diarize: bool | None = None  # None: diarize when a diarizer is loaded
-    hints: SpeakerHints = field(default_factory=SpeakerHints)
-    initial_prompt: str | None = None
-    batch_size: int = 16
-    word_timestamps: bool = True
-
-
-@dataclass
-class DiarizationReport:
-    requested: bool
-    performed: bool = False
-    diarizer: str | None = None
-    device: str | None = None
-    detail: str | None = None
-
-
-@dataclass
-class Transcript:
-    duration: float
-    language: str | None
-    language_probability: float | None
-    segments: list[Segment]
-    word_time_source: WordTimeSource | None
-    diarization: DiarizationReport
-    turns: list[SpeakerTurn] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
 
 
 class TranscriptionPipeline:
@@ -73,6 +45,8 @@ class TranscriptionPipeline:
         aligners: AlignerCache | None,
         diarizer: Diarizer | None,
         diarizer_unavailable: str | None = None,
+        default_batch_size: int = 16,
+        max_batch_size: int = 64,
     ) -> None:
         self.whisper = whisper
         self.vad = vad
@@ -80,33 +54,70 @@ class TranscriptionPipeline:
         self.aligners = aligners
         self.diarizer = diarizer
         self.diarizer_unavailable = diarizer_unavailable
+        self.default_batch_size = default_batch_size
+        self.max_batch_size = max_batch_size
 
     @property
     def model_name(self) -> str:
         return self.whisper.source.display_name
 
-    def check(self, options: TranscribeOptions) -> None:
-        """Refuse options this model cannot honour, before any audio is decoded."""
-        if options.language is not None and options.language not in self.whisper.languages:
-            if self.whisper.multilingual:
-                raise InvalidParameter(f"Unknown language code {options.language!r}.")
+    def resolve(self, options: TranscribeOptions) -> TranscribeOptions:
+        """The request's options with the server's defaults filled in, or InvalidParameter.
+
+        Routers call it before any audio is decoded and hand the result to ``run``, which
+        resolves only options that are not yet (warmup, benchmarks): every default and check
+        lives here, and runs once per request.
+        """
+        batch_size = options.batch_size or self.default_batch_size
+        if batch_size > self.max_batch_size:
             raise InvalidParameter(
-                f"The loaded model {self.whisper.source.display_name} is English-only; "
-                f"language {options.language!r} is not available."
+                f"batch_size {batch_size} exceeds this server's limit of {self.max_batch_size}.", param="batch_size"
+            )
+        language = options.language
+        if language is not None and language not in self.whisper.languages:
+            if self.whisper.multilingual:
+                raise InvalidParameter(f"Unknown language code {language!r}.", param="language")
+            raise InvalidParameter(
+                f"The loaded model {self.model_name} is English-only; language {language!r} is not available.",
+                param="language",
             )
         if options.task == "translate" and not self.whisper.multilingual:
+            raise InvalidParameter(f"The loaded model {self.model_name} is English-only and cannot translate.")
+        diarize = options.diarize
+        if diarize is False and options.hints.given:
+            raise InvalidParameter("Speaker hints were given but diarize is false.", param="diarize")
+        if diarize is None:
+            # Hints ask for speakers; otherwise label them when a diarizer is loaded and there
+            # are word times to label (speakers are assigned word by word).
+            diarize = options.hints.given or (options.word_timestamps and self.diarizer is not None)
+        if diarize and not options.word_timestamps:
             raise InvalidParameter(
-                f"The loaded model {self.whisper.source.display_name} is English-only and cannot translate."
+                "Speakers need word times (they are assigned word by word): "
+                "drop word_timestamps=false or ask for no speakers.",
+                param="diarize",
             )
+        return replace(options, batch_size=batch_size, diarize=diarize)
 
     def run(self, audio: np.ndarray, options: TranscribeOptions, cancel: CancelToken | None = None) -> Transcript:
         """Every stage in turn; ``cancel`` stops the work at the next stage or batch boundary."""
-        self.check(options)
+        if not options.resolved:  # routers resolve before decoding; warmup, tests and benchmarks need not
+            options = self.resolve(options)
+        assert options.batch_size is not None
         cancel = cancel or CancelToken()
         duration = audio.shape[0] / SAMPLE_RATE
-        diarize = self.diarizer is not None if options.diarize is None else options.diarize
-        report = DiarizationReport(requested=diarize)
-        result = Transcript(duration, options.language, None, [], None, report)
+        loaded = self.diarizer.device if self.diarizer is not None else None
+        report = DiarizationReport(requested=bool(options.diarize), device=loaded)
+        result = Transcript(
+            duration,
+            options.language,
+            None,
+            [],
+            None,
+            report,
+            task=options.task,
+            model=self.model_name,
+            temperature=options.temperature,
+        )
         timer = StepTimer(result.timings)
 
         with timer("total"):
@@ -129,6 +140,7 @@ class TranscriptionPipeline:
                     task=options.task,
                     initial_prompt=options.initial_prompt,
                     batch_size=options.batch_size,
+                    temperature=options.temperature,
                     timer=timer,
                     cancel=cancel,
                 )
@@ -139,7 +151,9 @@ class TranscriptionPipeline:
                         audio, segments, language, options, result, timer, cancel
                     )
             result.segments = _tidy_times(segments, duration)
-            if diarize:
+            for segment in result.segments:
+                segment.tokens = self.whisper.text_tokens(segment.text, language=language, task=options.task)
+            if options.diarize:
                 cancel.check()
                 with timer("diarization"):
                     self._diarize(audio, options.hints, result)
@@ -166,6 +180,7 @@ class TranscriptionPipeline:
             except Exception:
                 logger.exception("wav2vec2 alignment failed; falling back to Whisper word times")
                 result.warnings.append("wav2vec2 alignment failed on this audio; word times come from Whisper.")
+        assert options.batch_size is not None
         timed = self.whisper.time_words(
             audio,
             segments,
@@ -184,9 +199,9 @@ class TranscriptionPipeline:
             result.warnings.append(f"Diarization was requested but is unavailable: {report.detail}")
             return
         report.diarizer, report.device = self.diarizer.name, self.diarizer.device
-        result.turns = self.diarizer(audio, hints)
+        report.turns = [SpeakerTurn(round(t.start, 3), round(t.end, 3), t.speaker) for t in self.diarizer(audio, hints)]
         report.performed = True
-        assign_speakers(result.segments, result.turns)
+        assign_speakers(result.segments, report.turns)
 
 
 def _tidy_times(segments: list[Segment], duration: float) -> list[Segment]:

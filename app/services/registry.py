@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ class ModelRegistry:
         self.warmup: WarmupReport | None = None
         self.jit_cache: JitCacheInfo | None = None
         self.startup_timings: dict[str, float] = {}
+        self.ready_at: float | None = None  # Unix time the models were ready (OpenAI's model `created`)
         self.scheduler: BatchScheduler | None = None
         self.stages = {
             "asr": StageStatus(enabled=True),
@@ -91,6 +93,7 @@ class ModelRegistry:
                     self.warmup = warm_up(self.pipeline, self.device or "cpu", self.settings.batch_size)
             # Measured once warm: what the JIT compiled is in the cache by now.
             self.jit_cache = describe_jit_cache()
+            self.ready_at = time.time()
             self.phase = Phase.READY
             logger.info("Ready: %s", ", ".join(f"{k} {v:.2f} s" for k, v in self.startup_timings.items()))
         except Exception as exc:
@@ -137,6 +140,8 @@ class ModelRegistry:
                 aligners=aligners.result(),
                 diarizer=diarizer.result(),
                 diarizer_unavailable=self.stages["diarization"].detail,
+                default_batch_size=settings.batch_size,
+                max_batch_size=settings.max_batch_size,
             )
 
     @staticmethod

@@ -12,19 +12,33 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.deps import get_pipeline
-from app.errors import InvalidParameter
 from app.main import create_app
-from app.services.asr import Segment, Word
 from app.services.cancellation import CancelToken
-from app.services.diarization import SpeakerTurn
-from app.services.pipeline import DiarizationReport, TranscribeOptions, Transcript
+from app.services.pipeline import TranscriptionPipeline
 from app.services.registry import ModelRegistry, Phase
+from app.transcript import DiarizationReport, Segment, SpeakerTurn, TranscribeOptions, Transcript, Word
+
+
+class FakeWhisper:
+    """What the pipeline's option rules ask of the loaded model."""
+
+    multilingual = True
+    languages = frozenset({"en", "de"})
 
 
 class FakePipeline:
-    """Answers like the real pipeline, from the options it was given, without any model."""
+    """Answers like the real pipeline, from the options it was given, without any model.
+
+    Options are resolved by the real pipeline's rules (defaults, limits, capabilities).
+    """
 
     model_name = "fake-whisper"
+    whisper = FakeWhisper()
+    diarizer: object | None = None  # as if none is loaded: speakers only when asked for
+    diarizer_unavailable: str | None = None
+    default_batch_size = 16
+    max_batch_size = 64
+    resolve = TranscriptionPipeline.resolve
 
     def __init__(self) -> None:
         self.calls: list[tuple[np.ndarray, TranscribeOptions]] = []
@@ -32,10 +46,6 @@ class FakePipeline:
         self.release.set()
         self.started = threading.Event()
         self.fail_with: Exception | None = None
-
-    def check(self, options: TranscribeOptions) -> None:
-        if options.language not in (None, "en", "de"):
-            raise InvalidParameter(f"Unknown language code {options.language!r}.")
 
     def run(self, audio: np.ndarray, options: TranscribeOptions, cancel: CancelToken | None = None) -> Transcript:
         self.calls.append((audio, options))
@@ -46,7 +56,8 @@ class FakePipeline:
                 cancel.check()  # a stage boundary, as the real pipeline checks
         if self.fail_with is not None:
             raise self.fail_with
-        diarize = bool(options.diarize)
+        assert options.batch_size is not None and options.diarize is not None, "the route resolves options"
+        diarize = options.diarize
         speakers = ("SPEAKER_00", "SPEAKER_01") if diarize else (None, None)
         first, second = speakers
         hello = [Word("Hello", 0.5, 0.9, 0.9, first), Word("there.", 1.0, 1.5, 0.8, first)]
@@ -62,9 +73,11 @@ class FakePipeline:
             segments=segments,
             word_time_source="whisper",
             diarization=DiarizationReport(
-                requested=diarize, performed=diarize, diarizer="fake" if diarize else None, device="cpu"
+                requested=diarize, performed=diarize, diarizer="fake" if diarize else None, device="cpu", turns=turns
             ),
-            turns=turns,
+            task=options.task,
+            model=self.model_name,
+            temperature=options.temperature,
             timings={"asr": 0.01, "total": 0.02},
         )
 
@@ -79,6 +92,7 @@ def ready_registry(make_settings: Callable[..., Any]) -> Callable[..., ModelRegi
     def build(**overrides: Any) -> ModelRegistry:
         registry = ModelRegistry(make_settings(**overrides))
         registry.phase = Phase.READY
+        registry.ready_at = time.time()
         registry.device = registry.diarization_device = "cpu"
         registry.compute_type = "int8"
         registry.stages["asr"].loaded = True
@@ -99,6 +113,9 @@ def make_client(
         registry = registry or ready_registry(**overrides)
         app = create_app(registry.settings, registry=registry)
         app.dependency_overrides[get_pipeline] = lambda: fake_pipeline
+        # The limits the registry gives the real pipeline.
+        fake_pipeline.default_batch_size = registry.settings.batch_size
+        fake_pipeline.max_batch_size = registry.settings.max_batch_size
         client = TestClient(app, raise_server_exceptions=False)
         clients.append(client)
         return client

@@ -29,6 +29,7 @@ def test_json_reply_keeps_the_documented_shape(client, sample_bytes, fake_pipeli
         "requested": True,
         "performed": True,
         "diarizer": "fake",
+        "device": "cpu",
         "detail": None,
         "turns": [
             {"start": 0.4, "end": 1.6, "speaker": "SPEAKER_00"},
@@ -65,7 +66,7 @@ def test_defaults_come_from_settings(make_client, sample_bytes, fake_pipeline):
     client = make_client(batch_size=7)
     assert _post(client, sample_bytes).status_code == 200
     _, options = fake_pipeline.calls[0]
-    assert options.batch_size == 7 and options.language is None and options.diarize is None
+    assert options.batch_size == 7 and options.language is None and options.diarize is False
 
 
 @pytest.mark.parametrize(

@@ -50,10 +50,10 @@ def test_out_of_memory_mid_request_gives_the_same_text(whisper, monkeypatch):
 
     generate = whisper.generate
 
-    def generate_or_oom(features, prompt):
+    def generate_or_oom(features, prompt, temperature=0.0):
         if features.shape[0] > 1:
             raise RuntimeError("CUDA failed with error out of memory")
-        return generate(features, prompt)
+        return generate(features, prompt, temperature)
 
     monkeypatch.setattr(whisper, "generate", generate_or_oom)
     assert [s.text for s in whisper.transcribe(audio, chunks, **options)] == [s.text for s in expected]

@@ -47,7 +47,7 @@ def test_contradictory_or_invalid_parameters(fields, message):
 
 def test_consistent_hints_pass():
     params = TranscribeParams(num_speakers=2, min_speakers=1, max_speakers=3)
-    assert params.has_speaker_hints
+    assert params.hints.given
 
 
 def test_blank_prompt_is_none():

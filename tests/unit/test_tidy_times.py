@@ -1,7 +1,7 @@
 import math
 
-from app.services.asr import Segment, Word
 from app.services.pipeline import _tidy_times
+from app.transcript import Segment, Word
 
 NAN = math.nan
 

@@ -1,0 +1,119 @@
+"""The transcript's vocabulary: what a request asks for, and what every stage produces.
+
+Every stage (Whisper, the aligners, the diarizer, the pipeline) and every wire format
+(``app/rendering.py``) speaks these types, and the response schemas are built from them, so a
+new field is added here once. They are plain dataclasses: the stages fill and adjust them in
+place; pydantic reads the ``Field`` annotations for the OpenAPI schema and for serialisation
+(fields marked ``exclude`` feed some formats but stay out of the service's own JSON).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+Task = Literal["transcribe", "translate"]
+WordTimeSource = Literal["wav2vec2", "whisper"]
+
+
+@dataclass
+class Word:
+    word: str
+    start: Annotated[float, Field(description="Seconds from the start of the file.")]
+    end: float
+    score: Annotated[float | None, Field(description="Confidence, 0–1, from the aligner or Whisper.")] = None
+    speaker: str | None = None
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+    avg_logprob: Annotated[float | None, Field(description="Whisper's mean token log-probability.")] = None
+    speaker: str | None = None
+    # For OpenAI's verbose_json: how likely the Whisper window this text was decoded from held
+    # no speech at all, and the text's Whisper tokens.
+    no_speech_prob: Annotated[float | None, Field(exclude=True)] = None
+    tokens: Annotated[list[int], Field(exclude=True)] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SpeakerTurn:
+    start: float
+    end: float
+    speaker: str
+
+
+@dataclass(frozen=True)
+class SpeakerHints:
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+
+    @property
+    def given(self) -> bool:
+        return any(v is not None for v in (self.num_speakers, self.min_speakers, self.max_speakers))
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """What one request asks for, as the routers parsed it; ``None`` means "the server's default".
+
+    ``TranscriptionPipeline.resolve`` fills the defaults and checks the options against the
+    loaded models, once, before any audio is decoded.
+    """
+
+    language: str | None = None  # None: identify it
+    task: Task = "transcribe"
+    diarize: bool | None = None
+    hints: SpeakerHints = field(default_factory=SpeakerHints)
+    initial_prompt: str | None = None
+    batch_size: int | None = None
+    word_timestamps: bool = True
+    temperature: float = 0.0  # 0: beam search; above: sampling at that temperature
+
+    @property
+    def resolved(self) -> bool:
+        """Defaults filled in (``TranscriptionPipeline.resolve``)."""
+        return self.batch_size is not None and self.diarize is not None
+
+
+@dataclass
+class DiarizationReport:
+    requested: bool
+    performed: bool = False
+    diarizer: Annotated[
+        str | None, Field(description="Which diarizer ran: the pretrained pipeline's name, or `offline`.")
+    ] = None
+    device: str | None = None
+    detail: str | None = None
+    turns: Annotated[
+        list[SpeakerTurn], Field(description="Who speaks when, as the diarizer found it (turns may overlap).")
+    ] = field(default_factory=list)
+
+
+@dataclass
+class Transcript:
+    duration: float
+    language: str | None
+    language_probability: float | None
+    segments: list[Segment]
+    word_time_source: WordTimeSource | None
+    diarization: DiarizationReport
+    task: Task = "transcribe"
+    model: str = ""
+    temperature: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments)
+
+    @property
+    def words(self) -> list[Word]:
+        return [w for s in self.segments for w in s.words]
