@@ -112,7 +112,8 @@ class Transcript:
 
     @property
     def text(self) -> str:
-        return " ".join(s.text for s in self.segments)
+        # Whisper's raw segment texts start with a space; the aligner's do not.
+        return " ".join(text for s in self.segments if (text := s.text.strip()))
 
     @property
     def words(self) -> list[Word]:

@@ -234,6 +234,7 @@ def stages(server: RunningServer, long_file: Path) -> None:
         "diarization": t.get("diarization", 0.0),
         "in service": t["total"] + t.get("decode", 0.0),
         "wall": elapsed,
+        "x real time": body["duration"] / elapsed,
     }
     print(f"## Service stages for the long file, every stage on (seconds; diarization: {diarize})")
     print("features/encoder/decoder overlap: features of the next batch are computed while one runs.\n")

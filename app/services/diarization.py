@@ -18,6 +18,7 @@ import numpy as np
 
 from app.config import DiarizerChoice
 from app.services.audio import SAMPLE_RATE
+from app.services.cancellation import CancelToken
 from app.transcript import Segment, SpeakerHints, SpeakerTurn
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,9 @@ class Diarizer(Protocol):
     name: str  # what ran, shown by /health and in every diarized response
     device: str
 
-    def __call__(self, audio: np.ndarray, hints: SpeakerHints) -> list[SpeakerTurn]: ...
+    def __call__(
+        self, audio: np.ndarray, hints: SpeakerHints, cancel: CancelToken | None = None
+    ) -> list[SpeakerTurn]: ...
 
 
 class DiarizerUnavailable(RuntimeError):
@@ -106,16 +109,24 @@ class PyannoteDiarizer:
         pipeline.to(torch.device(device))
         return cls(pipeline, offline_diarization.NAME, device)
 
-    def __call__(self, audio: np.ndarray, hints: SpeakerHints) -> list[SpeakerTurn]:
+    def __call__(self, audio: np.ndarray, hints: SpeakerHints, cancel: CancelToken | None = None) -> list[SpeakerTurn]:
+        """Who speaks when; ``cancel`` stops it at the next batch of segmentation or embeddings."""
         import torch
+
+        def hook(*_: Any, **__: Any) -> None:  # pyannote calls it after every step and batch
+            if cancel is not None:
+                cancel.check()
 
         data = {"waveform": torch.from_numpy(audio[None, :]), "sample_rate": SAMPLE_RATE}
         with self._lock:
+            if cancel is not None:
+                cancel.check()  # it may have waited for the lock behind another request
             output = self._pipeline(
                 data,
                 num_speakers=hints.num_speakers,
                 min_speakers=hints.min_speakers,
                 max_speakers=hints.max_speakers,
+                hook=hook,
             )
         # pyannote 4 pipelines return an output object; 3.x ones return the annotation itself.
         annotation = getattr(output, "speaker_diarization", output)

@@ -156,7 +156,7 @@ class TranscriptionPipeline:
             if options.diarize:
                 cancel.check()
                 with timer("diarization"):
-                    self._diarize(audio, options.hints, result)
+                    self._diarize(audio, options.hints, result, cancel)
         return result
 
     def _time_words(
@@ -192,14 +192,15 @@ class TranscriptionPipeline:
         )
         return timed, "whisper"
 
-    def _diarize(self, audio: np.ndarray, hints: SpeakerHints, result: Transcript) -> None:
+    def _diarize(self, audio: np.ndarray, hints: SpeakerHints, result: Transcript, cancel: CancelToken) -> None:
         report = result.diarization
         if self.diarizer is None:
             report.detail = self.diarizer_unavailable or "diarization is disabled (ENABLE_DIARIZATION=false)"
             result.warnings.append(f"Diarization was requested but is unavailable: {report.detail}")
             return
         report.diarizer, report.device = self.diarizer.name, self.diarizer.device
-        report.turns = [SpeakerTurn(round(t.start, 3), round(t.end, 3), t.speaker) for t in self.diarizer(audio, hints)]
+        turns = self.diarizer(audio, hints, cancel)
+        report.turns = [SpeakerTurn(round(t.start, 3), round(t.end, 3), t.speaker) for t in turns]
         report.performed = True
         assign_speakers(result.segments, report.turns)
 

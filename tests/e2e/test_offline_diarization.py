@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from app.errors import Cancelled
+from app.services.cancellation import CancelToken
 from app.services.diarization import DiarizerUnavailable, PyannoteDiarizer, SpeakerHints, load_diarizer
 from app.services.warmup import sample_speech
 from bench.accuracy import hypothesis_annotation, reference_annotation
@@ -130,3 +132,29 @@ def test_clips_shorter_than_a_chunk_get_one_speaker_not_an_error(offline, sample
     clip = sample_audio[6 * 16000 : int((6 + seconds) * 16000)]
     for hints in (SpeakerHints(), SpeakerHints(num_speakers=2), SpeakerHints(min_speakers=2)):
         assert len({t.speaker for t in offline(clip, hints)}) <= 1
+
+
+def test_a_cancelled_request_stops_diarizing_at_the_next_batch(offline, sample_audio):
+    """Cancellation reaches inside the diarizer (pyannote's hook), not only between stages."""
+    cancel = CancelToken()
+    steps: list[str] = []
+    hook = offline._pipeline.apply
+
+    def apply_and_cancel(file, **kwargs):
+        inner = kwargs["hook"]
+
+        def cancelling_hook(step, *args, **kw):
+            steps.append(step)
+            cancel.cancel("the client disconnected")  # as if the client left during segmentation
+            inner(step, *args, **kw)
+
+        return hook(file, **{**kwargs, "hook": cancelling_hook})
+
+    offline._pipeline.apply = apply_and_cancel
+    try:
+        with pytest.raises(Cancelled, match="client disconnected"):
+            offline(sample_audio, SpeakerHints(), cancel)
+    finally:
+        del offline._pipeline.apply
+    assert steps == ["segmentation"], "it went on past the first step"
+    assert offline(sample_audio, SpeakerHints(num_speakers=2)), "the diarizer works again afterwards"
