@@ -26,7 +26,7 @@ from app.openai_schemas import (
     TranscriptionVerbose,
 )
 from app.rendering import WireFormat, render
-from app.routers.flow import ERROR_RESPONSES, TranscriberDep
+from app.routers.flow import ERROR_RESPONSES, Transcriber, TranscriberDep
 from app.services.pipeline import TranscriptionPipeline
 from app.services.registry import ModelRegistry
 from app.transcript import Task, TranscribeOptions
@@ -61,10 +61,7 @@ _FILE = "Audio or video in any format ffmpeg reads (OpenAI's flac, mp3, mp4, mpe
     openapi_extra=multipart_openapi(OpenAITranscriptionParams, _FILE),
 )
 async def create_transcription(request: Request, transcriber: TranscriberDep) -> Response:
-    options_of = _options_of(transcriber.pipeline, "transcribe")
-    params, transcript = await transcriber(request, OpenAITranscriptionParams, options_of)
-    rendered = render(transcript, _FORMATS[params.response_format], granularities=params.timestamp_granularities)
-    return Response(rendered.body, media_type=rendered.media_type)
+    return await _run(request, transcriber, OpenAITranscriptionParams, "transcribe")
 
 
 @router.post(
@@ -74,8 +71,13 @@ async def create_transcription(request: Request, transcriber: TranscriberDep) ->
     openapi_extra=multipart_openapi(OpenAITranslationParams, _FILE),
 )
 async def create_translation(request: Request, transcriber: TranscriberDep) -> Response:
-    options_of = _options_of(transcriber.pipeline, "translate")
-    params, transcript = await transcriber(request, OpenAITranslationParams, options_of)
+    return await _run(request, transcriber, OpenAITranslationParams, "translate")
+
+
+async def _run(
+    request: Request, transcriber: Transcriber, form: type[OpenAITranscriptionParams], task: Task
+) -> Response:
+    params, transcript = await transcriber(request, form, _options_of(transcriber.pipeline, task))
     rendered = render(transcript, _FORMATS[params.response_format], granularities=params.timestamp_granularities)
     return Response(rendered.body, media_type=rendered.media_type)
 
