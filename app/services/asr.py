@@ -236,10 +236,10 @@ class WhisperEngine:
                 self.scheduler.cancel(job)
             raise
 
-    def text_tokens(self, text: str, *, language: str, task: str) -> list[int]:
-        """Whisper's tokens for a piece of text (a segment's, as OpenAI's verbose_json lists them)."""
+    def text_tokens(self, texts: list[str], *, language: str, task: str) -> list[list[int]]:
+        """Whisper's tokens for each text (segments', as OpenAI's verbose_json lists them)."""
         tokenizer = self._tokenizer(language, task)
-        return [t for t in tokenizer.encode(" " + text.strip()) if t < tokenizer.eot]
+        return [[t for t in tokenizer.encode(" " + text.strip()) if t < tokenizer.eot] for text in texts]
 
     def _tokenizer(self, language: str, task: str) -> Any:
         from faster_whisper.tokenizer import Tokenizer

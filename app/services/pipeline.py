@@ -151,8 +151,10 @@ class TranscriptionPipeline:
                         audio, segments, language, options, result, timer, cancel
                     )
             result.segments = _tidy_times(segments, duration)
-            for segment in result.segments:
-                segment.tokens = self.whisper.text_tokens(segment.text, language=language, task=options.task)
+            texts = [segment.text for segment in result.segments]
+            tokens = self.whisper.text_tokens(texts, language=language, task=options.task)
+            for segment, segment_tokens in zip(result.segments, tokens, strict=True):
+                segment.tokens = segment_tokens
             if options.diarize:
                 cancel.check()
                 with timer("diarization"):
