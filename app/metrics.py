@@ -76,7 +76,8 @@ class ServiceMetrics:
     def observe_transcript(self, transcript: Transcript) -> None:
         self.audio_seconds.labels(transcript.task).inc(transcript.duration)
         for stage, seconds in transcript.timings.items():
-            if stage != "features":  # part of asr, counted there
+            # Parts of a stage are counted with it: features in asr, pyannote's steps in diarization.
+            if stage != "features" and not stage.startswith("diarization_"):
                 self.stage_seconds.labels(stage).observe(seconds)
 
     def exposition(self) -> bytes:
@@ -176,9 +177,12 @@ class _StateCollector(Collector):
         prefix = "scheduler"
         yield _counter(f"{prefix}_batches", "Whisper batches run (warmup included).", stats.batches)
         yield _counter(f"{prefix}_windows", "30 s windows run in those batches.", stats.items)
-        yield _counter(f"{prefix}_busy_seconds", "Seconds the scheduler spent running batches.", stats.busy_s)
+        yield _gauge(f"{prefix}_replicas", "Batches the scheduler runs at once (WHISPER_REPLICAS).", stats.workers)
+        yield _counter(
+            f"{prefix}_busy_seconds", "Seconds spent running batches, summed over the replicas.", stats.busy_s
+        )
         yield _gauge(f"{prefix}_waiting_windows", "Windows queued for the encoder and decoder.", stats.waiting_items)
-        yield _gauge(f"{prefix}_running_windows", "Windows in the batch on the device now.", stats.running_items)
+        yield _gauge(f"{prefix}_running_windows", "Windows in the batches on the device now.", stats.running_items)
         yield _histogram(
             f"{prefix}_batch_size", "Windows per batch: how full the scheduler keeps the GPU.", stats.batch_sizes
         )

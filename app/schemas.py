@@ -183,15 +183,18 @@ class GpuMemoryOut(BaseModel):
 
 
 class BatchingOut(BaseModel):
-    """The Whisper scheduler: one thread runs every model call, in batches shared by requests."""
+    """The Whisper scheduler: its threads make every model call, in batches shared by requests."""
 
+    replicas: int = Field(description="Batches run at once, each on its own model replica (WHISPER_REPLICAS).")
     waiting_jobs: int = Field(description="Groups of windows that requests have prepared and queued.")
     waiting_windows: int = Field(description="30 s windows queued for the encoder and decoder.")
-    running_windows: int = Field(description="Windows in the batch on the device now.")
+    running_windows: int = Field(description="Windows in the batches on the device now.")
     batches: int = Field(description="Batches run since start-up (warmup included).")
     windows: int = Field(description="Windows run since start-up.")
     mean_batch_size: float | None
-    busy_s: float = Field(description="Seconds the scheduler has spent running batches.")
+    busy_s: float = Field(
+        description="Seconds spent running batches, summed over the replicas (up to `replicas` seconds a second)."
+    )
     model_s: dict[str, float] = Field(
         default_factory=dict, description="Of those, seconds in each kind of model call (encode, decode, ...)."
     )

@@ -6,7 +6,10 @@ exactly, which no real recording does, so the speaker count printed is not an ac
 (it drifts to the maximum; ``bench.accuracy`` measures the count on real and synthetic speech).
 
     python -m bench.diarization_speed                     # CPU, 60 s and 300 s
-    python -m bench.diarization_speed --device cuda --lengths 60 600
+    python -m bench.diarization_speed --device cuda --lengths 60 600 --batch-sizes 32:64 128:256
+
+``--batch-sizes`` tries segmentation:embedding batch sizes (default: the diarizer's own). The
+steady-state seconds of pyannote's steps are printed beside the total.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--lengths", type=float, nargs="+", default=[60.0, 300.0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-sizes", nargs="*", default=[], help="SEGMENTATION:EMBEDDING, e.g. 32:64")
     args = parser.parse_args()
 
     import app  # noqa: F401  (telemetry off before pyannote loads)
@@ -30,20 +34,38 @@ def main() -> None:
     started = time.perf_counter()
     diarizer = PyannoteDiarizer.offline(args.device)
     print(f"offline diarizer on {args.device}: built in {time.perf_counter() - started:.1f} s")
-    print(f"{'audio s':>8s} {'first s':>8s} {'steady s':>9s} {'s per min':>9s} {'x realtime':>10s} {'speakers':>8s}")
-    for seconds in args.lengths:
-        audio = tiled_sample(seconds)
-        times, speakers = [], 0
-        for _ in range(args.repeats + 1):
-            begin = time.perf_counter()
-            turns = diarizer(audio, SpeakerHints())
-            times.append(time.perf_counter() - begin)
+    pipeline = diarizer._pipeline
+    settings = [tuple(int(n) for n in pair.split(":")) for pair in args.batch_sizes] or [
+        (pipeline.segmentation_batch_size, pipeline.embedding_batch_size)
+    ]
+    header = ["batches", "audio s", "first s", "steady s", "s per min", "x realtime", "speakers", "steps (steady) s"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for segmentation_batch, embedding_batch in settings:
+        pipeline.segmentation_batch_size, pipeline.embedding_batch_size = segmentation_batch, embedding_batch
+        for seconds in args.lengths:
+            audio = tiled_sample(seconds)
+            times, runs = [], []
+            for _ in range(args.repeats + 1):
+                steps: dict[str, float] = {}
+                begin = time.perf_counter()
+                turns = diarizer(audio, SpeakerHints(), steps=steps)
+                times.append(time.perf_counter() - begin)
+                runs.append(steps)
             speakers = len({t.speaker for t in turns})
-        steady = statistics.median(times[1:])
-        print(
-            f"{seconds:8.0f} {times[0]:8.2f} {steady:9.2f} {steady * 60 / seconds:9.2f} "
-            f"{seconds / steady:10.1f} {speakers:8d}"
-        )
+            steady = statistics.median(times[1:])
+            middle = runs[1:][times[1:].index(steady)] if steady in times[1:] else runs[-1]
+            cells = [
+                f"{segmentation_batch}:{embedding_batch}",
+                f"{seconds:.0f}",
+                f"{times[0]:.2f}",
+                f"{steady:.2f}",
+                f"{steady * 60 / seconds:.2f}",
+                f"{seconds / steady:.1f}",
+                str(speakers),
+                ", ".join(f"{step} {s:.2f}" for step, s in middle.items()),
+            ]
+            print("| " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,16 @@ Sections (each prints a table):
    files one after another. Aggregate realtime factor, p50/p95 latency, ratio to sequential,
    whether every file got the same text both ways, the mean size of the batches the Whisper
    scheduler ran, how busy it was, and the slowest /health answer while loaded.
-3. Per-stage seconds for the long file with every stage on (Whisper word times, diarization
-   when a diarizer is loaded): where the time goes.
+   The same with word times (``words``), and with word times and speakers (``full``).
+3. Per-stage seconds for the long file with every stage on (word times, diarization when a
+   diarizer is loaded): where the time goes.
 4. Memory over many requests: process RSS, device memory, torch's allocator.
+5. Restart (``start``): a second server process on the same, now warm, CUDA JIT cache: process
+   start → ready, and its first request against its steady state.
+
+Word times come from Whisper unless ``--aligner random`` loads a randomly initialised aligner
+with the shape of WhisperX's English one (bench/random_aligner.py), which costs what the real
+one costs. The run ends with the issue's targets against the figures it measured.
 """
 
 from __future__ import annotations
@@ -40,6 +47,19 @@ from bench.server import RunningServer, health_probe, post_audio, running_server
 
 # Throughput runs compare Whisper alone: the direct baseline has no word times and no speakers.
 WHISPER_ONLY = {"language": "en", "word_timestamps": "false", "diarize": "false"}
+# What the concurrency sections send: text only, with word times, with word times and speakers.
+WORKLOADS = {
+    "concurrency": ("text only", WHISPER_ONLY),
+    "words": ("text and word times", {**WHISPER_ONLY, "word_timestamps": "true"}),
+    "full": ("text, word times and speakers", {**WHISPER_ONLY, "word_timestamps": "true", "diarize": "true"}),
+}
+
+
+@dataclass
+class Target:
+    what: str
+    goal: str
+    measured: str = "not run"
 
 
 def _seconds(path: Path) -> float:
@@ -94,7 +114,8 @@ class SchedulerDelta:
         return self.windows / self.batches if self.batches else float("nan")
 
 
-def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file: Path) -> None:
+def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file: Path) -> dict[int, float]:
+    """The table; returns service/direct per batch size."""
     import whisperx
 
     audio = read_pcm16_wav(long_file)
@@ -102,7 +123,7 @@ def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file
     direct = whisperx.load_model(args.model_location, args.device, compute_type=args.compute_type, language="en")
     if args.max_new_tokens:
         direct.model.max_length = args.max_new_tokens + 2
-    rows = []
+    rows, ratios = [], {}
     first_direct: list[str] | None = None
     with server.client() as client:
         for batch in args.batch_sizes:
@@ -123,6 +144,7 @@ def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file
             first_direct = first_direct or direct_texts
             direct_rtf = seconds / statistics.median(direct_times)
             service_rtf = seconds / statistics.median(service_times)
+            ratios[batch] = service_rtf / direct_rtf
             t = body["timings"]
             rows.append(
                 [
@@ -153,6 +175,7 @@ def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file
         ],
         rows,
     )
+    return ratios
 
 
 def _run_clients(
@@ -169,10 +192,11 @@ def _run_clients(
     return time.perf_counter() - started, results
 
 
-def concurrency(args: argparse.Namespace, server: RunningServer, files: list[Path], words: bool) -> None:
-    form = {**WHISPER_ONLY, "word_timestamps": "true" if words else "false"}
+def concurrency(args: argparse.Namespace, server: RunningServer, files: list[Path], workload: str) -> dict[int, float]:
+    """The table for one workload; returns the aggregate realtime factor per client count."""
+    what, form = WORKLOADS[workload]
     seconds_each = [_seconds(f) for f in files]
-    rows = []
+    rows, aggregate, slowest_health = [], {}, 0.0
     with server.client() as client:
         post_audio(client, files[0], **form)  # warm this option set
         for clients in args.clients:
@@ -187,6 +211,8 @@ def concurrency(args: argparse.Namespace, server: RunningServer, files: list[Pat
             delta = SchedulerDelta.between(before, _batching(client))
             latencies = [elapsed for elapsed, _ in together]
             same = sum(texts == _texts(body) for (_, texts), (_, body) in zip(together, alone, strict=True))
+            aggregate[clients] = audio_s / wall
+            slowest_health = max(slowest_health, *health_latencies)
             rows.append(
                 [
                     str(clients),
@@ -201,10 +227,10 @@ def concurrency(args: argparse.Namespace, server: RunningServer, files: list[Pat
                     f"{max(health_latencies, default=float('nan')) * 1000:.0f}",
                 ]
             )
-    what = "text and Whisper word times" if words else "text only"
     print(f"## Concurrency: each client sends a different {statistics.mean(seconds_each):.0f} s file ({what})")
     print("Sequential: the same files one after another. Same text: files whose text is identical both")
-    print("ways. Busy: share of the wall time the Whisper scheduler spent running batches.\n")
+    print("ways. Busy: the Whisper scheduler's seconds running batches over the wall time, summed over")
+    print("its replicas (so up to replicas × 100 %).\n")
     _table(
         [
             *("clients", "aggregate RTF", "sequential RTF", "concurrent/sequential", "p50 s", "p95 s"),
@@ -212,9 +238,12 @@ def concurrency(args: argparse.Namespace, server: RunningServer, files: list[Pat
         ],
         rows,
     )
+    aggregate[0] = slowest_health  # key 0: the slowest /health answer under load, seconds
+    return aggregate
 
 
-def stages(server: RunningServer, long_file: Path) -> None:
+def stages(server: RunningServer, long_file: Path) -> float:
+    """The table; returns the long file's realtime factor with every stage on."""
     diarize = server.health["stages"]["diarization"]["loaded"]
     form = {"language": "en", "word_timestamps": "true", "diarize": "true" if diarize else "false"}
     with server.client() as client:
@@ -229,16 +258,19 @@ def stages(server: RunningServer, long_file: Path) -> None:
         "features": t.get("features", 0.0),
         "encoder": delta.model_s.get("encode", 0.0),
         "decoder": delta.model_s.get("decode", 0.0),
-        "word times": t.get("alignment", 0.0),
+        "word times": t.get("alignment", 0.0),  # wav2vec2 or Whisper's, as the server has
         "of which attention DTW": delta.model_s.get("align_words", 0.0),
         "diarization": t.get("diarization", 0.0),
+        **{f"of which {k.removeprefix('diarization_')}": v for k, v in t.items() if k.startswith("diarization_")},
         "in service": t["total"] + t.get("decode", 0.0),
         "wall": elapsed,
         "x real time": body["duration"] / elapsed,
     }
-    print(f"## Service stages for the long file, every stage on (seconds; diarization: {diarize})")
+    source = body.get("word_timestamps_method")
+    print(f"## Service stages for the long file, every stage on (seconds; word times: {source}, speakers: {diarize})")
     print("features/encoder/decoder overlap: features of the next batch are computed while one runs.\n")
     _table(list(columns), [[f"{v:.3f}" for v in columns.values()]])
+    return float(columns["x real time"])
 
 
 def _rss_mb(pid: int) -> float:
@@ -248,7 +280,8 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def memory(args: argparse.Namespace, server: RunningServer, files: list[Path]) -> None:
+def memory(args: argparse.Namespace, server: RunningServer, files: list[Path]) -> dict[str, float]:
+    """The table; returns each series' growth in percent."""
     pid = server.process.pid
     series: dict[str, list[float]] = {"process RSS": [], "GPU used": [], "torch allocated": [], "torch reserved": []}
     with server.client() as client:
@@ -261,9 +294,9 @@ def memory(args: argparse.Namespace, server: RunningServer, files: list[Path]) -
             series["torch reserved"].append(gpu.get("torch_reserved_mb", float("nan")))
     settle = min(5, args.memory_requests - 1)
 
-    def growth(values: list[float]) -> str:
+    def growth(values: list[float]) -> float:
         base = statistics.mean(values[:settle]) if settle else values[0]
-        return f"{(values[-1] - base) / base * 100:+.1f}%" if base == base and base > 0 else "n/a"
+        return (values[-1] - base) / base * 100 if base == base and base > 0 else float("nan")
 
     print(
         f"## Memory over {args.memory_requests} requests (default options; growth: last vs mean of the first {settle})"
@@ -271,10 +304,37 @@ def memory(args: argparse.Namespace, server: RunningServer, files: list[Path]) -
     _table(
         ["", "first MB", "last MB", "max MB", "growth"],
         [
-            [name, f"{values[0]:.0f}", f"{values[-1]:.0f}", f"{max(values):.0f}", growth(values)]
+            [name, f"{values[0]:.0f}", f"{values[-1]:.0f}", f"{max(values):.0f}", f"{growth(values):+.1f}%"]
             for name, values in series.items()
         ],
     )
+    return {name: growth(values) for name, values in series.items()}
+
+
+def restart(args: argparse.Namespace, env: dict[str, str], audio: Path, log: Path) -> tuple[float, float]:
+    """A fresh server on the JIT cache the first one filled: seconds to ready, first/steady request."""
+    with running_server(env, log) as server, server.client() as client:
+        latencies = [post_audio(client, audio, language="en")[0] for _ in range(args.restart_requests)]
+    steady = statistics.median(latencies[1:])
+    print(f"## Restart on the warm JIT cache (default options, one {_seconds(audio):.0f} s file per request)")
+    _table(
+        ["ready s", "startup steps s", "first request s", "steady s", "first/steady"],
+        [
+            [
+                f"{server.ready_after_s:.1f}",
+                ", ".join(f"{k} {v:.1f}" for k, v in server.health.get("startup_s", {}).items()),
+                f"{latencies[0]:.2f}",
+                f"{steady:.2f}",
+                f"{latencies[0] / steady:.2f}",
+            ]
+        ],
+    )
+    return server.ready_after_s, latencies[0] / steady
+
+
+def _print_targets(targets: list[Target]) -> None:
+    print("## Targets (issue 13) against this run")
+    _table(["target", "goal", "measured"], [[t.what, t.goal, t.measured] for t in targets])
 
 
 def main() -> None:
@@ -288,16 +348,21 @@ def main() -> None:
     parser.add_argument("--short-seconds", type=float, default=60.0)
     parser.add_argument("--clients", default="1,4,8,16")
     parser.add_argument("--memory-requests", type=int, default=100)
+    parser.add_argument("--restart-requests", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--replicas", type=int, default=0, help="WHISPER_REPLICAS (0: the server's default)")
     parser.add_argument("--vad-method", default="pyannote", help="pyannote matches direct WhisperX")
     parser.add_argument("--diarizer", default="offline", help="DIARIZER for the stage breakdown; 'none' to skip")
-    parser.add_argument("--sections", default="direct,concurrency,words,stages,memory")
+    parser.add_argument(
+        "--aligner", choices=("none", "random"), default="none", help="random: wav2vec2 base shape, random weights"
+    )
+    parser.add_argument("--sections", default="direct,concurrency,words,full,stages,memory,start")
     parser.add_argument("--smoke", action="store_true", help="CPU, bundled tiny.en, tiny sizes")
     args = parser.parse_args()
     if args.smoke:
         args.model, args.device, args.compute_type = "bundled-tiny.en", "cpu", "int8"
         args.batch_sizes, args.clients, args.long_seconds, args.short_seconds = "2", "2", 30.0, 15.0
-        args.memory_requests, args.repeats, args.diarizer = 3, 1, "none"
+        args.memory_requests, args.restart_requests, args.repeats, args.diarizer = 3, 2, 1, "none"
     if not args.model:
         parser.error("--model is required (or --smoke)")
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -318,6 +383,7 @@ def main() -> None:
         "BATCH_SIZE": str(max(args.batch_sizes)),
         "MAX_BATCH_SIZE": str(max(64, *args.batch_sizes)),
         "MAX_PENDING_REQUESTS": str(max(32, *args.clients)),
+        "WHISPER_REPLICAS": str(args.replicas),
         "VAD_METHOD": args.vad_method,
         "ENABLE_ALIGNMENT": "false",
         "ENABLE_DIARIZATION": "false" if args.diarizer == "none" else "true",
@@ -326,29 +392,59 @@ def main() -> None:
         "CUDA_CACHE_PATH": os.environ.get("CUDA_CACHE_PATH", str(workdir / "cuda-cache")),
         "HF_HUB_OFFLINE": "1",
     }
+    if args.aligner == "random":
+        from bench.random_aligner import write_random_aligner
+
+        write_random_aligner(workdir / "models")
+        env |= {"ENABLE_ALIGNMENT": "true", "PRELOAD_ALIGN_LANGUAGES": '["en"]', "OFFLINE": "true"}
     if args.max_new_tokens:
         env["MAX_NEW_TOKENS"] = str(args.max_new_tokens)
     from app.services.model_sources import resolve_whisper_source
 
     args.model_location = resolve_whisper_source(args.model, args.device, workdir / "models").location
+    most = max(args.clients)
+    targets = {
+        "asr": Target(f"ASR aggregate, {most} clients x {args.short_seconds:.0f} s", ">= 600x"),
+        "direct": Target(f"one {args.long_seconds:.0f} s file, service / direct WhisperX", ">= 1.0"),
+        "full_long": Target(f"full pipeline, one {args.long_seconds:.0f} s file", ">= 120x"),
+        "full_many": Target(f"full pipeline aggregate, {most} clients", ">= 150x"),
+        "ready": Target("process start -> ready, warm JIT cache", "<= 10 s"),
+        "first": Target("first request / steady", "<= 1.2"),
+        "memory": Target(f"growth over {args.memory_requests} requests (GPU used, RSS)", "<= +2 %"),
+        "health": Target("slowest /health under load", "< 100 ms"),
+    }
     with running_server(env, workdir / "server.log") as server:
         health = server.health
         print(
             f"# {health.get('model')} on {health.get('gpu') or 'cpu'} ({args.compute_type}), "
-            f"BATCH_SIZE {env['BATCH_SIZE']}, max_new_tokens {args.max_new_tokens}, "
-            f"ready after {server.ready_after_s:.1f} s\n",
+            f"BATCH_SIZE {env['BATCH_SIZE']}, replicas {health['queue']['batching']['replicas']}, "
+            f"max_new_tokens {args.max_new_tokens}, aligner {args.aligner}, diarizer {args.diarizer}, "
+            f"ready after {server.ready_after_s:.1f} s (JIT cache as found)\n",
             flush=True,
         )
         if "direct" in sections:
-            direct_vs_service(args, server, long_file)
-        if "concurrency" in sections:
-            concurrency(args, server, short_files, words=False)
-        if "words" in sections:
-            concurrency(args, server, short_files, words=True)
+            ratios = direct_vs_service(args, server, long_file)
+            targets["direct"].measured = ", ".join(f"{r:.3f} (batch {b})" for b, r in ratios.items())
+        slowest_health = 0.0
+        for workload in ("concurrency", "words", "full"):
+            if workload in sections and (workload != "full" or args.diarizer != "none"):
+                aggregate = concurrency(args, server, short_files, workload)
+                slowest_health = max(slowest_health, aggregate.pop(0))
+                if workload == "concurrency":
+                    targets["asr"].measured = f"{aggregate[most]:.0f}x"
+                if workload == "full":
+                    targets["full_many"].measured = f"{aggregate[most]:.0f}x"
+        if slowest_health:
+            targets["health"].measured = f"{slowest_health * 1000:.0f} ms"
         if "stages" in sections:
-            stages(server, long_file)
+            targets["full_long"].measured = f"{stages(server, long_file):.0f}x"
         if "memory" in sections:
-            memory(args, server, short_files)
+            growth = memory(args, server, short_files)
+            targets["memory"].measured = f"{growth['GPU used']:+.1f} %, {growth['process RSS']:+.1f} %"
+    if "start" in sections:
+        ready, first = restart(args, env, short_files[0], workdir / "server-restart.log")
+        targets["ready"].measured, targets["first"].measured = f"{ready:.1f} s", f"{first:.2f}"
+    _print_targets(list(targets.values()))
 
 
 if __name__ == "__main__":

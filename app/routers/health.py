@@ -128,6 +128,7 @@ def _batching(registry: ModelRegistry) -> BatchingOut | None:
         return None
     whisper = registry.pipeline.whisper if registry.pipeline else None
     return BatchingOut(
+        replicas=stats.workers,
         waiting_jobs=stats.waiting_jobs,
         waiting_windows=stats.waiting_items,
         running_windows=stats.running_items,

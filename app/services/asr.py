@@ -82,7 +82,7 @@ class WhisperEngine:
         ct2 = model.model
         self._feature_device = f"cuda:{ct2.device_index[0]}" if ct2.device == "cuda" else "cpu"
         # Seconds inside model calls, by kind, for /health and the benchmarks. Only the
-        # scheduler's thread adds to it.
+        # scheduler's threads add to it (summed over replicas).
         self.model_seconds = StepTimer({"encode": 0.0, "decode": 0.0, "align_words": 0.0, "detect_language": 0.0})
 
     @classmethod
@@ -94,6 +94,7 @@ class WhisperEngine:
         compute_type: str,
         cpu_threads: int,
         download_root: str,
+        replicas: int = 1,
         hf_token: str | None,
         max_new_tokens: int | None = None,
         scheduler: BatchScheduler | None = None,
@@ -105,6 +106,7 @@ class WhisperEngine:
             device=device,
             compute_type=compute_type,
             cpu_threads=cpu_threads,
+            num_workers=replicas,  # CTranslate2 inter_threads: one replica per scheduler thread
             download_root=download_root,
             use_auth_token=hf_token,
         )

@@ -11,8 +11,12 @@ fill the GPU's idle batch slots instead of waiting behind each other. (On GPUs, 
 kernels round differently per batch shape, so a window's text can differ slightly with its
 batch-mates; ``share=False`` keeps every batch to one job.)
 
-Because one thread makes every call, a model is never used by two requests at once (the
-class of bug behind whisperX issue #1171 cannot happen), and a failure is confined:
+With ``workers`` above one, that many threads take batches from the one queue, each running
+its batch on its own model replica (CTranslate2's ``inter_threads``): on a GPU, one batch's
+host-side work (kernel launches, beam bookkeeping, results) overlaps another's device work.
+Every model call is still made by a scheduler thread on a whole batch, never by a request
+thread, so a model is never used by two requests at once with each other's options (the class
+of bug behind whisperX issue #1171 cannot happen), and a failure is confined:
 - a GPU out-of-memory error re-runs the same items in halves, down to one item, before the
   job that owns a single item that still does not fit gets a 503; the batch-size cap stays
   halved until the queue drains;
@@ -85,21 +89,23 @@ class _Slot:
 
 @dataclass(frozen=True)
 class SchedulerStats:
+    workers: int
     waiting_jobs: int
     waiting_items: int
     running_items: int
     batches: int
     items: int
-    busy_s: float
+    busy_s: float  # summed over the worker threads: up to ``workers`` seconds per second
     batch_sizes: dict[int, int]  # batches run, by their number of items
 
 
 class BatchScheduler:
     """A worker thread that runs submitted operations in batches shared across requests."""
 
-    def __init__(self, name: str = "model", *, share: bool = True) -> None:
+    def __init__(self, name: str = "model", *, share: bool = True, workers: int = 1) -> None:
         self.name = name
         self.share = share  # False: a batch holds one job's items only
+        self.workers = max(1, workers)
         self._queue: deque[Job[Any, Any]] = deque()
         self._changed = threading.Condition()
         self._closed = False
@@ -109,8 +115,12 @@ class BatchScheduler:
         self._items = 0
         self._busy_s = 0.0
         self._batch_sizes: dict[int, int] = {}
-        self._thread = threading.Thread(target=self._serve, name=f"{name}-batches", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"{name}-batches-{index}", daemon=True)
+            for index in range(self.workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, operation: Operation[In, Out], items: list[In], batch_size: int) -> Job[In, Out]:
         """Queue ``items``; the returned job's ``result()`` gives their outputs, in order."""
@@ -122,7 +132,7 @@ class BatchScheduler:
             if self._closed:
                 raise RuntimeError(f"the {self.name} scheduler is closed")
             self._queue.append(job)
-            self._changed.notify()
+            self._changed.notify_all()
         return job
 
     def run(self, operation: Operation[In, Out], items: list[In], batch_size: int) -> list[Out]:
@@ -138,6 +148,7 @@ class BatchScheduler:
     def stats(self) -> SchedulerStats:
         with self._changed:
             return SchedulerStats(
+                workers=self.workers,
                 waiting_jobs=len(self._queue),
                 waiting_items=sum(len(job.items) - job.taken for job in self._queue),
                 running_items=self._running_items,
@@ -148,9 +159,9 @@ class BatchScheduler:
             )
 
     def close(self, wait_s: float = 1.0) -> None:
-        """Stop taking work; jobs still queued fail. The batch in progress gets ``wait_s`` to
-        finish: its requests are answered already (cancelled at shutdown), and the thread is a
-        daemon, so a long batch (seconds on a CPU) never holds the process's exit."""
+        """Stop taking work; jobs still queued fail. Batches in progress get ``wait_s`` to
+        finish: their requests are answered already (cancelled at shutdown), and the threads are
+        daemons, so a long batch (seconds on a CPU) never holds the process's exit."""
         with self._changed:
             self._closed = True
             abandoned = list(self._queue)
@@ -158,7 +169,9 @@ class BatchScheduler:
             self._changed.notify_all()
         for job in abandoned:
             _fail(job, Cancelled("The transcription was cancelled: the server is shutting down."))
-        self._thread.join(timeout=wait_s)
+        deadline = time.monotonic() + wait_s
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _serve(self) -> None:
         while True:
@@ -173,7 +186,7 @@ class BatchScheduler:
                 for slot in batch:
                     _fail(slot.job, exc)
             with self._changed:
-                self._running_items = 0
+                self._running_items -= len(batch)
                 self._batches += 1
                 self._items += len(batch)
                 self._batch_sizes[len(batch)] = self._batch_sizes.get(len(batch), 0) + 1
@@ -185,7 +198,8 @@ class BatchScheduler:
             while not self._queue:
                 if self._closed:
                     return None
-                self._cap = None  # idle: the memory pressure that forced a smaller batch has passed
+                if self._running_items == 0:
+                    self._cap = None  # idle: the memory pressure that forced a smaller batch has passed
                 self._changed.wait()
             head = self._queue[0]
             limit = min(head.batch_size, self._cap or head.batch_size)
@@ -200,7 +214,7 @@ class BatchScheduler:
                 job.taken += take
                 if job.taken == len(job.items):
                     self._queue.remove(job)
-            self._running_items = len(batch)
+            self._running_items += len(batch)
             return batch
 
     def _execute(self, batch: list[_Slot]) -> None:

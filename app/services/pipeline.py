@@ -201,7 +201,10 @@ class TranscriptionPipeline:
             result.warnings.append(f"Diarization was requested but is unavailable: {report.detail}")
             return
         report.diarizer, report.device = self.diarizer.name, self.diarizer.device
-        turns = self.diarizer(audio, hints, cancel)
+        steps: dict[str, float] = {}
+        turns = self.diarizer(audio, hints, cancel, steps)
+        for step, seconds in steps.items():  # pyannote's steps, for the timings a response shows
+            result.timings[f"diarization_{step}"] = seconds
         report.turns = [SpeakerTurn(round(t.start, 3), round(t.end, 3), t.speaker) for t in turns]
         report.performed = True
         assign_speakers(result.segments, report.turns)

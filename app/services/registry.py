@@ -41,6 +41,9 @@ T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
+# Whisper batches in flight on one GPU when WHISPER_REPLICAS is 0 (bench/throughput.py).
+DEFAULT_GPU_REPLICAS = 2
+
 
 class Phase(StrEnum):
     LOADING = "loading"
@@ -157,12 +160,14 @@ class ModelRegistry:
             source = resolve_whisper_source(settings.whisper_model, self.device, settings.model_cache_dir)
             asr.model = source.display_name
             logger.info("Loading Whisper %s on %s (%s)", source.display_name, self.device, self.compute_type)
-            self.scheduler = BatchScheduler("whisper", share=settings.batch_across_requests)
+            replicas = settings.whisper_replicas or (DEFAULT_GPU_REPLICAS if self.device == "cuda" else 1)
+            self.scheduler = BatchScheduler("whisper", share=settings.batch_across_requests, workers=replicas)
             whisper = WhisperEngine.load(
                 source,
                 device=self.device,
                 compute_type=self.compute_type,
                 cpu_threads=settings.cpu_threads or os.cpu_count() or 1,
+                replicas=replicas,
                 download_root=str(settings.model_cache_dir / "whisper"),
                 hf_token=self._token,
                 max_new_tokens=settings.max_new_tokens,

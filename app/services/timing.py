@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 
 class StepTimer:
-    """``with timer("asr"): ...`` adds the seconds spent to ``timings["asr"]``."""
+    """``with timer("asr"): ...`` adds the seconds spent to ``timings["asr"]``.
+
+    Threads may share one (start-up loads, the scheduler's replicas): additions are locked.
+    """
 
     def __init__(self, sink: dict[str, float] | None = None) -> None:
         self.timings: dict[str, float] = sink if sink is not None else {}
+        self._lock = threading.Lock()
 
     @contextmanager
     def __call__(self, step: str) -> Iterator[None]:
@@ -20,4 +25,5 @@ class StepTimer:
             yield
         finally:
             elapsed = time.perf_counter() - started
-            self.timings[step] = round(self.timings.get(step, 0.0) + elapsed, 4)
+            with self._lock:
+                self.timings[step] = round(self.timings.get(step, 0.0) + elapsed, 4)

@@ -204,3 +204,35 @@ def test_empty_jobs_finish_at_once(scheduler, recorder):
 )  # fmt: skip
 def test_out_of_memory_is_recognised(error, expected):
     assert is_out_of_memory(error) is expected
+
+
+def test_several_workers_run_batches_at_once(recorder):
+    """With two replicas, a second batch starts while the first is still on the model."""
+    scheduler = BatchScheduler("replicas", workers=2)
+    try:
+        recorder.gate.clear()
+        first = scheduler.submit(Times(10, recorder), [1, 2], 2)
+        second = scheduler.submit(Times(10, recorder), [3, 4], 2)
+        for _ in range(5000):  # both batches taken while neither has finished (at most 5 s)
+            if scheduler.stats().running_items == 4:
+                break
+            threading.Event().wait(0.001)
+        assert scheduler.stats().running_items == 4
+        recorder.gate.set()
+        assert first.result() == [10, 20]
+        assert second.result() == [30, 40]
+        assert scheduler.stats().running_items == 0
+    finally:
+        scheduler.close()
+
+
+def test_several_workers_answer_every_item_of_many_jobs(recorder):
+    scheduler = BatchScheduler("replicas", workers=3)
+    try:
+        jobs = [scheduler.submit(Times(2, recorder), list(range(n, n + 7)), 3) for n in range(0, 700, 7)]
+        assert [item for job in jobs for item in job.result()] == [2 * n for n in range(700)]
+        stats = scheduler.stats()
+        assert stats.items == 700
+        assert sum(size * count for size, count in stats.batch_sizes.items()) == 700
+    finally:
+        scheduler.close()

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
-from app.services.speaker_clustering import SpeakerCountClustering, decorrelated_silhouette, normalise
+from app.services.speaker_clustering import (
+    SpeakerCountClustering,
+    decorrelated_silhouette,
+    nearest_centroid,
+    normalise,
+)
 
 CHUNKS, FRAMES, LOCAL = 60, 50, 3
 
@@ -72,3 +77,13 @@ def test_decorrelated_silhouette_ignores_overlapping_chunks():
     neighbours = decorrelated_silhouette(vectors, labels, np.array([0, 1, 40, 41]), gap=10)
     assert far_apart > 0.8
     assert neighbours == -1.0  # nothing left to compare within a cluster
+
+
+def test_a_sampled_partition_extends_to_every_embedding():
+    rng = np.random.default_rng(1)
+    centres = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    truth = rng.integers(0, 3, 300)
+    points = centres[truth] + 0.05 * rng.standard_normal((300, 2))
+    sample = np.arange(0, 300, 3)
+    labels = nearest_centroid(points, sample, truth[sample])
+    assert (labels == truth).all()
