@@ -162,6 +162,9 @@ def align(aligner: Aligner, segments: list[Segment], audio: np.ndarray, device: 
     """Word times for Whisper's segments from the wav2vec2 CTC alignment."""
     import whisperx
 
+    from app.services import ctc_path
+
+    ctc_path.install()  # WhisperX's path search, without its per-frame torch dispatch
     transcript = [{"start": s.start, "end": s.end, "text": s.text, "avg_logprob": s.avg_logprob} for s in segments]
     with aligner.lock:
         result = whisperx.align(transcript, aligner.model, aligner.metadata, audio, device)
