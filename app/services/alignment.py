@@ -1,4 +1,4 @@
-"""wav2vec2 forced alignment (``whisperx.align``) with aligners cached per language.
+"""wav2vec2 forced alignment (WhisperX's, ``forced_alignment``) with aligners cached per language.
 
 Aligners are loaded at startup for the configured languages and on first use for the
 others, then kept in a small least-recently-used cache. Loading may download weights: it
@@ -159,17 +159,14 @@ def _require_cached_torchaudio_weights(model_name: str, model_dir: Path) -> None
 
 
 def align(aligner: Aligner, segments: list[Segment], audio: np.ndarray, device: str) -> list[Segment]:
-    """Word times for Whisper's segments from the wav2vec2 CTC alignment."""
-    import whisperx
+    """Word times for Whisper's segments from the wav2vec2 CTC alignment (WhisperX's, see forced_alignment)."""
+    from app.services.forced_alignment import align_segments
 
-    from app.services import ctc_path
-
-    ctc_path.install()  # WhisperX's path search, without its per-frame torch dispatch
     transcript = [{"start": s.start, "end": s.end, "text": s.text, "avg_logprob": s.avg_logprob} for s in segments]
     with aligner.lock:
-        result = whisperx.align(transcript, aligner.model, aligner.metadata, audio, device)
+        result = align_segments(transcript, aligner.model, aligner.metadata, audio, device)
     aligned: list[Segment] = []
-    for seg in result["segments"]:
+    for seg in result:
         words = [
             Word(
                 word=w["word"],

@@ -9,7 +9,7 @@ alone, more than the wav2vec2 forward pass on a GPU (bench/throughput.py, issue 
 
 These versions do the same float32 additions and comparisons in the same order, so they give
 the same path (tests/unit/test_ctc_path.py checks them against WhisperX's on random
-emissions); ``install`` makes ``whisperx.align`` use them.
+emissions); ``forced_alignment`` uses them.
 """
 
 from __future__ import annotations
@@ -63,11 +63,3 @@ def backtrack(trellis: Any, emission: Any, tokens: list[int], blank_id: int = 0)
     else:
         return None
     return path[::-1]
-
-
-def install() -> None:
-    """Make ``whisperx.align`` use these (it looks both up in its module at every call)."""
-    import whisperx.alignment
-
-    whisperx.alignment.get_trellis = get_trellis
-    whisperx.alignment.backtrack = backtrack

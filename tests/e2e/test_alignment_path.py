@@ -95,3 +95,44 @@ def test_a_language_without_aligner_is_remembered_with_the_reason(tmp_path):
     assert cache.get("haw") is None
     assert "no wav2vec2 model is known" in (cache.unavailable_reason("haw") or "")
     assert cache.status()["unavailable"] == {"haw": cache.unavailable_reason("haw")}
+
+
+PARITY_SEGMENTS = [
+    (0.5, 9.8, " Hello. Hello, Mr. Smith! It's 2024, and 50% off...  "),
+    (10.0, 20.0, "I didn't know you were there. Neither did I. Okay? Yes."),
+    (20.0, 29.5, "one"),
+    (1.0, 2.0, "%%% ###"),  # no character the model knows: the wildcard column
+    (29.985, 30.0, "short"),  # under wav2vec2's 400 samples: padded
+    (3.0, 3.2, "a sentence with far more characters than this piece of audio has frames to hold them"),
+    (40.0, 45.0, "past the end of the audio"),
+]
+
+
+def _comparable(value):
+    """Floats as they print (NaN included), so results compare with ==."""
+    if isinstance(value, dict):
+        return {key: _comparable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_comparable(item) for item in value]
+    if isinstance(value, float):  # numpy floats included
+        return repr(float(value))
+    return value
+
+
+@pytest.mark.parametrize("with_logprob", [True, False])
+def test_word_times_are_whisperx_align_s(audio, random_aligner_dir, tmp_path, with_logprob):
+    """forced_alignment gives what whisperx.align gives: segments, sentences, words, times, scores."""
+    import whisperx
+
+    from app.services.forced_alignment import align_segments
+
+    aligner = _aligners(random_aligner_dir, tmp_path).get("en")
+    assert aligner is not None
+    transcript = [
+        {"start": start, "end": end, "text": text, **({"avg_logprob": -0.25} if with_logprob else {})}
+        for start, end, text in PARITY_SEGMENTS
+    ]
+    expected = whisperx.align(transcript, aligner.model, aligner.metadata, audio, "cpu")["segments"]
+    assert _comparable(align_segments(transcript, aligner.model, aligner.metadata, audio, "cpu")) == _comparable(
+        expected
+    )
