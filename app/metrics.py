@@ -30,7 +30,6 @@ from app import __version__
 from app.auth import require_api_key_for_health
 from app.services.admission import AdmissionGate
 from app.services.budget import Budgets
-from app.services.device import gpu_memory
 from app.services.registry import ModelRegistry, Phase
 from app.transcript import Transcript
 
@@ -196,7 +195,7 @@ class _StateCollector(Collector):
             yield calls
 
     def _gpu(self) -> Iterator[Metric]:
-        memory = gpu_memory()
+        memory = self.models.gpu_memory.latest()
         if memory is None:
             return
         mib = 1024 * 1024

@@ -31,7 +31,6 @@ from app.schemas import (
 from app.services.accelerator import AcceleratorCheck
 from app.services.admission import AdmissionGate
 from app.services.budget import ByteBudget
-from app.services.device import gpu_memory
 from app.services.registry import ModelRegistry, Phase
 
 router = APIRouter(tags=["health"])
@@ -98,7 +97,7 @@ async def health(registry: RegistryDep, gate: GateDep, budgets: BudgetsDep, sett
             budgets={"memory": _budget(budgets.memory), "disk": _budget(budgets.disk)},
             batching=_batching(registry),
         ),
-        gpu_memory=GpuMemoryOut(**asdict(memory)) if (memory := gpu_memory()) else None,
+        gpu_memory=GpuMemoryOut(**asdict(memory)) if (memory := registry.gpu_memory.latest()) else None,
     )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,38 @@ def gpu_memory() -> GpuMemory | None:
         torch_allocated_mb=round(cuda.memory_allocated() / mib, 1),
         torch_reserved_mb=round(cuda.memory_reserved() / mib, 1),
     )
+
+
+class GpuMemorySampler:
+    """Reads ``gpu_memory()`` every ``period_s`` on a thread of its own.
+
+    /health and /metrics answer on the event loop, and asking CUDA (``cudaMemGetInfo``) can wait
+    behind the driver calls of the threads running models: they read the last sample instead.
+    """
+
+    def __init__(self, period_s: float = 1.0) -> None:
+        self.period_s = period_s
+        self._latest: GpuMemory | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gpu-memory", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def latest(self) -> GpuMemory | None:
+        return self._latest
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._latest = gpu_memory()
+            except Exception:  # a failing driver call must not end the sampling
+                self._latest = None
+            if self._stop.wait(self.period_s):
+                return
 
 
 def describe_jit_cache() -> JitCacheInfo:

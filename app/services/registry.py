@@ -25,6 +25,7 @@ from app.services.asr import WhisperEngine
 from app.services.batching import BatchScheduler, SchedulerStats
 from app.services.device import (
     GpuInfo,
+    GpuMemorySampler,
     JitCacheInfo,
     describe_gpu,
     describe_jit_cache,
@@ -77,6 +78,7 @@ class ModelRegistry:
         self.startup_timings: dict[str, float] = {}
         self.ready_at: float | None = None  # Unix time the models were ready (OpenAI's model `created`)
         self.scheduler: BatchScheduler | None = None
+        self.gpu_memory = GpuMemorySampler()  # started by load(), read by /health and /metrics
         self.stages = {
             "asr": StageStatus(enabled=True),
             "alignment": StageStatus(enabled=settings.enable_alignment),
@@ -86,6 +88,7 @@ class ModelRegistry:
     def load(self) -> None:
         """Load every stage and warm up; never raises (the outcome is in ``phase``)."""
         timer = StepTimer(self.startup_timings)
+        self.gpu_memory.start()
         try:
             with timer("load_total"):
                 self._load(timer)
@@ -254,6 +257,7 @@ class ModelRegistry:
 
     def close(self) -> None:
         """Stop the model thread at shutdown: queued work fails fast instead of hanging."""
+        self.gpu_memory.close()
         if self.scheduler is not None:
             self.scheduler.close()
 

@@ -1,3 +1,5 @@
+import threading
+
 from app.services.device import describe_jit_cache, resolve_compute_type
 
 
@@ -18,3 +20,26 @@ def test_defaults_on_a_cpu_machine():
     assert resolve_compute_type("auto", "cpu") == "int8"
     assert resolve_compute_type("auto", "cuda") == "float16"
     assert resolve_compute_type("int8_float16", "cuda") == "int8_float16"
+
+
+def test_gpu_memory_is_sampled_off_the_caller_s_thread(monkeypatch):
+    from app.services import device
+
+    calls: list[str] = []
+    sample = device.GpuMemory(used_mb=1.0, torch_allocated_mb=0.5, torch_reserved_mb=0.75)
+
+    def fake_gpu_memory():
+        calls.append(threading.current_thread().name)
+        return sample
+
+    monkeypatch.setattr(device, "gpu_memory", fake_gpu_memory)
+    sampler = device.GpuMemorySampler(period_s=0.01)
+    assert sampler.latest() is None  # nothing read before it starts
+    sampler.start()
+    for _ in range(500):
+        if sampler.latest() is not None:
+            break
+        threading.Event().wait(0.01)
+    sampler.close()
+    assert sampler.latest() == sample
+    assert set(calls) == {"gpu-memory"}
