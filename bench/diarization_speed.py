@@ -54,7 +54,7 @@ def main() -> None:
                 runs.append(steps)
             speakers = len({t.speaker for t in turns})
             steady = statistics.median(times[1:])
-            middle = runs[1:][times[1:].index(steady)] if steady in times[1:] else runs[-1]
+            steady_steps = {step: statistics.median(run[step] for run in runs[1:] if step in run) for step in runs[-1]}
             cells = [
                 f"{segmentation_batch}:{embedding_batch}",
                 f"{seconds:.0f}",
@@ -63,7 +63,7 @@ def main() -> None:
                 f"{steady * 60 / seconds:.2f}",
                 f"{seconds / steady:.1f}",
                 str(speakers),
-                ", ".join(f"{step} {s:.2f}" for step, s in middle.items()),
+                ", ".join(f"{step} {s:.2f}" for step, s in steady_steps.items()),
             ]
             print("| " + " | ".join(cells) + " |", flush=True)
 

@@ -192,8 +192,11 @@ def _run_clients(
     return time.perf_counter() - started, results
 
 
-def concurrency(args: argparse.Namespace, server: RunningServer, files: list[Path], workload: str) -> dict[int, float]:
-    """The table for one workload; returns the aggregate realtime factor per client count."""
+def concurrency(
+    args: argparse.Namespace, server: RunningServer, files: list[Path], workload: str
+) -> tuple[dict[int, float], float]:
+    """The table for one workload; returns the aggregate realtime factor per client count and the
+    slowest /health answer while loaded, in seconds."""
     what, form = WORKLOADS[workload]
     seconds_each = [_seconds(f) for f in files]
     rows, aggregate, slowest_health = [], {}, 0.0
@@ -212,7 +215,7 @@ def concurrency(args: argparse.Namespace, server: RunningServer, files: list[Pat
             latencies = [elapsed for elapsed, _ in together]
             same = sum(texts == _texts(body) for (_, texts), (_, body) in zip(together, alone, strict=True))
             aggregate[clients] = audio_s / wall
-            slowest_health = max(slowest_health, *health_latencies)
+            slowest_health = max([slowest_health, *health_latencies])
             rows.append(
                 [
                     str(clients),
@@ -238,8 +241,7 @@ def concurrency(args: argparse.Namespace, server: RunningServer, files: list[Pat
         ],
         rows,
     )
-    aggregate[0] = slowest_health  # key 0: the slowest /health answer under load, seconds
-    return aggregate
+    return aggregate, slowest_health
 
 
 def stages(server: RunningServer, long_file: Path) -> float:
@@ -311,25 +313,26 @@ def memory(args: argparse.Namespace, server: RunningServer, files: list[Path]) -
     return {name: growth(values) for name, values in series.items()}
 
 
-def restart(args: argparse.Namespace, env: dict[str, str], audio: Path, log: Path) -> tuple[float, float]:
+def restart(args: argparse.Namespace, env: dict[str, str], audio: Path, workdir: Path) -> tuple[float, float]:
     """A fresh server on the JIT cache the first one filled: seconds to ready, first/steady request."""
-    with running_server(env, log) as server, server.client() as client:
-        latencies = [post_audio(client, audio, language="en")[0] for _ in range(args.restart_requests)]
-    steady = statistics.median(latencies[1:])
+    from bench.cold_start import run_case
+
+    case = run_case("restart", env, audio, args.restart_requests, "en", workdir)
+    first_over_steady = case["first_s"] / case["steady_s"]
     print(f"## Restart on the warm JIT cache (default options, one {_seconds(audio):.0f} s file per request)")
     _table(
         ["ready s", "startup steps s", "first request s", "steady s", "first/steady"],
         [
             [
-                f"{server.ready_after_s:.1f}",
-                ", ".join(f"{k} {v:.1f}" for k, v in server.health.get("startup_s", {}).items()),
-                f"{latencies[0]:.2f}",
-                f"{steady:.2f}",
-                f"{latencies[0] / steady:.2f}",
+                f"{case['ready_s']:.1f}",
+                ", ".join(f"{k} {v:.1f}" for k, v in case["startup"].items()),
+                f"{case['first_s']:.2f}",
+                f"{case['steady_s']:.2f}",
+                f"{first_over_steady:.2f}",
             ]
         ],
     )
-    return server.ready_after_s, latencies[0] / steady
+    return case["ready_s"], first_over_steady
 
 
 def _print_targets(targets: list[Target]) -> None:
@@ -428,8 +431,8 @@ def main() -> None:
         slowest_health = 0.0
         for workload in ("concurrency", "words", "full"):
             if workload in sections and (workload != "full" or args.diarizer != "none"):
-                aggregate = concurrency(args, server, short_files, workload)
-                slowest_health = max(slowest_health, aggregate.pop(0))
+                aggregate, health_s = concurrency(args, server, short_files, workload)
+                slowest_health = max(slowest_health, health_s)
                 if workload == "concurrency":
                     targets["asr"].measured = f"{aggregate[most]:.0f}x"
                 if workload == "full":
@@ -442,7 +445,7 @@ def main() -> None:
             growth = memory(args, server, short_files)
             targets["memory"].measured = f"{growth['GPU used']:+.1f} %, {growth['process RSS']:+.1f} %"
     if "start" in sections:
-        ready, first = restart(args, env, short_files[0], workdir / "server-restart.log")
+        ready, first = restart(args, env, short_files[0], workdir)
         targets["ready"].measured, targets["first"].measured = f"{ready:.1f} s", f"{first:.2f}"
     _print_targets(list(targets.values()))
 

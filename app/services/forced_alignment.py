@@ -94,7 +94,7 @@ def align_segments(
         ratio = (t2 - t1) * piece.size(0) / (trellis.size(0) - 1)
         position = {cdx: index for index, cdx in enumerate(clean_cdx)}
         chars = _timed_characters(text, position, char_segments, ratio, t1, spaced)
-        sentences = [_sentence(text, chars, start, end, avg_logprob) for start, end in splitter.span_tokenize(text)]
+        sentences = [_sentence(text, chars, start, end) for start, end in splitter.span_tokenize(text)]
         aligned.extend(_merge_sentences(sentences, avg_logprob))
     return aligned
 
@@ -131,9 +131,7 @@ def _timed_characters(
     return chars
 
 
-def _sentence(
-    text: str, chars: list[tuple[str, float, float, float, int]], first: int, last: int, avg_logprob: Any
-) -> dict[str, Any]:
+def _sentence(text: str, chars: list[tuple[str, float, float, float, int]], first: int, last: int) -> dict[str, Any]:
     span = chars[first : last + 1]  # WhisperX's selection includes the character after the span
     words_in_order: dict[int, list[tuple[str, float, float, float, int]]] = {}
     for item in span:
@@ -156,15 +154,12 @@ def _sentence(
         words.append(word)
     if words:
         _interpolate_word_times(words)
-    sentence: dict[str, Any] = {
+    return {
         "text": text[first:last],
         "start": _nanmin(c[1] for c in span),
         "end": _nanmax(c[2] for c in span if c[0] != " "),
         "words": words,
     }
-    if avg_logprob is not None:
-        sentence["avg_logprob"] = avg_logprob
-    return sentence
 
 
 def _interpolate_word_times(words: list[dict[str, Any]]) -> None:
@@ -193,7 +188,7 @@ def _merge_sentences(sentences: list[dict[str, Any]], avg_logprob: Any) -> list[
         if group is None:
             group = groups[(start, end)] = {"start": start, "end": end, "text": [], "words": []}
             if avg_logprob is not None:
-                group["avg_logprob"] = sentence.get("avg_logprob")
+                group["avg_logprob"] = avg_logprob
         group["text"].append(sentence["text"])
         group["words"].extend(sentence["words"])
     merged = [groups[key] for key in sorted(groups)]

@@ -10,7 +10,8 @@ import pytest
 
 from app.services.asr import WhisperEngine
 from app.services.model_sources import resolve_whisper_source
-from bench.server import RunningServer, ServerDidNotStart, running_server
+from bench.server import RunningServer
+from tests.servers import server_or_fail
 
 
 @pytest.fixture(scope="session")
@@ -30,11 +31,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, upload_dir: Path) -> Iterat
         "HF_HUB_OFFLINE": "1",
         "HF_TOKEN": "",
     }
-    try:
-        with running_server(env, root / "server.log", timeout_s=600) as running:
-            yield running
-    except ServerDidNotStart as exc:
-        pytest.fail(str(exc))
+    with server_or_fail(env, root / "server.log", timeout_s=600) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,8 @@ import openai
 import pytest
 
 from bench.metrics import read_stm_text, word_error_rate
-from bench.server import RunningServer, ServerDidNotStart, running_server
+from bench.server import RunningServer
+from tests.servers import server_or_fail
 
 SAMPLE_SECONDS = 30.0
 _SRT_TIMING = re.compile(r"^\d{2}:\d{2}:\d{2},\d{3} --> \d{2}:\d{2}:\d{2},\d{3}$", re.MULTILINE)
@@ -163,11 +164,8 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
         "API_KEYS": str(keys),
         "HF_HUB_OFFLINE": "1",
     }
-    try:
-        with running_server(env, root / "server.log", timeout_s=300) as running:
-            yield running
-    except ServerDidNotStart as exc:
-        pytest.fail(str(exc))
+    with server_or_fail(env, root / "server.log", timeout_s=300) as running:
+        yield running
 
 
 def test_keys_are_required_and_checked(keyed_server, sample_wav):

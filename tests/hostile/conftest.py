@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.server import RunningServer, ServerDidNotStart, running_server
+from bench.server import RunningServer
+from tests.servers import server_or_fail
 
 MAX_AUDIO_SECONDS = 1800
 STALL_S = 2.0
@@ -37,11 +38,8 @@ LIMITS = {
 def start(tmp: Path, **extra: str) -> Iterator[RunningServer]:
     (tmp / "uploads").mkdir(parents=True)
     env = {**LIMITS, "MODEL_CACHE_DIR": str(tmp / "models"), "TEMP_DIR": str(tmp / "uploads"), **extra}
-    try:
-        with running_server(env, tmp / "server.log", timeout_s=600) as server:
-            yield server
-    except ServerDidNotStart as exc:
-        pytest.fail(str(exc))
+    with server_or_fail(env, tmp / "server.log", timeout_s=600) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
