@@ -134,6 +134,45 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=20.0, ge=0)
     """On SIGTERM, transcriptions in flight get this long to finish (new ones and readiness get 503 at once); then they are cancelled with 503 and the process exits. Keep it under the orchestrator's stop timeout (Kubernetes: 30 s; run.sh gives Docker this plus 10 s)."""
 
+    role: Literal["all", "api"] = "all"
+    """`all`: load the models, serve every route and run jobs. `api`: load no model, take jobs (`/v1/jobs`) into the shared job store for workers elsewhere, and answer synchronous routes with 503 — an API front end that needs no GPU (with JOBS_DATABASE_URL)."""
+
+    jobs_database_url: SecretStr | None = None
+    """Where jobs are kept. Empty: SQLite in JOBS_DIR (one process, no server). A `postgresql://user:password@host/db` URL: the shared queue and result store of a scale-out, where API processes and GPU workers on many machines meet (uploads are kept in the database too)."""
+
+    jobs_dir: Path | None = None
+    """Folder of the embedded job store (SQLite database and uploads). Default: `jobs/` in MODEL_CACHE_DIR, the volume that survives restarts."""
+
+    job_concurrency: int = Field(default=2, ge=0, le=64)
+    """Jobs this process runs at once (they share the Whisper scheduler with synchronous requests, so batches fill across them). 0: run none, only take them."""
+
+    job_max_attempts: int = Field(default=3, ge=1, le=20)
+    """Attempts a job gets when its worker fails or dies under it; then it is failed with the reason."""
+
+    job_lease_s: float = Field(default=30.0, ge=2.0, le=3600.0)
+    """A running job's lease, renewed every quarter of it: a job whose worker stopped renewing is queued again after this long."""
+
+    job_retention_hours: float = Field(default=168.0, gt=0)
+    """Finished jobs (results and uploads) are deleted this long after they finished."""
+
+    max_queued_jobs: int = Field(default=1000, ge=1)
+    """Queued jobs the store accepts; past it submissions get 503 with Retry-After."""
+
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)
+    """JSON list of hosts a job's `callback_url` may name (`*.example.com` allows subdomains). Empty: callbacks are refused."""
+
+    webhook_allow_private: bool = False
+    """Allow callbacks to loopback, private and link-local addresses (a receiver inside your own network). Off, so job submitters cannot reach the server's network."""
+
+    webhook_secret: SecretStr | None = None
+    """Key of the webhooks' HMAC-SHA256 signature (header `Webhook-Signature`); callbacks are refused without one."""
+
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    """Deliveries tried per webhook, with exponential backoff from 2 s (capped at 10 minutes)."""
+
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    """Seconds a webhook receiver gets to answer."""
+
     warmup: bool = True
     """Run a short real-speech clip through every loaded stage before reporting healthy."""
 
@@ -152,7 +191,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log level of the service."""
 
-    @field_validator("hf_token", "api_keys", mode="before")
+    @field_validator("hf_token", "api_keys", "jobs_database_url", "webhook_secret", mode="before")
     @classmethod
     def _empty_token_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -193,6 +232,13 @@ class Settings(BaseSettings):
             if len(key) < 16 or key.lower() in _PLACEHOLDER_KEYS:
                 raise ValueError("every API key must be at least 16 characters and not a placeholder")
         return keys
+
+    def webhook_allowed_host_list(self) -> tuple[str, ...]:
+        return tuple(host.strip().lower() for host in self.webhook_allowed_hosts if host.strip())
+
+    @property
+    def jobs_folder(self) -> Path:
+        return self.jobs_dir or self.model_cache_dir / "jobs"
 
     @property
     def max_upload_bytes(self) -> int:

@@ -8,6 +8,8 @@ from fastapi import Depends, Request
 
 from app.config import Settings
 from app.errors import NotReady, retry_later
+from app.jobs.service import JobService
+from app.jobs.system import JobSystem
 from app.metrics import ServiceMetrics
 from app.services.admission import AdmissionGate
 from app.services.budget import Budgets
@@ -41,6 +43,8 @@ def get_metrics(request: Request) -> ServiceMetrics:
 
 
 def get_pipeline(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> TranscriptionPipeline:
+    if registry.settings.role == "api":
+        raise NotReady("This process (ROLE=api) loads no model: submit the file as a job, POST /v1/jobs.")
     if registry.phase is Phase.FAILED:
         raise NotReady(f"The service failed to start: {registry.failure}")
     if registry.phase is not Phase.READY or registry.pipeline is None:
@@ -48,9 +52,18 @@ def get_pipeline(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> T
     return registry.pipeline
 
 
+def get_jobs(request: Request) -> JobService:
+    jobs: JobSystem = request.app.state.jobs
+    if jobs.service is None:
+        reason = f": {jobs.failure}" if jobs.failure else ""
+        raise NotReady(f"The job store is not open yet{reason}.", headers=retry_later())
+    return jobs.service
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 GateDep = Annotated[AdmissionGate, Depends(get_gate)]
 BudgetsDep = Annotated[Budgets, Depends(get_budgets)]
 PipelineDep = Annotated[TranscriptionPipeline, Depends(get_pipeline)]
+JobsDep = Annotated[JobService, Depends(get_jobs)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]

@@ -91,3 +91,20 @@ class Unsupported(ServiceError):
     """A parameter this service understands but does not offer (OpenAI's ``stream``)."""
 
     code = "unsupported_parameter"
+
+
+class JobNotFound(ServiceError):
+    status_code = 404
+    code = "job_not_found"
+
+
+class Conflict(ServiceError):
+    """The request contradicts the resource's state (a finished job, a reused Idempotency-Key)."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class StorageFull(ServiceError):
+    status_code = 507
+    code = "insufficient_storage"

@@ -19,8 +19,10 @@ from app.auth import ApiKeyRequired
 from app.body_limit import BodySizeLimit
 from app.config import Settings
 from app.error_handlers import install_error_handlers
+from app.jobs.system import JobSystem
 from app.metrics import RequestMetrics, ServiceMetrics
 from app.routers import health, openai_audio, transcribe
+from app.routers import jobs as jobs_routes
 from app.services.accelerator import AcceleratorUnavailable, choose_device
 from app.services.admission import AdmissionGate
 from app.services.budget import Budgets
@@ -43,16 +45,20 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not preloaded and settings.device == "cuda":
+        if settings.role == "api":
+            registry.without_models()
+        elif not preloaded and settings.device == "cuda":
             # Refuse to start rather than serve from somewhere the operator did not ask for.
             try:
                 choose_device("cuda", registry.check_accelerator())
             except AcceleratorUnavailable as exc:
                 logger.error("%s", exc)
                 raise
-        if not preloaded:
+        if not preloaded and settings.role == "all":
             threading.Thread(target=registry.load, name="model-loader", daemon=True).start()
+        jobs.start()
         yield
+        jobs.close()  # running jobs go back to the queue before the models stop
         registry.close()
 
     app = FastAPI(
@@ -68,7 +74,9 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app.state.registry = registry
     app.state.gate = gate = AdmissionGate(settings.max_pending_requests)
     app.state.budgets = budgets = Budgets.for_settings(settings)
-    app.state.metrics = service_metrics = ServiceMetrics(registry, gate, budgets)
+    app.state.jobs = jobs = JobSystem(settings, budgets, registry.ready_pipeline)
+    app.state.metrics = service_metrics = ServiceMetrics(registry, gate, budgets, jobs)
+    jobs.on_transcript = service_metrics.observe_transcript
     app.add_middleware(RequestMetrics, metrics=service_metrics)  # outermost: it sees every answer, 413s too
     app.state.api_keys = tuple(key.encode() for key in settings.api_key_list())
     install_error_handlers(app)
@@ -76,6 +84,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app.include_router(metrics.router)
     app.include_router(transcribe.router, dependencies=[ApiKeyRequired])
     app.include_router(openai_audio.router, dependencies=[ApiKeyRequired])
+    app.include_router(jobs_routes.router, dependencies=[ApiKeyRequired])
     return app
 
 

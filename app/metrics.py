@@ -11,6 +11,7 @@ share counters):
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -28,12 +29,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__
 from app.auth import require_api_key_for_health
+from app.jobs.system import JobSystem
 from app.services.admission import AdmissionGate
 from app.services.budget import Budgets
 from app.services.registry import ModelRegistry, Phase
 from app.transcript import Transcript
 
 _PREFIX = "transcription"
+logger = logging.getLogger(__name__)
 # Request durations span a health probe (milliseconds) to an hour of audio on a CPU.
 _DURATION_BUCKETS = (0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -41,7 +44,7 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256)
 
 
 class ServiceMetrics:
-    def __init__(self, registry: ModelRegistry, gate: AdmissionGate, budgets: Budgets) -> None:
+    def __init__(self, registry: ModelRegistry, gate: AdmissionGate, budgets: Budgets, jobs: JobSystem) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             f"{_PREFIX}_http_requests",
@@ -70,7 +73,7 @@ class ServiceMetrics:
             buckets=_STAGE_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_StateCollector(registry, gate, budgets))
+        self.registry.register(_StateCollector(registry, gate, budgets, jobs))
 
     def observe_transcript(self, transcript: Transcript) -> None:
         self.audio_seconds.labels(transcript.task).inc(transcript.duration)
@@ -112,16 +115,34 @@ class RequestMetrics:
 
 
 class _StateCollector(Collector):
-    def __init__(self, registry: ModelRegistry, gate: AdmissionGate, budgets: Budgets) -> None:
+    def __init__(self, registry: ModelRegistry, gate: AdmissionGate, budgets: Budgets, jobs: JobSystem) -> None:
         self.models = registry
         self.gate = gate
         self.budgets = budgets
+        self.jobs = jobs
 
     def collect(self) -> Iterator[Metric]:
         yield from self._service()
         yield from self._admission()
         yield from self._scheduler()
         yield from self._gpu()
+        yield from self._jobs()
+
+    def _jobs(self) -> Iterator[Metric]:
+        service, runner = self.jobs.service, self.jobs.runner
+        if service is None or runner is None:
+            return
+        try:
+            counts = service.counts()
+        except Exception:  # the shared store is down: the scrape still answers
+            logger.exception("Could not count jobs for /metrics")
+            return
+        # The whole store's queue (shared by every worker of a scale-out): what autoscaling reads.
+        jobs = GaugeMetricFamily(f"{_PREFIX}_jobs", "Jobs in the job store, by state.", labels=["state"])
+        for state, count in counts.items():
+            jobs.add_metric([state.value], count)
+        yield jobs
+        yield _gauge("jobs_running_here", "Jobs this process is running now.", runner.running)
 
     def _service(self) -> Iterator[Metric]:
         models = self.models

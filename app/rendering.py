@@ -24,7 +24,7 @@ from app.openai_schemas import (
     TranscriptionWord,
     Usage,
 )
-from app.schemas import SpeakerOut, TranscriptionResponse
+from app.schemas import OutputFormat, SpeakerOut, TranscriptionResponse
 from app.transcript import Segment, Transcript, Word
 
 WireFormat = Literal[
@@ -55,6 +55,16 @@ MEDIA_TYPES: dict[WireFormat, str] = {
 # Whisper's word pieces for these are characters, written without spaces between them
 # (whisperx.alignment.LANGUAGES_WITHOUT_SPACES).
 _NO_SPACES = frozenset({"ja", "zh"})
+
+
+# The service's own `output` / `format` choices (/transcribe, /v1/jobs).
+OUTPUT_FORMATS: dict[OutputFormat, WireFormat] = {
+    "json": "transcript_json",
+    "srt": "srt",
+    "vtt": "vtt",
+    "txt": "txt",
+    "tsv": "tsv",
+}
 
 
 @dataclass(frozen=True)

@@ -242,3 +242,39 @@ class HealthResponse(BaseModel):
     jit_cache: JitCacheOut | None = None
     queue: QueueOut
     gpu_memory: GpuMemoryOut | None = None
+
+
+class JobProgressOut(BaseModel):
+    stage: str | None = Field(
+        default=None, description="The stage running: decode, vad, language_detection, asr, alignment, diarization."
+    )
+    fraction: float = Field(default=0.0, description="0–1, over the stages this job runs.")
+    audio_seconds_done: float = Field(default=0.0, description="Audio decoded by Whisper so far.")
+    audio_seconds: float | None = Field(default=None, description="The file's duration, once decoded.")
+    eta_s: float | None = Field(default=None, description="Estimated seconds left, from the pace so far.")
+
+
+class JobWebhookOut(BaseModel):
+    state: Literal["pending", "delivered", "failed"] | None
+    attempts: int
+    error: str | None
+
+
+class JobOut(BaseModel):
+    """A job's state; ``result`` is the transcript (as /transcribe's JSON) once it succeeded."""
+
+    id: str
+    object: Literal["transcription.job"] = "transcription.job"
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    filename: str | None
+    audio_bytes: int
+    attempts: int
+    worker: str | None = Field(description="The worker running it (`host:pid:id`), while it runs.")
+    cache_hit: bool = Field(description="The result was stored from an earlier job on the same audio and options.")
+    progress: JobProgressOut
+    error: str | None
+    webhook: JobWebhookOut | None
+    result: TranscriptionResponse | None = None

@@ -9,10 +9,11 @@ place; pydantic reads the ``Field`` annotations for the OpenAPI schema and for s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, TypeAdapter
 
 Task = Literal["transcribe", "translate"]
 WordTimeSource = Literal["wav2vec2", "whisper"]
@@ -118,3 +119,12 @@ class Transcript:
     @property
     def words(self) -> list[Word]:
         return [w for s in self.segments for w in s.words]
+
+
+def dump_transcript(transcript: Transcript) -> str:
+    """The whole transcript as JSON, every field included, for ``load_transcript`` to rebuild."""
+    return json.dumps(asdict(transcript))
+
+
+def load_transcript(text: str) -> Transcript:
+    return TypeAdapter(Transcript).validate_python(json.loads(text))

@@ -16,14 +16,17 @@ python=${PYTHON:-python3}
 
 case "$mode" in
   runtime) apt_packages=(ffmpeg); target=(-e "$repo") ;;
-  dev) apt_packages=(ffmpeg espeak-ng sox shellcheck strace); target=(-e "${repo}[dev]") ;;
+  # postgresql: the job-store tests start their own throwaway server from Debian's package.
+  dev) apt_packages=(ffmpeg espeak-ng sox shellcheck strace postgresql); target=(-e "${repo}[dev]") ;;
   image) apt_packages=(ffmpeg); target=("$repo") ;;
   *) echo "usage: $0 [runtime|dev|image]" >&2; exit 2 ;;
 esac
 
+# Each package is present when its command is (postgresql's server is not on PATH).
+declare -A command_of=([postgresql]=pg_ctlcluster)
 missing=()
 for package in "${apt_packages[@]}"; do
-  command -v "$package" >/dev/null 2>&1 || missing+=("$package")
+  command -v "${command_of[$package]:-$package}" >/dev/null 2>&1 || missing+=("$package")
 done
 if ((${#missing[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ import pytest
 
 from app.config import Settings
 from app.services.warmup import sample_speech_path
+from tests.postgres import postgres_server
 
 SAMPLE_DIR = sample_speech_path().parent
 
@@ -46,3 +47,10 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return Settings(**values)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One real Postgres server (Debian's package) for the session; tests reset its tables."""
+    with postgres_server() as url:
+        yield url

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -24,12 +23,12 @@ from app.config import Settings
 from app.deps import BudgetsDep, GateDep, MetricsDep, PipelineDep, SettingsDep
 from app.metrics import ServiceMetrics
 from app.services.admission import AdmissionGate
-from app.services.audio import decode_audio
 from app.services.budget import Budgets
 from app.services.cancellation import CancelToken
+from app.services.file_transcription import transcribe_file
 from app.services.pipeline import TranscriptionPipeline
 from app.transcript import TranscribeOptions, Transcript
-from app.upload import Upload, UploadLimits, parse_fields, receive_upload
+from app.upload import UploadLimits, parse_fields, receive_upload
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +71,9 @@ class Transcriber:
                 transcript = await run_watching_client(
                     request,
                     cancel,
-                    _decode_and_run,
+                    transcribe_file,
                     self.pipeline,
-                    upload,
+                    upload.path,
                     options,
                     self.settings,
                     self.budgets,
@@ -102,29 +101,6 @@ def upload_limits(settings: Settings, budgets: Budgets) -> UploadLimits:
         min_rate_bytes_s=settings.upload_min_rate_kib_s * 1024,
         stall_timeout_s=settings.upload_stall_timeout_s,
     )
-
-
-def _decode_and_run(
-    pipeline: TranscriptionPipeline,
-    upload: Upload,
-    options: TranscribeOptions,
-    settings: Settings,
-    budgets: Budgets,
-    cancel: CancelToken,
-) -> Transcript:
-    started = time.perf_counter()
-    with budgets.memory.reservation() as memory:
-        audio = decode_audio(
-            upload.path,
-            timeout_s=settings.decode_timeout_s,
-            max_seconds=settings.max_audio_seconds,
-            memory=memory,
-            ffmpeg=settings.ffmpeg_binary,
-        )
-        decode_s = round(time.perf_counter() - started, 4)
-        transcript = pipeline.run(audio, options, cancel)
-    transcript.timings["decode"] = decode_s
-    return transcript
 
 
 async def run_watching_client(request: Request, cancel: CancelToken, work: Any, *args: Any) -> Any:

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from app.rendering import WireFormat, render
+from app.rendering import OUTPUT_FORMATS, render
 from app.routers.flow import ERROR_RESPONSES, TranscriberDep
-from app.schemas import OutputFormat, TranscribeParams, TranscriptionResponse
+from app.schemas import TranscribeParams, TranscriptionResponse
 from app.upload import multipart_openapi
 
 router = APIRouter(tags=["transcription"])
-
-_FORMATS: dict[OutputFormat, WireFormat] = {
-    "json": "transcript_json",
-    "srt": "srt",
-    "vtt": "vtt",
-    "txt": "txt",
-    "tsv": "tsv",
-}
 
 
 @router.post(
@@ -28,5 +20,5 @@ _FORMATS: dict[OutputFormat, WireFormat] = {
 )
 async def transcribe(request: Request, transcriber: TranscriberDep) -> Response:
     params, transcript = await transcriber(request, TranscribeParams, TranscribeParams.options)
-    rendered = render(transcript, _FORMATS[params.output])
+    rendered = render(transcript, OUTPUT_FORMATS[params.output])
     return Response(rendered.body, media_type=rendered.media_type)

@@ -31,13 +31,14 @@ from app.services.audio import SAMPLE_RATE
 from app.services.batching import BatchScheduler, Job, Operation
 from app.services.cancellation import CancelToken
 from app.services.model_sources import WhisperSource
+from app.services.progress import Progress
 from app.services.timing import StepTimer
 from app.services.vad import CHUNK_SECONDS, SpeechChunk
 from app.transcript import Segment, Word
 
 logger = logging.getLogger(__name__)
 
-Span = TypeVar("Span")
+Span = TypeVar("Span", SpeechChunk, Segment)  # a stretch of audio: a VAD chunk or a decoded segment
 In = TypeVar("In")
 Out = TypeVar("Out")
 
@@ -142,6 +143,7 @@ class WhisperEngine:
         temperature: float = 0.0,
         timer: StepTimer | None = None,
         cancel: CancelToken | None = None,
+        progress: Progress | None = None,
     ) -> list[Segment]:
         """Decode every speech chunk into one segment of text (no word times yet).
 
@@ -162,6 +164,7 @@ class WhisperEngine:
             lambda c: self._features(_slice(audio, c)),
             timer,
             cancel,
+            progress,
         )
         segments = [
             Segment(
@@ -185,6 +188,7 @@ class WhisperEngine:
         batch_size: int,
         timer: StepTimer | None = None,
         cancel: CancelToken | None = None,
+        progress: Progress | None = None,
     ) -> list[Segment]:
         """Whisper's own word times for decoded segments, split into sentence-sized segments."""
         from faster_whisper.audio import pad_or_trim
@@ -201,7 +205,9 @@ class WhisperEngine:
                 tokens=[t for t in tokenizer.encode(segment.text) if t < tokenizer.eot],
             )
 
-        alignments = self._in_batches(_AlignWords(self, language, task), segments, batch_size, prepare, timer, cancel)
+        alignments = self._in_batches(
+            _AlignWords(self, language, task), segments, batch_size, prepare, timer, cancel, progress
+        )
         timed: list[Segment] = []
         for segment, alignment in zip(segments, alignments, strict=True):
             merge_punctuations(alignment, self.options.prepend_punctuations, self.options.append_punctuations)
@@ -216,10 +222,13 @@ class WhisperEngine:
         prepare: Callable[[Span], In],
         timer: StepTimer | None,
         cancel: CancelToken | None = None,
+        progress: Progress | None = None,
     ) -> list[Out]:
         """Prepare ``spans`` a batch at a time in this thread while the scheduler runs the batch before.
 
         A cancelled request stops at the next batch boundary; its queued batches are withdrawn.
+        ``progress`` hears of each batch as it is handed to the scheduler (at most
+        ``_BATCHES_AHEAD`` batches ahead of the finished ones), with the audio it reaches.
         """
         timer = timer or StepTimer()
         jobs: list[Job[In, Out]] = []
@@ -232,6 +241,9 @@ class WhisperEngine:
                 with timer("features"):
                     inputs = [prepare(span) for span in spans[first : first + batch_size]]
                 jobs.append(self.scheduler.submit(operation, inputs, batch_size))
+                if progress is not None:
+                    done = first + len(inputs)
+                    progress.advance(done / len(spans), spans[done - 1].end)
             return [output for job in jobs for output in job.result(cancel)]
         except BaseException:
             for job in jobs:

@@ -47,6 +47,11 @@ def decode_audio(
     return audio
 
 
+def check_decodable(path: Path, *, timeout_s: float, ffmpeg: str = "ffmpeg") -> None:
+    """UndecodableAudio unless the file's first second decodes (a job's upload, before it is stored)."""
+    decode_with_ffmpeg(path, timeout_s=timeout_s, max_seconds=2.0, ffmpeg=ffmpeg, first_seconds=1.0)
+
+
 def decode_with_ffmpeg(
     path: Path,
     *,
@@ -54,6 +59,7 @@ def decode_with_ffmpeg(
     max_seconds: float,
     memory: Reservation | None = None,
     ffmpeg: str = "ffmpeg",
+    first_seconds: float | None = None,
 ) -> np.ndarray:
     """Decode any ffmpeg-readable file to 16 kHz mono float32, streaming.
 
@@ -68,6 +74,7 @@ def decode_with_ffmpeg(
         ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "0",
         "-i", str(path),
         "-vn", "-sn", "-dn",
+        *(("-t", f"{first_seconds:g}") if first_seconds is not None else ()),
         "-f", "f32le", "-acodec", "pcm_f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "-",
     ]  # fmt: skip
     deadline = time.monotonic() + timeout_s

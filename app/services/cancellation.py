@@ -35,6 +35,10 @@ class CancelToken:
         if self._event.is_set():
             raise self.error()
 
+    def pause(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, waking when cancelled; whether it was."""
+        return self._event.wait(seconds)
+
     def wait(self, done: threading.Event) -> None:
         """Wait for ``done``, giving up with ``Cancelled`` as soon as the token is cancelled."""
         while not done.wait(_POLL_S):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
@@ -18,6 +20,7 @@ from app.services.asr import WhisperEngine
 from app.services.audio import SAMPLE_RATE
 from app.services.cancellation import CancelToken
 from app.services.diarization import Diarizer, assign_speakers
+from app.services.progress import Progress
 from app.services.timing import StepTimer
 from app.services.vad import SpeechDetector
 from app.transcript import (
@@ -98,12 +101,33 @@ class TranscriptionPipeline:
             )
         return replace(options, batch_size=batch_size, diarize=diarize)
 
-    def run(self, audio: np.ndarray, options: TranscribeOptions, cancel: CancelToken | None = None) -> Transcript:
-        """Every stage in turn; ``cancel`` stops the work at the next stage or batch boundary."""
+    @staticmethod
+    def stages(options: TranscribeOptions) -> tuple[str, ...]:
+        """The stages ``run`` goes through for these (resolved) options, in order."""
+        return (
+            "vad",
+            *(("language_detection",) if options.language is None else ()),
+            "asr",
+            *(("alignment",) if options.word_timestamps else ()),
+            *(("diarization",) if options.diarize else ()),
+        )
+
+    def run(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        cancel: CancelToken | None = None,
+        progress: Progress | None = None,
+    ) -> Transcript:
+        """Every stage in turn; ``cancel`` stops the work at the next stage or batch boundary.
+
+        ``progress`` hears of every stage entered and every batch of windows sent to Whisper.
+        """
         if not options.resolved:  # routers resolve before decoding; warmup, tests and benchmarks need not
             options = self.resolve(options)
         assert options.batch_size is not None
         cancel = cancel or CancelToken()
+        progress = progress or Progress(self.stages(options))
         duration = audio.shape[0] / SAMPLE_RATE
         loaded = self.diarizer.device if self.diarizer is not None else None
         report = DiarizationReport(requested=bool(options.diarize), device=loaded)
@@ -119,20 +143,27 @@ class TranscriptionPipeline:
             temperature=options.temperature,
         )
         timer = StepTimer(result.timings)
+        progress.audio(duration)
+
+        @contextmanager
+        def stage(name: str) -> Iterator[None]:
+            progress.enter(name)
+            with timer(name):
+                yield
 
         with timer("total"):
             if duration < _MIN_AUDIO_SECONDS:
                 return result
             cancel.check()
-            with timer("vad"):
+            with stage("vad"):
                 chunks = self.vad(audio)
             if not chunks:
                 return result
             if options.language is None:
-                with timer("language_detection"):
+                with stage("language_detection"):
                     result.language, result.language_probability = self.whisper.detect_language(audio, chunks, cancel)
             language = result.language or "en"
-            with timer("asr"):
+            with stage("asr"):
                 segments = self.whisper.transcribe(
                     audio,
                     chunks,
@@ -143,12 +174,13 @@ class TranscriptionPipeline:
                     temperature=options.temperature,
                     timer=timer,
                     cancel=cancel,
+                    progress=progress,
                 )
             if options.word_timestamps:
                 cancel.check()
-                with timer("alignment"):
+                with stage("alignment"):
                     segments, result.word_time_source = self._time_words(
-                        audio, segments, language, options, result, timer, cancel
+                        audio, segments, language, options, result, timer, cancel, progress
                     )
             result.segments = _tidy_times(segments, duration)
             texts = [segment.text for segment in result.segments]
@@ -157,8 +189,9 @@ class TranscriptionPipeline:
                 segment.tokens = segment_tokens
             if options.diarize:
                 cancel.check()
-                with timer("diarization"):
+                with stage("diarization"):
                     self._diarize(audio, options.hints, result, cancel)
+        progress.finish()
         return result
 
     def _time_words(
@@ -170,6 +203,7 @@ class TranscriptionPipeline:
         result: Transcript,
         timer: StepTimer,
         cancel: CancelToken,
+        progress: Progress,
     ) -> tuple[list[Segment], WordTimeSource | None]:
         if not segments:
             return segments, None
@@ -191,6 +225,7 @@ class TranscriptionPipeline:
             batch_size=options.batch_size,
             timer=timer,
             cancel=cancel,
+            progress=progress,
         )
         return timed, "whisper"
 

@@ -107,6 +107,17 @@ class ModelRegistry:
             self.failure = f"{type(exc).__name__}: {exc}"
             self.phase = Phase.FAILED
 
+    def ready_pipeline(self) -> TranscriptionPipeline | None:
+        return self.pipeline if self.phase is Phase.READY else None
+
+    def without_models(self) -> None:
+        """ROLE=api: this process takes jobs for workers elsewhere and loads no model."""
+        for stage in self.stages.values():
+            stage.enabled = False
+            stage.detail = "ROLE=api: the models run on the job workers"
+        self.ready_at = time.time()
+        self.phase = Phase.READY
+
     def check_accelerator(self) -> AcceleratorCheck:
         """Can the GPU be used (once; with DEVICE=cuda the lifespan asks before loading)."""
         if self.accelerator is None:

@@ -15,6 +15,7 @@ from app.deps import get_pipeline
 from app.main import create_app
 from app.services.cancellation import CancelToken
 from app.services.pipeline import TranscriptionPipeline
+from app.services.progress import Progress
 from app.services.registry import ModelRegistry, Phase
 from app.transcript import DiarizationReport, Segment, SpeakerTurn, TranscribeOptions, Transcript, Word
 
@@ -39,6 +40,7 @@ class FakePipeline:
     default_batch_size = 16
     max_batch_size = 64
     resolve = TranscriptionPipeline.resolve
+    stages = staticmethod(TranscriptionPipeline.stages)
 
     def __init__(self) -> None:
         self.calls: list[tuple[np.ndarray, TranscribeOptions]] = []
@@ -47,7 +49,13 @@ class FakePipeline:
         self.started = threading.Event()
         self.fail_with: Exception | None = None
 
-    def run(self, audio: np.ndarray, options: TranscribeOptions, cancel: CancelToken | None = None) -> Transcript:
+    def run(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        cancel: CancelToken | None = None,
+        progress: Progress | None = None,
+    ) -> Transcript:
         self.calls.append((audio, options))
         self.started.set()
         deadline = time.monotonic() + 30

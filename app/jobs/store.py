@@ -1,0 +1,410 @@
+"""The job queue and result store: one set of SQL statements over SQLite or Postgres.
+
+SQLite (a file on the model-cache volume) is the embedded default: one process, no server.
+Postgres is the shared engine for scale-out: API processes and GPU workers on many machines
+claim from one table with ``SELECT … FOR UPDATE SKIP LOCKED``, so two workers never take the
+same job, and a worker that dies stops renewing its lease and its job goes back to the queue.
+Every statement is a transaction of its own, and times come from the database's clock, so
+machines whose clocks disagree still agree on leases.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from app.jobs.records import JobRecord, JobState, NewJob
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    created_at {real} NOT NULL,
+    updated_at {real} NOT NULL,
+    started_at {real},
+    finished_at {real},
+    params TEXT NOT NULL,
+    request_key TEXT NOT NULL,
+    audio_sha256 TEXT NOT NULL,
+    audio_bytes BIGINT NOT NULL,
+    filename TEXT,
+    idempotency_key TEXT UNIQUE,
+    callback_url TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_expires {real},
+    progress TEXT,
+    error TEXT,
+    result TEXT,
+    cache_hit INTEGER NOT NULL DEFAULT 0,
+    webhook_state TEXT,
+    webhook_attempts INTEGER NOT NULL DEFAULT 0,
+    webhook_next_at {real},
+    webhook_error TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, created_at);
+CREATE INDEX IF NOT EXISTS jobs_request ON jobs (request_key, state);
+CREATE INDEX IF NOT EXISTS jobs_webhooks ON jobs (webhook_state, webhook_next_at);
+"""
+
+_FINISHED = "('succeeded', 'failed', 'cancelled')"
+
+
+class DuplicateIdempotencyKey(Exception):
+    """Another job already holds this Idempotency-Key."""
+
+
+class JobStore(ABC):
+    """The statements; a subclass brings the connection and the dialect's few differences."""
+
+    real_type = "REAL"
+    skip_locked = ""  # row locks for claims; SQLite serialises writers instead
+    now: str  # the database's clock, in seconds since the epoch
+    embedded = False  # one process owns the store: it may take back running jobs at start-up
+
+    # -- the connection --------------------------------------------------------------------
+
+    @abstractmethod
+    def _rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run one statement in its own transaction; the rows it returns."""
+
+    @abstractmethod
+    def _is_duplicate(self, error: Exception) -> bool: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def _sql(self, template: str) -> str:
+        return template.format(now=self.now, real=self.real_type, skip_locked=self.skip_locked)
+
+    def _run(self, template: str, **params: Any) -> list[dict[str, Any]]:
+        return self._rows(self._sql(template), params)
+
+    def _job(self, template: str, **params: Any) -> JobRecord | None:
+        rows = self._run(template, **params)
+        return JobRecord.from_row(rows[0]) if rows else None
+
+    def migrate(self) -> None:
+        for statement in self._sql(_SCHEMA).split(";"):
+            if statement.strip():
+                self._rows(statement, {})
+
+    # -- submissions and reads -------------------------------------------------------------
+
+    def create(self, job: NewJob, *, result: str | None = None, progress: dict[str, Any] | None = None) -> JobRecord:
+        """Queue ``job``, or store it already succeeded with ``result`` (a cache hit)."""
+        state = JobState.SUCCEEDED if result is not None else JobState.QUEUED
+        try:
+            created = self._job(
+                """INSERT INTO jobs (id, state, created_at, updated_at, params, request_key, audio_sha256,
+                       audio_bytes, filename, idempotency_key, callback_url, result, cache_hit, progress)
+                   VALUES (:id, :state, {now}, {now}, :params, :request_key, :audio_sha256, :audio_bytes,
+                       :filename, :idempotency_key, :callback_url, :result, :cache_hit, :progress)
+                   RETURNING *""",
+                id=job.id,
+                state=state.value,
+                params=json.dumps(job.params, sort_keys=True),
+                request_key=job.request_key,
+                audio_sha256=job.audio_sha256,
+                audio_bytes=job.audio_bytes,
+                filename=job.filename,
+                idempotency_key=job.idempotency_key,
+                callback_url=job.callback_url,
+                result=result,
+                cache_hit=int(result is not None),
+                progress=json.dumps(progress or {}),
+            )
+        except Exception as exc:
+            if self._is_duplicate(exc):
+                raise DuplicateIdempotencyKey(job.idempotency_key) from exc
+            raise
+        assert created is not None
+        if result is not None:  # finished on arrival: stamp it, and announce it like any other
+            created = self._job(
+                """UPDATE jobs SET finished_at = {now}, webhook_state = :webhook_state, webhook_next_at = {now}
+                   WHERE id = :id RETURNING *""",
+                id=job.id,
+                webhook_state="pending" if job.callback_url else None,
+            )
+            assert created is not None
+        return created
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self._job("SELECT * FROM jobs WHERE id = :id", id=job_id)
+
+    def by_idempotency_key(self, key: str) -> JobRecord | None:
+        return self._job("SELECT * FROM jobs WHERE idempotency_key = :key", key=key)
+
+    def cached(self, request_key: str) -> JobRecord | None:
+        """The latest job that already succeeded on the same audio with the same options."""
+        return self._job(
+            """SELECT * FROM jobs WHERE request_key = :key AND state = 'succeeded' AND result IS NOT NULL
+               ORDER BY finished_at DESC LIMIT 1""",
+            key=request_key,
+        )
+
+    def counts(self) -> dict[JobState, int]:
+        rows = self._run("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        counts = dict.fromkeys(JobState, 0)
+        for row in rows:
+            if row["state"] in JobState._value2member_map_:
+                counts[JobState(row["state"])] = int(row["n"])
+        return counts
+
+    # -- a worker's side -------------------------------------------------------------------
+
+    def claim(self, owner: str, lease_s: float) -> JobRecord | None:
+        """Take the oldest queued job, leased to ``owner`` for ``lease_s`` seconds."""
+        return self._job(
+            """UPDATE jobs SET state = 'running', lease_owner = :owner, lease_expires = {now} + :lease,
+                   attempts = attempts + 1, started_at = COALESCE(started_at, {now}), updated_at = {now}
+               WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY created_at, id LIMIT 1 {skip_locked})
+                 AND state = 'queued'
+               RETURNING *""",
+            owner=owner,
+            lease=lease_s,
+        )
+
+    def heartbeat(self, job_id: str, owner: str, lease_s: float, progress: dict[str, Any]) -> bool:
+        """Renew the lease and record progress; False once the job is no longer this worker's
+        to run (cancelled, or its lease ran out and someone else took it)."""
+        rows = self._run(
+            """UPDATE jobs SET lease_expires = {now} + :lease, progress = :progress, updated_at = {now}
+               WHERE id = :id AND lease_owner = :owner AND state = 'running' RETURNING id""",
+            id=job_id,
+            owner=owner,
+            lease=lease_s,
+            progress=json.dumps(progress),
+        )
+        return bool(rows)
+
+    def succeed(self, job_id: str, owner: str, result: str, progress: dict[str, Any]) -> bool:
+        rows = self._run(
+            """UPDATE jobs SET state = 'succeeded', result = :result, progress = :progress, error = NULL,
+                   finished_at = {now}, updated_at = {now}, lease_owner = NULL, lease_expires = NULL,
+                   webhook_state = CASE WHEN callback_url IS NULL THEN NULL ELSE 'pending' END,
+                   webhook_next_at = {now}
+               WHERE id = :id AND lease_owner = :owner AND state = 'running' RETURNING id""",
+            id=job_id,
+            owner=owner,
+            result=result,
+            progress=json.dumps(progress),
+        )
+        return bool(rows)
+
+    def fail(self, job_id: str, owner: str | None, error: str, *, retry: bool, max_attempts: int) -> JobState | None:
+        """Give the job back to the queue (``retry`` and attempts left) or fail it for good.
+
+        ``owner`` None fails a job whatever holds it (a record that cannot be run at all).
+        """
+        row = self._run(
+            """UPDATE jobs SET
+                   state = CASE WHEN :retry = 1 AND attempts < :max_attempts THEN 'queued' ELSE 'failed' END,
+                   error = :error, updated_at = {now}, lease_owner = NULL, lease_expires = NULL,
+                   finished_at = CASE WHEN :retry = 1 AND attempts < :max_attempts THEN NULL ELSE {now} END,
+                   webhook_state = CASE WHEN callback_url IS NULL OR (:retry = 1 AND attempts < :max_attempts)
+                                   THEN NULL ELSE 'pending' END,
+                   webhook_next_at = {now}
+               WHERE id = :id AND state = 'running' AND (CAST(:owner AS TEXT) IS NULL OR lease_owner = :owner)
+               RETURNING state""",
+            id=job_id,
+            owner=owner,
+            error=error,
+            retry=int(retry),
+            max_attempts=max_attempts,
+        )
+        return JobState(row[0]["state"]) if row else None
+
+    def release(self, job_id: str, owner: str, reason: str) -> bool:
+        """Back to the queue without using up an attempt (shutdown, a full budget)."""
+        rows = self._run(
+            """UPDATE jobs SET state = 'queued', attempts = attempts - 1, error = :reason,
+                   lease_owner = NULL, lease_expires = NULL, updated_at = {now}
+               WHERE id = :id AND lease_owner = :owner AND state = 'running' RETURNING id""",
+            id=job_id,
+            owner=owner,
+            reason=reason,
+        )
+        return bool(rows)
+
+    def recover(self, max_attempts: int, *, everything_running: bool = False) -> int:
+        """Jobs whose worker stopped renewing its lease go back to the queue, or fail once they
+        used every attempt. ``everything_running``: the embedded store's process restarted, so
+        no job it holds is running anywhere."""
+        expired = "TRUE" if everything_running else "lease_expires < {now}"
+        rows = self._run(
+            f"""UPDATE jobs SET
+                   state = CASE WHEN attempts < :max_attempts THEN 'queued' ELSE 'failed' END,
+                   error = CASE WHEN attempts < :max_attempts THEN error
+                           ELSE 'The worker running it stopped, ' || attempts || ' time(s); giving up.' END,
+                   finished_at = CASE WHEN attempts < :max_attempts THEN NULL ELSE {{now}} END,
+                   webhook_state = CASE WHEN attempts < :max_attempts OR callback_url IS NULL
+                                   THEN NULL ELSE 'pending' END,
+                   webhook_next_at = {{now}},
+                   lease_owner = NULL, lease_expires = NULL, updated_at = {{now}}
+               WHERE state = 'running' AND {expired}
+               RETURNING id""",
+            max_attempts=max_attempts,
+        )
+        return len(rows)
+
+    def cancel(self, job_id: str) -> JobRecord | None:
+        """Cancel a queued or running job (its worker sees it at the next heartbeat)."""
+        return self._job(
+            """UPDATE jobs SET state = 'cancelled', finished_at = {now}, updated_at = {now},
+                   error = 'Cancelled by a client.', lease_owner = NULL, lease_expires = NULL,
+                   webhook_state = CASE WHEN callback_url IS NULL THEN NULL ELSE 'pending' END,
+                   webhook_next_at = {now}
+               WHERE id = :id AND state IN ('queued', 'running') RETURNING *""",
+            id=job_id,
+        )
+
+    # -- webhooks --------------------------------------------------------------------------
+
+    def claim_webhook(self, lease_s: float) -> JobRecord | None:
+        """A finished job whose webhook is due, held for ``lease_s`` against other senders."""
+        return self._job(
+            """UPDATE jobs SET webhook_next_at = {now} + :lease, webhook_attempts = webhook_attempts + 1
+               WHERE id = (SELECT id FROM jobs WHERE webhook_state = 'pending' AND webhook_next_at <= {now}
+                           ORDER BY webhook_next_at LIMIT 1 {skip_locked})
+                 AND webhook_state = 'pending'
+               RETURNING *""",
+            lease=lease_s,
+        )
+
+    def webhook_done(self, job_id: str, *, delivered: bool, error: str | None, retry_in_s: float | None) -> None:
+        state = "delivered" if delivered else ("pending" if retry_in_s is not None else "failed")
+        self._run(
+            """UPDATE jobs SET webhook_state = :state, webhook_error = :error,
+                   webhook_next_at = {now} + :retry_in WHERE id = :id""",
+            id=job_id,
+            state=state,
+            error=error,
+            retry_in=retry_in_s or 0.0,
+        )
+
+    # -- retention -------------------------------------------------------------------------
+
+    def expire(self, older_than_s: float) -> list[str]:
+        """Delete the jobs that finished more than ``older_than_s`` ago; their ids."""
+        rows = self._run(
+            f"DELETE FROM jobs WHERE state IN {_FINISHED} AND finished_at < {{now}} - :age RETURNING id",
+            age=older_than_s,
+        )
+        return [row["id"] for row in rows]
+
+    def ids(self) -> set[str]:
+        return {row["id"] for row in self._run("SELECT id FROM jobs")}
+
+
+class SqliteJobStore(JobStore):
+    now = "((julianday('now') - 2440587.5) * 86400.0)"
+    embedded = True
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        # Autocommit: every statement is its own transaction; writers are serialised by SQLite.
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self.migrate()
+
+    def _rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        with self._lock:
+            cursor = self._db.execute(sql, params)
+            return [dict(row) for row in cursor.fetchall()]
+
+    def _is_duplicate(self, error: Exception) -> bool:
+        return isinstance(error, sqlite3.IntegrityError) and "idempotency_key" in str(error)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class PostgresJobStore(JobStore):
+    real_type = "DOUBLE PRECISION"
+    skip_locked = "FOR UPDATE SKIP LOCKED"
+    now = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._db: Any = None
+        self.migrate()
+
+    def _connect(self) -> Any:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """The store's connection, reopened once if the server dropped it (restart, failover)."""
+        import psycopg
+
+        with self._lock:
+            if self._db is None or self._db.closed:
+                self._db = self._connect()
+            try:
+                yield self._db
+            except psycopg.OperationalError:
+                self._db.close()
+                self._db = None
+                raise
+
+    def _rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        import psycopg
+
+        sql = _named_to_pyformat(sql)
+        for attempt in (1, 2):
+            try:
+                with self.connection() as db, db.cursor() as cursor:
+                    cursor.execute(sql, params)
+                    return list(cursor.fetchall()) if cursor.description else []
+            except psycopg.OperationalError:
+                if attempt == 2:
+                    raise
+                logger.warning("Lost the connection to Postgres; reconnecting")
+        raise AssertionError("unreachable")
+
+    def _is_duplicate(self, error: Exception) -> bool:
+        import psycopg.errors
+
+        return isinstance(error, psycopg.errors.UniqueViolation)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+
+
+_NAMED = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+
+
+def _named_to_pyformat(sql: str) -> str:
+    """``:name`` (SQLite's style, which the statements use) to ``%(name)s`` (psycopg's)."""
+    return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+def open_store(url: str | None, jobs_dir: Path) -> JobStore:
+    """``url`` a ``postgresql://`` URL for the shared engine; empty for SQLite in ``jobs_dir``."""
+    if url and url.startswith(("postgresql://", "postgres://")):
+        return PostgresJobStore(url)
+    if url:
+        raise ValueError(f"JOBS_DATABASE_URL must be a postgresql:// URL (or empty for SQLite), not {url!r}")
+    return SqliteJobStore(jobs_dir / "jobs.db")

@@ -1,0 +1,72 @@
+"""The jobs part of one process: its store (opened in the background, retried until it answers),
+the submission service the routes use, and the runner, started once the store is open."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from app.config import Settings
+from app.jobs.runner import JobRunner, PipelineSource, TranscriptSink
+from app.jobs.service import JobService
+from app.services.budget import Budgets
+
+logger = logging.getLogger(__name__)
+
+_REOPEN_S = 5.0
+
+
+class JobSystem:
+    def __init__(
+        self,
+        settings: Settings,
+        budgets: Budgets,
+        pipeline: PipelineSource,
+        on_transcript: TranscriptSink | None = None,
+    ) -> None:
+        self.settings = settings
+        self.budgets = budgets
+        self.pipeline = pipeline
+        self.on_transcript = on_transcript
+        self.service: JobService | None = None
+        self.runner: JobRunner | None = None
+        self.failure: str | None = None
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        threading.Thread(target=self._open, name="jobs-open", daemon=True).start()
+
+    def _open(self) -> None:
+        while not self._closed.is_set():
+            try:
+                service = JobService.open(self.settings)
+            except Exception as exc:
+                self.failure = f"{type(exc).__name__}: {exc}"
+                logger.error("The job store cannot be opened (retrying in %.0f s): %s", _REOPEN_S, self.failure)
+                self._closed.wait(_REOPEN_S)
+                continue
+            runner = JobRunner(
+                service.store,
+                service.audio,
+                self.settings,
+                self.budgets,
+                self.pipeline,
+                on_transcript=self.on_transcript,
+            )
+            with self._lock:
+                if self._closed.is_set():
+                    service.close()
+                    return
+                self.service, self.runner, self.failure = service, runner, None
+                runner.start(run_jobs=self.settings.role == "all" and self.settings.job_concurrency > 0)
+            logger.info("Job store open (%s)", type(service.store).__name__)
+            return
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed.set()
+            if self.runner is not None:
+                self.runner.stop()
+            if self.service is not None:
+                self.service.close()

@@ -1,0 +1,185 @@
+"""Jobs: POST /v1/jobs (202 + Location), GET /v1/jobs/{id}, its events (SSE), DELETE to cancel.
+
+A long file behind a proxy with a 100-second timeout cannot be a synchronous request: a job
+is stored durably, runs on whichever worker claims it (this process, or a GPU worker of a
+scale-out), and is read back by id, in any output format, for the retention period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import Field
+
+from app.deps import BudgetsDep, GateDep, JobsDep, RegistryDep, SettingsDep
+from app.errors import Conflict, InvalidParameter, JobNotFound
+from app.jobs.records import JobRecord
+from app.jobs.views import job_out, stored_transcript
+from app.jobs.webhooks import WebhookPolicy, WebhookRefused
+from app.rendering import OUTPUT_FORMATS, render
+from app.routers.flow import ERROR_RESPONSES, upload_limits
+from app.schemas import JobOut, OutputFormat, TranscribeParams
+from app.services.audio import check_decodable
+from app.upload import multipart_openapi, parse_fields, receive_upload
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+_EVENT_POLL_S = 0.5
+_EVENT_KEEPALIVE_S = 15.0  # a comment line, so proxies do not close a quiet stream
+
+
+class JobParams(TranscribeParams):
+    """The form fields of POST /v1/jobs: those of /transcribe, plus where to announce the end."""
+
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="POSTed the job's summary when it ends, signed (see the README); hosts in WEBHOOK_ALLOWED_HOSTS.",
+    )
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(max_length=255, description="A retried submission with the same key returns the same job."),
+]
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    responses={**ERROR_RESPONSES, 409: {"description": "The Idempotency-Key was used for another request."}},
+    openapi_extra=multipart_openapi(JobParams, "Audio or video in any format ffmpeg reads."),
+)
+async def submit_job(
+    request: Request,
+    jobs: JobsDep,
+    settings: SettingsDep,
+    gate: GateDep,
+    budgets: BudgetsDep,
+    registry: RegistryDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    with gate.admit():  # uploads in flight count against the same capacity as transcriptions
+        async with receive_upload(request, upload_limits(settings, budgets)) as upload:
+            params = parse_fields(JobParams, upload.fields)
+            callback_url = params.callback_url
+            if callback_url is not None:
+                _check_callback(callback_url, settings.webhook_allowed_host_list(), settings)
+            if (pipeline := registry.ready_pipeline()) is not None:
+                pipeline.resolve(params.options())  # refuse what the models cannot do, now
+            # Not audio at all: refused now (415), not as a failed job later.
+            await run_in_threadpool(
+                check_decodable,
+                upload.path,
+                timeout_s=min(settings.decode_timeout_s, 30.0),
+                ffmpeg=settings.ffmpeg_binary,
+            )
+            stored = params.model_dump(mode="json", exclude={"callback_url", "output"})
+            job, replayed = await run_in_threadpool(
+                jobs.submit,
+                upload.path,
+                filename=upload.filename,
+                params=stored,
+                idempotency_key=idempotency_key,
+                callback_url=callback_url,
+            )
+    headers = {"Location": f"/v1/jobs/{job.id}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    status = 200 if replayed else 202
+    return JSONResponse(job_out(job, with_result=True).model_dump(), status_code=status, headers=headers)
+
+
+@router.get("/{job_id}", response_model=JobOut, responses={404: {"description": "No such job (or it expired)."}})
+async def get_job(
+    job_id: str,
+    jobs: JobsDep,
+    format: Annotated[
+        OutputFormat, Query(description="`json`: the job with its result; others: the transcript itself.")
+    ] = "json",
+) -> Response:
+    job = await _job(jobs, job_id)
+    if format == "json":
+        return JSONResponse(job_out(job, with_result=True).model_dump())
+    transcript = stored_transcript(job)
+    if transcript is None:
+        raise Conflict(f"Job {job_id} is {job.state.value}: it has no transcript to render as {format}.")
+    rendered = render(transcript, OUTPUT_FORMATS[format])
+    return Response(rendered.body, media_type=rendered.media_type)
+
+
+@router.delete("/{job_id}", response_model=JobOut, responses={409: {"description": "The job already ended."}})
+async def cancel_job(job_id: str, jobs: JobsDep) -> JSONResponse:
+    cancelled = await run_in_threadpool(jobs.cancel, job_id)
+    if cancelled is None:
+        job = await _job(jobs, job_id)
+        raise Conflict(f"Job {job_id} already ended ({job.state.value}); there is nothing to cancel.")
+    return JSONResponse(job_out(cancelled).model_dump())
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "`progress` events, then one `end`."}},
+)
+async def job_events(job_id: str, jobs: JobsDep) -> StreamingResponse:
+    """Server-sent events: the job (as GET gives it, without the result) whenever it changes,
+    as ``progress`` events, and a last ``end`` event when it succeeded, failed or was cancelled."""
+    job = await _job(jobs, job_id)
+    return StreamingResponse(
+        _events(jobs, job),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _events(jobs: JobsDep, job: JobRecord) -> AsyncIterator[str]:
+    last_change: float | None = None
+    quiet_since = asyncio.get_running_loop().time()
+    while True:
+        if job.updated_at != last_change:
+            last_change = job.updated_at
+            quiet_since = asyncio.get_running_loop().time()
+            kind: Literal["progress", "end"] = "end" if job.state.finished else "progress"
+            yield _event(kind, job_out(job).model_dump_json())
+            if kind == "end":
+                return
+        elif asyncio.get_running_loop().time() - quiet_since > _EVENT_KEEPALIVE_S:
+            quiet_since = asyncio.get_running_loop().time()
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(_EVENT_POLL_S)
+        current = await run_in_threadpool(jobs.get, job.id)
+        if current is None:  # expired or deleted while watched
+            yield _event("end", json.dumps({"id": job.id, "state": "expired"}))
+            return
+        job = current
+
+
+def _event(kind: str, data: str) -> str:
+    return f"event: {kind}\ndata: {data}\n\n"
+
+
+async def _job(jobs: JobsDep, job_id: str) -> JobRecord:
+    job = await run_in_threadpool(jobs.get, job_id) if len(job_id) <= 64 else None
+    if job is None:
+        raise JobNotFound(f"No job {job_id!r}: it never existed, or it expired.")
+    return job
+
+
+def _check_callback(url: str, allowed: tuple[str, ...], settings: SettingsDep) -> None:
+    if settings.webhook_secret is None:
+        raise InvalidParameter(
+            "callback_url was given, but this server has no WEBHOOK_SECRET to sign webhooks with.",
+            param="callback_url",
+        )
+    try:
+        WebhookPolicy(allowed, settings.webhook_allow_private).check_url(url)
+    except WebhookRefused as exc:
+        raise InvalidParameter(str(exc), param="callback_url") from None
