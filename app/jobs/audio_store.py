@@ -41,9 +41,10 @@ class AudioStore(ABC):
     def delete(self, job_id: str) -> None: ...
 
     @contextmanager
-    def fetched(self, job_id: str, temp_dir: Path | None) -> Iterator[Path]:
-        """The job's audio as a temporary file, removed on the way out."""
-        fd, name = tempfile.mkstemp(prefix=f"job-{job_id}-", suffix=".bin", dir=temp_dir)
+    def fetched(self, job_id: str, scratch: Path) -> Iterator[Path]:
+        """The job's audio as a temporary file in ``scratch``, removed on the way out."""
+        scratch.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f"job-{job_id}-", suffix=".bin", dir=scratch)
         os.close(fd)
         path = Path(name)
         try:
@@ -81,7 +82,7 @@ class FolderAudioStore(AudioStore):
         self._path(job_id).unlink(missing_ok=True)
 
     @contextmanager
-    def fetched(self, job_id: str, temp_dir: Path | None) -> Iterator[Path]:
+    def fetched(self, job_id: str, scratch: Path) -> Iterator[Path]:
         """The stored file itself: read in place, no copy."""
         path = self._path(job_id)
         if not path.is_file():
@@ -132,18 +133,18 @@ class PostgresAudioStore(AudioStore):
 
 
 def scratch_dir(temp_dir: Path | None) -> Path:
-    """This process's folder for temporary copies; those of earlier lives of it (a crash, a
-    restarted container keeps its host name and often its pid) or of dead processes on this
-    host are removed."""
+    """This process's folder for temporary copies (made when the first copy is)."""
+    return (temp_dir or Path(tempfile.gettempdir())) / f"job-audio-{socket.gethostname()}-{os.getpid()}"
+
+
+def clear_stale_scratch(temp_dir: Path | None) -> None:
+    """Remove the scratch folders that earlier lives of this process (a crash; a restarted
+    container keeps its host name and often its pid) or dead processes on this host left."""
     base = temp_dir or Path(tempfile.gettempdir())
-    host = socket.gethostname()
-    for stale in base.glob(f"job-audio-{host}-*"):
+    for stale in base.glob(f"job-audio-{socket.gethostname()}-*"):
         pid = stale.name.rsplit("-", 1)[-1]
         if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
             shutil.rmtree(stale, ignore_errors=True)
-    mine = base / f"job-audio-{host}-{os.getpid()}"
-    mine.mkdir(parents=True, exist_ok=True)
-    return mine
 
 
 def _alive(pid: int) -> bool:

@@ -27,7 +27,7 @@ from dataclasses import asdict
 
 from app.config import Settings
 from app.errors import Busy, Cancelled, ServiceError
-from app.jobs.audio_store import AudioMissing, AudioStore, scratch_dir
+from app.jobs.audio_store import AudioMissing, AudioStore, clear_stale_scratch, scratch_dir
 from app.jobs.records import JobRecord, JobState
 from app.jobs.store import JobStore
 from app.jobs.views import webhook_body
@@ -79,6 +79,7 @@ class JobRunner:
 
     def start(self, *, run_jobs: bool) -> None:
         """Start housekeeping, and ``JOB_CONCURRENCY`` job threads when ``run_jobs``."""
+        clear_stale_scratch(self.settings.temp_dir)
         if self.store.embedded:
             taken_back = self.store.recover(self.settings.job_max_attempts, everything_running=True)
             if taken_back:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.jobs.audio_store import AudioMissing, AudioStore, open_audio_store, scratch_dir
+from app.jobs.audio_store import AudioMissing, AudioStore, clear_stale_scratch, open_audio_store, scratch_dir
 from app.jobs.records import JobState, NewJob
 from app.jobs.store import DuplicateIdempotencyKey, JobStore, PostgresJobStore, SqliteJobStore
 from tests.postgres import reset
@@ -248,6 +248,7 @@ def test_scratch_folders_of_dead_processes_on_this_host_are_removed(tmp_path: Pa
     alive.mkdir()
     other_host = tmp_path / "job-audio-elsewhere-123"
     other_host.mkdir()
-    mine = scratch_dir(tmp_path)
-    assert mine.name == f"job-audio-{host}-{os.getpid()}" and mine.is_dir()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, alive.name, other_host.name])
+    clear_stale_scratch(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other_host.name])
+    assert scratch_dir(tmp_path).name == f"job-audio-{host}-{os.getpid()}"
+    assert not scratch_dir(tmp_path).exists(), "made only when a copy is"
