@@ -85,7 +85,9 @@ def _wait_until_ready(server: RunningServer, timeout_s: float) -> None:
                 server.ready_after_s = time.monotonic() - server.started_at
                 server.health = reply.json()
                 return
-        except httpx.HTTPError:
+            if reply.json().get("status") == "failed":  # it will not get better: say why now
+                raise ServerDidNotStart(f"server failed to start:\n{server.log.read_text()[-4000:]}")
+        except (httpx.HTTPError, ValueError):
             pass
         time.sleep(0.1)
     raise ServerDidNotStart(f"server not ready after {timeout_s} s:\n{server.log.read_text()[-4000:]}")

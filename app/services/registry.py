@@ -9,8 +9,10 @@ cannot load makes it *failed*.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -143,12 +145,26 @@ class ModelRegistry:
 
         # Every stage loads at once. Reading Whisper's weights releases the GIL, so it overlaps
         # the Python imports of the others (torch, pyannote, Lightning: most of the start-up).
+        # Each thread first imports its packages one at a time (``_after_imports``).
+        pyannote = ("pyannote.audio",)
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="load") as pool:
-            gpu = pool.submit(self._timed, timer, "cuda_init", self._describe_gpu)
-            vad = pool.submit(self._timed, timer, "vad", load_speech_detector, settings.vad_method, device)
-            aligners = pool.submit(self._load_aligners, timer)
-            diarizer = pool.submit(self._load_diarizer, timer)
-            whisper = self._load_whisper(timer)
+            gpu = pool.submit(_after_imports, ("torch",), self._timed, timer, "cuda_init", self._describe_gpu)
+            vad = pool.submit(
+                _after_imports,
+                pyannote if settings.vad_method == "pyannote" else (),
+                self._timed,
+                timer,
+                "vad",
+                load_speech_detector,
+                settings.vad_method,
+                device,
+            )
+            align_imports = ("whisperx.alignment",) if settings.enable_alignment else ()
+            aligners = pool.submit(_after_imports, align_imports, self._load_aligners, timer)
+            diarizer = pool.submit(
+                _after_imports, pyannote if settings.enable_diarization else (), self._load_diarizer, timer
+            )
+            whisper = _after_imports(("faster_whisper",), self._load_whisper, timer)
             self.gpu = gpu.result()
             self.pipeline = TranscriptionPipeline(
                 whisper,
@@ -283,6 +299,22 @@ class ModelRegistry:
         if diarization.enabled and not diarization.loaded:
             reasons.append("diarization")
         return reasons
+
+
+# First imports, from several loading threads at once, of packages that import each other
+# (pyannote.audio → Lightning → torchmetrics → transformers; whisperx.alignment → transformers)
+# can hand a thread a half-initialised module: "ImportError: cannot import name
+# 'GGUF_CONFIG_MAPPING' from 'transformers.integrations'" failed a start in CI. Imports are
+# Python work under the GIL anyway, so taking them one thread at a time costs little; the
+# loads that follow still overlap.
+_IMPORTS = threading.Lock()
+
+
+def _after_imports(modules: tuple[str, ...], load: Callable[..., T], *args: Any) -> T:
+    with _IMPORTS:
+        for module in modules:
+            importlib.import_module(module)
+    return load(*args)
 
 
 def _configure_cpu_threads(threads: int) -> None:
