@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from app import __version__, metrics
 from app.auth import ApiKeyRequired
@@ -21,7 +22,7 @@ from app.config import Settings
 from app.error_handlers import install_error_handlers
 from app.jobs.system import JobSystem
 from app.metrics import RequestMetrics, ServiceMetrics
-from app.routers import health, openai_audio, transcribe
+from app.routers import health, openai_audio, transcribe, web
 from app.routers import jobs as jobs_routes
 from app.services.accelerator import AcceleratorUnavailable, choose_device
 from app.services.admission import AdmissionGate
@@ -74,7 +75,8 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app.state.registry = registry
     app.state.gate = gate = AdmissionGate(settings.max_pending_requests)
     app.state.budgets = budgets = Budgets.for_settings(settings)
-    app.state.jobs = jobs = JobSystem(settings, budgets, registry.ready_pipeline)
+    # Job workers stop claiming as soon as a drain starts (SIGTERM), like admission does.
+    app.state.jobs = jobs = JobSystem(settings, budgets, lambda: None if gate.draining else registry.ready_pipeline())
     app.state.metrics = service_metrics = ServiceMetrics(registry, gate, budgets, jobs)
     jobs.on_transcript = service_metrics.observe_transcript
     app.add_middleware(RequestMetrics, metrics=service_metrics)  # outermost: it sees every answer, 413s too
@@ -85,6 +87,8 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app.include_router(transcribe.router, dependencies=[ApiKeyRequired])
     app.include_router(openai_audio.router, dependencies=[ApiKeyRequired])
     app.include_router(jobs_routes.router, dependencies=[ApiKeyRequired])
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=web.WEB_DIR), name="static")
     return app
 
 

@@ -16,14 +16,16 @@ python=${PYTHON:-python3}
 
 case "$mode" in
   runtime) apt_packages=(ffmpeg); target=(-e "$repo") ;;
-  # postgresql: the job-store tests start their own throwaway server from Debian's package.
-  dev) apt_packages=(ffmpeg espeak-ng sox shellcheck strace postgresql); target=(-e "${repo}[dev]") ;;
+  # postgresql: the job-store tests start their own throwaway server from Debian's package;
+  # chromium and its driver: the web page's test drives a real browser.
+  dev) apt_packages=(ffmpeg espeak-ng sox shellcheck strace postgresql chromium chromium-driver)
+       target=(-e "${repo}[dev]") ;;
   image) apt_packages=(ffmpeg); target=("$repo") ;;
   *) echo "usage: $0 [runtime|dev|image]" >&2; exit 2 ;;
 esac
 
 # Each package is present when its command is (postgresql's server is not on PATH).
-declare -A command_of=([postgresql]=pg_ctlcluster)
+declare -A command_of=([postgresql]=pg_ctlcluster [chromium-driver]=chromedriver)
 missing=()
 for package in "${apt_packages[@]}"; do
   command -v "${command_of[$package]:-$package}" >/dev/null 2>&1 || missing+=("$package")

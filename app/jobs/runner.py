@@ -112,7 +112,7 @@ class JobRunner:
     def _work(self) -> None:
         while not self._stop.is_set():
             pipeline = self.pipeline()
-            if pipeline is None:  # models still loading (or failed): claim nothing
+            if pipeline is None:  # models loading (or failed), or draining for shutdown: claim nothing
                 self._stop.wait(_IDLE_POLL_S)
                 continue
             try:
@@ -124,6 +124,9 @@ class JobRunner:
             if job is None:
                 self._stop.wait(_IDLE_POLL_S)
                 continue
+            if self._stop.is_set():  # claimed as the shutdown began: hand it straight back
+                self.store.release(job.id, self.owner, "The server shut down before running it; queued again.")
+                return
             try:
                 self.run(job, pipeline)
             except Exception:  # the store itself failed; the lease brings the job back

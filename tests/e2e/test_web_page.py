@@ -1,0 +1,147 @@
+"""The page at /, driven in a real browser (Debian's chromium, headless, through its chromedriver)
+against the real server on the bundled model: upload the two-speaker call, wait for the
+transcript, click a word, rename a speaker, download the SRT, and an error in words.
+
+Screenshots (desktop and phone width) go to $SCREENSHOT_DIR when it is set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ready
+from selenium.webdriver.support.ui import WebDriverWait
+
+from bench.server import RunningServer
+
+DESKTOP = (1280, 900)
+PHONE = (390, 844)
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(downloads: Path) -> Iterator[WebDriver]:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        pytest.fail("Debian's chromium and chromium-driver are needed (scripts/bootstrap.sh dev installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # CI runs as root
+        "--disable-dev-shm-usage",
+        "--autoplay-policy=no-user-gesture-required",
+        f"--window-size={DESKTOP[0]},{DESKTOP[1]}",
+    ):
+        options.add_argument(argument)
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
+    browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    browser.set_page_load_timeout(30)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+def _screenshot(browser: WebDriver, name: str) -> None:
+    folder = os.environ.get("SCREENSHOT_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(Path(folder) / f"{name}.png"))
+
+
+def test_upload_read_play_rename_and_download(
+    browser: WebDriver, server: RunningServer, sample_wav: Path, downloads: Path
+) -> None:
+    browser.set_window_size(*DESKTOP)
+    browser.get(f"{server.url}/")
+    assert browser.title == "Transcribe"
+    start = browser.find_element(By.ID, "start")
+    assert not start.is_enabled(), "nothing to send before a file is chosen"
+    browser.find_element(By.ID, "file").send_keys(str(sample_wav))
+    assert "sample.wav" in browser.find_element(By.ID, "file-name").text
+    _screenshot(browser, "desktop-chosen")
+    start.click()
+
+    wait = WebDriverWait(browser, 300)
+    wait.until(ready.visibility_of_element_located((By.ID, "result")))
+    words = browser.find_elements(By.CSS_SELECTOR, "#transcript .word")
+    assert len(words) > 50
+    text = " ".join(w.text for w in words)
+    assert "Yankee" in text or "New Jersey" in text  # the call's own words
+    names = browser.find_elements(By.CSS_SELECTOR, "#speakers input")
+    assert sorted(n.get_attribute("value") for n in names) == ["SPEAKER_00", "SPEAKER_01"]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#timeline .turn-bar")) >= 2
+    assert browser.find_element(By.ID, "player").tag_name == "audio"
+
+    # Clicking a word moves the player there, and the word lights up.
+    word = words[len(words) // 2]
+    word.click()
+    position = browser.execute_script("return document.getElementById('player').currentTime")
+    assert abs(position - float(word.get_attribute("data-start"))) < 0.3
+    assert "active" in (word.get_attribute("class") or "")
+
+    # Renaming a speaker renames it everywhere, downloads included.
+    first = browser.find_element(By.CSS_SELECTOR, '#speakers input[data-speaker="SPEAKER_00"]')
+    first.clear()
+    first.send_keys("Alice")
+    assert "Alice" in [w.text for w in browser.find_elements(By.CSS_SELECTOR, "#transcript .who")]
+    browser.execute_script("window.scrollTo(0, 0)")
+    _screenshot(browser, "desktop-result")
+
+    browser.find_element(By.CSS_SELECTOR, '.downloads button[data-format="srt"]').click()
+    srt = downloads / "sample.srt"
+    deadline = time.monotonic() + 20
+    while not srt.is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    content = srt.read_text()
+    assert content.startswith("1\n") and " --> " in content
+    assert "Alice" in content and "SPEAKER_00" not in content
+
+    browser.set_window_size(*PHONE)
+    time.sleep(0.3)
+    width = browser.execute_script("return document.documentElement.scrollWidth")
+    assert width <= PHONE[0], f"the page scrolls sideways on a phone ({width} px)"
+    _screenshot(browser, "phone-result")
+
+
+def test_an_error_is_shown_in_words(browser: WebDriver, server: RunningServer, tmp_path: Path) -> None:
+    browser.set_window_size(*DESKTOP)
+    browser.get(f"{server.url}/")
+    not_audio = tmp_path / "notes.txt"
+    not_audio.write_text("these are meeting notes, not a recording\n" * 50)
+    browser.find_element(By.ID, "file").send_keys(str(not_audio))
+    browser.find_element(By.ID, "start").click()
+    error = WebDriverWait(browser, 30).until(ready.visibility_of_element_located((By.ID, "error")))
+    assert "does not look like audio" in error.text
+    assert browser.find_element(By.ID, "start").is_enabled(), "the user can try another file"
+    _screenshot(browser, "desktop-error")
+
+
+def test_the_page_is_labelled_for_keyboards_and_screen_readers(browser: WebDriver, server: RunningServer) -> None:
+    browser.get(f"{server.url}/")
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    for field in browser.find_elements(By.CSS_SELECTOR, "input:not([type=file]), select"):
+        labelled = browser.execute_script(
+            "const e = arguments[0]; return !!(e.closest('label') || e.getAttribute('aria-label'))", field
+        )
+        assert labelled, f"{field.get_attribute('id')} has no label"
+    zone = browser.find_element(By.ID, "drop-zone")
+    assert zone.get_attribute("tabindex") == "0" and zone.get_attribute("role") == "button"
+    assert browser.find_element(By.ID, "status").get_attribute("role") == "status"
+    assert browser.find_element(By.ID, "error").get_attribute("role") == "alert"
