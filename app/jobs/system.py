@@ -40,28 +40,28 @@ class JobSystem:
     def _open(self) -> None:
         while not self._closed.is_set():
             try:
-                service = JobService.open(self.settings)
+                self._open_once()
+                return
             except Exception as exc:
                 self.failure = f"{type(exc).__name__}: {exc}"
                 logger.error("The job store cannot be opened (retrying in %.0f s): %s", _REOPEN_S, self.failure)
                 self._closed.wait(_REOPEN_S)
-                continue
-            runner = JobRunner(
-                service.store,
-                service.audio,
-                self.settings,
-                self.budgets,
-                self.pipeline,
-                on_transcript=self.on_transcript,
-            )
-            with self._lock:
+
+    def _open_once(self) -> None:
+        service = JobService.open(self.settings)
+        runner = JobRunner(
+            service.store, service.audio, self.settings, self.budgets, self.pipeline, on_transcript=self.on_transcript
+        )
+        with self._lock:
+            try:
                 if self._closed.is_set():
-                    service.close()
-                    return
-                self.service, self.runner, self.failure = service, runner, None
+                    raise RuntimeError("closed while opening")
                 runner.start(run_jobs=self.settings.role == "all" and self.settings.job_concurrency > 0)
-            logger.info("Job store open (%s)", type(service.store).__name__)
-            return
+            except BaseException:
+                service.close()
+                raise
+            self.service, self.runner, self.failure = service, runner, None
+        logger.info("Job store open (%s)", type(service.store).__name__)
 
     def close(self) -> None:
         with self._lock:

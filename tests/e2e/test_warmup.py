@@ -11,7 +11,7 @@ def test_warmup_reports_each_stage(whisper):
     )
     report = warm_up(pipeline, "cpu", batch_size=4)
     assert report.asr_s > 0 and report.alignment_s > 0 and report.diarization_s == 0.0
-    assert report.total_s >= report.asr_s + report.alignment_s
+    assert report.total_s >= report.asr_s + report.alignment_s - 0.002  # each rounded to the millisecond
     assert report.audio_s == 30.0
 
 
