@@ -90,17 +90,20 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="8,32")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--compute-type", default="float16")
+    parser.add_argument("--flash-attention", action="store_true", help="CTranslate2's FlashAttention 2")
     args = parser.parse_args()
 
     import ctranslate2
     import torch
 
     torch.cuda.init()
-    model = ctranslate2.models.Whisper(str(args.model), device="cuda", compute_type=args.compute_type)
+    model = ctranslate2.models.Whisper(
+        str(args.model), device="cuda", compute_type=args.compute_type, flash_attention=args.flash_attention
+    )
     mels = json.loads((args.model / "preprocessor_config.json").read_text()).get("feature_size", 80)
     prompt = _prompt(args.model)
     print(f"{torch.cuda.get_device_name()}, {args.model.name}, {args.compute_type}, beam 5, "
-          f"{args.max_new_tokens} tokens, prompt {prompt}")  # fmt: skip
+          f"{args.max_new_tokens} tokens, flash attention {args.flash_attention}, prompt {prompt}")  # fmt: skip
     for batch in (int(b) for b in args.batch_sizes.split(",")):
         r = profile_batch(model, prompt, batch, mels, args.max_new_tokens)
         if not r["kernels"]:
