@@ -70,6 +70,7 @@ class JobRunner:
         self.lease_s = settings.job_lease_s
         self.policy = WebhookPolicy(settings.webhook_allowed_host_list(), settings.webhook_allow_private)
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a job was submitted in this process: claim it now
         self._threads: list[threading.Thread] = []
         self._running: dict[str, CancelToken] = {}
         self._running_lock = threading.Lock()
@@ -92,9 +93,14 @@ class JobRunner:
             thread.start()
             self._threads.append(thread)
 
+    def wake(self) -> None:
+        """A job was queued by this process: idle workers claim it without waiting for their poll."""
+        self._wake.set()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop claiming; cancel running jobs (they go back to the queue) and wait for the threads."""
         self._stop.set()
+        self._wake.set()
         with self._running_lock:
             for token in self._running.values():
                 token.cancel("the server is shutting down")
@@ -122,7 +128,9 @@ class JobRunner:
                 self._stop.wait(_IDLE_POLL_S * 4)
                 continue
             if job is None:
-                self._stop.wait(_IDLE_POLL_S)
+                # Other processes' submissions (a shared store) are found by this poll.
+                self._wake.wait(_IDLE_POLL_S)
+                self._wake.clear()
                 continue
             if self._stop.is_set():  # claimed as the shutdown began: hand it straight back
                 self.store.release(job.id, self.owner, "The server shut down before running it; queued again.")

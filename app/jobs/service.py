@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ class JobService:
         self.store = store
         self.audio = audio
         self.settings = settings
+        self.on_queued: Callable[[], None] = lambda: None  # the local runner's wake-up
         fingerprint = settings.model_dump(include=set(_RESULT_SETTINGS), mode="json")
         self._models = json.dumps(fingerprint, sort_keys=True)
 
@@ -113,6 +115,8 @@ class JobService:
             raise
         if cached is not None:
             logger.info("Job %s: same audio and options as job %s, result reused", job.id, cached.id)
+        else:
+            self.on_queued()
         return record, False
 
     def _replay(self, idempotency_key: str, request_key: str) -> JobRecord | None:

@@ -60,6 +60,7 @@ class JobSystem:
             except BaseException:
                 service.close()
                 raise
+            service.on_queued = runner.wake
             self.service, self.runner, self.failure = service, runner, None
         logger.info("Job store open (%s)", type(service.store).__name__)
 

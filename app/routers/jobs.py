@@ -30,7 +30,7 @@ from app.upload import multipart_openapi, parse_fields, receive_upload
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-_EVENT_POLL_S = 0.5
+_EVENT_POLL_S = 0.25
 _EVENT_KEEPALIVE_S = 15.0  # a comment line, so proxies do not close a quiet stream
 
 
