@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field
 
+from app.config import Settings
 from app.deps import BudgetsDep, GateDep, JobsDep, RegistryDep, SettingsDep
 from app.errors import Conflict, InvalidParameter, JobNotFound
 from app.jobs.records import JobRecord
@@ -71,10 +72,10 @@ async def submit_job(
             params = parse_fields(JobParams, upload.fields)
             callback_url = params.callback_url
             if callback_url is not None:
-                _check_callback(callback_url, settings.webhook_allowed_host_list(), settings)
+                _check_callback(callback_url, settings)
             if (pipeline := registry.ready_pipeline()) is not None:
                 pipeline.resolve(params.options())  # refuse what the models cannot do, now
-            # Not audio at all: refused now (415), not as a failed job later.
+            # Not audio at all: refused now, not as a failed job later.
             await run_in_threadpool(
                 check_decodable,
                 upload.path,
@@ -173,13 +174,13 @@ async def _job(jobs: JobsDep, job_id: str) -> JobRecord:
     return job
 
 
-def _check_callback(url: str, allowed: tuple[str, ...], settings: SettingsDep) -> None:
+def _check_callback(url: str, settings: Settings) -> None:
     if settings.webhook_secret is None:
         raise InvalidParameter(
             "callback_url was given, but this server has no WEBHOOK_SECRET to sign webhooks with.",
             param="callback_url",
         )
     try:
-        WebhookPolicy(allowed, settings.webhook_allow_private).check_url(url)
+        WebhookPolicy(settings.webhook_allowed_host_list(), settings.webhook_allow_private).check_url(url)
     except WebhookRefused as exc:
         raise InvalidParameter(str(exc), param="callback_url") from None
