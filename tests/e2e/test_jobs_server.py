@@ -95,6 +95,7 @@ def test_a_job_survives_a_crash_of_its_server(tmp_path: Path) -> None:
     assert done["state"] == "succeeded" and done["attempts"] == 2, done
     assert done["result"]["duration"] == pytest.approx(150.0, abs=0.1)
     assert waited < 5.0, f"the restarted server took {waited:.1f} s to take the job back"
+    print(f"\nrestart: the job ran again {waited:.2f} s after the server was ready")
     assert not list(tmp_path.glob("upload-*")), "temporary files left"
 
 
@@ -123,6 +124,7 @@ def test_two_workers_on_postgres_share_jobs_and_recover_a_killed_one(tmp_path: P
         assert done["state"] == "succeeded" and done["attempts"] == 2, done
         assert taken["worker"] != running["worker"]
         assert handover < 4 + 5, f"the job waited {handover:.1f} s for another worker"
+        print(f"\nkilled worker: its job ran again on the other {handover:.1f} s later (lease 4 s)")
         # The survivor goes on; the same audio and options again is answered from the shared store.
         other = submit(survivor, short, language="en")
         assert wait_for(survivor, other["id"], finished)["attempts"] == 1
