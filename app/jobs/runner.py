@@ -68,7 +68,7 @@ class JobRunner:
         self.on_transcript = on_transcript
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_s = settings.job_lease_s
-        self.policy = WebhookPolicy(settings.webhook_allowed_host_list(), settings.webhook_allow_private)
+        self.policy = WebhookPolicy.from_settings(settings)
         self._stop = threading.Event()
         self._wake = threading.Event()  # a job was submitted in this process: claim it now
         self._threads: list[threading.Thread] = []

@@ -78,7 +78,7 @@ class JobService:
         if idempotency_key is not None and (earlier := self._replay(idempotency_key, request_key)) is not None:
             return earlier, True
         cached = self.store.cached(request_key)
-        if cached is None and self.store.counts()[JobState.QUEUED] >= self.settings.max_queued_jobs:
+        if cached is None and self.store.count(JobState.QUEUED) >= self.settings.max_queued_jobs:
             raise Busy(
                 f"The job queue is full ({self.settings.max_queued_jobs} queued); retry later.",
                 headers=retry_later(30),

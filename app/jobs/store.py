@@ -153,6 +153,10 @@ class JobStore(ABC):
             key=request_key,
         )
 
+    def count(self, state: JobState) -> int:
+        """Jobs in one state (an index range, not the whole table)."""
+        return int(self._run("SELECT COUNT(*) AS n FROM jobs WHERE state = :state", state=state.value)[0]["n"])
+
     def counts(self) -> dict[JobState, int]:
         rows = self._run("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
         counts = dict.fromkeys(JobState, 0)

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from app.config import Settings
+
 SIGNATURE_HEADER = "Webhook-Signature"
 TIMESTAMP_HEADER = "Webhook-Timestamp"
 ID_HEADER = "Webhook-Id"
@@ -57,6 +59,10 @@ def verify(
 class WebhookPolicy:
     allowed_hosts: tuple[str, ...]
     allow_private: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WebhookPolicy:
+        return cls(settings.webhook_allowed_host_list(), settings.webhook_allow_private)
 
     def check_url(self, url: str) -> str:
         """The URL's host if a job may name this URL (at submission); else WebhookRefused."""

@@ -181,6 +181,6 @@ def _check_callback(url: str, settings: Settings) -> None:
             param="callback_url",
         )
     try:
-        WebhookPolicy(settings.webhook_allowed_host_list(), settings.webhook_allow_private).check_url(url)
+        WebhookPolicy.from_settings(settings).check_url(url)
     except WebhookRefused as exc:
         raise InvalidParameter(str(exc), param="callback_url") from None

@@ -76,7 +76,8 @@ def test_a_job_goes_from_queued_to_succeeded(store: JobStore) -> None:
     done = store.get(job.id)
     assert done is not None and done.state is JobState.SUCCEEDED and done.result == '{"text": 1}'
     assert done.finished_at is not None and done.finished_at >= done.created_at
-    assert store.counts()[JobState.SUCCEEDED] == 1
+    assert store.counts()[JobState.SUCCEEDED] == 1 and store.count(JobState.SUCCEEDED) == 1
+    assert store.count(JobState.QUEUED) == 0
 
 
 def test_jobs_are_claimed_oldest_first(store: JobStore) -> None:
