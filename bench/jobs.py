@@ -19,7 +19,9 @@ import signal
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -40,14 +42,18 @@ def _job(http: httpx.Client, audio: Path, **form: str) -> tuple[float, dict]:
     return time.perf_counter() - started, job
 
 
-def _wait(http: httpx.Client, job_id: str, condition, timeout_s: float = 600) -> dict:
+def wait_for_job(
+    http: httpx.Client, job_id: str, condition: Callable[[dict[str, Any]], bool], timeout_s: float = 600
+) -> dict[str, Any]:
+    """Poll GET /v1/jobs/{id} until ``condition`` holds for the job; the job then."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while True:
         job = http.get(f"/v1/jobs/{job_id}").json()
         if condition(job):
             return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} did not get there in {timeout_s:g} s: {job}")
         time.sleep(0.05)
-    raise TimeoutError(job_id)
 
 
 def main() -> None:
@@ -80,15 +86,15 @@ def main() -> None:
         long_audio = write_tiled_sample(root / "long.wav", args.crash_seconds, offset=0.5)
         with long_audio.open("rb") as f:
             crashed = http.post("/v1/jobs", files={"file": ("long.wav", f)}, data={"word_timestamps": "false"}).json()
-        _wait(http, crashed["id"], lambda j: j["progress"].get("stage") == "asr")
+        wait_for_job(http, crashed["id"], lambda j: j["progress"].get("stage") == "asr")
         os.kill(server.process.pid, signal.SIGKILL)
         server.process.wait()
     with running_server(env, root / "restart.log") as server, server.client() as http:
         ready_at = time.monotonic()
-        _wait(http, crashed["id"], lambda j: j["state"] != "queued")
+        wait_for_job(http, crashed["id"], lambda j: j["state"] != "queued")
         from_ready = time.monotonic() - ready_at
         from_start = time.monotonic() - server.started_at
-        done = _wait(http, crashed["id"], lambda j: j["state"] in ("succeeded", "failed"))
+        done = wait_for_job(http, crashed["id"], lambda j: j["state"] in ("succeeded", "failed"))
     sync_median, job_median = statistics.median(sync_s), statistics.median(job_s)
     print(f"\n{args.seconds:g} s of speech, median of {args.repeats}")
     print(f"  synchronous /transcribe      {sync_median:7.2f} s   ({', '.join(f'{s:.2f}' for s in sync_s)})")

@@ -4,10 +4,8 @@ events, webhooks and ROLE=api. The real server and real engines: tests/e2e/test_
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -15,7 +13,10 @@ from fastapi.testclient import TestClient
 
 from app.errors import InvalidParameter
 from app.jobs.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from bench.attacks import wait_for
+from bench.jobs import wait_for_job
 from tests.api.conftest import FakePipeline
+from tests.webhook_receiver import webhook_receiver
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -30,7 +31,7 @@ def make_jobs_client(make_client, ready_registry, fake_pipeline) -> Callable[...
         registry.ready_pipeline = lambda: fake_pipeline  # type: ignore[method-assign]
         client = make_client(registry)
         client.__enter__()  # the lifespan opens the job store and starts the workers
-        _wait(lambda: client.get("/v1/jobs/none").status_code == 404)
+        wait_for(lambda: client.get("/v1/jobs/none").status_code == 404, 20, "the job store open")
         return client
 
     return build
@@ -41,26 +42,12 @@ def jobs_client(make_jobs_client) -> TestClient:
     return make_jobs_client()
 
 
-def _wait(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def submit(client: TestClient, audio: bytes, headers: dict[str, str] | None = None, **form: str):
     return client.post("/v1/jobs", files={"file": ("call.wav", audio, "audio/wav")}, data=form, headers=headers)
 
 
 def wait_until(client: TestClient, job_id: str, states: tuple[str, ...] = FINISHED) -> dict[str, Any]:
-    job: dict[str, Any] = {}
-
-    def reached() -> bool:
-        job.update(client.get(f"/v1/jobs/{job_id}").json())
-        return job["state"] in states
-
-    _wait(reached)
-    return job
+    return wait_for_job(client, job_id, lambda job: job["state"] in states, timeout_s=20)
 
 
 def test_a_job_runs_and_its_result_comes_in_every_format(jobs_client, sample_bytes, fake_pipeline):
@@ -121,7 +108,7 @@ def test_a_running_job_is_stopped_by_its_cancellation(jobs_client, sample_bytes,
     assert fake_pipeline.started.wait(10)
     assert jobs_client.delete(f"/v1/jobs/{job['id']}").json()["state"] == "cancelled"
     metrics = lambda: jobs_client.get("/metrics").text  # noqa: E731
-    _wait(lambda: "transcription_jobs_running_here 0.0" in metrics(), timeout_s=10)
+    wait_for(lambda: "transcription_jobs_running_here 0.0" in metrics(), 10, "the job's worker free")
     final = jobs_client.get(f"/v1/jobs/{job['id']}").json()
     assert final["state"] == "cancelled" and final["result"] is None
 
@@ -207,37 +194,20 @@ def test_the_api_role_takes_jobs_without_models(make_client, ready_registry, sam
         assert health.status_code == 200 and health.json()["stages"]["asr"]["enabled"] is False
         sync = client.post("/transcribe", files={"file": ("a.wav", sample_bytes, "audio/wav")})
         assert sync.status_code == 503 and "ROLE=api" in sync.json()["error"]["message"]
-        _wait(lambda: client.get("/v1/jobs/none").status_code == 404)
+        wait_for(lambda: client.get("/v1/jobs/none").status_code == 404, 20, "the job store open")
         job = submit(client, sample_bytes).json()
         time.sleep(1.0)
         assert client.get(f"/v1/jobs/{job['id']}").json()["state"] == "queued", "no worker here"
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    bodies: list[tuple[dict[str, str], bytes]]
-
-    def do_POST(self) -> None:
-        self.bodies.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_the_end_of_a_job_is_announced_signed(make_jobs_client, sample_bytes):
-    handler = type("Receiver", (_Receiver,), {"bodies": []})
-    receiver = HTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
     secret = "webhook-secret-of-32-characters!"
     client = make_jobs_client(webhook_secret=secret, webhook_allowed_hosts=["127.0.0.1"], webhook_allow_private=True)
-    try:
-        url = f"http://127.0.0.1:{receiver.server_port}/done"
+    with webhook_receiver() as receiver:
+        url = f"http://127.0.0.1:{receiver.port}/done"
         job = submit(client, sample_bytes, callback_url=url).json()
-        _wait(lambda: client.get(f"/v1/jobs/{job['id']}").json()["webhook"]["state"] == "delivered")
-    finally:
-        receiver.shutdown()
-    headers, body = handler.bodies[0]
+        wait_for_job(client, job["id"], lambda j: j["webhook"]["state"] == "delivered", timeout_s=20)
+    headers, body = receiver.received[0]
     assert verify(secret.encode(), body, headers[SIGNATURE_HEADER], headers[TIMESTAMP_HEADER])
     summary = json.loads(body)
     assert summary["id"] == job["id"] and summary["type"] == "job.succeeded" and "result" not in summary

@@ -8,13 +8,13 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from bench.jobs import wait_for_job
 from bench.server import RunningServer, write_tiled_sample
 from tests.postgres import reset
 from tests.servers import server_or_fail
@@ -27,16 +27,6 @@ def submit(http: httpx.Client, audio: Path, **form: str) -> dict[str, Any]:
         reply = http.post("/v1/jobs", files={"file": (audio.name, f, "audio/wav")}, data=form)
     assert reply.status_code == 202, reply.text
     return reply.json()
-
-
-def wait_for(http: httpx.Client, job_id: str, done: Callable[[dict[str, Any]], bool], timeout_s: float = 300) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = http.get(f"/v1/jobs/{job_id}").json()
-        if done(job):
-            return job
-        assert time.monotonic() < deadline, f"job stuck: {job}"
-        time.sleep(0.1)
 
 
 def finished(job: dict[str, Any]) -> bool:
@@ -84,13 +74,13 @@ def test_a_job_survives_a_crash_of_its_server(tmp_path: Path) -> None:
     env = _job_env(tmp_path, JOBS_DIR=str(tmp_path / "jobs"))
     with server_or_fail(env, tmp_path / "first.log", timeout_s=600) as first, first.client() as http:
         job = submit(http, audio, word_timestamps="false")
-        wait_for(http, job["id"], lambda j: j["progress"]["stage"] == "asr", timeout_s=120)
+        wait_for_job(http, job["id"], lambda j: j["progress"]["stage"] == "asr", timeout_s=120)
         _kill(first)
     with server_or_fail(env, tmp_path / "second.log", timeout_s=600) as second, second.client() as http:
         ready = time.monotonic()
-        running = wait_for(http, job["id"], lambda j: j["state"] != "queued", timeout_s=60)
+        running = wait_for_job(http, job["id"], lambda j: j["state"] != "queued", timeout_s=60)
         waited = time.monotonic() - ready
-        done = wait_for(http, job["id"], finished)
+        done = wait_for_job(http, job["id"], finished, timeout_s=300)
     assert running["state"] in ("running", "succeeded")
     assert done["state"] == "succeeded" and done["attempts"] == 2, done
     assert done["result"]["duration"] == pytest.approx(150.0, abs=0.1)
@@ -113,20 +103,20 @@ def test_two_workers_on_postgres_share_jobs_and_recover_a_killed_one(tmp_path: P
         b.client() as via_b,
     ):
         job = submit(via_a, audio, word_timestamps="false")
-        running = wait_for(via_b, job["id"], lambda j: j["progress"]["stage"] == "asr", timeout_s=120)
+        running = wait_for_job(via_b, job["id"], lambda j: j["progress"]["stage"] == "asr", timeout_s=120)
         pids = {a.process.pid: (a, via_b), b.process.pid: (b, via_a)}
         victim, survivor = pids[int(running["worker"].split(":")[1])]
         _kill(victim)
         killed_at = time.monotonic()
-        taken = wait_for(survivor, job["id"], lambda j: j["attempts"] == 2 or finished(j), timeout_s=60)
+        taken = wait_for_job(survivor, job["id"], lambda j: j["attempts"] == 2 or finished(j), timeout_s=60)
         handover = time.monotonic() - killed_at
-        done = wait_for(survivor, job["id"], finished)
+        done = wait_for_job(survivor, job["id"], finished, timeout_s=300)
         assert done["state"] == "succeeded" and done["attempts"] == 2, done
         assert taken["worker"] != running["worker"]
         assert handover < 4 + 5, f"the job waited {handover:.1f} s for another worker"
         print(f"\nkilled worker: its job ran again on the other {handover:.1f} s later (lease 4 s)")
         # The survivor goes on; the same audio and options again is answered from the shared store.
         other = submit(survivor, short, language="en")
-        assert wait_for(survivor, other["id"], finished)["attempts"] == 1
+        assert wait_for_job(survivor, other["id"], finished, timeout_s=300)["attempts"] == 1
         again = submit(survivor, short, language="en")
         assert again["state"] == "succeeded" and again["cache_hit"] and again["result"]["text"]

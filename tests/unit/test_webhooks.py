@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -19,6 +17,7 @@ from app.jobs.webhooks import (
     sign,
     verify,
 )
+from tests.webhook_receiver import Receiver, webhook_receiver
 
 SECRET = b"s3cret-webhook-key"
 
@@ -74,34 +73,13 @@ def test_a_name_that_resolves_to_a_private_address_is_refused_at_send_time() -> 
     assert WebhookPolicy(("localhost",), allow_private=True).resolve("localhost", 80) in ("127.0.0.1", "::1")
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]]  # one list per fixture (its subclass)
-    status = 204
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append((dict(self.headers), body))
-        self.send_response(self.status)
-        if self.status == 302:
-            self.send_header("Location", "http://169.254.169.254/")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
-    handler = type("Receiver", (_Receiver,), {"received": [], "status": 204})
-    server = HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://localhost:{server.server_port}/hook", handler
-    server.shutdown()
+def receiver() -> Iterator[tuple[str, Receiver]]:
+    with webhook_receiver() as receiver:
+        yield f"http://localhost:{receiver.port}/hook", receiver
 
 
-def test_a_delivery_reaches_the_receiver_signed(receiver: tuple[str, type[_Receiver]]) -> None:
+def test_a_delivery_reaches_the_receiver_signed(receiver: tuple[str, Receiver]) -> None:
     url, handler = receiver
     body = b'{"id": "j1"}'
     policy = WebhookPolicy(("localhost",), allow_private=True)
@@ -113,14 +91,14 @@ def test_a_delivery_reaches_the_receiver_signed(receiver: tuple[str, type[_Recei
     assert verify(SECRET, received, headers[SIGNATURE_HEADER], headers[TIMESTAMP_HEADER])
 
 
-def test_private_receivers_are_not_called_unless_allowed(receiver: tuple[str, type[_Receiver]]) -> None:
+def test_private_receivers_are_not_called_unless_allowed(receiver: tuple[str, Receiver]) -> None:
     url, handler = receiver
     delivery = send(url, b"{}", job_id="j1", secret=SECRET, policy=WebhookPolicy(("localhost",)), timeout_s=5)
     assert not delivery.delivered and delivery.permanent
     assert handler.received == []
 
 
-def test_redirects_are_not_followed(receiver: tuple[str, type[_Receiver]]) -> None:
+def test_redirects_are_not_followed(receiver: tuple[str, Receiver]) -> None:
     url, handler = receiver
     handler.status = 302
     policy = WebhookPolicy(("localhost",), allow_private=True)
