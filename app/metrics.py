@@ -11,6 +11,7 @@ share counters):
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Iterator
@@ -163,13 +164,18 @@ class _StateCollector(Collector):
         )
         startup = GaugeMetricFamily(
             f"{_PREFIX}_startup_seconds",
-            "Seconds each start-up step took: accelerator_check, cuda_init, the model loads (whisper, vad, "
-            "aligners, diarizer), load_total, warmup.",
+            "Seconds each start-up step took: before_load, accelerator_check, cuda_init, the model loads "
+            "(whisper, vad, aligners, diarizer), whisper_warmup (GPU), load_total, warmup.",
             labels=["step"],
         )
         for step, seconds in dict(models.startup_timings).items():
             startup.add_metric([step], seconds)
         yield startup
+        yield _gauge(
+            "gc_frozen_objects",
+            "Objects made at start-up that garbage collection no longer walks (frozen once ready).",
+            gc.get_freeze_count(),
+        )
 
     def _admission(self) -> Iterator[Metric]:
         gate = self.gate

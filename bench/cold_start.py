@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.server import post_audio, running_server, write_tiled_sample
 
-STEPS = ("accelerator_check", "imports", "cuda_init", "whisper", "aligners", "diarizer", "load_total", "warmup")
+STEPS = ("before_load", "cuda_init", "whisper", "whisper_warmup", "vad", "aligners", "diarizer", "load_total", "warmup")
 
 
 def run_case(name: str, env: dict[str, str], audio: Path, requests: int, language: str, workdir: Path) -> dict:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from app.services.asr import WhisperEngine
 from app.services.audio import SAMPLE_RATE, read_pcm16_wav
 from app.services.package_files import package_file
-from app.services.pipeline import TranscribeOptions, Transcript, TranscriptionPipeline
-from app.services.timing import StepTimer
+from app.services.pipeline import TranscribeOptions, TranscriptionPipeline
 from app.services.vad import SpeechChunk
 
 logger = logging.getLogger(__name__)
@@ -44,22 +45,16 @@ def sample_speech() -> np.ndarray:
     return read_pcm16_wav(sample_speech_path())
 
 
-def warm_up(pipeline: TranscriptionPipeline, device: str, batch_size: int) -> WarmupReport:
-    """Every stage once on the sample; on a GPU, Whisper once more on a full batch of windows."""
+def warm_up(pipeline: TranscriptionPipeline, batch_size: int) -> WarmupReport:
+    """Every loaded stage once on the sample (Whisper's full batches are ``warm_whisper_batches``)."""
     clip = sample_speech()
     started = time.perf_counter()
     transcript = pipeline.run(clip, TranscribeOptions(batch_size=batch_size))
     t = transcript.timings
-    asr_s = t.get("vad", 0.0) + t.get("language_detection", 0.0) + t.get("asr", 0.0)
-    alignment_s = t.get("alignment", 0.0)
-    if device == "cuda" and batch_size > 1:
-        batch_asr_s, batch_alignment_s = _warm_full_batch(pipeline, clip, batch_size, transcript)
-        asr_s += batch_asr_s
-        alignment_s += batch_alignment_s
     report = WarmupReport(
         total_s=round(time.perf_counter() - started, 3),
-        asr_s=round(asr_s, 3),
-        alignment_s=round(alignment_s, 3),
+        asr_s=round(t.get("vad", 0.0) + t.get("language_detection", 0.0) + t.get("asr", 0.0), 3),
+        alignment_s=round(t.get("alignment", 0.0), 3),
         diarization_s=t.get("diarization", 0.0),
         audio_s=round(clip.shape[0] / SAMPLE_RATE, 1),
     )
@@ -73,34 +68,28 @@ def warm_up(pipeline: TranscriptionPipeline, device: str, batch_size: int) -> Wa
     return report
 
 
-def _warm_full_batch(
-    pipeline: TranscriptionPipeline, clip: np.ndarray, batch_size: int, first: Transcript
-) -> tuple[float, float]:
-    """Decode ``batch_size`` windows at once, the shape long requests use.
+def warm_whisper_batches(whisper: WhisperEngine, batch_size: int, replicas: int) -> None:
+    """Decode, and time the words of, one full batch of windows on every replica at once.
 
     GPU libraries choose (and the JIT compiles) kernels per problem size, so a batch of one
-    does not warm a batch of sixteen. The windows are the sample's speech chunks repeated:
-    running VAD over minutes of tiled audio would only add time (Silero runs on one CPU core).
+    does not warm a batch of sixteen, and each replica has its own allocator and handles.
+    This needs Whisper alone, so the registry runs it as soon as Whisper is loaded, on the GPU
+    while the other stages are still being imported (Python work, under the GIL): it is off
+    the path to ready. Every window is the 30 s sample: for Whisper only the batch's shape
+    matters, and no VAD is loaded yet.
     """
-    chunks = pipeline.vad(clip)
-    if not chunks:
-        return 0.0, 0.0
-    copies = -(-batch_size // len(chunks))
-    period = clip.shape[0] / SAMPLE_RATE
-    audio = np.tile(clip, copies)
-    windows = [SpeechChunk(c.start + k * period, c.end + k * period) for k in range(copies) for c in chunks]
-    language = first.language or "en"
-    timer = StepTimer()
-    with timer("asr"):
-        segments = pipeline.whisper.transcribe(
-            audio,
-            windows[:batch_size],
-            language=language,
-            task="transcribe",
-            initial_prompt=None,
-            batch_size=batch_size,
+    clip = sample_speech()
+    window = clip.shape[0] / SAMPLE_RATE
+    windows = [SpeechChunk(0.0, window)] * batch_size
+
+    def one_replica(_: int) -> None:
+        segments = whisper.transcribe(
+            clip, windows, language="en", task="transcribe", initial_prompt=None, batch_size=batch_size
         )
-    if first.word_time_source == "whisper":
-        with timer("alignment"):
-            pipeline.whisper.time_words(audio, segments, language=language, task="transcribe", batch_size=batch_size)
-    return timer.timings.get("asr", 0.0), timer.timings.get("alignment", 0.0)
+        # Requests in languages without a wav2vec2 aligner take Whisper's word times.
+        whisper.time_words(clip, segments, language="en", task="transcribe", batch_size=batch_size)
+
+    # One thread per replica: each hands the scheduler a full batch, which takes a free replica.
+    with ThreadPoolExecutor(max_workers=replicas, thread_name_prefix="warmup") as pool:
+        list(pool.map(one_replica, range(replicas)))
+    logger.info("Warmup: Whisper on %d full batch(es) of %d windows", replicas, batch_size)

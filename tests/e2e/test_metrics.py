@@ -54,6 +54,9 @@ def test_metrics_count_real_transcriptions(http, sample_wav):
     assert _value(after, "transcription_ready") == 1
     assert _value(after, "transcription_startup_seconds", step="warmup") > 0
     assert _value(after, "transcription_startup_seconds", step="whisper") > 0
+    assert _value(after, "transcription_startup_seconds", step="before_load") > 0
+    # Start-up's objects (torch, pyannote, the models) are out of the collector's walks.
+    assert _value(after, "transcription_gc_frozen_objects") > 100_000
     assert _value(after, "transcription_budget_limit_bytes", budget="memory") > 0
     build = next(labels for (name, labels) in after if name == "transcription_build_info")
     assert dict(build) | {"model": "bundled-base", "device": "cpu", "compute_type": "int8"} == dict(build)

@@ -1,0 +1,31 @@
+"""Step timings and the process's age (start-up reports both)."""
+
+import subprocess
+import sys
+import threading
+import time
+
+from app.services.timing import StepTimer, process_age_s
+
+
+def test_threads_add_to_one_step():
+    timer = StepTimer()
+
+    def work() -> None:
+        with timer("step"):
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 0.2 <= timer.timings["step"] < 1.0
+
+
+def test_a_process_knows_how_long_ago_it_started():
+    code = "import time; time.sleep(0.5); from app.services.timing import process_age_s; print(process_age_s())"
+    age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 0.5 <= age < 30.0
+    mine = process_age_s()
+    assert mine is not None and mine > 0
