@@ -158,3 +158,22 @@ def test_a_cancelled_request_stops_diarizing_at_the_next_batch(offline, sample_a
         del offline._pipeline.apply
     assert steps == ["segmentation"], "it went on past the first step"
     assert offline(sample_audio, SpeakerHints(num_speakers=2)), "the diarizer works again afterwards"
+
+
+@pytest.mark.parametrize("exclude_overlap", [False, True])
+def test_batched_embeddings_are_pyannotes_own(offline, sample_audio, exclude_overlap):
+    """The offline pipeline's get_embeddings gives what pyannote's gives, silent speakers NaN alike."""
+    from pyannote.audio.pipelines import SpeakerDiarization
+    from pyannote.audio.utils.signal import binarize
+
+    pipeline = offline._pipeline
+    file = {"waveform": torch.from_numpy(sample_audio[None, :]), "sample_rate": 16000}
+    binarized = binarize(pipeline.get_segmentations(file), onset=0.5, initial_state=False)
+
+    ours = pipeline.get_embeddings(file, binarized, exclude_overlap=exclude_overlap)
+    theirs = SpeakerDiarization.get_embeddings(pipeline, file, binarized, exclude_overlap=exclude_overlap)
+
+    assert ours.shape == theirs.shape == (*binarized.data.shape[::2], 256)
+    assert np.array_equal(np.isnan(ours), np.isnan(theirs))
+    assert np.isnan(theirs[..., 0]).sum() > 0.2 * theirs[..., 0].size  # silent pairs were skipped
+    assert np.allclose(ours, theirs, atol=1e-4, equal_nan=True)
