@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     diarization_device: Device = "auto"
     """Where diarization runs: `auto` follows `DEVICE`."""
 
+    diarize_during_asr: bool = True
+    """Start a request's diarization (which needs only the audio) as soon as its speech is found, on a thread beside Whisper and the word times, instead of after them. Diarizations still run one at a time."""
+
     hf_token: SecretStr | None = Field(default=None, validation_alias="HF_TOKEN")
     """Hugging Face token for gated models (pyannote). Never logged, never shown by /health."""
 

@@ -7,6 +7,7 @@ thread (so ``/health`` answers ``loading`` meanwhile) into one ``ModelRegistry``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -36,6 +37,10 @@ logger = logging.getLogger("app")
 _MULTIPART_ALLOWANCE = 1024 * 1024
 
 
+def _start_loading(registry: ModelRegistry) -> None:
+    threading.Thread(target=registry.load, name="model-loader", daemon=True).start()
+
+
 def create_app(settings: Settings | None = None, registry: ModelRegistry | None = None) -> FastAPI:
     """Build the service. Pass a prepared ``registry`` (tests) to skip model loading."""
     settings = settings or Settings()
@@ -46,17 +51,22 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loads_models = not preloaded and settings.role == "all"
         if settings.role == "api":
             registry.without_models()
-        elif not preloaded and settings.device == "cuda":
+        if loads_models and settings.device == "cuda":
             # Refuse to start rather than serve from somewhere the operator did not ask for.
+            # CTranslate2 answers in milliseconds; torch's answer (its import and CUDA's
+            # initialisation: seconds) comes from the loading threads, which start meanwhile.
             try:
                 choose_device("cuda", registry.check_accelerator())
+                _start_loading(registry)
+                choose_device("cuda", await asyncio.to_thread(registry.verified_accelerator))
             except AcceleratorUnavailable as exc:
                 logger.error("%s", exc)
                 raise
-        if not preloaded and settings.role == "all":
-            threading.Thread(target=registry.load, name="model-loader", daemon=True).start()
+        elif loads_models:
+            _start_loading(registry)
         jobs.start()
         yield
         jobs.close()  # running jobs go back to the queue before the models stop

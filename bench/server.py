@@ -6,11 +6,11 @@ README starts it.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import wave
 from collections.abc import Iterator
@@ -104,25 +104,34 @@ def post_audio(client: httpx.Client, audio: Path, **form: str) -> tuple[float, d
 
 @contextmanager
 def health_probe(server: RunningServer, period_s: float = 0.05) -> Iterator[list[float]]:
-    """Poll /health while the block runs; yields the list its answer times go into."""
+    """Poll /health while the block runs; yields the list its answer times go into when it ends.
+
+    The poller is a process of its own: in this one, the benchmark's client threads (each
+    building and sending an upload) would hold the GIL and delay the poller's own reads, and
+    the times would be the client's as much as the server's.
+    """
+    context = multiprocessing.get_context("spawn")
+    stop, answers = context.Event(), context.Queue()
+    poller = context.Process(target=_poll_health, args=(server.url, period_s, stop, answers), daemon=True)
+    poller.start()
     latencies: list[float] = []
-    done = threading.Event()
-
-    def poll() -> None:
-        with server.client(timeout=30) as client:
-            while not done.is_set():
-                started = time.perf_counter()
-                client.get("/health")
-                latencies.append(time.perf_counter() - started)
-                done.wait(period_s)
-
-    thread = threading.Thread(target=poll, daemon=True)
-    thread.start()
     try:
         yield latencies
     finally:
-        done.set()
-        thread.join()
+        stop.set()
+        latencies.extend(answers.get(timeout=60))
+        poller.join(timeout=10)
+
+
+def _poll_health(url: str, period_s: float, stop: Any, answers: Any) -> None:
+    latencies: list[float] = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        while not stop.is_set():
+            started = time.perf_counter()
+            client.get("/health")
+            latencies.append(time.perf_counter() - started)
+            stop.wait(period_s)
+    answers.put(latencies)
 
 
 def tiled_sample(seconds: float, offset: float = 0.0) -> np.ndarray:

@@ -262,8 +262,13 @@ def stages(server: RunningServer, long_file: Path) -> float:
         "decoder": delta.model_s.get("decode", 0.0),
         "word times": t.get("alignment", 0.0),  # wav2vec2 or Whisper's, as the server has
         "of which attention DTW": delta.model_s.get("align_words", 0.0),
-        "diarization": t.get("diarization", 0.0),
-        **{f"of which {k.removeprefix('diarization_')}": v for k, v in t.items() if k.startswith("diarization_")},
+        "diarization (after the words)": t.get("diarization", 0.0),
+        "diarization beside the words": t.get("diarization_beside_words", 0.0),
+        **{
+            f"of which {k.removeprefix('diarization_')}": v
+            for k, v in t.items()
+            if k.startswith("diarization_") and k != "diarization_beside_words"
+        },
         "in service": t["total"] + t.get("decode", 0.0),
         "wall": elapsed,
         "x real time": body["duration"] / elapsed,

@@ -130,14 +130,14 @@ def _cpu_build(package: PackageCuda, machine: str) -> tuple[str, str]:
 def check_accelerator(device_setting: str) -> AcceleratorCheck:
     """Probe and diagnose, cheaply: CTranslate2 answers in milliseconds, so Whisper's weights
     can start loading while torch is still being imported. torch is probed here only where
-    CTranslate2 sees no GPU that should be there (for the message), and for DEVICE=cuda,
-    which refuses to start unless both can use it; otherwise ``with_torch`` adds it later."""
+    CTranslate2 sees no GPU that should be there (for the message); otherwise ``with_torch``
+    adds it later, from a loading thread (DEVICE=cuda waits for that answer before serving)."""
     if device_setting == "cpu":
         return AcceleratorCheck(GpuEvidence(), (), ())
     evidence = probe_gpu_evidence()
     ctranslate2 = probe_ctranslate2()
     check = _diagnosed(evidence, (ctranslate2,), device_setting)
-    if device_setting == "cuda" or (ctranslate2.devices == 0 and evidence.present):
+    if ctranslate2.devices == 0 and evidence.present:
         check = with_torch(check, device_setting)
     return check
 

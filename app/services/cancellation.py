@@ -15,9 +15,14 @@ _POLL_S = 0.1
 
 
 class CancelToken:
-    def __init__(self) -> None:
+    def __init__(self, parent: CancelToken | None = None) -> None:
         self._event = threading.Event()
+        self._parent = parent
         self.reason: str | None = None
+
+    def child(self) -> CancelToken:
+        """A token for work started on the request's behalf: cancelled with it, or on its own."""
+        return CancelToken(self)
 
     def cancel(self, reason: str) -> None:
         if not self._event.is_set():
@@ -26,12 +31,14 @@ class CancelToken:
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._event.is_set() or (self._parent is not None and self._parent.cancelled)
 
     def error(self) -> Cancelled:
         return Cancelled(f"The transcription was cancelled: {self.reason}.", headers=retry_later())
 
     def check(self) -> None:
+        if self._parent is not None:
+            self._parent.check()
         if self._event.is_set():
             raise self.error()
 

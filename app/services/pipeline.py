@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -22,7 +25,7 @@ from app.services.cancellation import CancelToken
 from app.services.diarization import Diarizer, assign_speakers
 from app.services.progress import Progress
 from app.services.timing import StepTimer
-from app.services.vad import SpeechDetector
+from app.services.vad import SpeechChunk, SpeechDetector
 from app.transcript import (
     DiarizationReport,
     Segment,
@@ -36,6 +39,7 @@ from app.transcript import (
 logger = logging.getLogger(__name__)
 
 _MIN_AUDIO_SECONDS = 0.1  # shorter clips cannot hold a word; VAD models also reject them
+_WAIT_POLL_S = 0.1  # how often a request waiting for its diarization checks that it is still wanted
 
 
 class TranscriptionPipeline:
@@ -50,6 +54,7 @@ class TranscriptionPipeline:
         diarizer_unavailable: str | None = None,
         default_batch_size: int = 16,
         max_batch_size: int = 64,
+        diarize_during_asr: bool = False,
     ) -> None:
         self.whisper = whisper
         self.vad = vad
@@ -59,6 +64,13 @@ class TranscriptionPipeline:
         self.diarizer_unavailable = diarizer_unavailable
         self.default_batch_size = default_batch_size
         self.max_batch_size = max_batch_size
+        # Diarization needs only the audio: with ``diarize_during_asr`` it starts on this thread
+        # once a request's speech is found. One thread: the diarizer runs one request at a time.
+        self._diarization_thread = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="diarize")
+            if diarize_during_asr and diarizer is not None
+            else None
+        )
 
     @property
     def model_name(self) -> str:
@@ -159,40 +171,61 @@ class TranscriptionPipeline:
                 chunks = self.vad(audio)
             if not chunks:
                 return result
-            if options.language is None:
-                with stage("language_detection"):
-                    result.language, result.language_probability = self.whisper.detect_language(audio, chunks, cancel)
-            language = result.language or "en"
-            with stage("asr"):
-                segments = self.whisper.transcribe(
-                    audio,
-                    chunks,
-                    language=language,
-                    task=options.task,
-                    initial_prompt=options.initial_prompt,
-                    batch_size=options.batch_size,
-                    temperature=options.temperature,
-                    timer=timer,
-                    cancel=cancel,
-                    progress=progress,
-                )
-            if options.word_timestamps:
-                cancel.check()
-                with stage("alignment"):
-                    segments, result.word_time_source = self._time_words(
-                        audio, segments, language, options, result, timer, cancel, progress
-                    )
-            result.segments = _tidy_times(segments, duration)
-            texts = [segment.text for segment in result.segments]
-            tokens = self.whisper.text_tokens(texts, language=language, task=options.task)
-            for segment, segment_tokens in zip(result.segments, tokens, strict=True):
-                segment.tokens = segment_tokens
+            early = self._start_diarization(audio, options, cancel)
+            try:
+                self._words(audio, chunks, options, result, timer, stage, cancel, progress)
+            except BaseException:
+                if early is not None:
+                    early.cancel.cancel("the transcription stopped before its speakers were found")
+                raise
             if options.diarize:
                 cancel.check()
                 with stage("diarization"):
-                    self._diarize(audio, options.hints, result, cancel)
+                    self._diarize(audio, options.hints, result, cancel, early)
         progress.finish()
         return result
+
+    def _words(
+        self,
+        audio: np.ndarray,
+        chunks: list[SpeechChunk],
+        options: TranscribeOptions,
+        result: Transcript,
+        timer: StepTimer,
+        stage: Callable[[str], AbstractContextManager[None]],
+        cancel: CancelToken,
+        progress: Progress,
+    ) -> None:
+        """Language, text and word times into ``result``."""
+        assert options.batch_size is not None
+        if options.language is None:
+            with stage("language_detection"):
+                result.language, result.language_probability = self.whisper.detect_language(audio, chunks, cancel)
+        language = result.language or "en"
+        with stage("asr"):
+            segments = self.whisper.transcribe(
+                audio,
+                chunks,
+                language=language,
+                task=options.task,
+                initial_prompt=options.initial_prompt,
+                batch_size=options.batch_size,
+                temperature=options.temperature,
+                timer=timer,
+                cancel=cancel,
+                progress=progress,
+            )
+        if options.word_timestamps:
+            cancel.check()
+            with stage("alignment"):
+                segments, result.word_time_source = self._time_words(
+                    audio, segments, language, options, result, timer, cancel, progress
+                )
+        result.segments = _tidy_times(segments, result.duration)
+        texts = [segment.text for segment in result.segments]
+        tokens = self.whisper.text_tokens(texts, language=language, task=options.task)
+        for segment, segment_tokens in zip(result.segments, tokens, strict=True):
+            segment.tokens = segment_tokens
 
     def _time_words(
         self,
@@ -229,20 +262,70 @@ class TranscriptionPipeline:
         )
         return timed, "whisper"
 
-    def _diarize(self, audio: np.ndarray, hints: SpeakerHints, result: Transcript, cancel: CancelToken) -> None:
+    def _start_diarization(
+        self, audio: np.ndarray, options: TranscribeOptions, cancel: CancelToken
+    ) -> _EarlyDiarization | None:
+        if self._diarization_thread is None or not options.diarize:
+            return None
+        early_cancel = cancel.child()  # also stops it when the words fail, not only when the request is cancelled
+        steps: dict[str, float] = {}
+        future = self._diarization_thread.submit(self._speaker_turns, audio, options.hints, early_cancel, steps)
+        return _EarlyDiarization(future, early_cancel, steps)
+
+    def _speaker_turns(
+        self, audio: np.ndarray, hints: SpeakerHints, cancel: CancelToken, steps: dict[str, float]
+    ) -> list[SpeakerTurn]:
+        assert self.diarizer is not None
+        started = time.perf_counter()
+        turns = self.diarizer(audio, hints, cancel, steps)
+        steps["total"] = time.perf_counter() - started
+        return turns
+
+    def _diarize(
+        self,
+        audio: np.ndarray,
+        hints: SpeakerHints,
+        result: Transcript,
+        cancel: CancelToken,
+        early: _EarlyDiarization | None,
+    ) -> None:
         report = result.diarization
         if self.diarizer is None:
             report.detail = self.diarizer_unavailable or "diarization is disabled (ENABLE_DIARIZATION=false)"
             result.warnings.append(f"Diarization was requested but is unavailable: {report.detail}")
             return
         report.diarizer, report.device = self.diarizer.name, self.diarizer.device
-        steps: dict[str, float] = {}
-        turns = self.diarizer(audio, hints, cancel, steps)
+        if early is None:
+            steps: dict[str, float] = {}
+            turns = self._speaker_turns(audio, hints, cancel, steps)
+        else:
+            turns, steps = early.result(cancel), early.steps
+            # The stage's timer has what the request waited for after its words; this, what it ran.
+            result.timings["diarization_beside_words"] = round(steps["total"], 4)
         for step, seconds in steps.items():  # pyannote's steps, for the timings a response shows
-            result.timings[f"diarization_{step}"] = seconds
+            if step != "total":
+                result.timings[f"diarization_{step}"] = seconds
         report.turns = [SpeakerTurn(round(t.start, 3), round(t.end, 3), t.speaker) for t in turns]
         report.performed = True
         assign_speakers(result.segments, report.turns)
+
+
+@dataclass
+class _EarlyDiarization:
+    """A request's diarization, started on the pipeline's diarization thread beside its words."""
+
+    future: Future[list[SpeakerTurn]]
+    cancel: CancelToken
+    steps: dict[str, float]
+
+    def result(self, request: CancelToken) -> list[SpeakerTurn]:
+        """The turns, waiting for them unless the request is cancelled meanwhile."""
+        while True:
+            request.check()
+            try:
+                return self.future.result(timeout=_WAIT_POLL_S)
+            except FutureTimeout:
+                continue
 
 
 def _tidy_times(segments: list[Segment], duration: float) -> list[Segment]:

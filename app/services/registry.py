@@ -82,6 +82,7 @@ class ModelRegistry:
         self.ready_at: float | None = None  # Unix time the models were ready (OpenAI's model `created`)
         self.scheduler: BatchScheduler | None = None
         self.gpu_memory = GpuMemorySampler()  # started by load(), read by /health and /metrics
+        self._torch_probed = threading.Event()  # the accelerator check has torch's answer too (or loading ended)
         self.stages = {
             "asr": StageStatus(enabled=True),
             "alignment": StageStatus(enabled=settings.enable_alignment),
@@ -112,6 +113,8 @@ class ModelRegistry:
             logger.exception("Startup failed")
             self.failure = f"{type(exc).__name__}: {exc}"
             self.phase = Phase.FAILED
+        finally:
+            self._torch_probed.set()
 
     def ready_pipeline(self) -> TranscriptionPipeline | None:
         return self.pipeline if self.phase is Phase.READY else None
@@ -125,15 +128,23 @@ class ModelRegistry:
         self.phase = Phase.READY
 
     def check_accelerator(self) -> AcceleratorCheck:
-        """Can the GPU be used (once; with DEVICE=cuda the lifespan asks before loading)."""
+        """Can the GPU be used: CTranslate2's answer, at once (with DEVICE=cuda the lifespan asks before loading)."""
         if self.accelerator is None:
             self.accelerator = check_accelerator(self.settings.device)
         return self.accelerator
 
+    def verified_accelerator(self) -> AcceleratorCheck:
+        """The check with torch's answer too, which a loading thread adds (blocks until then)."""
+        self._torch_probed.wait()
+        return self.check_accelerator()
+
     def _describe_gpu(self) -> GpuInfo:
         """torch's view of the GPU, probed beside the other loads (importing torch takes seconds)."""
-        if self.device == "cuda":
-            self.accelerator = with_torch(self.check_accelerator(), self.settings.device)
+        try:
+            if self.device == "cuda":
+                self.accelerator = with_torch(self.check_accelerator(), self.settings.device)
+        finally:
+            self._torch_probed.set()
         return describe_gpu()
 
     def _load(self, timer: StepTimer) -> None:
@@ -180,6 +191,7 @@ class ModelRegistry:
                 diarizer_unavailable=self.stages["diarization"].detail,
                 default_batch_size=settings.batch_size,
                 max_batch_size=settings.max_batch_size,
+                diarize_during_asr=settings.diarize_during_asr,
             )
 
     @staticmethod
@@ -210,7 +222,8 @@ class ModelRegistry:
             )
         if settings.warmup and self.device == "cuda":
             with timer("whisper_warmup"):
-                warm_whisper_batches(whisper, settings.batch_size, replicas)
+                # With alignment on, only languages without a wav2vec2 aligner use Whisper's word times.
+                warm_whisper_batches(whisper, settings.batch_size, replicas, word_times=not settings.enable_alignment)
         asr.loaded = True
         return whisper
 

@@ -68,8 +68,8 @@ def warm_up(pipeline: TranscriptionPipeline, batch_size: int) -> WarmupReport:
     return report
 
 
-def warm_whisper_batches(whisper: WhisperEngine, batch_size: int, replicas: int) -> None:
-    """Decode, and time the words of, one full batch of windows on every replica at once.
+def warm_whisper_batches(whisper: WhisperEngine, batch_size: int, replicas: int, *, word_times: bool) -> None:
+    """Decode one full batch of windows on every replica at once (and time their words: ``word_times``).
 
     GPU libraries choose (and the JIT compiles) kernels per problem size, so a batch of one
     does not warm a batch of sixteen, and each replica has its own allocator and handles.
@@ -86,8 +86,8 @@ def warm_whisper_batches(whisper: WhisperEngine, batch_size: int, replicas: int)
         segments = whisper.transcribe(
             clip, windows, language="en", task="transcribe", initial_prompt=None, batch_size=batch_size
         )
-        # Requests in languages without a wav2vec2 aligner take Whisper's word times.
-        whisper.time_words(clip, segments, language="en", task="transcribe", batch_size=batch_size)
+        if word_times:
+            whisper.time_words(clip, segments, language="en", task="transcribe", batch_size=batch_size)
 
     # One thread per replica: each hands the scheduler a full batch, which takes a free replica.
     with ThreadPoolExecutor(max_workers=replicas, thread_name_prefix="warmup") as pool:

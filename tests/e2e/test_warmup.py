@@ -30,7 +30,7 @@ def test_every_replica_gets_a_full_batch_of_windows_and_their_word_times(whisper
             calls.append(("time_words", len(segments), kwargs["batch_size"]))
             return whisper.time_words(audio, segments, **kwargs)
 
-    warm_whisper_batches(RecordingWhisper(), batch_size=3, replicas=2)  # type: ignore[arg-type]
+    warm_whisper_batches(RecordingWhisper(), batch_size=3, replicas=2, word_times=True)  # type: ignore[arg-type]
 
     clip = sample_speech()
     assert sorted(calls) == [
@@ -40,3 +40,7 @@ def test_every_replica_gets_a_full_batch_of_windows_and_their_word_times(whisper
         ("transcribe", 3, 3, clip.shape[0]),
     ]
     assert len(threads) == 2  # both batches are handed over at once, one per replica
+
+    calls.clear()
+    warm_whisper_batches(RecordingWhisper(), batch_size=3, replicas=1, word_times=False)  # type: ignore[arg-type]
+    assert calls == [("transcribe", 3, 3, clip.shape[0])]

@@ -1,0 +1,96 @@
+"""Diarization started beside the words (DIARIZE_DURING_ASR): same speakers, and it stops with its request."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from app.errors import Cancelled
+from app.services.cancellation import CancelToken
+from app.services.diarization import PyannoteDiarizer
+from app.services.pipeline import TranscriptionPipeline
+from app.services.vad import load_speech_detector
+from app.services.warmup import sample_speech
+from app.transcript import SpeakerTurn, TranscribeOptions
+
+OPTIONS = TranscribeOptions(language="en", diarize=True, word_timestamps=True, batch_size=4)
+
+
+def pipeline(whisper, diarizer, during_asr: bool) -> TranscriptionPipeline:
+    vad = load_speech_detector("silero", "cpu")
+    return TranscriptionPipeline(
+        whisper, vad=vad, device="cpu", aligners=None, diarizer=diarizer, diarize_during_asr=during_asr
+    )
+
+
+def test_the_call_gets_the_same_speakers_either_way(whisper):
+    diarizer = PyannoteDiarizer.offline("cpu")
+    audio = sample_speech()
+    after = pipeline(whisper, diarizer, during_asr=False).run(audio, OPTIONS)
+    beside = pipeline(whisper, diarizer, during_asr=True).run(audio, OPTIONS)
+
+    assert beside.diarization.performed and beside.diarization.turns == after.diarization.turns
+    assert [w.speaker for s in beside.segments for w in s.words] == [w.speaker for s in after.segments for w in s.words]
+    assert len({t.speaker for t in beside.diarization.turns}) == 2
+    assert beside.timings["diarization_beside_words"] > 0 and "diarization_beside_words" not in after.timings
+    # It ran while Whisper did: the request waited less than the diarizer ran.
+    assert beside.timings["diarization"] < beside.timings["diarization_beside_words"]
+
+
+class SlowDiarizer:
+    """Checks its cancel token every 10 ms for up to 10 s, like pyannote's hook at each batch."""
+
+    name, device = "slow", "cpu"
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.stopped_by: BaseException | None = None
+
+    def __call__(self, audio, hints, cancel, steps) -> list[SpeakerTurn]:
+        self.started.set()
+        deadline = time.monotonic() + 10
+        try:
+            while time.monotonic() < deadline:
+                cancel.check()
+                time.sleep(0.01)
+        except Cancelled as exc:
+            self.stopped_by = exc
+            raise
+        return [SpeakerTurn(0.0, 1.0, "SPEAKER_00")]
+
+
+def test_failing_words_stop_the_diarization_started_beside_them(whisper, monkeypatch):
+    diarizer = SlowDiarizer()
+    run = pipeline(whisper, diarizer, during_asr=True)
+
+    def broken(*args, **kwargs):
+        assert diarizer.started.wait(5)
+        raise RuntimeError("the GPU fell off the bus")
+
+    monkeypatch.setattr(whisper, "transcribe", broken)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="fell off"):
+        run.run(sample_speech(), OPTIONS)
+    deadline = time.monotonic() + 5
+    while diarizer.stopped_by is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert isinstance(diarizer.stopped_by, Cancelled)
+    assert time.monotonic() - started < 5
+
+
+def test_a_request_cancelled_while_waiting_for_its_speakers_stops_at_once(whisper, monkeypatch):
+    diarizer = SlowDiarizer()
+    run = pipeline(whisper, diarizer, during_asr=True)
+    monkeypatch.setattr(whisper, "transcribe", lambda *args, **kwargs: [])  # words done at once: it waits
+    cancel = CancelToken()
+    threading.Timer(0.5, cancel.cancel, args=("the client went away",)).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled, match="client went away"):
+        run.run(sample_speech(), OPTIONS, cancel=cancel)
+    assert time.monotonic() - started < 3  # not the diarizer's 10 s
+    deadline = time.monotonic() + 2
+    while diarizer.stopped_by is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert isinstance(diarizer.stopped_by, Cancelled)  # the child token saw its parent cancelled
