@@ -9,6 +9,7 @@ the two-speaker call that ships inside pyannote.audio, so diarization has speake
 from __future__ import annotations
 
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from app.services.pipeline import TranscribeOptions, TranscriptionPipeline
 from app.services.vad import SpeechChunk
 
 logger = logging.getLogger(__name__)
+
+GPU_WARMUP_SECONDS = 90  # at 0.5 s per 5 s chunk: both of the offline diarizer's GPU batches full
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,15 @@ def sample_speech() -> np.ndarray:
 
 
 def warm_up(pipeline: TranscriptionPipeline, batch_size: int) -> WarmupReport:
-    """Every loaded stage once on the sample (Whisper's full batches are ``warm_whisper_batches``)."""
+    """Every loaded stage once on the sample (Whisper's full batches are ``warm_whisper_batches``).
+
+    On a GPU the sample is repeated to ``GPU_WARMUP_SECONDS``: the diarizer's batches (128
+    segmentation chunks, 256 speaker-chunk embeddings) fill up only after a minute or so of
+    a conversation, and a first full batch allocates and picks kernels for its shape.
+    """
     clip = sample_speech()
+    if pipeline.device == "cuda":
+        clip = np.tile(clip, math.ceil(GPU_WARMUP_SECONDS * SAMPLE_RATE / clip.shape[0]))
     started = time.perf_counter()
     transcript = pipeline.run(clip, TranscribeOptions(batch_size=batch_size))
     t = transcript.timings
