@@ -1,7 +1,8 @@
 """One request's journey through the stages: VAD → language → Whisper → word times → speakers.
 
 Plain Python, no FastAPI: the router hands a waveform and options in and gets a
-``Transcript`` back. Every stage receives the same decoded waveform.
+``Transcript`` back. Every stage receives the same decoded waveform. Speakers need only the
+waveform, so by default they are found on a thread of their own while Whisper works.
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ class TranscriptionPipeline:
         cancel: CancelToken | None = None,
         progress: Progress | None = None,
     ) -> Transcript:
-        """Every stage in turn; ``cancel`` stops the work at the next stage or batch boundary.
+        """Every stage in turn (diarization beside the words, with ``diarize_during_asr``);
+        ``cancel`` stops the work at the next stage or batch boundary.
 
         ``progress`` hears of every stage entered and every batch of windows sent to Whisper.
         """
