@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -40,7 +40,6 @@ from app.transcript import (
 logger = logging.getLogger(__name__)
 
 _MIN_AUDIO_SECONDS = 0.1  # shorter clips cannot hold a word; VAD models also reject them
-_WAIT_POLL_S = 0.1  # how often a request waiting for its diarization checks that it is still wanted
 
 
 class TranscriptionPipeline:
@@ -269,19 +268,18 @@ class TranscriptionPipeline:
     ) -> _EarlyDiarization | None:
         if self._diarization_thread is None or not options.diarize:
             return None
-        early_cancel = cancel.child()  # also stops it when the words fail, not only when the request is cancelled
-        steps: dict[str, float] = {}
-        future = self._diarization_thread.submit(self._speaker_turns, audio, options.hints, early_cancel, steps)
-        return _EarlyDiarization(future, early_cancel, steps)
+        early = _EarlyDiarization(cancel.child())  # also stopped when the words fail, not only on cancel
+        early.future = self._diarization_thread.submit(self._timed_turns, audio, options.hints, early)
+        early.future.add_done_callback(lambda _: early.done.set())
+        return early
 
-    def _speaker_turns(
-        self, audio: np.ndarray, hints: SpeakerHints, cancel: CancelToken, steps: dict[str, float]
-    ) -> list[SpeakerTurn]:
+    def _timed_turns(self, audio: np.ndarray, hints: SpeakerHints, early: _EarlyDiarization) -> list[SpeakerTurn]:
         assert self.diarizer is not None
         started = time.perf_counter()
-        turns = self.diarizer(audio, hints, cancel, steps)
-        steps["total"] = time.perf_counter() - started
-        return turns
+        try:
+            return self.diarizer(audio, hints, early.cancel, early.steps)
+        finally:
+            early.ran_s = time.perf_counter() - started
 
     def _diarize(
         self,
@@ -299,14 +297,14 @@ class TranscriptionPipeline:
         report.diarizer, report.device = self.diarizer.name, self.diarizer.device
         if early is None:
             steps: dict[str, float] = {}
-            turns = self._speaker_turns(audio, hints, cancel, steps)
+            turns = self.diarizer(audio, hints, cancel, steps)
         else:
-            turns, steps = early.result(cancel), early.steps
+            cancel.wait(early.done)  # the request may be cancelled while it waits
+            turns, steps = early.future.result(), early.steps  # type: ignore[union-attr]
             # The stage's timer has what the request waited for after its words; this, what it ran.
-            result.timings["diarization_beside_words"] = round(steps["total"], 4)
+            result.timings["diarization_beside_words"] = round(early.ran_s, 4)
         for step, seconds in steps.items():  # pyannote's steps, for the timings a response shows
-            if step != "total":
-                result.timings[f"diarization_{step}"] = seconds
+            result.timings[f"diarization_{step}"] = seconds
         report.turns = [SpeakerTurn(round(t.start, 3), round(t.end, 3), t.speaker) for t in turns]
         report.performed = True
         assign_speakers(result.segments, report.turns)
@@ -316,18 +314,11 @@ class TranscriptionPipeline:
 class _EarlyDiarization:
     """A request's diarization, started on the pipeline's diarization thread beside its words."""
 
-    future: Future[list[SpeakerTurn]]
     cancel: CancelToken
-    steps: dict[str, float]
-
-    def result(self, request: CancelToken) -> list[SpeakerTurn]:
-        """The turns, waiting for them unless the request is cancelled meanwhile."""
-        while True:
-            request.check()
-            try:
-                return self.future.result(timeout=_WAIT_POLL_S)
-            except FutureTimeout:
-                continue
+    future: Future[list[SpeakerTurn]] | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    steps: dict[str, float] = field(default_factory=dict)  # pyannote's steps, as the diarizer reports them
+    ran_s: float = 0.0
 
 
 def _tidy_times(segments: list[Segment], duration: float) -> list[Segment]:
