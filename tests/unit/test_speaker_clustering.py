@@ -10,6 +10,7 @@ from app.services.speaker_clustering import (
     decorrelated_silhouette,
     nearest_centroid,
     normalise,
+    spherical_kmeans,
 )
 
 CHUNKS, FRAMES, LOCAL = 60, 50, 3
@@ -87,3 +88,40 @@ def test_a_sampled_partition_extends_to_every_embedding():
     sample = np.arange(0, 300, 3)
     labels = nearest_centroid(points, sample, truth[sample])
     assert (labels == truth).all()
+
+
+def inertia(points: np.ndarray, labels: np.ndarray) -> float:
+    return float(sum(((points[labels == c] - points[labels == c].mean(0)) ** 2).sum() for c in np.unique(labels)))
+
+
+def test_kmeans_finds_partitions_as_good_as_scikit_learns():
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(3)
+    for size, voices in ((150, 2), (150, 4), (600, 3)):
+        centres = rng.standard_normal((voices, 64))
+        truth = rng.integers(0, voices, size)
+        points = normalise(centres[truth] + 1.0 * rng.standard_normal((size, 64)))
+        ratios = []
+        for k in range(2, 11):
+            ours = spherical_kmeans(points, k)
+            theirs = KMeans(n_clusters=k, n_init=4, random_state=0).fit(points).labels_
+            ratios.append(inertia(points, ours) / inertia(points, theirs))
+        # Both keep the best of four random restarts: past the true count, where no partition is
+        # much better than another, either may land a little lower. Never far apart, same on average.
+        assert max(ratios) < 1.02 and abs(np.mean(ratios) - 1) < 0.005, ratios
+        recovered = spherical_kmeans(points, voices)
+        # The same partition as the truth, up to the labels' names.
+        assert len({(a, b) for a, b in zip(recovered.tolist(), truth.tolist(), strict=True)}) == voices
+
+
+def test_kmeans_is_deterministic_and_survives_duplicates():
+    rng = np.random.default_rng(0)
+    points = normalise(rng.standard_normal((40, 16)))
+    assert (spherical_kmeans(points, 3) == spherical_kmeans(points, 3)).all()
+    same = np.repeat(points[:1], 10, axis=0)
+    assert set(spherical_kmeans(same, 3).tolist()) <= {0, 1, 2}  # nothing to split: no error, no NaN
+    two_places = np.concatenate([np.repeat(points[:1], 5, axis=0), np.repeat(points[1:2], 5, axis=0)])
+    labels = spherical_kmeans(two_places, 4)  # more clusters than distinct points
+    assert len(set(labels[:5].tolist())) == 1 and len(set(labels[5:].tolist())) == 1
+    assert labels[0] != labels[5]
