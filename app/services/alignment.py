@@ -122,8 +122,7 @@ class AlignerCache:
             }
 
     def _load(self, language: str) -> Aligner:
-        import whisperx
-
+        from app.services.align_models import load_align_model
         from app.services.sentence_splitter import ensure_sentence_splitter
 
         ensure_sentence_splitter(language, self._cache_dir / "nltk_data")
@@ -131,13 +130,7 @@ class AlignerCache:
         model_dir = self._cache_dir / "align"
         if self._offline:
             _require_cached_torchaudio_weights(model_name or _default_model_name(language), model_dir)
-        model, metadata = whisperx.load_align_model(
-            language,
-            self.device,
-            model_name=model_name,
-            model_dir=str(model_dir),
-            model_cache_only=self._offline,
-        )
+        model, metadata = load_align_model(language, self.device, model_name, str(model_dir), self._offline)
         if model is None:  # whisperx prints a hub error and returns None instead of raising
             raise OSError(f"{model_name or _default_model_name(language)} could not be loaded")
         model.eval()
@@ -150,10 +143,11 @@ def _require_cached_torchaudio_weights(model_name: str, model_dir: Path) -> None
     """torchaudio downloads its bundles with no offline switch: refuse before it tries."""
     import torchaudio
 
-    bundle = torchaudio.pipelines.__dict__.get(model_name) if model_name in torchaudio.pipelines.__all__ else None
-    if bundle is None:
+    from app.services.align_models import is_torchaudio_model
+
+    if not is_torchaudio_model(model_name):
         return  # a hub model: HF_HUB_OFFLINE and local_files_only keep it off the network
-    weights = model_dir / Path(bundle._path).name
+    weights = model_dir / Path(getattr(torchaudio.pipelines, model_name)._path).name
     if not weights.is_file():
         raise FileNotFoundError(f"OFFLINE=true and {weights} is not there")
 
@@ -210,9 +204,9 @@ def _float_or_none(value: Any) -> float | None:
 
 
 def _default_model_name(language: str) -> str:
-    from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
+    from app.services.align_models import default_model_name
 
-    return DEFAULT_ALIGN_MODELS_TORCH.get(language) or DEFAULT_ALIGN_MODELS_HF.get(language) or "none"
+    return default_model_name(language) or "none"
 
 
 def _describe_failure(language: str, override: str | None, exc: Exception, offline: bool) -> str:

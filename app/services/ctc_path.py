@@ -10,13 +10,53 @@ alone, more than the wav2vec2 forward pass on a GPU (bench/throughput.py, issue 
 These versions do the same float32 additions and comparisons in the same order, so they give
 the same path (tests/unit/test_ctc_path.py checks them against WhisperX's on random
 emissions); ``forced_alignment`` uses them.
+
+``Point``, ``CharSpan`` and ``merge_repeats`` are WhisperX's too, defined here because
+importing ``whisperx.alignment`` imports transformers (seconds of start-up) for the English,
+French, German, Spanish and Italian aligners, which are torchaudio models.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Point:
+    """``whisperx.alignment.Point``: one step of the path."""
+
+    token_index: int
+    time_index: int
+    score: float
+
+
+@dataclass(frozen=True)
+class CharSpan:
+    """``whisperx.alignment.Segment``: one character's frames [start, end) and mean score."""
+
+    label: str
+    start: int
+    end: int
+    score: float
+
+
+def merge_repeats(path: list[Point], transcript: str) -> list[CharSpan]:
+    """``whisperx.alignment.merge_repeats``: consecutive points of one token become one span."""
+    spans = []
+    first = 0
+    while first < len(path):
+        last = first
+        while last < len(path) and path[first].token_index == path[last].token_index:
+            last += 1
+        score = sum(path[k].score for k in range(first, last)) / (last - first)
+        spans.append(
+            CharSpan(transcript[path[first].token_index], path[first].time_index, path[last - 1].time_index + 1, score)
+        )
+        first = last
+    return spans
 
 
 def get_trellis(emission: Any, tokens: list[int], blank_id: int = 0) -> Any:
@@ -42,7 +82,6 @@ def get_trellis(emission: Any, tokens: list[int], blank_id: int = 0) -> Any:
 def backtrack(trellis: Any, emission: Any, tokens: list[int], blank_id: int = 0) -> list[Any] | None:
     """``whisperx.alignment.backtrack``: the best path as ``Point``s, or None when it fails."""
     import torch
-    from whisperx.alignment import Point
 
     scores = trellis.numpy()
     emitted = emission.numpy()

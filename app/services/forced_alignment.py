@@ -36,10 +36,10 @@ def align_segments(
     """``whisperx.align(transcript, model, metadata, audio, device)["segments"]``."""
     import torch
     from nltk.data import load as nltk_load
-    from whisperx.alignment import LANGUAGES_WITHOUT_SPACES, merge_repeats
     from whisperx.utils import PUNKT_LANGUAGES
 
     from app.services import ctc_path
+    from app.services.align_models import LANGUAGES_WITHOUT_SPACES
 
     waveform = torch.from_numpy(audio)[None, :]
     max_duration = waveform.shape[1] / SAMPLE_RATE
@@ -90,7 +90,7 @@ def align_segments(
         if path is None:
             aligned.append(unaligned)
             continue
-        char_segments = merge_repeats(path, text_clean)
+        char_segments = ctc_path.merge_repeats(path, text_clean)
         ratio = (t2 - t1) * piece.size(0) / (trellis.size(0) - 1)
         position = {cdx: index for index, cdx in enumerate(clean_cdx)}
         chars = _timed_characters(text, position, char_segments, ratio, t1, spaced)

@@ -10,7 +10,6 @@ cannot load makes it *failed*.
 from __future__ import annotations
 
 import gc
-import importlib
 import logging
 import os
 import threading
@@ -23,6 +22,7 @@ from typing import Any, TypeVar
 
 from app.config import Settings
 from app.services.accelerator import AcceleratorCheck, check_accelerator, choose_device, with_torch
+from app.services.align_models import TORCHAUDIO_MODELS
 from app.services.alignment import AlignerCache
 from app.services.asr import WhisperEngine
 from app.services.batching import BatchScheduler, SchedulerStats
@@ -35,6 +35,7 @@ from app.services.device import (
     resolve_compute_type,
 )
 from app.services.diarization import Diarizer, DiarizerUnavailable, load_diarizer
+from app.services.lean_imports import import_stage_module
 from app.services.model_sources import resolve_whisper_source
 from app.services.pipeline import TranscriptionPipeline
 from app.services.timing import StepTimer, process_age_s
@@ -176,7 +177,7 @@ class ModelRegistry:
                 settings.vad_method,
                 device,
             )
-            align_imports = ("whisperx.alignment",) if settings.enable_alignment else ()
+            align_imports = ("torchaudio.pipelines",) if settings.enable_alignment else ()
             aligners = pool.submit(_after_imports, align_imports, self._load_aligners, timer)
             diarizer = pool.submit(
                 _after_imports, pyannote if settings.enable_diarization else (), self._load_diarizer, timer
@@ -243,6 +244,9 @@ class ModelRegistry:
         )
         with timer("aligners"):
             for language in settings.preload_align_languages:
+                if language not in TORCHAUDIO_MODELS or language in settings.align_models:
+                    with _IMPORTS:  # WhisperX's Hugging Face loader imports transformers: one thread at a time
+                        import_stage_module("whisperx.alignment")
                 aligners.get(language)
         return aligners
 
@@ -323,7 +327,7 @@ class ModelRegistry:
 
 
 # First imports, from several loading threads at once, of packages that import each other
-# (pyannote.audio → Lightning → torchmetrics → transformers; whisperx.alignment → transformers)
+# (pyannote.audio → Lightning → torchmetrics; a Hugging Face aligner → transformers)
 # can hand a thread a half-initialised module: "ImportError: cannot import name
 # 'GGUF_CONFIG_MAPPING' from 'transformers.integrations'" failed a start in CI. Imports are
 # Python work under the GIL anyway, so taking them one thread at a time costs little; the
@@ -334,7 +338,7 @@ _IMPORTS = threading.Lock()
 def _after_imports(modules: tuple[str, ...], load: Callable[..., T], *args: Any) -> T:
     with _IMPORTS:
         for module in modules:
-            importlib.import_module(module)
+            import_stage_module(module)
     return load(*args)
 
 
