@@ -81,7 +81,7 @@ class WhisperEngine:
         self.languages: frozenset[str] = frozenset(model.supported_languages)
         self.scheduler = scheduler or BatchScheduler("whisper")
         ct2 = model.model
-        self._feature_device = f"cuda:{ct2.device_index[0]}" if ct2.device == "cuda" else "cpu"
+        self.feature_device = f"cuda:{ct2.device_index[0]}" if ct2.device == "cuda" else "cpu"  # torch's log-Mel
         # Seconds inside model calls, by kind, for /health and the benchmarks. Only the
         # scheduler's threads add to it (summed over replicas).
         self.model_seconds = StepTimer({"encode": 0.0, "decode": 0.0, "align_words": 0.0, "detect_language": 0.0})
@@ -272,7 +272,7 @@ class WhisperEngine:
         n_mels = int(self._model.feat_kwargs.get("feature_size") or 80)
         # Negative padding crops, as in WhisperX: a window is exactly 3000 frames.
         padding = _CHUNK_SAMPLES - audio.shape[0]
-        mel = log_mel_spectrogram(audio, n_mels=n_mels, padding=padding, device=self._feature_device)
+        mel = log_mel_spectrogram(audio, n_mels=n_mels, padding=padding, device=self.feature_device)
         features: np.ndarray = mel.cpu().numpy()
         return features
 

@@ -24,6 +24,7 @@ from app.services.asr import WhisperEngine
 from app.services.audio import SAMPLE_RATE
 from app.services.cancellation import CancelToken
 from app.services.diarization import Diarizer, assign_speakers
+from app.services.gpu_streams import side_stream
 from app.services.progress import Progress
 from app.services.timing import StepTimer
 from app.services.vad import SpeechChunk, SpeechDetector
@@ -136,6 +137,16 @@ class TranscriptionPipeline:
 
         ``progress`` hears of every stage entered and every batch of windows sent to Whisper.
         """
+        with side_stream(self.device):  # not behind Whisper's decoding (gpu_streams)
+            return self._run(audio, options, cancel, progress)
+
+    def _run(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        cancel: CancelToken | None,
+        progress: Progress | None,
+    ) -> Transcript:
         if not options.resolved:  # routers resolve before decoding; warmup, tests and benchmarks need not
             options = self.resolve(options)
         assert options.batch_size is not None
@@ -277,7 +288,8 @@ class TranscriptionPipeline:
         assert self.diarizer is not None
         started = time.perf_counter()
         try:
-            return self.diarizer(audio, hints, early.cancel, early.steps)
+            with side_stream(self.diarizer.device, "diarization"):
+                return self.diarizer(audio, hints, early.cancel, early.steps)
         finally:
             early.ran_s = time.perf_counter() - started
 

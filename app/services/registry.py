@@ -35,6 +35,7 @@ from app.services.device import (
     resolve_compute_type,
 )
 from app.services.diarization import Diarizer, DiarizerUnavailable, load_diarizer
+from app.services.gpu_streams import side_stream
 from app.services.lean_imports import import_stage_module
 from app.services.model_sources import resolve_whisper_source
 from app.services.pipeline import TranscriptionPipeline
@@ -165,11 +166,14 @@ class ModelRegistry:
         # Python imports of the others (pyannote, Lightning: most of the start-up).
         pyannote = ("pyannote.audio",)
         with ThreadPoolExecutor(max_workers=5, thread_name_prefix="load") as pool:
-            whisper = pool.submit(_after_imports, ("faster_whisper", "whisperx.audio"), self._load_whisper, timer)
-            gpu = pool.submit(_after_imports, ("torch",), self._timed, timer, "cuda_init", self._describe_gpu)
+            whisper = pool.submit(
+                _after_imports, ("faster_whisper", "whisperx.audio"), device, self._load_whisper, timer
+            )
+            gpu = pool.submit(_after_imports, ("torch",), "cpu", self._timed, timer, "cuda_init", self._describe_gpu)
             vad = pool.submit(
                 _after_imports,
                 pyannote if settings.vad_method == "pyannote" else (),
+                device,
                 self._timed,
                 timer,
                 "vad",
@@ -178,9 +182,13 @@ class ModelRegistry:
                 device,
             )
             align_imports = ("torchaudio.pipelines",) if settings.enable_alignment else ()
-            aligners = pool.submit(_after_imports, align_imports, self._load_aligners, timer)
+            aligners = pool.submit(_after_imports, align_imports, device, self._load_aligners, timer)
             diarizer = pool.submit(
-                _after_imports, pyannote if settings.enable_diarization else (), self._load_diarizer, timer
+                _after_imports,
+                pyannote if settings.enable_diarization else (),
+                self.diarization_device,
+                self._load_diarizer,
+                timer,
             )
             self.gpu = gpu.result()
             self.pipeline = TranscriptionPipeline(
@@ -335,11 +343,12 @@ class ModelRegistry:
 _IMPORTS = threading.Lock()
 
 
-def _after_imports(modules: tuple[str, ...], load: Callable[..., T], *args: Any) -> T:
+def _after_imports(modules: tuple[str, ...], device: str, load: Callable[..., T], *args: Any) -> T:
     with _IMPORTS:
         for module in modules:
             import_stage_module(module)
-    return load(*args)
+    with side_stream(device):  # weights go up beside Whisper's warmup decoding, not queued behind it
+        return load(*args)
 
 
 def freeze_startup_objects() -> None:

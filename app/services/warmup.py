@@ -19,6 +19,7 @@ import numpy as np
 
 from app.services.asr import WhisperEngine
 from app.services.audio import SAMPLE_RATE, read_pcm16_wav
+from app.services.gpu_streams import side_stream
 from app.services.package_files import package_file
 from app.services.pipeline import TranscribeOptions, TranscriptionPipeline
 from app.services.vad import SpeechChunk
@@ -94,11 +95,12 @@ def warm_whisper_batches(whisper: WhisperEngine, batch_size: int, replicas: int,
     windows = [SpeechChunk(0.0, window)] * batch_size
 
     def one_replica(_: int) -> None:
-        segments = whisper.transcribe(
-            clip, windows, language="en", task="transcribe", initial_prompt=None, batch_size=batch_size
-        )
-        if word_times:
-            whisper.time_words(clip, segments, language="en", task="transcribe", batch_size=batch_size)
+        with side_stream(whisper.feature_device):  # the features, beside the other replica's decoding
+            segments = whisper.transcribe(
+                clip, windows, language="en", task="transcribe", initial_prompt=None, batch_size=batch_size
+            )
+            if word_times:
+                whisper.time_words(clip, segments, language="en", task="transcribe", batch_size=batch_size)
 
     # One thread per replica: each hands the scheduler a full batch, which takes a free replica.
     with ThreadPoolExecutor(max_workers=replicas, thread_name_prefix="warmup") as pool:

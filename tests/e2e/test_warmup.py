@@ -21,6 +21,8 @@ def test_every_replica_gets_a_full_batch_of_windows_and_their_word_times(whisper
     calls, threads = [], set()
 
     class RecordingWhisper:
+        feature_device = whisper.feature_device
+
         def transcribe(self, audio, chunks, **kwargs):
             threads.add(threading.get_ident())
             calls.append(("transcribe", len(chunks), kwargs["batch_size"], audio.shape[0]))
