@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     """Decode windows of concurrent requests (same language, task and prompt) in shared batches. On GPUs, float16 kernels round differently for different batch shapes, so a window's text can then differ slightly with its batch-mates, as it does between batch sizes in WhisperX; `false` makes each request's result depend on that request alone (concurrent requests then take turns)."""
 
     whisper_replicas: int = Field(default=0, ge=0, le=8)
-    """Batches Whisper runs at once, each on its own CTranslate2 worker (`num_workers`: one CUDA stream each; workers on one GPU share the weights). On a GPU one batch's host-side work (kernel launches, beam bookkeeping) overlaps another's device work: 2 gave 10–20 % more aggregate throughput on an H100 (bench/throughput.py), 4 no more. 0: 2 on CUDA, 1 on the CPU (where replicas would only split the cores)."""
+    """Batches Whisper runs at once, each on its own CTranslate2 worker (`num_workers`; workers on one GPU share the weights and CUDA's default stream). On a GPU one batch's host-side work (kernel launches, beam bookkeeping) overlaps another's device work: 2 gave 10–20 % more aggregate throughput on an H100 (bench/throughput.py), 4 no more. 0: 2 on CUDA, 1 on the CPU (where replicas would only split the cores)."""
 
     max_new_tokens: int | None = Field(default=None, ge=1, le=440)
     """Cap on tokens decoded per 30 s window (unset: the model's own limit, 448 with the prompt). A bound keeps a hallucinating window from running long."""
