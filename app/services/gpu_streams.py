@@ -4,8 +4,9 @@ CTranslate2 (Whisper) launches its kernels on the legacy default stream, and wor
 stream waits for, and holds up, everything on the other blocking streams of the device. So
 torch work left on it (the VAD, the features, the aligner, the diarizer, model loads) queued
 behind every decoding step in flight. Measured on the H100 with two replicas decoding
-(2026-11-24): a small matmul took 3.3 ms (p90 13 ms) on the default stream and 0.14 ms on a
-side stream; 200 host-to-device copies (a model load) 1.8 s against 10 ms.
+(bench/stream_contention.py, two runs on 2026-11-24): a small matmul took 0.4–3.3 ms (p90
+7–13 ms) on the default stream and 0.14 ms on a side stream; 200 host-to-device copies (a
+model load) 0.25–1.8 s against 10–13 ms.
 
 Two streams, by role: ``requests`` (a request's VAD, features and alignment, start-up loads
 and warmup) and ``diarization`` (the diarizer beside the words), so those two overlap. Not one
