@@ -66,10 +66,6 @@ class DecorrelatedSilhouette:
         return float(scores.mean())
 
 
-def decorrelated_silhouette(embeddings: np.ndarray, labels: np.ndarray, chunks: np.ndarray, gap: int) -> float:
-    return DecorrelatedSilhouette(embeddings, chunks, gap)(labels)
-
-
 def spherical_kmeans(embeddings: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     """k-means labels of unit vectors: the best of ``KMEANS_RESTARTS`` runs (lowest inertia).
 
@@ -104,10 +100,11 @@ def spherical_kmeans(embeddings: np.ndarray, k: int, seed: int = 0) -> np.ndarra
     return labels[int(inertia.argmin())]
 
 
-def _squared_distances(points: np.ndarray, squared_norms: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """(restarts, n, k) squared Euclidean distances of every point to every restart's centroids."""
-    cross = points @ centroids.transpose(0, 2, 1)
-    return np.maximum(squared_norms[None, :, None] - 2 * cross + (centroids**2).sum(axis=2)[:, None, :], 0.0)
+def _squared_distances(points: np.ndarray, squared_norms: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances of every point to every centre: (n, k) for (k, dim) centres,
+    (restarts, n, k) for (restarts, k, dim)."""
+    cross = points @ np.swapaxes(centres, -1, -2)
+    return np.maximum(squared_norms[:, None] - 2 * cross + (centres**2).sum(axis=-1)[..., None, :], 0.0)
 
 
 def _kmeans_plus_plus(
@@ -120,15 +117,14 @@ def _kmeans_plus_plus(
     for r in range(restarts):
         first = int(rng.integers(n))
         seeds[r, 0] = points[first]
-        closest = np.maximum(squared_norms - 2 * points @ points[first] + squared_norms[first], 0.0)
+        closest = _squared_distances(points, squared_norms, points[[first]])[:, 0]
         for c in range(1, k):
             total = closest.sum()
             if total <= 0:  # every point already sits on a seed (duplicates): any will do
                 candidates = rng.integers(n, size=trials)
             else:
                 candidates = np.minimum(np.searchsorted(np.cumsum(closest), rng.random(trials) * total), n - 1)
-            cross = points[candidates] @ points.T  # (trials, n)
-            to_candidates = np.maximum(squared_norms[candidates][:, None] - 2 * cross + squared_norms[None, :], 0.0)
+            to_candidates = _squared_distances(points, squared_norms, points[candidates]).T  # (trials, n)
             options = np.minimum(closest[None, :], to_candidates)
             best = int(options.sum(axis=1).argmin())
             seeds[r, c] = points[candidates[best]]
@@ -150,8 +146,7 @@ def _relocate_empty(
 def nearest_centroid(embeddings: np.ndarray, sample: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Extend a partition of ``embeddings[sample]`` to every embedding (k-means' assignment step)."""
     centroids = np.stack([embeddings[sample][labels == k].mean(axis=0) for k in range(int(labels.max()) + 1)])
-    distances = (embeddings**2).sum(axis=1)[:, None] - 2 * embeddings @ centroids.T + (centroids**2).sum(axis=1)
-    return distances.argmin(axis=1)
+    return _squared_distances(embeddings, (embeddings**2).sum(axis=1), centroids).argmin(axis=1)
 
 
 class SpeakerCountClustering(BaseClustering):

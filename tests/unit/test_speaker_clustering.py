@@ -6,8 +6,8 @@ import numpy as np
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
 from app.services.speaker_clustering import (
+    DecorrelatedSilhouette,
     SpeakerCountClustering,
-    decorrelated_silhouette,
     nearest_centroid,
     normalise,
     spherical_kmeans,
@@ -74,8 +74,8 @@ def test_decorrelated_silhouette_ignores_overlapping_chunks():
     # `gap` apart are compared, so the pair of neighbours says nothing about cohesion.
     vectors = normalise(np.array([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.1, 0.99]]))
     labels = np.array([0, 0, 1, 1])
-    far_apart = decorrelated_silhouette(vectors, labels, np.array([0, 20, 40, 60]), gap=10)
-    neighbours = decorrelated_silhouette(vectors, labels, np.array([0, 1, 40, 41]), gap=10)
+    far_apart = DecorrelatedSilhouette(vectors, np.array([0, 20, 40, 60]), gap=10)(labels)
+    neighbours = DecorrelatedSilhouette(vectors, np.array([0, 1, 40, 41]), gap=10)(labels)
     assert far_apart > 0.8
     assert neighbours == -1.0  # nothing left to compare within a cluster
 
