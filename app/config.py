@@ -8,6 +8,8 @@ and a test keeps the two in step.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +22,17 @@ DiarizerChoice = Literal["auto", "pyannote", "offline"]
 
 
 _PLACEHOLDER_KEYS = frozenset({"changeme-changeme", "your-api-key-here", "xxxxxxxxxxxxxxxx"})
+# `name:key` in API_KEYS: a tenant's name (for logs and /metrics), then its key.
+_NAMED_KEY = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):(.+)")
+
+
+@dataclass(frozen=True)
+class ApiKeyEntry:
+    """One key of API_KEYS and the tenant it belongs to."""
+
+    name: str  # `name:key`'s name, or `key-N` by position for a bare key; never derived from the key
+    key: str = field(repr=False)
+    named: bool = False
 
 
 class Settings(BaseSettings):
@@ -99,7 +112,7 @@ class Settings(BaseSettings):
     """When downloads are allowed: how long a model download may wait on the network before it fails (it is retried on a later request, after a back-off)."""
 
     api_keys: SecretStr | None = None
-    """Keys clients must send as `Authorization: Bearer <key>` on every transcription route: a comma-separated list, or the path of a file with one key per line (a mounted secret). Each at least 16 characters. Unset: no key is needed. Keys are never logged or shown."""
+    """Keys clients must send as `Authorization: Bearer <key>` on every transcription route: a comma-separated list, or the path of a file with one key per line (a mounted secret). An entry `name:key` names its tenant (logs and /metrics say the name); entries with one name are one tenant. Each key is a tenant of its own otherwise: jobs, idempotency keys and cached results are seen only by the tenant that made them. Each key at least 16 characters. Unset: no key is needed and everyone is one tenant. Keys are never logged or shown."""
 
     health_requires_key: bool = False
     """With API_KEYS set, require a key on /health and /metrics too (liveness, /health/live, always stays open for probes)."""
@@ -158,6 +171,9 @@ class Settings(BaseSettings):
     job_retention_hours: float = Field(default=168.0, gt=0)
     """Finished jobs (results and uploads) are deleted this long after they finished."""
 
+    jobs_shared_cache: bool = False
+    """Let a job reuse a result that another tenant (API key) made from the same audio, options and models. Off: each tenant's results are its own, so a cache hit never tells one tenant what another transcribed. On only where every key holder is one team."""
+
     max_queued_jobs: int = Field(default=1000, ge=1)
     """Queued jobs the store accepts; past it submissions get 503 with Retry-After."""
 
@@ -212,11 +228,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _usable_api_keys(self) -> Settings:
-        self.api_key_list()  # refuses a file that cannot be read, short keys, placeholders
+        self.api_key_entries()  # refuses a file that cannot be read, short keys, placeholders
         return self
 
-    def api_key_list(self) -> tuple[str, ...]:
-        """The API keys, from the list or the file ``API_KEYS`` names; empty when unset."""
+    def api_key_entries(self) -> tuple[ApiKeyEntry, ...]:
+        """The API keys with their tenant names, from the list or the file ``API_KEYS`` names; empty when unset.
+
+        An entry is ``key`` or ``name:key``; entries that share a name are one tenant (rotation:
+        add the new key under the old name, then drop the old key).
+        """
         if self.api_keys is None:
             return ()
         value = self.api_keys.get_secret_value().strip()
@@ -226,15 +246,21 @@ class Settings(BaseSettings):
                 lines = path.read_text().splitlines()
             except OSError as exc:
                 raise ValueError(f"API_KEYS names a file that cannot be read: {path} ({exc.strerror})") from None
-            keys = tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+            raw = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
         else:
-            keys = tuple(key.strip() for key in value.split(",") if key.strip())
-        if not keys:
+            raw = [entry.strip() for entry in value.split(",") if entry.strip()]
+        if not raw:
             raise ValueError("API_KEYS is set but holds no key")
-        for key in keys:
+        entries: list[ApiKeyEntry] = []
+        for position, text in enumerate(raw, start=1):
+            named = _NAMED_KEY.fullmatch(text)
+            name, key = (named.group(1), named.group(2)) if named else (f"key-{position}", text)
             if len(key) < 16 or key.lower() in _PLACEHOLDER_KEYS:
                 raise ValueError("every API key must be at least 16 characters and not a placeholder")
-        return keys
+            entries.append(ApiKeyEntry(name, key, named=named is not None))
+        if len({entry.key for entry in entries}) != len(entries):
+            raise ValueError("API_KEYS holds the same key twice")
+        return tuple(entries)
 
     def webhook_allowed_host_list(self) -> tuple[str, ...]:
         return tuple(host.strip().lower() for host in self.webhook_allowed_hosts if host.strip())

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__, metrics
-from app.auth import ApiKeyRequired
+from app.auth import ApiKeyRequired, ApiKeys
 from app.body_limit import BodySizeLimit
 from app.config import Settings
 from app.error_handlers import install_error_handlers
@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app.state.metrics = service_metrics = ServiceMetrics(registry, gate, budgets, jobs)
     jobs.on_transcript = service_metrics.observe_transcript
     app.add_middleware(RequestMetrics, metrics=service_metrics)  # outermost: it sees every answer, 413s too
-    app.state.api_keys = tuple(key.encode() for key in settings.api_key_list())
+    app.state.api_keys = ApiKeys(settings)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics.router)

@@ -53,6 +53,12 @@ class ServiceMetrics:
             ["route", "method", "status"],
             registry=self.registry,
         )
+        self.tenant_requests = Counter(
+            f"{_PREFIX}_tenant_http_requests",
+            "Authenticated requests by tenant (API_KEYS' names, `key-N` for an unnamed key; never the key).",
+            ["tenant", "route", "status"],
+            registry=self.registry,
+        )
         self.request_seconds = Histogram(
             f"{_PREFIX}_http_request_duration_seconds",
             "Time from a request's arrival to the end of its answer, upload included.",
@@ -112,6 +118,8 @@ class RequestMetrics:
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            if (tenant := scope.get("state", {}).get("tenant")) is not None:  # set by app/auth.py
+                self.metrics.tenant_requests.labels(tenant, route, str(status)).inc()
             self.metrics.request_seconds.labels(route, scope["method"]).observe(time.perf_counter() - started)
 
 

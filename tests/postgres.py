@@ -87,4 +87,4 @@ def reset(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as db:
-        db.execute("DROP TABLE IF EXISTS jobs, job_audio")
+        db.execute("DROP TABLE IF EXISTS jobs, job_audio, job_store_meta")

@@ -25,10 +25,11 @@ class NewJob:
     """What a submission stores: the request, and the facts the cache and retries need."""
 
     id: str
-    params: dict[str, Any]  # the form fields, as the route validated them
-    request_key: str  # sha256 of the audio's sha256, the params and the model: equal keys, equal results
+    params: dict[str, Any]  # the transcription options, versioned (app/jobs/options.py)
+    request_key: str  # the audio's and the options' digest: what a replayed Idempotency-Key must match
     audio_sha256: str
     audio_bytes: int
+    tenant: str = ""  # the submitting tenant's id (app/jobs/keys.py); "" without API_KEYS
     filename: str | None = None
     idempotency_key: str | None = None
     callback_url: str | None = None
@@ -44,6 +45,8 @@ class JobRecord:
     request_key: str
     audio_sha256: str
     audio_bytes: int
+    tenant: str = ""
+    result_key: str | None = None  # set with the result: later jobs with the same key reuse it
     filename: str | None = None
     idempotency_key: str | None = None
     callback_url: str | None = None

@@ -28,6 +28,8 @@ from dataclasses import asdict
 from app.config import Settings
 from app.errors import Busy, Cancelled, ServiceError
 from app.jobs.audio_store import AudioMissing, AudioStore, clear_stale_scratch, scratch_dir
+from app.jobs.keys import cache_scope, result_key
+from app.jobs.options import StoredOptionsUnreadable, load_options
 from app.jobs.records import JobRecord, JobState
 from app.jobs.store import JobStore
 from app.jobs.views import webhook_body
@@ -37,7 +39,7 @@ from app.services.cancellation import CancelToken
 from app.services.file_transcription import transcribe_file
 from app.services.pipeline import TranscriptionPipeline
 from app.services.progress import Progress
-from app.transcript import Transcript, dump_transcript
+from app.transcript import TranscribeOptions, Transcript, dump_transcript
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +147,19 @@ class JobRunner:
         if job.state is JobState.FAILED:  # its row did not parse
             self.store.fail(job.id, None, job.error or "corrupt job record", retry=False, max_attempts=0)
             return
+        options = self._options(job, pipeline)
+        if options is None:
+            return
+        scope = cache_scope(job.tenant, shared=self.settings.jobs_shared_cache)
+        reusable = result_key(job.audio_sha256, options, pipeline.fingerprint, scope)
+        cached = self.store.cached(reusable)
+        if cached is not None and cached.result is not None:  # made by these models since it was queued
+            reused = self.store.succeed(
+                job.id, self.owner, cached.result, cached.progress, result_key=reusable, cache_hit=True
+            )
+            if reused:
+                logger.info("Job %s: same audio, options and models as job %s, result reused", job.id, cached.id)
+            return
         cancel, progress = CancelToken(), Progress()
         with self._running_lock:
             self._running[job.id] = cancel
@@ -153,35 +168,51 @@ class JobRunner:
         )
         beat.start()
         try:
-            outcome = self._transcribe(job, pipeline, cancel, progress)
+            outcome = self._transcribe(job, pipeline, options, cancel, progress)
         finally:
             with self._running_lock:
                 self._running.pop(job.id, None)
             cancel.cancel("the job ended")  # stops the heartbeat
             beat.join()
-        self._record(job, outcome, progress)
+        self._record(job, outcome, progress, reusable)
+
+    def _options(self, job: JobRecord, pipeline: TranscriptionPipeline) -> TranscribeOptions | None:
+        """The job's stored options resolved against these models; None once the job was dealt with."""
+        try:
+            return pipeline.resolve(load_options(job.params))
+        except StoredOptionsUnreadable as exc:
+            if exc.newer:  # a rolling deploy: a worker of the newer release runs it
+                self._stop.wait(_BUSY_RETRY_S)
+                self.store.release(job.id, self.owner, str(exc))
+            else:
+                self.store.fail(job.id, self.owner, str(exc), retry=False, max_attempts=0)
+        except ServiceError as exc:  # options these models cannot serve (a language, translation)
+            self.store.fail(job.id, self.owner, exc.message, retry=False, max_attempts=0)
+        return None
 
     def _transcribe(
-        self, job: JobRecord, pipeline: TranscriptionPipeline, cancel: CancelToken, progress: Progress
+        self,
+        job: JobRecord,
+        pipeline: TranscriptionPipeline,
+        options: TranscribeOptions,
+        cancel: CancelToken,
+        progress: Progress,
     ) -> Transcript | Exception:
-        from app.schemas import TranscribeParams  # the form model the route validated
-
         try:
-            params = TranscribeParams.model_validate(job.params)
-            options = pipeline.resolve(params.options())
             with self.audio.fetched(job.id, self._scratch) as path:
                 return transcribe_file(pipeline, path, options, self.settings, self.budgets, cancel, progress)
         except Exception as exc:
             return exc
 
-    def _record(self, job: JobRecord, outcome: Transcript | Exception, progress: Progress) -> None:
+    def _record(self, job: JobRecord, outcome: Transcript | Exception, progress: Progress, reusable: str) -> None:
         store, owner, attempts = self.store, self.owner, self.settings.job_max_attempts
         if isinstance(outcome, Transcript):
             progress.audio(outcome.duration)
             progress.finish()
             if self.on_transcript is not None:
                 self.on_transcript(outcome)
-            if store.succeed(job.id, owner, dump_transcript(outcome), asdict(progress.snapshot())):
+            result = dump_transcript(outcome)
+            if store.succeed(job.id, owner, result, asdict(progress.snapshot()), result_key=reusable):
                 logger.info("Job %s succeeded (%.1f s of audio)", job.id, outcome.duration)
             return
         if isinstance(outcome, Cancelled):

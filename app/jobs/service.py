@@ -1,54 +1,46 @@
 """The submission side of jobs: store the upload once, answer repeats from what is stored.
 
 - The same audio (sha256) with the same options and models gives the stored result at once,
-  as a new job marked ``cache_hit``, instead of transcribing again.
+  as a new job marked ``cache_hit``, instead of transcribing again — within one tenant's
+  results (app/jobs/keys.py), or everyone's with JOBS_SHARED_CACHE.
 - An ``Idempotency-Key`` makes a retried submission return the job it created the first
-  time; the same key with a different file or options is refused (409).
+  time; the same key with a different file or options is refused (409). Keys are per tenant:
+  another tenant's use of the same key is another job.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import logging
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from app.config import Settings
 from app.errors import Busy, Conflict, StorageFull, retry_later
 from app.jobs.audio_store import AudioStore, open_audio_store
+from app.jobs.keys import cache_scope, request_key, result_key, tenant_id
+from app.jobs.options import dump_options
 from app.jobs.records import JobRecord, JobState, NewJob
 from app.jobs.store import DuplicateIdempotencyKey, JobStore, open_store
+from app.services.pipeline import TranscriptionPipeline
+from app.transcript import TranscribeOptions
 
 logger = logging.getLogger(__name__)
 
 _HASH_CHUNK = 1024 * 1024
 
-# Settings that change what a transcription produces: a cached result must have been made by
-# the same ones.
-_RESULT_SETTINGS = (
-    "whisper_model",
-    "compute_type",
-    "max_new_tokens",
-    "enable_alignment",
-    "align_models",
-    "enable_diarization",
-    "diarizer",
-    "diarization_pipeline",
-)
-
 
 class JobService:
+    """Every method takes the tenant (its id, ``tenant_of``): another tenant's job, key or
+    result is never found, exactly as if it did not exist."""
+
     def __init__(self, store: JobStore, audio: AudioStore, settings: Settings) -> None:
         self.store = store
         self.audio = audio
         self.settings = settings
         self.on_queued: Callable[[], None] = lambda: None  # the local runner's wake-up
-        fingerprint = settings.model_dump(include=set(_RESULT_SETTINGS), mode="json")
-        self._models = json.dumps(fingerprint, sort_keys=True)
 
     @classmethod
     def open(cls, settings: Settings) -> JobService:
@@ -59,25 +51,36 @@ class JobService:
     def close(self) -> None:
         self.store.close()
 
-    def request_key(self, audio_sha256: str, params: dict[str, Any]) -> str:
-        canonical = json.dumps({"audio": audio_sha256, "params": params, "models": self._models}, sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+    def tenant_of(self, identity: str) -> str:
+        return tenant_id(self.store.tenant_salt, identity)
 
     def submit(
         self,
         path: Path,
         *,
-        filename: str | None,
-        params: dict[str, Any],
+        tenant: str,
+        options: TranscribeOptions,
+        local: TranscriptionPipeline | None = None,
+        filename: str | None = None,
         idempotency_key: str | None = None,
         callback_url: str | None = None,
     ) -> tuple[JobRecord, bool]:
-        """Store a job for the upload at ``path``; the job, and whether it was there already."""
+        """Store a job for the upload at ``path``; the job, and whether it was there already.
+
+        With ``local`` (this process's ready models) a result those models made for the same
+        audio and options in the cache's scope is reused at once; workers look again when they
+        claim the job, with their own models.
+        """
         audio_sha256, size = _sha256(path)
-        request_key = self.request_key(audio_sha256, params)
-        if idempotency_key is not None and (earlier := self._replay(idempotency_key, request_key)) is not None:
+        stored = dump_options(options)
+        digest = request_key(audio_sha256, stored)
+        if idempotency_key is not None and (earlier := self._replay(tenant, idempotency_key, digest)) is not None:
             return earlier, True
-        cached = self.store.cached(request_key)
+        reusable = None
+        if local is not None:
+            scope = cache_scope(tenant, shared=self.settings.jobs_shared_cache)
+            reusable = result_key(audio_sha256, local.resolve(options), local.fingerprint, scope)
+        cached = self.store.cached(reusable) if reusable is not None else None
         if cached is None and self.store.count(JobState.QUEUED) >= self.settings.max_queued_jobs:
             raise Busy(
                 f"The job queue is full ({self.settings.max_queued_jobs} queued); retry later.",
@@ -85,8 +88,9 @@ class JobService:
             )
         job = NewJob(
             id=uuid.uuid4().hex,
-            params=params,
-            request_key=request_key,
+            tenant=tenant,
+            params=stored,
+            request_key=digest,
             audio_sha256=audio_sha256,
             audio_bytes=size,
             filename=filename,
@@ -101,35 +105,35 @@ class JobService:
             raise
         try:
             if cached is not None:
-                record = self.store.create(job, result=cached.result, progress=cached.progress)
+                record = self.store.create(job, result=cached.result, progress=cached.progress, result_key=reusable)
             else:
                 record = self.store.create(job)
         except DuplicateIdempotencyKey:  # the same key, submitted at the same moment
             self.audio.delete(job.id)
             assert idempotency_key is not None
-            earlier = self._replay(idempotency_key, request_key)
+            earlier = self._replay(tenant, idempotency_key, digest)
             assert earlier is not None
             return earlier, True
         except BaseException:
             self.audio.delete(job.id)
             raise
         if cached is not None:
-            logger.info("Job %s: same audio and options as job %s, result reused", job.id, cached.id)
+            logger.info("Job %s: same audio, options and models as job %s, result reused", job.id, cached.id)
         else:
             self.on_queued()
         return record, False
 
-    def _replay(self, idempotency_key: str, request_key: str) -> JobRecord | None:
-        earlier = self.store.by_idempotency_key(idempotency_key)
-        if earlier is not None and earlier.request_key != request_key:
+    def _replay(self, tenant: str, idempotency_key: str, digest: str) -> JobRecord | None:
+        earlier = self.store.by_idempotency_key(tenant, idempotency_key)
+        if earlier is not None and earlier.request_key != digest:
             raise Conflict("This Idempotency-Key was used for a different file or different options.")
         return earlier
 
-    def get(self, job_id: str) -> JobRecord | None:
-        return self.store.get(job_id)
+    def get(self, job_id: str, tenant: str) -> JobRecord | None:
+        return self.store.owned(job_id, tenant)
 
-    def cancel(self, job_id: str) -> JobRecord | None:
-        return self.store.cancel(job_id)
+    def cancel(self, job_id: str, tenant: str) -> JobRecord | None:
+        return self.store.cancel(job_id, tenant)
 
     def counts(self) -> dict[JobState, int]:
         return self.store.counts()

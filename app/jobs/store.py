@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,15 @@ from app.jobs.records import JobRecord, JobState, NewJob
 
 logger = logging.getLogger(__name__)
 
-_SCHEMA = """
+# The store's layout, recorded in job_store_meta. 1: the first release (no table of its own
+# for the version; one global Idempotency-Key namespace). 2: jobs belong to a tenant, keys and
+# cached results are scoped by it, params hold versioned options (app/jobs/options.py).
+SCHEMA_VERSION = 2
+
+_JOBS_TABLE = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL DEFAULT '',
     state TEXT NOT NULL,
     created_at {real} NOT NULL,
     updated_at {real} NOT NULL,
@@ -35,10 +42,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at {real},
     params TEXT NOT NULL,
     request_key TEXT NOT NULL,
+    result_key TEXT,
     audio_sha256 TEXT NOT NULL,
     audio_bytes BIGINT NOT NULL,
     filename TEXT,
-    idempotency_key TEXT UNIQUE,
+    idempotency_key TEXT,
     callback_url TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     lease_owner TEXT,
@@ -51,17 +59,34 @@ CREATE TABLE IF NOT EXISTS jobs (
     webhook_attempts INTEGER NOT NULL DEFAULT 0,
     webhook_next_at {real},
     webhook_error TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, created_at);
-CREATE INDEX IF NOT EXISTS jobs_request ON jobs (request_key, state);
-CREATE INDEX IF NOT EXISTS jobs_webhooks ON jobs (webhook_state, webhook_next_at);
-"""
+)"""
+
+_SCHEMA = (
+    _JOBS_TABLE,
+    "CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (tenant, idempotency_key)",
+    "CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, created_at)",
+    "CREATE INDEX IF NOT EXISTS jobs_results ON jobs (result_key, state)",
+    "CREATE INDEX IF NOT EXISTS jobs_webhooks ON jobs (webhook_state, webhook_next_at)",
+)
+
+_META_TABLE = "CREATE TABLE IF NOT EXISTS job_store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
+# Version 1's columns, all kept by version 2 (which adds tenant and result_key).
+_V1_COLUMNS = (
+    "id, state, created_at, updated_at, started_at, finished_at, params, request_key, audio_sha256, audio_bytes, "
+    "filename, idempotency_key, callback_url, attempts, lease_owner, lease_expires, progress, error, result, "
+    "cache_hit, webhook_state, webhook_attempts, webhook_next_at, webhook_error"
+)
 
 _FINISHED = "('succeeded', 'failed', 'cancelled')"
 
 
 class DuplicateIdempotencyKey(Exception):
-    """Another job already holds this Idempotency-Key."""
+    """Another job of the same tenant already holds this Idempotency-Key."""
+
+
+class StoreFromTheFuture(RuntimeError):
+    """The store was laid out by a newer version of the service than this one."""
 
 
 class JobStore(ABC):
@@ -71,12 +96,19 @@ class JobStore(ABC):
     skip_locked = ""  # row locks for claims; SQLite serialises writers instead
     now: str  # the database's clock, in seconds since the epoch
     embedded = False  # one process owns the store: it may take back running jobs at start-up
+    table_exists: str  # a statement whose one row's ``found`` is true when table :name exists
+    upgrade_from_v1: tuple[str, ...]  # version 1's jobs table into version 2's, before _SCHEMA runs
+    tenant_salt = ""  # the key of tenant ids (app/jobs/keys.py), made once per store
 
     # -- the connection --------------------------------------------------------------------
 
     @abstractmethod
     def _rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Run one statement in its own transaction; the rows it returns."""
+
+    @abstractmethod
+    def _exclusive(self) -> AbstractContextManager[Callable[[str, dict[str, Any]], list[dict[str, Any]]]]:
+        """One transaction that no other process of the store runs beside (for migrations)."""
 
     @abstractmethod
     def _is_duplicate(self, error: Exception) -> bool: ...
@@ -95,26 +127,63 @@ class JobStore(ABC):
         return JobRecord.from_row(rows[0]) if rows else None
 
     def migrate(self) -> None:
-        for statement in self._sql(_SCHEMA).split(";"):
-            if statement.strip():
-                self._rows(statement, {})
+        """Lay out a new store, or bring an older one to ``SCHEMA_VERSION``, in one transaction
+        that the other processes starting on the same store wait for."""
+        with self._exclusive() as execute:
+
+            def run(template: str, **params: Any) -> list[dict[str, Any]]:
+                return execute(self._sql(template), params)
+
+            run(_META_TABLE)
+            recorded = run("SELECT value FROM job_store_meta WHERE name = 'schema_version'")
+            version = int(recorded[0]["value"]) if recorded else None
+            if version is not None and version > SCHEMA_VERSION:
+                raise StoreFromTheFuture(
+                    f"the job store was laid out by a newer release (schema {version}; this one knows "
+                    f"{SCHEMA_VERSION}): upgrade this process, or point it at another JOBS_DATABASE_URL"
+                )
+            if version is None and run(self.table_exists, name="jobs")[0]["found"]:
+                logger.info("Upgrading the job store from schema 1 to %d", SCHEMA_VERSION)
+                for statement in self.upgrade_from_v1:
+                    run(statement)
+            for statement in _SCHEMA:
+                run(statement)
+            run(
+                "INSERT INTO job_store_meta (name, value) VALUES ('schema_version', :version) "
+                "ON CONFLICT (name) DO UPDATE SET value = :version",
+                version=str(SCHEMA_VERSION),
+            )
+            run(
+                "INSERT INTO job_store_meta (name, value) VALUES ('tenant_salt', :salt) ON CONFLICT (name) DO NOTHING",
+                salt=secrets.token_hex(32),
+            )
+            self.tenant_salt = run("SELECT value FROM job_store_meta WHERE name = 'tenant_salt'")[0]["value"]
 
     # -- submissions and reads -------------------------------------------------------------
 
-    def create(self, job: NewJob, *, result: str | None = None, progress: dict[str, Any] | None = None) -> JobRecord:
-        """Queue ``job``, or store it already succeeded with ``result`` (a cache hit)."""
+    def create(
+        self,
+        job: NewJob,
+        *,
+        result: str | None = None,
+        progress: dict[str, Any] | None = None,
+        result_key: str | None = None,
+    ) -> JobRecord:
+        """Queue ``job``, or store it already succeeded with ``result`` (a cache hit under ``result_key``)."""
         state = JobState.SUCCEEDED if result is not None else JobState.QUEUED
         try:
             created = self._job(
-                """INSERT INTO jobs (id, state, created_at, updated_at, params, request_key, audio_sha256,
-                       audio_bytes, filename, idempotency_key, callback_url, result, cache_hit, progress)
-                   VALUES (:id, :state, {now}, {now}, :params, :request_key, :audio_sha256, :audio_bytes,
-                       :filename, :idempotency_key, :callback_url, :result, :cache_hit, :progress)
+                """INSERT INTO jobs (id, tenant, state, created_at, updated_at, params, request_key, result_key,
+                       audio_sha256, audio_bytes, filename, idempotency_key, callback_url, result, cache_hit, progress)
+                   VALUES (:id, :tenant, :state, {now}, {now}, :params, :request_key, :result_key, :audio_sha256,
+                       :audio_bytes, :filename, :idempotency_key, :callback_url, :result, :cache_hit, :progress)
                    RETURNING *""",
                 id=job.id,
+                tenant=job.tenant,
                 state=state.value,
                 params=json.dumps(job.params, sort_keys=True),
                 request_key=job.request_key,
+                result_key=result_key,
                 audio_sha256=job.audio_sha256,
                 audio_bytes=job.audio_bytes,
                 filename=job.filename,
@@ -140,17 +209,22 @@ class JobStore(ABC):
         return created
 
     def get(self, job_id: str) -> JobRecord | None:
+        """Any tenant's job (the workers' view); routes read through ``owned``."""
         return self._job("SELECT * FROM jobs WHERE id = :id", id=job_id)
 
-    def by_idempotency_key(self, key: str) -> JobRecord | None:
-        return self._job("SELECT * FROM jobs WHERE idempotency_key = :key", key=key)
+    def owned(self, job_id: str, tenant: str) -> JobRecord | None:
+        """The job if ``tenant`` submitted it: another tenant's job reads as one that never existed."""
+        return self._job("SELECT * FROM jobs WHERE id = :id AND tenant = :tenant", id=job_id, tenant=tenant)
 
-    def cached(self, request_key: str) -> JobRecord | None:
-        """The latest job that already succeeded on the same audio with the same options."""
+    def by_idempotency_key(self, tenant: str, key: str) -> JobRecord | None:
+        return self._job("SELECT * FROM jobs WHERE tenant = :tenant AND idempotency_key = :key", tenant=tenant, key=key)
+
+    def cached(self, result_key: str) -> JobRecord | None:
+        """The latest job that succeeded with the same ``result_key`` (audio, options, models, scope)."""
         return self._job(
-            """SELECT * FROM jobs WHERE request_key = :key AND state = 'succeeded' AND result IS NOT NULL
+            """SELECT * FROM jobs WHERE result_key = :key AND state = 'succeeded' AND result IS NOT NULL
                ORDER BY finished_at DESC LIMIT 1""",
-            key=request_key,
+            key=result_key,
         )
 
     def count(self, state: JobState) -> int:
@@ -192,9 +266,20 @@ class JobStore(ABC):
         )
         return bool(rows)
 
-    def succeed(self, job_id: str, owner: str, result: str, progress: dict[str, Any]) -> bool:
+    def succeed(
+        self,
+        job_id: str,
+        owner: str,
+        result: str,
+        progress: dict[str, Any],
+        *,
+        result_key: str | None = None,
+        cache_hit: bool = False,
+    ) -> bool:
+        """Record the result; ``result_key`` lets later jobs with the same key reuse it."""
         rows = self._run(
             """UPDATE jobs SET state = 'succeeded', result = :result, progress = :progress, error = NULL,
+                   result_key = :result_key, cache_hit = :cache_hit,
                    finished_at = {now}, updated_at = {now}, lease_owner = NULL, lease_expires = NULL,
                    webhook_state = CASE WHEN callback_url IS NULL THEN NULL ELSE 'pending' END,
                    webhook_next_at = {now}
@@ -203,6 +288,8 @@ class JobStore(ABC):
             owner=owner,
             result=result,
             progress=json.dumps(progress),
+            result_key=result_key,
+            cache_hit=int(cache_hit),
         )
         return bool(rows)
 
@@ -262,15 +349,16 @@ class JobStore(ABC):
         )
         return len(rows)
 
-    def cancel(self, job_id: str) -> JobRecord | None:
-        """Cancel a queued or running job (its worker sees it at the next heartbeat)."""
+    def cancel(self, job_id: str, tenant: str) -> JobRecord | None:
+        """Cancel ``tenant``'s queued or running job (its worker sees it at the next heartbeat)."""
         return self._job(
             """UPDATE jobs SET state = 'cancelled', finished_at = {now}, updated_at = {now},
                    error = 'Cancelled by a client.', lease_owner = NULL, lease_expires = NULL,
                    webhook_state = CASE WHEN callback_url IS NULL THEN NULL ELSE 'pending' END,
                    webhook_next_at = {now}
-               WHERE id = :id AND state IN ('queued', 'running') RETURNING *""",
+               WHERE id = :id AND tenant = :tenant AND state IN ('queued', 'running') RETURNING *""",
             id=job_id,
+            tenant=tenant,
         )
 
     # -- webhooks --------------------------------------------------------------------------
@@ -314,6 +402,17 @@ class JobStore(ABC):
 class SqliteJobStore(JobStore):
     now = "((julianday('now') - 2440587.5) * 86400.0)"
     embedded = True
+    table_exists = "SELECT COUNT(*) > 0 AS found FROM sqlite_master WHERE type = 'table' AND name = :name"
+    # SQLite cannot drop a column's UNIQUE: version 1's table is copied into version 2's.
+    upgrade_from_v1 = (
+        "DROP INDEX IF EXISTS jobs_queue",
+        "DROP INDEX IF EXISTS jobs_request",
+        "DROP INDEX IF EXISTS jobs_webhooks",
+        "ALTER TABLE jobs RENAME TO jobs_v1",
+        _JOBS_TABLE,
+        f"INSERT INTO jobs ({_V1_COLUMNS}) SELECT {_V1_COLUMNS} FROM jobs_v1",
+        "DROP TABLE jobs_v1",
+    )
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -331,6 +430,20 @@ class SqliteJobStore(JobStore):
             cursor = self._db.execute(sql, params)
             return [dict(row) for row in cursor.fetchall()]
 
+    @contextmanager
+    def _exclusive(self) -> Iterator[Callable[[str, dict[str, Any]], list[dict[str, Any]]]]:
+        def execute(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+            return [dict(row) for row in self._db.execute(sql, params).fetchall()]
+
+        with self._lock:
+            self._db.execute("BEGIN EXCLUSIVE")
+            try:
+                yield execute
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def _is_duplicate(self, error: Exception) -> bool:
         return isinstance(error, sqlite3.IntegrityError) and "idempotency_key" in str(error)
 
@@ -343,6 +456,14 @@ class PostgresJobStore(JobStore):
     real_type = "DOUBLE PRECISION"
     skip_locked = "FOR UPDATE SKIP LOCKED"
     now = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
+    table_exists = "SELECT to_regclass(:name) IS NOT NULL AS found"
+    upgrade_from_v1 = (
+        "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS tenant TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS result_key TEXT",
+        "ALTER TABLE jobs DROP CONSTRAINT IF EXISTS jobs_idempotency_key_key",
+        "DROP INDEX IF EXISTS jobs_request",
+    )
+    _MIGRATION_LOCK = 7_160_423_101  # pg_advisory_xact_lock's key: this service's migrations
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -385,6 +506,17 @@ class PostgresJobStore(JobStore):
                     raise
                 logger.warning("Lost the connection to Postgres; reconnecting")
         raise AssertionError("unreachable")
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[Callable[[str, dict[str, Any]], list[dict[str, Any]]]]:
+        with self.connection() as db, db.transaction(), db.cursor() as cursor:
+
+            def execute(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+                cursor.execute(_named_to_pyformat(sql), params)
+                return list(cursor.fetchall()) if cursor.description else []
+
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self._MIGRATION_LOCK,))
+            yield execute
 
     def _is_duplicate(self, error: Exception) -> bool:
         import psycopg.errors

@@ -86,6 +86,13 @@ class WebhookPolicy:
             self.check_address(host)
         return host
 
+    def check_destination(self, url: str) -> None:
+        """``check_url``, and every address the host resolves to now (at submission: a callback
+        that could never be sent is refused then, not accepted and failed at delivery)."""
+        host = self.check_url(url)
+        parts = urlsplit(url)
+        self.resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
+
     def check_address(self, address: str) -> None:
         ip = ipaddress.ip_address(address)
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
@@ -17,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field
 
+from app.auth import CurrentTenant, Tenant
 from app.config import Settings
 from app.deps import BudgetsDep, GateDep, JobsDep, RegistryDep, SettingsDep
 from app.errors import Conflict, InvalidParameter, JobNotFound
@@ -30,6 +32,7 @@ from app.services.audio import check_decodable
 from app.upload import multipart_openapi, parse_fields, receive_upload
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+logger = logging.getLogger(__name__)
 
 _EVENT_POLL_S = 0.25
 _EVENT_KEEPALIVE_S = 15.0  # a comment line, so proxies do not close a quiet stream
@@ -60,6 +63,7 @@ IdempotencyKey = Annotated[
 )
 async def submit_job(
     request: Request,
+    tenant: CurrentTenant,
     jobs: JobsDep,
     settings: SettingsDep,
     gate: GateDep,
@@ -70,11 +74,12 @@ async def submit_job(
     with gate.admit():  # uploads in flight count against the same capacity as transcriptions
         async with receive_upload(request, upload_limits(settings, budgets)) as upload:
             params = parse_fields(JobParams, upload.fields)
+            options = params.options()
             callback_url = params.callback_url
             if callback_url is not None:
-                _check_callback(callback_url, settings)
+                await run_in_threadpool(_check_callback, callback_url, settings)
             if (pipeline := registry.ready_pipeline()) is not None:
-                pipeline.resolve(params.options())  # refuse what the models cannot do, now
+                pipeline.resolve(options)  # refuse what the models cannot do, now
             # Not audio at all: refused now, not as a failed job later.
             await run_in_threadpool(
                 check_decodable,
@@ -82,15 +87,17 @@ async def submit_job(
                 timeout_s=min(settings.decode_timeout_s, 30.0),
                 ffmpeg=settings.ffmpeg_binary,
             )
-            stored = params.model_dump(mode="json", exclude={"callback_url", "output"})
             job, replayed = await run_in_threadpool(
                 jobs.submit,
                 upload.path,
+                tenant=jobs.tenant_of(tenant.identity),
+                options=options,
+                local=pipeline,
                 filename=upload.filename,
-                params=stored,
                 idempotency_key=idempotency_key,
                 callback_url=callback_url,
             )
+    logger.info("Job %s %s by tenant %s", job.id, "replayed" if replayed else "submitted", tenant.name)
     headers = {"Location": f"/v1/jobs/{job.id}"}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -101,12 +108,13 @@ async def submit_job(
 @router.get("/{job_id}", response_model=JobOut, responses={404: {"description": "No such job (or it expired)."}})
 async def get_job(
     job_id: str,
+    tenant: CurrentTenant,
     jobs: JobsDep,
     format: Annotated[
         OutputFormat, Query(description="`json`: the job with its result; others: the transcript itself.")
     ] = "json",
 ) -> Response:
-    job = await _job(jobs, job_id)
+    job = await _job(jobs, job_id, tenant)
     if format == "json":
         return JSONResponse(job_out(job, with_result=True).model_dump())
     transcript = stored_transcript(job)
@@ -116,11 +124,16 @@ async def get_job(
     return Response(rendered.body, media_type=rendered.media_type)
 
 
-@router.delete("/{job_id}", response_model=JobOut, responses={409: {"description": "The job already ended."}})
-async def cancel_job(job_id: str, jobs: JobsDep) -> JSONResponse:
-    cancelled = await run_in_threadpool(jobs.cancel, job_id)
+@router.delete(
+    "/{job_id}",
+    response_model=JobOut,
+    responses={404: {"description": "No such job (or it expired)."}, 409: {"description": "The job already ended."}},
+)
+async def cancel_job(job_id: str, tenant: CurrentTenant, jobs: JobsDep) -> JSONResponse:
+    tenant_id = jobs.tenant_of(tenant.identity)
+    cancelled = await run_in_threadpool(jobs.cancel, job_id, tenant_id) if len(job_id) <= 64 else None
     if cancelled is None:
-        job = await _job(jobs, job_id)
+        job = await _job(jobs, job_id, tenant)
         raise Conflict(f"Job {job_id} already ended ({job.state.value}); there is nothing to cancel.")
     return JSONResponse(job_out(cancelled).model_dump())
 
@@ -130,10 +143,10 @@ async def cancel_job(job_id: str, jobs: JobsDep) -> JSONResponse:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "`progress` events, then one `end`."}},
 )
-async def job_events(job_id: str, jobs: JobsDep) -> StreamingResponse:
+async def job_events(job_id: str, tenant: CurrentTenant, jobs: JobsDep) -> StreamingResponse:
     """Server-sent events: the job (as GET gives it, without the result) whenever it changes,
     as ``progress`` events, and a last ``end`` event when it succeeded, failed or was cancelled."""
-    job = await _job(jobs, job_id)
+    job = await _job(jobs, job_id, tenant)
     return StreamingResponse(
         _events(jobs, job),
         media_type="text/event-stream",
@@ -156,7 +169,7 @@ async def _events(jobs: JobsDep, job: JobRecord) -> AsyncIterator[str]:
             quiet_since = asyncio.get_running_loop().time()
             yield ": keep-alive\n\n"
         await asyncio.sleep(_EVENT_POLL_S)
-        current = await run_in_threadpool(jobs.get, job.id)
+        current = await run_in_threadpool(jobs.get, job.id, job.tenant)
         if current is None:  # expired or deleted while watched
             yield _event("end", json.dumps({"id": job.id, "state": "expired"}))
             return
@@ -167,8 +180,9 @@ def _event(kind: str, data: str) -> str:
     return f"event: {kind}\ndata: {data}\n\n"
 
 
-async def _job(jobs: JobsDep, job_id: str) -> JobRecord:
-    job = await run_in_threadpool(jobs.get, job_id) if len(job_id) <= 64 else None
+async def _job(jobs: JobsDep, job_id: str, tenant: Tenant) -> JobRecord:
+    """The tenant's job; another tenant's answers exactly as an id that never existed."""
+    job = await run_in_threadpool(jobs.get, job_id, jobs.tenant_of(tenant.identity)) if len(job_id) <= 64 else None
     if job is None:
         raise JobNotFound(f"No job {job_id!r}: it never existed, or it expired.")
     return job
@@ -181,6 +195,6 @@ def _check_callback(url: str, settings: Settings) -> None:
             param="callback_url",
         )
     try:
-        WebhookPolicy.from_settings(settings).check_url(url)
+        WebhookPolicy.from_settings(settings).check_destination(url)  # delivery checks again: DNS can change
     except WebhookRefused as exc:
         raise InvalidParameter(str(exc), param="callback_url") from None

@@ -21,8 +21,10 @@ of each window is force-aligned to the audio with the model's cross-attention al
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -73,9 +75,11 @@ class WhisperEngine:
         source: WhisperSource,
         options: DecodingOptions | None = None,
         scheduler: BatchScheduler | None = None,
+        model_path: Path | None = None,
     ) -> None:
         self._model = model
         self.source = source
+        self.model_path = model_path  # the folder the weights were read from (the job cache's fingerprint)
         self.options = options or DecodingOptions()
         self.multilingual: bool = bool(model.model.is_multilingual)
         self.languages: frozenset[str] = frozenset(model.supported_languages)
@@ -101,9 +105,13 @@ class WhisperEngine:
         scheduler: BatchScheduler | None = None,
     ) -> WhisperEngine:
         from faster_whisper import WhisperModel
+        from faster_whisper.utils import download_model
 
+        location = source.location
+        if not os.path.isdir(location):  # a hub name: the cached snapshot (downloaded the first time)
+            location = download_model(location, cache_dir=download_root, use_auth_token=hf_token)
         model = WhisperModel(
-            source.location,
+            location,
             device=device,
             compute_type=compute_type,
             cpu_threads=cpu_threads,
@@ -114,7 +122,7 @@ class WhisperEngine:
         if max_new_tokens is not None:
             # Decoding stops at model.max_length tokens per window, prompt included.
             model.max_length = max_new_tokens + _PROMPT_TOKENS
-        return cls(model, source, scheduler=scheduler)
+        return cls(model, source, scheduler=scheduler, model_path=Path(location))
 
     def detect_language(
         self, audio: np.ndarray, chunks: list[SpeechChunk], cancel: CancelToken | None = None

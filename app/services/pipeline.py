@@ -56,8 +56,11 @@ class TranscriptionPipeline:
         default_batch_size: int = 16,
         max_batch_size: int = 64,
         diarize_during_asr: bool = False,
+        fingerprint: str = "",
     ) -> None:
         self.whisper = whisper
+        # What these models produce, as a digest (app/services/fingerprint.py): the job cache's key.
+        self.fingerprint = fingerprint
         self.vad = vad
         self.device = device
         self.aligners = aligners

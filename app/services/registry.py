@@ -35,6 +35,7 @@ from app.services.device import (
     resolve_compute_type,
 )
 from app.services.diarization import Diarizer, DiarizerUnavailable, load_diarizer
+from app.services.fingerprint import ModelsFingerprint, weights_digest
 from app.services.gpu_streams import side_stream
 from app.services.lean_imports import import_stage_module
 from app.services.model_sources import resolve_whisper_source
@@ -191,17 +192,35 @@ class ModelRegistry:
                 timer,
             )
             self.gpu = gpu.result()
+            engine, loaded_diarizer = whisper.result(), diarizer.result()
             self.pipeline = TranscriptionPipeline(
-                whisper.result(),
+                engine,
                 vad=vad.result(),
                 device=device,
                 aligners=aligners.result(),
-                diarizer=diarizer.result(),
+                diarizer=loaded_diarizer,
                 diarizer_unavailable=self.stages["diarization"].detail,
                 default_batch_size=settings.batch_size,
                 max_batch_size=settings.max_batch_size,
                 diarize_during_asr=settings.diarize_during_asr,
+                fingerprint=self._fingerprint(engine, loaded_diarizer).digest,
             )
+
+    def _fingerprint(self, whisper: WhisperEngine, diarizer: Diarizer | None) -> ModelsFingerprint:
+        settings = self.settings
+        assert self.device is not None and self.compute_type is not None
+        weights = whisper.model_path
+        return ModelsFingerprint(
+            whisper=whisper.source.display_name,
+            weights=weights_digest(weights) if weights is not None else whisper.source.location,
+            engine="ctranslate2",
+            compute_type=self.compute_type,
+            device=self.device,
+            max_new_tokens=settings.max_new_tokens,
+            vad=settings.vad_method,
+            alignment=dict(settings.align_models) if settings.enable_alignment else None,
+            diarizer=diarizer.name if diarizer is not None else None,
+        )
 
     @staticmethod
     def _timed(timer: StepTimer, step: str, load: Callable[..., T], *args: Any) -> T:

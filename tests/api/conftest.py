@@ -18,6 +18,8 @@ from app.services.pipeline import TranscriptionPipeline
 from app.services.progress import Progress
 from app.services.registry import ModelRegistry, Phase
 from app.transcript import DiarizationReport, Segment, SpeakerTurn, TranscribeOptions, Transcript, Word
+from bench.attacks import wait_for
+from bench.jobs import wait_for_job
 
 
 class FakeWhisper:
@@ -34,6 +36,7 @@ class FakePipeline:
     """
 
     model_name = "fake-whisper"
+    fingerprint = "fake-whisper-weights"
     whisper = FakeWhisper()
     diarizer: object | None = None  # as if none is loaded: speakers only when asked for
     diarizer_unavailable: str | None = None
@@ -141,3 +144,35 @@ def client(make_client: Callable[..., TestClient]) -> TestClient:
 @pytest.fixture(scope="session")
 def sample_bytes(sample_wav) -> bytes:
     return sample_wav.read_bytes()
+
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+@pytest.fixture
+def make_jobs_client(make_client, ready_registry, fake_pipeline) -> Callable[..., TestClient]:
+    """A client whose job workers run the fake pipeline."""
+
+    def build(**overrides: Any) -> TestClient:
+        overrides.setdefault("job_lease_s", 2.0)
+        registry = ready_registry(**overrides)
+        registry.ready_pipeline = lambda: fake_pipeline  # type: ignore[method-assign]
+        client = make_client(registry)
+        client.__enter__()  # the lifespan opens the job store and starts the workers
+        wait_for(lambda: client.app.state.jobs.service is not None, 20, "the job store open")
+        return client
+
+    return build
+
+
+@pytest.fixture
+def jobs_client(make_jobs_client) -> TestClient:
+    return make_jobs_client()
+
+
+def submit(client: TestClient, audio: bytes, headers: dict[str, str] | None = None, **form: str):
+    return client.post("/v1/jobs", files={"file": ("call.wav", audio, "audio/wav")}, data=form, headers=headers)
+
+
+def wait_until(client: TestClient, job_id: str, states: tuple[str, ...] = FINISHED) -> dict[str, Any]:
+    return wait_for_job(client, job_id, lambda job: job["state"] in states, timeout_s=20)

@@ -5,49 +5,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from app.errors import InvalidParameter
 from app.jobs.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from bench.attacks import wait_for
 from bench.jobs import wait_for_job
-from tests.api.conftest import FakePipeline
+from tests.api.conftest import FakePipeline, submit, wait_until
 from tests.webhook_receiver import webhook_receiver
-
-FINISHED = ("succeeded", "failed", "cancelled")
-
-
-@pytest.fixture
-def make_jobs_client(make_client, ready_registry, fake_pipeline) -> Callable[..., TestClient]:
-    """A client whose job workers run the fake pipeline."""
-
-    def build(**overrides: Any) -> TestClient:
-        overrides.setdefault("job_lease_s", 2.0)
-        registry = ready_registry(**overrides)
-        registry.ready_pipeline = lambda: fake_pipeline  # type: ignore[method-assign]
-        client = make_client(registry)
-        client.__enter__()  # the lifespan opens the job store and starts the workers
-        wait_for(lambda: client.get("/v1/jobs/none").status_code == 404, 20, "the job store open")
-        return client
-
-    return build
-
-
-@pytest.fixture
-def jobs_client(make_jobs_client) -> TestClient:
-    return make_jobs_client()
-
-
-def submit(client: TestClient, audio: bytes, headers: dict[str, str] | None = None, **form: str):
-    return client.post("/v1/jobs", files={"file": ("call.wav", audio, "audio/wav")}, data=form, headers=headers)
-
-
-def wait_until(client: TestClient, job_id: str, states: tuple[str, ...] = FINISHED) -> dict[str, Any]:
-    return wait_for_job(client, job_id, lambda job: job["state"] in states, timeout_s=20)
 
 
 def test_a_job_runs_and_its_result_comes_in_every_format(jobs_client, sample_bytes, fake_pipeline):
@@ -149,11 +115,25 @@ def test_bad_submissions_are_refused_and_nothing_is_stored(jobs_client, sample_b
 
 
 def test_callbacks_go_only_to_allowed_hosts(make_jobs_client, sample_bytes):
-    client = make_jobs_client(webhook_secret="k" * 32, webhook_allowed_hosts=["hooks.example.com"])
+    public = "93.184.216.34"  # a global address, written as one: nothing to resolve
+    client = make_jobs_client(webhook_secret="k" * 32, webhook_allowed_hosts=[public, "hooks.example.com"])
     refused = submit(client, sample_bytes, callback_url="http://169.254.169.254/latest/meta-data")
     assert refused.status_code == 422 and "WEBHOOK_ALLOWED_HOSTS" in refused.json()["error"]["message"]
-    accepted = submit(client, sample_bytes, callback_url="https://hooks.example.com/done")
+    unresolvable = submit(client, sample_bytes, callback_url="https://hooks.example.com/done")  # no DNS here
+    assert unresolvable.status_code == 422 and "does not resolve" in unresolvable.json()["error"]["message"]
+    accepted = submit(client, sample_bytes, callback_url=f"https://{public}/done")
     assert accepted.status_code == 202 and accepted.json()["webhook"]["state"] is None
+
+
+@pytest.mark.parametrize("host", ["localhost", "2130706433", "127.1", "0x7f.1", "[::1]", "[::ffff:127.0.0.1]"])
+def test_callbacks_to_loopback_in_any_spelling_are_refused_at_submission(make_jobs_client, sample_bytes, host):
+    bare = host.strip("[]")
+    client = make_jobs_client(webhook_secret="k" * 32, webhook_allowed_hosts=[bare])
+    refused = submit(client, sample_bytes, callback_url=f"http://{host}:8080/hook")
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["param"] is None or "loopback" in refused.json()["error"]["message"]
+    assert "loopback, private" in refused.json()["error"]["message"]
+    assert 'transcription_jobs{state="queued"} 0.0' in client.get("/metrics").text
 
 
 def test_a_full_queue_answers_503(make_jobs_client, sample_bytes):
@@ -220,3 +200,26 @@ def test_queued_jobs_survive_a_restart(make_jobs_client, sample_bytes, fake_pipe
     first.__exit__(None, None, None)
     second = make_jobs_client(jobs_dir=jobs_dir)
     assert wait_until(second, job["id"])["state"] == "succeeded"
+
+
+def test_a_job_queued_by_the_first_release_runs_after_the_upgrade(
+    make_jobs_client, sample_bytes, fake_pipeline, tmp_path
+):
+    """The previous release's row (its schema, its stored form) is run by this one, as it was asked."""
+    import sqlite3
+
+    from tests.unit.test_job_store_upgrade import write_schema_1
+
+    jobs_dir = tmp_path / "old-jobs"
+    (jobs_dir / "audio").mkdir(parents=True)
+    with sqlite3.connect(jobs_dir / "jobs.db") as db:
+        write_schema_1(lambda sql, args: db.execute(sql, args) and None, "?", "REAL")
+    for job_id in ("old-queued", "old-other"):
+        (jobs_dir / "audio" / f"{job_id}.audio").write_bytes(sample_bytes)
+    client = make_jobs_client(jobs_dir=jobs_dir)
+    done = wait_until(client, "old-queued")
+    assert done["state"] == "succeeded", done
+    assert done["result"]["num_speakers"] == 2 and done["result"]["language"] == "de"
+    options = [options for _, options in fake_pipeline.calls]
+    assert all(o.language == "de" and o.hints.num_speakers == 2 and o.batch_size == 8 for o in options)
+    assert all(o.initial_prompt == "Kubernetes" for o in options)

@@ -49,10 +49,13 @@ def store(open_store: StoreFactory) -> JobStore:
     return open_store()
 
 
-def new_job(key: str = "k", *, idempotency_key: str | None = None, callback_url: str | None = None) -> NewJob:
+def new_job(
+    key: str = "k", *, idempotency_key: str | None = None, callback_url: str | None = None, tenant: str = ""
+) -> NewJob:
     return NewJob(
         id=uuid.uuid4().hex,
-        params={"language": "en"},
+        tenant=tenant,
+        params={"version": 2, "options": {"language": "en"}},
         request_key=key,
         audio_sha256="a" * 64,
         audio_bytes=10,
@@ -64,7 +67,7 @@ def new_job(key: str = "k", *, idempotency_key: str | None = None, callback_url:
 
 def test_a_job_goes_from_queued_to_succeeded(store: JobStore) -> None:
     job = store.create(new_job())
-    assert job.state is JobState.QUEUED and job.attempts == 0 and job.params == {"language": "en"}
+    assert job.state is JobState.QUEUED and job.attempts == 0 and job.params["options"] == {"language": "en"}
     claimed = store.claim("worker-a", lease_s=30)
     assert claimed is not None and claimed.id == job.id
     assert claimed.state is JobState.RUNNING and claimed.attempts == 1 and claimed.lease_owner == "worker-a"
@@ -110,13 +113,21 @@ def test_concurrent_workers_never_take_the_same_job(open_store: StoreFactory) ->
 
 
 def test_a_cancelled_job_stops_its_worker_at_the_next_heartbeat(store: JobStore) -> None:
-    job = store.create(new_job())
+    job = store.create(new_job(tenant="a"))
     store.claim("w", 30)
-    cancelled = store.cancel(job.id)
+    assert store.cancel(job.id, "b") is None, "another tenant cannot cancel it"
+    assert store.get(job.id).state is JobState.RUNNING  # type: ignore[union-attr]
+    cancelled = store.cancel(job.id, "a")
     assert cancelled is not None and cancelled.state is JobState.CANCELLED
     assert not store.heartbeat(job.id, "w", 30, {})
     assert not store.succeed(job.id, "w", "{}", {})
-    assert store.cancel(job.id) is None, "a finished job cannot be cancelled again"
+    assert store.cancel(job.id, "a") is None, "a finished job cannot be cancelled again"
+
+
+def test_a_job_is_read_only_by_its_tenant(store: JobStore) -> None:
+    job = store.create(new_job(tenant="a"))
+    assert store.owned(job.id, "a").id == job.id  # type: ignore[union-attr]
+    assert store.owned(job.id, "b") is None and store.owned(job.id, "") is None
 
 
 def test_an_expired_lease_requeues_the_job_until_its_attempts_are_used(store: JobStore) -> None:
@@ -166,21 +177,24 @@ def test_fail_retries_while_attempts_last(store: JobStore) -> None:
     assert store.fail(other.id, "w", "not audio", retry=False, max_attempts=5) is JobState.FAILED
 
 
-def test_an_idempotency_key_is_held_by_one_job(store: JobStore) -> None:
-    first = store.create(new_job(idempotency_key="retry-1"))
+def test_an_idempotency_key_is_held_by_one_job_of_each_tenant(store: JobStore) -> None:
+    first = store.create(new_job(idempotency_key="retry-1", tenant="a"))
     with pytest.raises(DuplicateIdempotencyKey):
-        store.create(new_job(idempotency_key="retry-1"))
-    assert store.by_idempotency_key("retry-1").id == first.id  # type: ignore[union-attr]
+        store.create(new_job(idempotency_key="retry-1", tenant="a"))
+    assert store.by_idempotency_key("a", "retry-1").id == first.id  # type: ignore[union-attr]
+    assert store.by_idempotency_key("b", "retry-1") is None
+    other_tenants = store.create(new_job(idempotency_key="retry-1", tenant="b"))
+    assert store.by_idempotency_key("b", "retry-1").id == other_tenants.id  # type: ignore[union-attr]
 
 
-def test_a_cached_result_comes_from_a_succeeded_job_with_the_same_key(store: JobStore) -> None:
-    job = store.create(new_job("same"))
+def test_a_cached_result_comes_from_a_succeeded_job_with_the_same_result_key(store: JobStore) -> None:
+    job = store.create(new_job())
     assert store.cached("same") is None
     store.claim("w", 30)
-    store.succeed(job.id, "w", '{"r": 1}', {})
+    store.succeed(job.id, "w", '{"r": 1}', {}, result_key="same")
     assert store.cached("same").id == job.id  # type: ignore[union-attr]
     assert store.cached("other") is None
-    hit = store.create(new_job("same"), result='{"r": 1}', progress={"stage": "done"})
+    hit = store.create(new_job(), result='{"r": 1}', progress={"stage": "done"}, result_key="same")
     assert hit.state is JobState.SUCCEEDED and hit.cache_hit and hit.finished_at is not None
 
 
