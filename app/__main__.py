@@ -10,14 +10,14 @@ from dataclasses import asdict
 
 import uvicorn
 
-from app.config import Settings
+from app.config_errors import settings_or_exit
 
 
 def serve() -> None:
     from app.main import create_app
     from app.shutdown import DrainingServer
 
-    settings = Settings()
+    settings = settings_or_exit()
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -39,7 +39,7 @@ def prewarm() -> int:
     from app.main import configure_logging
     from app.services.registry import ModelRegistry, Phase
 
-    settings = Settings(warmup=True)
+    settings = settings_or_exit().model_copy(update={"warmup": True})
     configure_logging(settings.log_level)
     registry = ModelRegistry(settings)
     registry.load()

@@ -8,13 +8,17 @@ and a test keeps the two in step.
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ComputeType = Literal["auto", "float16", "bfloat16", "float32", "int8", "int8_float16", "int8_bfloat16", "int8_float32"]
 Device = Literal["auto", "cuda", "cpu"]
@@ -26,6 +30,26 @@ _PLACEHOLDER_KEYS = frozenset({"changeme-changeme", "your-api-key-here", "xxxxxx
 _NAMED_KEY = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):(.+)")
 
 
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*"
+)
+
+
+def _is_host(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return bool(_HOSTNAME.fullmatch(text))
+    return True
+
+
+def _json(text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
+
+
 @dataclass(frozen=True)
 class ApiKeyEntry:
     """One key of API_KEYS and the tenant it belongs to."""
@@ -33,6 +57,33 @@ class ApiKeyEntry:
     name: str  # `name:key`'s name, or `key-N` by position for a bare key; never derived from the key
     key: str = field(repr=False)
     named: bool = False
+
+
+def _api_key_entries(secret: SecretStr | None) -> tuple[ApiKeyEntry, ...]:
+    if secret is None:
+        return ()
+    value = secret.get_secret_value().strip()
+    path = Path(value)
+    if "," not in value and (value.startswith(("/", "./")) or path.is_file()):
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise ValueError(f"API_KEYS names a file that cannot be read: {path} ({exc.strerror})") from None
+        raw = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    else:
+        raw = [entry.strip() for entry in value.split(",") if entry.strip()]
+    if not raw:
+        raise ValueError("API_KEYS is set but holds no key")
+    entries: list[ApiKeyEntry] = []
+    for position, text in enumerate(raw, start=1):
+        named = _NAMED_KEY.fullmatch(text)
+        name, key = (named.group(1), named.group(2)) if named else (f"key-{position}", text)
+        if len(key) < 16 or key.lower() in _PLACEHOLDER_KEYS:
+            raise ValueError("every API key must be at least 16 characters and not a placeholder")
+        entries.append(ApiKeyEntry(name, key, named=named is not None))
+    if len({entry.key for entry in entries}) != len(entries):
+        raise ValueError("API_KEYS holds the same key twice")
+    return tuple(entries)
 
 
 class Settings(BaseSettings):
@@ -78,14 +129,14 @@ class Settings(BaseSettings):
     enable_alignment: bool = True
     """Word times from a wav2vec2 aligner when one can be loaded; otherwise (or when false) from Whisper's own cross-attention."""
 
-    align_models: dict[str, str] = Field(default_factory=dict)
-    """JSON map of language code to wav2vec2 model (hub name or local directory), overriding WhisperX's defaults, e.g. `{"en": "/models/wav2vec2-en"}`."""
+    align_models: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    """Language code to wav2vec2 model (hub name or local directory), overriding WhisperX's defaults: JSON (`{"en": "/models/wav2vec2-en"}`) or `en=/models/wav2vec2-en,de=…`."""
 
     align_cache_size: int = Field(default=4, ge=1)
     """How many languages' aligners stay loaded at once (least recently used is dropped)."""
 
-    preload_align_languages: list[str] = Field(default_factory=lambda: ["en"])
-    """JSON list of languages whose aligner loads at startup, so their first request pays nothing."""
+    preload_align_languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["en"])
+    """Languages whose aligner loads at startup, so their first request pays nothing: a comma list (`en,de`) or JSON."""
 
     enable_diarization: bool = True
     """Load a speaker-diarization pipeline at startup (requests choose with `diarize`)."""
@@ -177,8 +228,8 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(default=1000, ge=1)
     """Queued jobs the store accepts; past it submissions get 503 with Retry-After."""
 
-    webhook_allowed_hosts: list[str] = Field(default_factory=list)
-    """JSON list of hosts a job's `callback_url` may name (`*.example.com` allows subdomains). Empty: callbacks are refused."""
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Hosts a job's `callback_url` may name, a comma list (`hooks.example.com,*.example.org`; `*.` allows subdomains) or JSON. Empty: callbacks are refused."""
 
     webhook_allow_private: bool = False
     """Allow callbacks to loopback, private and link-local addresses (a receiver inside your own network). Off, so job submitters cannot reach the server's network."""
@@ -215,21 +266,114 @@ class Settings(BaseSettings):
     def _empty_token_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("preload_align_languages", "webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_or_json_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            return _json(text) if text.startswith("[") else [item for item in text.split(",") if item.strip()]
+        return value
+
+    @field_validator("align_models", mode="before")
+    @classmethod
+    def _comma_or_json_map(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("{"):
+            return _json(text)
+        pairs = [item.partition("=") for item in text.split(",") if item.strip()]
+        if any(not sep or not lang.strip() or not model.strip() for lang, sep, model in pairs):
+            raise ValueError("expected `language=model` pairs separated by commas, or a JSON object")
+        return {lang.strip(): model.strip() for lang, _, model in pairs}
+
     @field_validator("preload_align_languages")
     @classmethod
-    def _lower_languages(cls, value: list[str]) -> list[str]:
-        return [code.strip().lower() for code in value if code.strip()]
+    def _language_codes(cls, value: list[str]) -> list[str]:
+        codes = [code.strip().lower() for code in value if code.strip()]
+        if bad := [code for code in codes if not re.fullmatch(r"[a-z]{2,3}", code)]:
+            raise ValueError(f"{', '.join(map(repr, bad))}: a language is an ISO 639-1 code such as `en`")
+        return codes
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _host_patterns(cls, value: list[str]) -> list[str]:
+        hosts = [host.strip().lower() for host in value if host.strip()]
+        if bad := [host for host in hosts if not _is_host(host.removeprefix("*.").strip("[]"))]:
+            raise ValueError(f"{', '.join(map(repr, bad))}: a host is a name or an address, without scheme or port")
+        return hosts
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("a webhook secret must be at least 16 characters")
+        return value
+
+    @field_validator("temp_dir")
+    @classmethod
+    def _existing_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not an existing folder")
+        if value is not None and not os.access(value, os.W_OK | os.X_OK):
+            raise ValueError(f"{value} is not writable by this process")
+        return value
+
+    @field_validator("model_cache_dir", "jobs_dir")
+    @classmethod
+    def _folder_or_creatable(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return value
+        existing = next((p for p in (value, *value.parents) if p.exists()), None)
+        if existing is None or not existing.is_dir():
+            raise ValueError(f"{value} cannot be a folder: {existing} is a file")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"{existing} is not writable by this process")
+        return value
+
+    @field_validator("ffmpeg_binary")
+    @classmethod
+    def _runnable(cls, value: str) -> str:
+        if shutil.which(value) is None:
+            raise ValueError(f"{value!r} is not an executable (on PATH, or as a path)")
+        return value
+
+    @field_validator("whisper_model", "diarization_pipeline")
+    @classmethod
+    def _local_model_exists(cls, value: str) -> str:
+        looks_local = value.startswith(("/", "./", "../", "~"))
+        if looks_local and not Path(value).expanduser().exists():
+            raise ValueError(f"{value} does not exist (a local model is a folder, or a pipeline's config.yaml)")
+        return value
+
+    @field_validator("jobs_database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("not a postgresql:// URL")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _bindable_host(cls, value: str) -> str:
+        if not _is_host(value):
+            raise ValueError(f"{value!r} is neither an IP address nor a host name")
+        return value
 
     @model_validator(mode="after")
     def _batch_within_cap(self) -> Settings:
         if self.batch_size > self.max_batch_size:
-            raise ValueError(f"BATCH_SIZE ({self.batch_size}) exceeds MAX_BATCH_SIZE ({self.max_batch_size})")
+            raise ValueError(
+                f"BATCH_SIZE ({self.batch_size}) exceeds MAX_BATCH_SIZE ({self.max_batch_size}): "
+                "lower BATCH_SIZE or raise MAX_BATCH_SIZE"
+            )
         return self
 
-    @model_validator(mode="after")
-    def _usable_api_keys(self) -> Settings:
-        self.api_key_entries()  # refuses a file that cannot be read, short keys, placeholders
-        return self
+    @field_validator("api_keys")
+    @classmethod
+    def _usable_api_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        _api_key_entries(value)  # refuses a file that cannot be read, short keys, placeholders
+        return value
 
     def api_key_entries(self) -> tuple[ApiKeyEntry, ...]:
         """The API keys with their tenant names, from the list or the file ``API_KEYS`` names; empty when unset.
@@ -237,30 +381,7 @@ class Settings(BaseSettings):
         An entry is ``key`` or ``name:key``; entries that share a name are one tenant (rotation:
         add the new key under the old name, then drop the old key).
         """
-        if self.api_keys is None:
-            return ()
-        value = self.api_keys.get_secret_value().strip()
-        path = Path(value)
-        if "," not in value and (value.startswith(("/", "./")) or path.is_file()):
-            try:
-                lines = path.read_text().splitlines()
-            except OSError as exc:
-                raise ValueError(f"API_KEYS names a file that cannot be read: {path} ({exc.strerror})") from None
-            raw = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-        else:
-            raw = [entry.strip() for entry in value.split(",") if entry.strip()]
-        if not raw:
-            raise ValueError("API_KEYS is set but holds no key")
-        entries: list[ApiKeyEntry] = []
-        for position, text in enumerate(raw, start=1):
-            named = _NAMED_KEY.fullmatch(text)
-            name, key = (named.group(1), named.group(2)) if named else (f"key-{position}", text)
-            if len(key) < 16 or key.lower() in _PLACEHOLDER_KEYS:
-                raise ValueError("every API key must be at least 16 characters and not a placeholder")
-            entries.append(ApiKeyEntry(name, key, named=named is not None))
-        if len({entry.key for entry in entries}) != len(entries):
-            raise ValueError("API_KEYS holds the same key twice")
-        return tuple(entries)
+        return _api_key_entries(self.api_keys)
 
     def webhook_allowed_host_list(self) -> tuple[str, ...]:
         return tuple(host.strip().lower() for host in self.webhook_allowed_hosts if host.strip())

@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import ServiceError
+from app.errors import ServiceError, retry_later
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ def error_response(
         # OpenAI answers a file it cannot read with 400, and its SDKs raise BadRequestError
         # for it; a 415 would reach their users as an untyped APIStatusError.
         status = 400
+    if status == 503 and not any(name.lower() == "retry-after" for name in headers or {}):
+        headers = {**(headers or {}), **retry_later()}  # every 503 says when to come back
     body = error_body(path, status, code, message, param=param, **extra)
     return JSONResponse(body, status_code=status, headers=headers)
 

@@ -20,6 +20,7 @@ from app import __version__, metrics
 from app.auth import ApiKeyRequired, ApiKeys
 from app.body_limit import BodySizeLimit
 from app.config import Settings
+from app.config_errors import settings_or_exit
 from app.error_handlers import install_error_handlers
 from app.jobs.system import JobSystem
 from app.metrics import RequestMetrics, ServiceMetrics
@@ -43,7 +44,7 @@ def _start_loading(registry: ModelRegistry) -> None:
 
 def create_app(settings: Settings | None = None, registry: ModelRegistry | None = None) -> FastAPI:
     """Build the service. Pass a prepared ``registry`` (tests) to skip model loading."""
-    settings = settings or Settings()
+    settings = settings or settings_or_exit()  # `uvicorn --factory`: a bad setting in one line, not a traceback
     configure_logging(settings.log_level)
     apply_download_policy(settings)
     preloaded = registry is not None

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from app import __version__
 from app.auth import require_api_key_for_health
 from app.deps import BudgetsDep, GateDep, RegistryDep, SettingsDep
+from app.errors import retry_later
 from app.schemas import (
     AcceleratorOut,
     AcceleratorProblemOut,
@@ -99,7 +100,9 @@ async def health(registry: RegistryDep, gate: GateDep, budgets: BudgetsDep, sett
         ),
         gpu_memory=GpuMemoryOut(**asdict(memory)) if (memory := registry.gpu_memory.latest()) else None,
     )
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    if ready:
+        return JSONResponse(body.model_dump())
+    return JSONResponse(body.model_dump(), status_code=503, headers=retry_later())
 
 
 def _budget(budget: ByteBudget) -> BudgetOut:

@@ -9,7 +9,7 @@ def test_503_until_ready(make_client, ready_registry, phase, status):
     registry = ready_registry()
     registry.phase = phase
     reply = make_client(registry).get("/health")
-    assert reply.status_code == 503
+    assert reply.status_code == 503 and reply.headers["retry-after"]
     assert reply.json()["status"] == status
 
 
@@ -44,10 +44,14 @@ def test_failed_start_is_503_with_the_reason(make_client, ready_registry):
     registry = ready_registry()
     registry.phase = Phase.FAILED
     registry.failure = "OSError: model.bin not found"
-    reply = make_client(registry).get("/health")
-    assert reply.status_code == 503
+    client = make_client(registry)
+    client.app.dependency_overrides.clear()  # the real pipeline dependency, which refuses while failed
+    reply = client.get("/health")
+    assert reply.status_code == 503 and reply.headers["retry-after"]
     assert reply.json()["status"] == "failed"
     assert "model.bin" in reply.json()["failure"]
+    refused = client.post("/transcribe", files={"file": ("a.wav", b"RIFF")})
+    assert refused.status_code == 503 and refused.headers["retry-after"], "every 503 says when to come back"
 
 
 def test_token_never_appears(make_client, ready_registry):

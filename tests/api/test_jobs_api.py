@@ -174,6 +174,7 @@ def test_the_api_role_takes_jobs_without_models(make_client, ready_registry, sam
         assert health.status_code == 200 and health.json()["stages"]["asr"]["enabled"] is False
         sync = client.post("/transcribe", files={"file": ("a.wav", sample_bytes, "audio/wav")})
         assert sync.status_code == 503 and "ROLE=api" in sync.json()["error"]["message"]
+        assert sync.headers["retry-after"], "every 503 says when to come back"
         wait_for(lambda: client.get("/v1/jobs/none").status_code == 404, 20, "the job store open")
         job = submit(client, sample_bytes).json()
         time.sleep(1.0)
