@@ -51,6 +51,24 @@ def silent_flac(path: Path, seconds: int = 18_000) -> Path:
     return path
 
 
+def flac_without_total(source: Path, target: Path) -> Path:
+    """``source`` with STREAMINFO's total samples set to 0, FLAC's "unknown": a bomb hiding its length."""
+    data = bytearray(source.read_bytes())
+    data[18:26] = (int.from_bytes(data[18:26], "big") & ~((1 << 36) - 1)).to_bytes(8, "big")
+    target.write_bytes(bytes(data))
+    return target
+
+
+def silent_opus(path: Path, seconds: int = 3600) -> Path:
+    """A few hundred KB of Ogg Opus that decodes to an hour of silence (its length is in the container)."""
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-t", str(seconds),
+         "-c:a", "libopus", "-b:a", "6k", str(path)],
+        check=True, timeout=300,
+    )  # fmt: skip
+    return path
+
+
 class PeakRss:
     """A process's peak resident memory over a block: VmHWM, reset at the start (clear_refs 5)."""
 

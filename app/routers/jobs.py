@@ -80,11 +80,12 @@ async def submit_job(
                 await run_in_threadpool(_check_callback, callback_url, settings)
             if (pipeline := registry.ready_pipeline()) is not None:
                 pipeline.resolve(options)  # refuse what the models cannot do, now
-            # Not audio at all: refused now, not as a failed job later.
+            # Not audio at all, or longer than the limit by its header: refused now, not as a failed job later.
             await run_in_threadpool(
                 check_decodable,
                 upload.path,
                 timeout_s=min(settings.decode_timeout_s, 30.0),
+                max_seconds=settings.max_audio_seconds,
                 ffmpeg=settings.ffmpeg_binary,
             )
             job, replayed = await run_in_threadpool(

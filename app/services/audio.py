@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import UndecodableAudio, UploadTooLarge
+from app.services.audio_length import declared_seconds, ffprobe_beside
 from app.services.budget import Reservation
 
 SAMPLE_RATE = 16_000
@@ -39,16 +40,29 @@ def decode_audio(
     """Decode any ffmpeg-readable file to 16 kHz mono float32 (plain 16 kHz mono WAV directly).
 
     The samples are reserved from ``memory`` as they arrive: a request that would push the
-    service past its audio budget is refused (503) instead of holding more.
+    service past its audio budget is refused (503) instead of holding more. A file whose
+    header declares more than ``max_seconds`` is refused before any of it is decoded.
     """
+    refuse_declared_length(path, max_seconds=max_seconds, ffmpeg=ffmpeg)
     audio = _read_plain_wav(path, max_seconds=max_seconds, memory=memory)
     if audio is None:
         return decode_with_ffmpeg(path, timeout_s=timeout_s, max_seconds=max_seconds, memory=memory, ffmpeg=ffmpeg)
     return audio
 
 
-def check_decodable(path: Path, *, timeout_s: float, ffmpeg: str = "ffmpeg") -> None:
-    """UndecodableAudio unless the file's first second decodes (a job's upload, before it is stored)."""
+def refuse_declared_length(path: Path, *, max_seconds: float, ffmpeg: str = "ffmpeg") -> None:
+    """UploadTooLarge when the file's header declares more than ``max_seconds`` (audio_length.py)."""
+    declared = declared_seconds(path, ffprobe=ffprobe_beside(ffmpeg))
+    if declared is not None and declared > max_seconds:
+        raise UploadTooLarge(
+            f"The audio is longer than the limit of {max_seconds:g} s (its header says {declared:.0f} s)."
+        )
+
+
+def check_decodable(path: Path, *, timeout_s: float, max_seconds: float, ffmpeg: str = "ffmpeg") -> None:
+    """UndecodableAudio unless the file's first second decodes, UploadTooLarge when its header is
+    over the limit (a job's upload, before it is stored)."""
+    refuse_declared_length(path, max_seconds=max_seconds, ffmpeg=ffmpeg)
     decode_with_ffmpeg(path, timeout_s=timeout_s, max_seconds=2.0, ffmpeg=ffmpeg, first_seconds=1.0)
 
 

@@ -13,12 +13,14 @@ import pytest
 
 from bench.attacks import (
     PeakRss,
+    flac_without_total,
     health,
     multipart_head,
     one_hz_wav,
     open_upload,
     read_status,
     silent_flac,
+    silent_opus,
     trickle,
     wait_for,
 )
@@ -32,7 +34,12 @@ SLACK_MB = 150  # ffmpeg pipes, allocator arenas, one request's Python objects
 @pytest.fixture(scope="module")
 def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("bombs")
-    return {"wav-1hz": one_hz_wav(folder / "one-hz.wav"), "flac-5h-silence": silent_flac(folder / "silence-5h.flac")}
+    return {
+        "wav-1hz": one_hz_wav(folder / "one-hz.wav"),
+        "flac-5h-silence": silent_flac(folder / "silence-5h.flac"),
+        "opus-1h-silence": silent_opus(folder / "silence-1h.ogg"),
+        "flac-no-total": flac_without_total(folder / "silence-5h.flac", folder / "no-total.flac"),
+    }
 
 
 def _post(server, path: Path, timeout: float = 120) -> tuple[httpx.Response, float]:
@@ -42,23 +49,34 @@ def _post(server, path: Path, timeout: float = 120) -> tuple[httpx.Response, flo
     return reply, time.monotonic() - started
 
 
-@pytest.mark.parametrize("bomb", ["wav-1hz", "flac-5h-silence"])
-def test_a_decompression_bomb_is_refused_fast_and_costs_at_most_the_limit(server, bombs, bomb):
+@pytest.mark.parametrize("bomb", ["wav-1hz", "flac-5h-silence", "opus-1h-silence"])
+def test_a_decompression_bomb_is_refused_by_its_header_before_decoding(server, bombs, bomb):
     with PeakRss(server.process.pid) as rss:
         reply, seconds = _post(server, bombs[bomb])
     assert reply.status_code == 413, reply.text
-    assert f"longer than the limit of {MAX_AUDIO_SECONDS} s" in reply.json()["error"]["message"]
+    assert f"longer than the limit of {MAX_AUDIO_SECONDS} s (its header says" in reply.json()["error"]["message"]
+    assert seconds < 1.0
+    assert rss.growth_mb < 100, f"{rss.growth_mb:.0f} MB peak growth"
+    print(f"\n{bomb}: {reply.status_code} in {seconds:.2f} s, peak RSS +{rss.growth_mb:.0f} MB")
+
+
+def test_a_bomb_that_hides_its_length_is_still_cut_at_the_limit(server, bombs):
+    """A FLAC that declares "length unknown" is decoded, and stopped at MAX_AUDIO_SECONDS."""
+    with PeakRss(server.process.pid) as rss:
+        reply, seconds = _post(server, bombs["flac-no-total"])
+    assert reply.status_code == 413, reply.text
+    assert "header says" not in reply.json()["error"]["message"]
     assert seconds < 15
     assert rss.growth_mb < LIMIT_MB + SLACK_MB, f"{rss.growth_mb:.0f} MB peak growth"
-    print(f"\n{bomb}: {reply.status_code} in {seconds:.1f} s, peak RSS +{rss.growth_mb:.0f} MB")
+    print(f"\nlying flac: {reply.status_code} in {seconds:.1f} s, peak RSS +{rss.growth_mb:.0f} MB")
 
 
 def test_bombs_at_once_stay_within_the_memory_budget(server, bombs):
-    """Concurrent bombs: each is cut at the limit; together they never pass the budget."""
+    """Concurrent bombs that hide their length: each is cut at the limit; together they never pass the budget."""
     replies: list[int] = []
     with PeakRss(server.process.pid) as rss:
         threads = [
-            threading.Thread(target=lambda: replies.append(_post(server, bombs["flac-5h-silence"])[0].status_code))
+            threading.Thread(target=lambda: replies.append(_post(server, bombs["flac-no-total"])[0].status_code))
             for _ in range(4)
         ]
         for thread in threads:
