@@ -42,7 +42,11 @@ class OpenAITranscriptionParams(SpeakerParams):
         default=["segment"],
         description="`word` and/or `segment`; only with `verbose_json`. Sent as `timestamp_granularities[]`.",
     )
-    stream: bool = Field(default=False, description="Not supported: the whole result comes at once.")
+    stream: bool = Field(
+        default=False,
+        description="Not supported: the whole result comes at once (`true` is refused).",
+        json_schema_extra={"enum": [False]},
+    )
 
     @field_validator("timestamp_granularities")
     @classmethod

@@ -67,6 +67,11 @@ OUTPUT_FORMATS: dict[OutputFormat, WireFormat] = {
 }
 
 
+def documented_media_types(formats: Collection[WireFormat]) -> dict[str, dict[str, object]]:
+    """OpenAPI's ``content`` of a 200 that renders one of ``formats`` (JSON comes from the response model)."""
+    return {MEDIA_TYPES[fmt].split(";")[0]: {} for fmt in formats if MEDIA_TYPES[fmt] != JSON}
+
+
 @dataclass(frozen=True)
 class Rendered:
     body: bytes

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
@@ -32,10 +32,17 @@ def _blank_is_none(value: object) -> object:
     return None if isinstance(value, str) and not value.strip() else value
 
 
+def _language_enum(schema: dict[str, Any]) -> None:
+    """The codes themselves in the schema (read when it is generated, not at import)."""
+    for choice in schema.get("anyOf", [schema]):
+        if choice.get("type") == "string":
+            choice["enum"] = ["auto", *sorted(_whisper_languages())]
+
+
 LanguageCode = Annotated[
     str | None,
     BeforeValidator(_language_code),
-    Field(description="`auto` (default) or an ISO 639-1 code such as `en`."),
+    Field(description="`auto` (default) or an ISO 639-1 code such as `en`.", json_schema_extra=_language_enum),
 ]
 Prompt = Annotated[Annotated[str, Field(max_length=1000)] | None, BeforeValidator(_blank_is_none)]
 

@@ -115,12 +115,28 @@ def parse_fields(model: type[BaseModel], fields: dict[str, list[str]]) -> Any:
 
 
 def multipart_openapi(model: type[BaseModel], description: str) -> dict[str, Any]:
-    """The request body for OpenAPI: ``model``'s fields plus the required binary ``file``."""
+    """The request body for OpenAPI: ``model``'s fields plus the required binary ``file``.
+
+    A form field is text or absent: "unset" is leaving it out, so the fields' ``null``
+    alternatives (pydantic's ``Optional``) are not part of the form's schema. The file is
+    audio or video (``encoding``), which fuzzers and client generators can act on.
+    """
     schema = model.model_json_schema()
     properties = {FILE_FIELD: {"type": "string", "format": "binary", "description": description}}
-    properties.update(schema.get("properties", {}))
+    properties.update({name: _without_null(field) for name, field in schema.get("properties", {}).items()})
     body = {"type": "object", "properties": properties, "required": [FILE_FIELD, *schema.get("required", [])]}
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": body}}}}
+    content = {"schema": body, "encoding": {FILE_FIELD: {"contentType": "audio/*, video/*"}}}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": content}}}
+
+
+def _without_null(field: dict[str, Any]) -> dict[str, Any]:
+    alternatives = [choice for choice in field.get("anyOf", ()) if choice.get("type") != "null"]
+    if "anyOf" not in field or len(alternatives) == len(field["anyOf"]):
+        return field
+    rest = {key: value for key, value in field.items() if key not in ("anyOf", "default")}
+    if field.get("default") is not None:
+        rest["default"] = field["default"]
+    return {**alternatives[0], **rest} if len(alternatives) == 1 else {"anyOf": alternatives, **rest}
 
 
 class _Parts:

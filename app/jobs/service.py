@@ -135,6 +135,13 @@ class JobService:
     def cancel(self, job_id: str, tenant: str) -> JobRecord | None:
         return self.store.cancel(job_id, tenant)
 
+    def delete(self, job_id: str, tenant: str) -> bool:
+        """Erase the job, its transcript and its audio; False when the tenant has no such job."""
+        if not self.store.delete(job_id, tenant):
+            return False
+        self.audio.delete(job_id)
+        return True
+
     def counts(self) -> dict[JobState, int]:
         return self.store.counts()
 

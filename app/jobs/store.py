@@ -361,6 +361,12 @@ class JobStore(ABC):
             tenant=tenant,
         )
 
+    def delete(self, job_id: str, tenant: str) -> bool:
+        """Erase ``tenant``'s job whatever its state (a running one's worker stops at its next heartbeat)."""
+        return bool(
+            self._run("DELETE FROM jobs WHERE id = :id AND tenant = :tenant RETURNING id", id=job_id, tenant=tenant)
+        )
+
     # -- webhooks --------------------------------------------------------------------------
 
     def claim_webhook(self, lease_s: float) -> JobRecord | None:

@@ -25,7 +25,7 @@ from app.errors import Conflict, InvalidParameter, JobNotFound
 from app.jobs.records import JobRecord
 from app.jobs.views import job_out, stored_transcript
 from app.jobs.webhooks import WebhookPolicy, WebhookRefused
-from app.rendering import OUTPUT_FORMATS, render
+from app.rendering import OUTPUT_FORMATS, documented_media_types, render
 from app.routers.flow import ERROR_RESPONSES, upload_limits
 from app.schemas import JobOut, OutputFormat, TranscribeParams
 from app.services.audio import check_decodable
@@ -58,7 +58,11 @@ IdempotencyKey = Annotated[
     "",
     status_code=202,
     response_model=JobOut,
-    responses={**ERROR_RESPONSES, 409: {"description": "The Idempotency-Key was used for another request."}},
+    responses={
+        **ERROR_RESPONSES,
+        200: {"model": JobOut, "description": "A retry with the same Idempotency-Key: the job it created before."},
+        409: {"description": "The Idempotency-Key was used for another request."},
+    },
     openapi_extra=multipart_openapi(JobParams, "Audio or video in any format ffmpeg reads."),
 )
 async def submit_job(
@@ -106,7 +110,18 @@ async def submit_job(
     return JSONResponse(job_out(job, with_result=True).model_dump(), status_code=status, headers=headers)
 
 
-@router.get("/{job_id}", response_model=JobOut, responses={404: {"description": "No such job (or it expired)."}})
+@router.get(
+    "/{job_id}",
+    response_model=JobOut,
+    responses={
+        200: {
+            "description": "`json`: the job, with its result once it succeeded; another `format`: the transcript.",
+            "content": documented_media_types(OUTPUT_FORMATS.values()),
+        },
+        404: {"description": "No such job (or it expired)."},
+        409: {"description": "A transcript format was asked of a job that has no transcript (yet)."},
+    },
+)
 async def get_job(
     job_id: str,
     tenant: CurrentTenant,
@@ -125,12 +140,13 @@ async def get_job(
     return Response(rendered.body, media_type=rendered.media_type)
 
 
-@router.delete(
-    "/{job_id}",
+@router.post(
+    "/{job_id}/cancel",
     response_model=JobOut,
     responses={404: {"description": "No such job (or it expired)."}, 409: {"description": "The job already ended."}},
 )
 async def cancel_job(job_id: str, tenant: CurrentTenant, jobs: JobsDep) -> JSONResponse:
+    """Stop a queued or running job; it stays readable, `cancelled`, for the retention period."""
     tenant_id = jobs.tenant_of(tenant.identity)
     cancelled = await run_in_threadpool(jobs.cancel, job_id, tenant_id) if len(job_id) <= 64 else None
     if cancelled is None:
@@ -139,10 +155,28 @@ async def cancel_job(job_id: str, tenant: CurrentTenant, jobs: JobsDep) -> JSONR
     return JSONResponse(job_out(cancelled).model_dump())
 
 
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    response_class=Response,
+    responses={404: {"description": "No such job (or it expired)."}},
+)
+async def delete_job(job_id: str, tenant: CurrentTenant, jobs: JobsDep) -> Response:
+    """Erase the job now, with its transcript and its audio (a running job is stopped first)."""
+    tenant_id = jobs.tenant_of(tenant.identity)
+    if len(job_id) > 64 or not await run_in_threadpool(jobs.delete, job_id, tenant_id):
+        raise _not_found(job_id)
+    logger.info("Job %s deleted by tenant %s", job_id, tenant.name)
+    return Response(status_code=204)
+
+
 @router.get(
     "/{job_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "`progress` events, then one `end`."}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "`progress` events, then one `end`."},
+        404: {"description": "No such job (or it expired)."},
+    },
 )
 async def job_events(job_id: str, tenant: CurrentTenant, jobs: JobsDep) -> StreamingResponse:
     """Server-sent events: the job (as GET gives it, without the result) whenever it changes,
@@ -185,8 +219,13 @@ async def _job(jobs: JobsDep, job_id: str, tenant: Tenant) -> JobRecord:
     """The tenant's job; another tenant's answers exactly as an id that never existed."""
     job = await run_in_threadpool(jobs.get, job_id, jobs.tenant_of(tenant.identity)) if len(job_id) <= 64 else None
     if job is None:
-        raise JobNotFound(f"No job {job_id!r}: it never existed, or it expired.")
+        raise _not_found(job_id)
     return job
+
+
+def _not_found(job_id: str) -> JobNotFound:
+    """The one answer for a job this tenant cannot see: never existed, expired, deleted, or another's."""
+    return JobNotFound(f"No job {job_id!r}: it never existed, or it expired.")
 
 
 def _check_callback(url: str, settings: Settings) -> None:

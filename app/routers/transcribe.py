@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from app.rendering import OUTPUT_FORMATS, render
+from app.rendering import OUTPUT_FORMATS, documented_media_types, render
 from app.routers.flow import ERROR_RESPONSES, TranscriberDep
 from app.schemas import TranscribeParams, TranscriptionResponse
 from app.upload import multipart_openapi
@@ -15,7 +15,13 @@ router = APIRouter(tags=["transcription"])
 @router.post(
     "/transcribe",
     response_model=TranscriptionResponse,
-    responses=ERROR_RESPONSES,
+    responses={
+        **ERROR_RESPONSES,
+        200: {
+            "description": "The transcript as `output` asks: our JSON, or subtitles and text.",
+            "content": documented_media_types(OUTPUT_FORMATS.values()),
+        },
+    },
     openapi_extra=multipart_openapi(TranscribeParams, "Audio or video in any format ffmpeg reads."),
 )
 async def transcribe(request: Request, transcriber: TranscriberDep) -> Response:

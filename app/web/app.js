@@ -170,7 +170,7 @@ async function follow(job) {
 
 async function cancel() {
   if (!state.job) return;
-  await api(`/v1/jobs/${state.job.id}`, { method: "DELETE" });
+  await api(`/v1/jobs/${state.job.id}/cancel`, { method: "POST" });
 }
 
 async function api(path, options = {}) {

@@ -62,17 +62,41 @@ def test_an_idempotency_key_returns_the_first_job(jobs_client, sample_bytes):
 def test_a_queued_job_can_be_cancelled_once(make_jobs_client, sample_bytes):
     client = make_jobs_client(job_concurrency=0)  # takes jobs, runs none
     job = submit(client, sample_bytes).json()
-    cancelled = client.delete(f"/v1/jobs/{job['id']}")
+    cancelled = client.post(f"/v1/jobs/{job['id']}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
-    assert client.delete(f"/v1/jobs/{job['id']}").status_code == 409
+    assert client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 409
     assert client.get(f"/v1/jobs/{job['id']}", params={"format": "srt"}).status_code == 409
+    assert client.get(f"/v1/jobs/{job['id']}").json()["state"] == "cancelled", "a cancelled job stays readable"
+
+
+def test_a_deleted_job_is_gone_with_its_transcript_and_audio(jobs_client, sample_bytes, tmp_path):
+    job = submit(jobs_client, sample_bytes).json()
+    assert wait_until(jobs_client, job["id"])["state"] == "succeeded"
+    audio = jobs_client.app.state.jobs.service.audio
+    assert job["id"] in audio.ids()
+    assert jobs_client.delete(f"/v1/jobs/{job['id']}").status_code == 204
+    assert jobs_client.get(f"/v1/jobs/{job['id']}").status_code == 404
+    assert jobs_client.delete(f"/v1/jobs/{job['id']}").status_code == 404
+    assert job["id"] not in audio.ids()
+    again = submit(jobs_client, sample_bytes).json()
+    assert again["cache_hit"] is False, "a deleted transcript is not served from the cache either"
+
+
+def test_deleting_a_running_job_stops_it(jobs_client, sample_bytes, fake_pipeline):
+    fake_pipeline.release.clear()
+    job = submit(jobs_client, sample_bytes).json()
+    assert fake_pipeline.started.wait(10)
+    assert jobs_client.delete(f"/v1/jobs/{job['id']}").status_code == 204
+    metrics = lambda: jobs_client.get("/metrics").text  # noqa: E731
+    wait_for(lambda: "transcription_jobs_running_here 0.0" in metrics(), 10, "the job's worker free")
+    assert jobs_client.get(f"/v1/jobs/{job['id']}").status_code == 404
 
 
 def test_a_running_job_is_stopped_by_its_cancellation(jobs_client, sample_bytes, fake_pipeline):
     fake_pipeline.release.clear()  # the fake run waits, checking its cancel token
     job = submit(jobs_client, sample_bytes).json()
     assert fake_pipeline.started.wait(10)
-    assert jobs_client.delete(f"/v1/jobs/{job['id']}").json()["state"] == "cancelled"
+    assert jobs_client.post(f"/v1/jobs/{job['id']}/cancel").json()["state"] == "cancelled"
     metrics = lambda: jobs_client.get("/metrics").text  # noqa: E731
     wait_for(lambda: "transcription_jobs_running_here 0.0" in metrics(), 10, "the job's worker free")
     final = jobs_client.get(f"/v1/jobs/{job['id']}").json()
@@ -144,7 +168,11 @@ def test_a_full_queue_answers_503(make_jobs_client, sample_bytes):
 
 
 def test_unknown_jobs_are_404(jobs_client):
-    for reply in (jobs_client.get("/v1/jobs/nope"), jobs_client.delete("/v1/jobs/nope")):
+    for reply in (
+        jobs_client.get("/v1/jobs/nope"),
+        jobs_client.delete("/v1/jobs/nope"),
+        jobs_client.post("/v1/jobs/nope/cancel"),
+    ):
         assert reply.status_code == 404 and reply.json()["error"]["code"] == "job_not_found"
     assert jobs_client.get("/v1/jobs/" + "x" * 300).status_code == 404
 

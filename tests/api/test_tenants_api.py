@@ -25,6 +25,7 @@ def probe(client: TestClient, job_id: str, key: str) -> list[tuple[int, str]]:
     headers = as_(key)
     replies = [client.get(f"/v1/jobs/{job_id}", params={"format": f}, headers=headers) for f in FORMATS]
     replies.append(client.get(f"/v1/jobs/{job_id}/events", headers=headers))
+    replies.append(client.post(f"/v1/jobs/{job_id}/cancel", headers=headers))
     replies.append(client.delete(f"/v1/jobs/{job_id}", headers=headers))
     return [(reply.status_code, reply.text.replace(job_id, "<id>")) for reply in replies]
 
@@ -42,7 +43,7 @@ def test_another_tenants_job_reads_as_one_that_never_existed(two_tenants, sample
     assert all(status == 404 for status, _ in never_existed)
     assert probe(two_tenants, job["id"], KEY_B) == never_existed
     mine = two_tenants.get(f"/v1/jobs/{job['id']}", headers=as_(KEY_A)).json()
-    assert mine["state"] == "running", "B's DELETE did not cancel A's job"
+    assert mine["state"] == "running", "B's cancel and DELETE did not touch A's job"
     fake_pipeline.release.set()
     done = _wait_as(two_tenants, job["id"], KEY_A)
     assert done["state"] == "succeeded"

@@ -1,0 +1,71 @@
+"""Schemathesis hooks for the contract test (tests/e2e/test_openapi_contract.py).
+
+Two things the OpenAPI document cannot say, told to the fuzzer so that "schema-valid requests
+are accepted" is checked for real:
+- the file part is audio: schema-valid files are real speech, slices of the pyannote sample;
+- the rules across fields, each a clear 422 by design (app/schemas.py, app/openai_schemas.py,
+  TranscriptionPipeline.resolve) and tested on their own: requests that break one are left out
+  of the positive cases.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import wave
+from typing import Any
+
+import numpy as np
+import schemathesis
+from hypothesis import strategies as st
+
+_MAX_BATCH_SIZE = int(os.environ.get("MAX_BATCH_SIZE", "64"))  # the server under test's
+
+
+def _speech_clips() -> list[bytes]:
+    from app.services.warmup import sample_speech
+
+    speech = sample_speech()
+    clips = []
+    for start_s, seconds in ((6.5, 1.5), (9.0, 2.0), (15.0, 1.0), (21.0, 2.5)):
+        samples = speech[int(start_s * 16000) : int((start_s + seconds) * 16000)]
+        buffer = io.BytesIO()
+        with wave.open(buffer, "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(16000)
+            out.writeframes((np.clip(samples, -1, 1 - 1 / 32768) * 32768).astype("<i2").tobytes())
+        clips.append(buffer.getvalue())
+    return clips
+
+
+schemathesis.openapi.media_type("audio/wav", st.sampled_from(_speech_clips()))
+
+
+def _count(value: object) -> int | None:
+    """The value if it is a speaker count's type (a negative case may send anything)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def contradictory(body: dict[str, Any]) -> bool:
+    """A form that breaks a rule across fields (or this server's configuration)."""
+    low, high, exact = (_count(body.get(name)) for name in ("min_speakers", "max_speakers", "num_speakers"))
+    hints = any(value is not None for value in (low, high, exact))
+    if low is not None and high is not None and low > high:
+        return True
+    if exact is not None and ((low is not None and exact < low) or (high is not None and exact > high)):
+        return True
+    if body.get("diarize") is False and (hints or body.get("response_format") == "diarized_json"):
+        return True
+    if body.get("word_timestamps") is False and (body.get("diarize") is True or hints):
+        return True
+    if "timestamp_granularities" in body and body.get("response_format", "json") != "verbose_json":
+        return True
+    if (batch := _count(body.get("batch_size"))) is not None and batch > _MAX_BATCH_SIZE:
+        return True
+    return body.get("callback_url") is not None  # the server under test sends no webhooks
+
+
+@schemathesis.hook
+def filter_case(context: schemathesis.HookContext, case: schemathesis.Case) -> bool:
+    return not (isinstance(case.body, dict) and contradictory(case.body))
