@@ -31,7 +31,7 @@ class Unauthorized(ServiceError):
 
 @dataclass(frozen=True)
 class Tenant:
-    """Who a request is. ``identity`` is what owner ids derive from: the name of a named key
+    """Who a request is. ``identity`` is what tenant ids derive from: the name of a named key
     (so a rotated key keeps its jobs), the key itself for a bare one; never shown."""
 
     name: str
@@ -49,10 +49,6 @@ class ApiKeys:
             (entry.key.encode(), Tenant(entry.name, f"name:{entry.name}" if entry.named else f"key:{entry.key}"))
             for entry in settings.api_key_entries()
         )
-
-    @property
-    def required(self) -> bool:
-        return bool(self._entries)
 
     def tenant_of(self, authorization: str) -> Tenant:
         """The tenant whose key the ``Authorization`` header carries, or Unauthorized."""

@@ -384,7 +384,7 @@ class Settings(BaseSettings):
         return _api_key_entries(self.api_keys)
 
     def webhook_allowed_host_list(self) -> tuple[str, ...]:
-        return tuple(host.strip().lower() for host in self.webhook_allowed_hosts if host.strip())
+        return tuple(self.webhook_allowed_hosts)  # stripped and lowercased by _host_patterns
 
     @property
     def jobs_folder(self) -> Path:

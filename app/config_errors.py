@@ -63,14 +63,27 @@ def describe(error: ValidationError) -> str:
 
 
 def env_name(field: str) -> str:
+    """The environment variable of a setting (also the README's table, scripts/settings_table.py)."""
     alias = Settings.model_fields[field].validation_alias
     return alias if isinstance(alias, str) else field.upper()
+
+
+def default_text(field: str) -> str | None:
+    """A setting's default as an operator would write it; None when it is unset by default."""
+    value = Settings.model_fields[field].get_default(call_default_factory=True)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
 
 
 def fix(field: str) -> str:
     """What the variable takes, and how to go back to the default."""
     wanted = expected(field)
-    default = _default(Settings.model_fields[field])
+    default = default_text(field)
     back = "or unset it" + (f" (default `{default}`)" if default not in (None, "", "[]", "{}") else "")
     return f"set {env_name(field)} to {wanted}, {back}"
 
@@ -130,20 +143,6 @@ def _bounds(info: FieldInfo) -> str:
     if high is not None:
         return f" of at most {high:g}"
     return ""
-
-
-def _default(info: FieldInfo) -> str | None:
-    if info.default_factory is not None:
-        value: Any = info.default_factory()  # type: ignore[call-arg]
-    else:
-        value = info.default
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list | dict):
-        return json.dumps(value)
-    return str(value)
 
 
 def _without_none(annotation: Any) -> Any:

@@ -6,13 +6,13 @@ python scripts/settings_table.py --write    # rewrite it in README.md between th
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.config import Settings
+from app.config_errors import default_text, env_name
 
 BEGIN = "<!-- settings-table:begin -->"
 END = "<!-- settings-table:end -->"
@@ -20,24 +20,16 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _default(name: str) -> str:
-    field = Settings.model_fields[name]
-    if name == "model_cache_dir":
+    if name == "model_cache_dir":  # the developer's home, not the one the table was made in
         return "`~/.cache/transcription-service`"
-    value = field.get_default(call_default_factory=True)
-    if value is None:
-        return "unset"
-    if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
-    if isinstance(value, list | dict):
-        return f"`{json.dumps(value)}`"
-    return f"`{value}`"
+    value = default_text(name)
+    return "unset" if value is None else f"`{value}`"
 
 
 def table() -> str:
     rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
-        env = field.validation_alias if isinstance(field.validation_alias, str) else name.upper()
-        rows.append(f"| `{env}` | {_default(name)} | {field.description or ''} |")
+        rows.append(f"| `{env_name(name)}` | {_default(name)} | {field.description or ''} |")
     return "\n".join(rows)
 
 
