@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.auth import CurrentTenant
 from app.config import Settings
 from app.errors import NotReady, retry_later
 from app.jobs.service import JobService
@@ -60,10 +61,16 @@ def get_jobs(request: Request) -> JobService:
     return jobs.service
 
 
+def get_job_tenant(tenant: CurrentTenant, jobs: Annotated[JobService, Depends(get_jobs)]) -> str:
+    """The request's tenant id in the job store (app/jobs/keys.py), derived once per request."""
+    return jobs.tenant_of(tenant.identity)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 GateDep = Annotated[AdmissionGate, Depends(get_gate)]
 BudgetsDep = Annotated[Budgets, Depends(get_budgets)]
 PipelineDep = Annotated[TranscriptionPipeline, Depends(get_pipeline)]
 JobsDep = Annotated[JobService, Depends(get_jobs)]
+JobTenantDep = Annotated[str, Depends(get_job_tenant)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]

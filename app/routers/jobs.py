@@ -10,17 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field
 
-from app.auth import CurrentTenant, Tenant
+from app.auth import CurrentTenant
 from app.config import Settings
-from app.deps import BudgetsDep, GateDep, JobsDep, RegistryDep, SettingsDep
+from app.deps import BudgetsDep, GateDep, JobsDep, JobTenantDep, RegistryDep, SettingsDep
 from app.errors import Conflict, InvalidParameter, JobNotFound
 from app.jobs.records import JobRecord
 from app.jobs.views import job_out, stored_transcript
@@ -34,6 +34,9 @@ from app.upload import multipart_openapi, parse_fields, receive_upload
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+_MAX_ID_LENGTH = 64  # ids are 32 hex digits; longer ones are not looked up
 _EVENT_POLL_S = 0.25
 _EVENT_KEEPALIVE_S = 15.0  # a comment line, so proxies do not close a quiet stream
 
@@ -68,6 +71,7 @@ IdempotencyKey = Annotated[
 async def submit_job(
     request: Request,
     tenant: CurrentTenant,
+    tenant_id: JobTenantDep,
     jobs: JobsDep,
     settings: SettingsDep,
     gate: GateDep,
@@ -95,7 +99,7 @@ async def submit_job(
             job, replayed = await run_in_threadpool(
                 jobs.submit,
                 upload.path,
-                tenant=jobs.tenant_of(tenant.identity),
+                tenant=tenant_id,
                 options=options,
                 local=pipeline,
                 filename=upload.filename,
@@ -124,13 +128,13 @@ async def submit_job(
 )
 async def get_job(
     job_id: str,
-    tenant: CurrentTenant,
+    tenant_id: JobTenantDep,
     jobs: JobsDep,
     format: Annotated[
         OutputFormat, Query(description="`json`: the job with its result; others: the transcript itself.")
     ] = "json",
 ) -> Response:
-    job = await _job(jobs, job_id, tenant)
+    job = await _job(jobs, job_id, tenant_id)
     if format == "json":
         return JSONResponse(job_out(job, with_result=True).model_dump())
     transcript = stored_transcript(job)
@@ -145,12 +149,11 @@ async def get_job(
     response_model=JobOut,
     responses={404: {"description": "No such job (or it expired)."}, 409: {"description": "The job already ended."}},
 )
-async def cancel_job(job_id: str, tenant: CurrentTenant, jobs: JobsDep) -> JSONResponse:
+async def cancel_job(job_id: str, tenant_id: JobTenantDep, jobs: JobsDep) -> JSONResponse:
     """Stop a queued or running job; it stays readable, `cancelled`, for the retention period."""
-    tenant_id = jobs.tenant_of(tenant.identity)
-    cancelled = await run_in_threadpool(jobs.cancel, job_id, tenant_id) if len(job_id) <= 64 else None
+    cancelled = await _in_store(jobs.cancel, job_id, tenant_id)
     if cancelled is None:
-        job = await _job(jobs, job_id, tenant)
+        job = await _job(jobs, job_id, tenant_id)
         raise Conflict(f"Job {job_id} already ended ({job.state.value}); there is nothing to cancel.")
     return JSONResponse(job_out(cancelled).model_dump())
 
@@ -161,10 +164,9 @@ async def cancel_job(job_id: str, tenant: CurrentTenant, jobs: JobsDep) -> JSONR
     response_class=Response,
     responses={404: {"description": "No such job (or it expired)."}},
 )
-async def delete_job(job_id: str, tenant: CurrentTenant, jobs: JobsDep) -> Response:
+async def delete_job(job_id: str, tenant: CurrentTenant, tenant_id: JobTenantDep, jobs: JobsDep) -> Response:
     """Erase the job now, with its transcript and its audio (a running job is stopped first)."""
-    tenant_id = jobs.tenant_of(tenant.identity)
-    if len(job_id) > 64 or not await run_in_threadpool(jobs.delete, job_id, tenant_id):
+    if not await _in_store(jobs.delete, job_id, tenant_id):
         raise _not_found(job_id)
     logger.info("Job %s deleted by tenant %s", job_id, tenant.name)
     return Response(status_code=204)
@@ -178,10 +180,10 @@ async def delete_job(job_id: str, tenant: CurrentTenant, jobs: JobsDep) -> Respo
         404: {"description": "No such job (or it expired)."},
     },
 )
-async def job_events(job_id: str, tenant: CurrentTenant, jobs: JobsDep) -> StreamingResponse:
+async def job_events(job_id: str, tenant_id: JobTenantDep, jobs: JobsDep) -> StreamingResponse:
     """Server-sent events: the job (as GET gives it, without the result) whenever it changes,
     as ``progress`` events, and a last ``end`` event when it succeeded, failed or was cancelled."""
-    job = await _job(jobs, job_id, tenant)
+    job = await _job(jobs, job_id, tenant_id)
     return StreamingResponse(
         _events(jobs, job),
         media_type="text/event-stream",
@@ -215,9 +217,14 @@ def _event(kind: str, data: str) -> str:
     return f"event: {kind}\ndata: {data}\n\n"
 
 
-async def _job(jobs: JobsDep, job_id: str, tenant: Tenant) -> JobRecord:
+async def _in_store(call: Callable[[str, str], T], job_id: str, tenant_id: str) -> T | None:
+    """``call(job_id, tenant_id)`` on the store, off the event loop; None for an id too long to be one."""
+    return await run_in_threadpool(call, job_id, tenant_id) if len(job_id) <= _MAX_ID_LENGTH else None
+
+
+async def _job(jobs: JobsDep, job_id: str, tenant_id: str) -> JobRecord:
     """The tenant's job; another tenant's answers exactly as an id that never existed."""
-    job = await run_in_threadpool(jobs.get, job_id, jobs.tenant_of(tenant.identity)) if len(job_id) <= 64 else None
+    job = await _in_store(jobs.get, job_id, tenant_id)
     if job is None:
         raise _not_found(job_id)
     return job
