@@ -14,8 +14,8 @@ from app.config_errors import settings_or_exit
 
 
 def serve() -> None:
+    from app.http.shutdown import DrainingServer
     from app.main import create_app
-    from app.shutdown import DrainingServer
 
     settings = settings_or_exit()
     app = create_app(settings)
@@ -37,7 +37,7 @@ def serve() -> None:
 
 def prewarm() -> int:
     from app.main import configure_logging
-    from app.services.registry import ModelRegistry, Phase
+    from app.serving.loader import ModelRegistry, Phase
 
     settings = settings_or_exit().model_copy(update={"warmup": True})
     configure_logging(settings.log_level)

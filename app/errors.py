@@ -1,6 +1,6 @@
 """Errors a client can act on, raised by the services (plain Python, no web framework here).
 
-Each class fixes the HTTP status and the error code; ``app/error_handlers.py`` is the one
+Each class fixes the HTTP status and the error code; ``app/http/error_handlers.py`` is the one
 place that turns these (and every other exception) into an HTTP answer.
 """
 

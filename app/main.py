@@ -16,21 +16,22 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from app import __version__, metrics
-from app.auth import ApiKeyRequired, ApiKeys
-from app.body_limit import BodySizeLimit
+from app import __version__
 from app.config import Settings
 from app.config_errors import settings_or_exit
-from app.error_handlers import install_error_handlers
+from app.control.admission import AdmissionGate
+from app.control.budget import Budgets
+from app.http import metrics
+from app.http.auth import ApiKeyRequired, ApiKeys
+from app.http.body_limit import BodySizeLimit
+from app.http.error_handlers import install_error_handlers
+from app.http.metrics import RequestMetrics, ServiceMetrics
+from app.http.routes import health, openai_audio, transcribe, web
+from app.http.routes import jobs as jobs_routes
 from app.jobs.system import JobSystem
-from app.metrics import RequestMetrics, ServiceMetrics
-from app.routers import health, openai_audio, transcribe, web
-from app.routers import jobs as jobs_routes
-from app.services.accelerator import AcceleratorUnavailable, choose_device
-from app.services.admission import AdmissionGate
-from app.services.budget import Budgets
-from app.services.network import apply_download_policy
-from app.services.registry import ModelRegistry
+from app.runtime.accelerator import AcceleratorUnavailable, choose_device
+from app.runtime.network import apply_download_policy
+from app.serving.loader import ModelRegistry
 
 logger = logging.getLogger("app")
 

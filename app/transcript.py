@@ -1,7 +1,7 @@
 """The transcript's vocabulary: what a request asks for, and what every stage produces.
 
 Every stage (Whisper, the aligners, the diarizer, the pipeline) and every wire format
-(``app/rendering.py``) speaks these types, and the response schemas are built from them, so a
+(``app/wire/rendering.py``) speaks these types, and the response schemas are built from them, so a
 new field is added here once. They are plain dataclasses: the stages fill and adjust them in
 place; pydantic reads the ``Field`` annotations for the OpenAPI schema and for serialisation
 (fields marked ``exclude`` feed some formats but stay out of the service's own JSON).

@@ -4,11 +4,11 @@ Data
 - The pyannote sample (``pyannote/audio/sample/sample.wav``): a real 30 s two-speaker phone
   call with ``sample.rttm`` (turns) and ``sample.stm`` (words). Run twice: count found
   automatically, and with ``num_speakers=2``.
-- Conversations synthesised by ``bench.conversations`` (espeak-ng + sox): 2, 3 and 4 voices,
+- Conversations synthesised by ``tests.support.conversations`` (espeak-ng + sox): 2, 3 and 4 voices,
   references written from the clip lengths. ``--quick`` uses the 2-voice one only.
 
 Metrics
-- WER with jiwer after ``bench.metrics.normalize_text`` (lower-case, punctuation removed,
+- WER with jiwer after ``tests.support.scoring.normalize_text`` (lower-case, punctuation removed,
   apostrophes inside words kept, whitespace collapsed).
 - DER with pyannote.metrics, collar 0 and 0.25 s, overlapping speech scored (skip_overlap=False),
   on the turns the service returns in ``diarization.turns``.
@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.conversations import make_conversation, tools_available
-from bench.metrics import read_stm_text, word_error_rate
-from bench.server import RunningServer, post_audio, running_server
+from tests.support.conversations import make_conversation, tools_available
+from tests.support.scoring import hypothesis_annotation, read_stm_text, reference_annotation, word_error_rate
+from tests.support.server import RunningServer, post_audio, running_server
 
 # The targets, on the CPU machine with the offline diarizer and the bundled model.
 DER_TARGET_AUTO = 0.10  # collar 0.25, count found automatically
@@ -74,7 +74,7 @@ class Row:
 
 
 def sample_cases() -> list[Case]:
-    from app.services.warmup import sample_speech_path
+    from app.serving.warmup import sample_speech_path
 
     folder = sample_speech_path().parent
     text = read_stm_text(folder / "sample.stm")
@@ -91,22 +91,6 @@ def synthetic_cases(out_dir: Path, quick: bool) -> list[Case]:
         conversation = make_conversation(speakers, out_dir, seed=seed)
         cases.append(Case(conversation.name, conversation.wav, conversation.rttm, conversation.text))
     return cases
-
-
-def reference_annotation(rttm: Path) -> Any:
-    from pyannote.database.util import load_rttm
-
-    (annotation,) = load_rttm(str(rttm)).values()  # one recording per file
-    return annotation
-
-
-def hypothesis_annotation(turns: list[dict[str, Any]]) -> Any:
-    from pyannote.core import Annotation, Segment
-
-    annotation = Annotation()
-    for index, turn in enumerate(turns):
-        annotation[Segment(turn["start"], turn["end"]), index] = turn["speaker"]
-    return annotation
 
 
 def speaker_word_accuracy(words: list[dict[str, Any]], reference: Any, mapping: dict[str, str]) -> float:

@@ -14,146 +14,17 @@ import argparse
 import contextlib
 import os
 import signal
-import socket
-import subprocess
 import tempfile
 import threading
 import time
-import wave
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import numpy as np
 
-from bench.server import RunningServer, running_server, write_tiled_sample
-
-BOUNDARY = "hostile"
-
-
-def one_hz_wav(path: Path, samples: int = 20_000) -> Path:
-    """A 40 KB WAV at a 1 Hz sample rate: 5.6 hours once resampled to 16 kHz."""
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(1)
-        wav.writeframes((np.sin(np.arange(samples)) * 8000).astype("<i2").tobytes())
-    return path
-
-
-def silent_flac(path: Path, seconds: int = 18_000) -> Path:
-    """About 3.4 MB of FLAC that decodes to five hours of silence."""
-    subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", str(seconds),
-         "-c:a", "flac", str(path)],
-        check=True, timeout=300,
-    )  # fmt: skip
-    return path
-
-
-def flac_without_total(source: Path, target: Path) -> Path:
-    """``source`` with STREAMINFO's total samples set to 0, FLAC's "unknown": a bomb hiding its length."""
-    data = bytearray(source.read_bytes())
-    data[18:26] = (int.from_bytes(data[18:26], "big") & ~((1 << 36) - 1)).to_bytes(8, "big")
-    target.write_bytes(bytes(data))
-    return target
-
-
-def silent_opus(path: Path, seconds: int = 3600) -> Path:
-    """A few hundred KB of Ogg Opus that decodes to an hour of silence (its length is in the container)."""
-    subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-t", str(seconds),
-         "-c:a", "libopus", "-b:a", "6k", str(path)],
-        check=True, timeout=300,
-    )  # fmt: skip
-    return path
-
-
-class PeakRss:
-    """A process's peak resident memory over a block: VmHWM, reset at the start (clear_refs 5)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.growth_mb = 0.0
-
-    def _status(self, field: str) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-        raise KeyError(field)
-
-    def __enter__(self) -> PeakRss:
-        Path(f"/proc/{self.pid}/clear_refs").write_text("5")
-        self.before = self._status("VmRSS")
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.growth_mb = max(self._status("VmHWM") - self.before, 0.0)
-
-
-def multipart_head(filename: str = "a.bin") -> bytes:
-    return (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-
-
-def open_upload(server: RunningServer, content_length: int) -> socket.socket:
-    """A raw connection that has sent the request line and headers, and nothing of the body."""
-    port = int(server.url.rsplit(":", 1)[1])
-    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.sendall(
-        (
-            "POST /transcribe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {content_length}\r\n\r\n"
-        ).encode()
-    )
-    return sock
-
-
-def read_status(sock: socket.socket, timeout_s: float = 30.0) -> tuple[int, bytes]:
-    sock.settimeout(timeout_s)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
-    return status, data
-
-
-def health(server: RunningServer) -> dict:
-    return httpx.get(f"{server.url}/health", timeout=5).json()
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0, what: str = "condition") -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if condition():
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached in {timeout_s} s")
-
-
-def trickle(server: RunningServer, every_s: float, for_at_most_s: float) -> tuple[int, bytes, float]:
-    """An upload that sends one byte every ``every_s``: the status and head of the answer, and when."""
-    sock = open_upload(server, 10 * 2**20)
-    sock.sendall(multipart_head())
-    started = time.monotonic()
-    answer: list[tuple[int, bytes]] = []
-    reader = threading.Thread(target=lambda: answer.append(read_status(sock, for_at_most_s)), daemon=True)
-    reader.start()
-    while reader.is_alive() and time.monotonic() - started < for_at_most_s:
-        try:
-            sock.sendall(b"\0")
-        except OSError:
-            break
-        time.sleep(every_s)
-    reader.join(10)
-    sock.close()
-    status, head = answer[0] if answer else (0, b"")
-    return status, head, time.monotonic() - started
+from tests.support.bombs import one_hz_wav, silent_flac
+from tests.support.hostile_clients import BOUNDARY, PeakRss, health, multipart_head, open_upload, read_status, trickle
+from tests.support.server import RunningServer, running_server, write_tiled_sample
+from tests.support.waiting import wait_for
 
 
 def post_file(server: RunningServer, path: Path, timeout: float = 600) -> tuple[int, float]:

@@ -20,7 +20,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.server import post_audio, running_server, write_tiled_sample
+from tests.support.server import post_audio, running_server, write_tiled_sample
 
 STEPS = ("before_load", "cuda_init", "whisper", "whisper_warmup", "vad", "aligners", "diarizer", "load_total", "warmup")
 

@@ -28,8 +28,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import app  # noqa: F401  (telemetry off before pyannote loads)
-    from app.services.diarization import PyannoteDiarizer, SpeakerHints
-    from bench.server import tiled_sample
+    from app.engine.speakers.diarization import PyannoteDiarizer, SpeakerHints
+    from tests.support.server import tiled_sample
 
     started = time.perf_counter()
     diarizer = PyannoteDiarizer.offline(args.device)

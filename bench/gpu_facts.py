@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "patches"))
 
 import capability_spoof
 
-from app.services.accelerator import check_accelerator, with_torch
+from app.runtime.accelerator import check_accelerator, with_torch
 
 
 def main() -> None:

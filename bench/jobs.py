@@ -19,13 +19,12 @@ import signal
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from bench.server import post_audio, running_server, write_tiled_sample
+from tests.support.server import post_audio, running_server, write_tiled_sample
+from tests.support.waiting import wait_for_job
 
 
 def _job(http: httpx.Client, audio: Path, **form: str) -> tuple[float, dict]:
@@ -40,20 +39,6 @@ def _job(http: httpx.Client, audio: Path, **form: str) -> tuple[float, dict]:
                 if line.startswith("data: "):
                     job = json.loads(line[6:])
     return time.perf_counter() - started, job
-
-
-def wait_for_job(
-    http: httpx.Client, job_id: str, condition: Callable[[dict[str, Any]], bool], timeout_s: float = 600
-) -> dict[str, Any]:
-    """Poll GET /v1/jobs/{id} until ``condition`` holds for the job; the job then."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = http.get(f"/v1/jobs/{job_id}").json()
-        if condition(job):
-            return job
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} did not get there in {timeout_s:g} s: {job}")
-        time.sleep(0.05)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ CTranslate2 launches its kernels on CUDA's legacy default stream. While one or t
 decode batches of 32 windows (beam 5), this times a small torch matmul (and 200 host-to-device
 copies, as a model load makes) on torch's default stream and on a side stream, then the
 decoding alone with one and two threads. The service keeps torch off the default stream
-(``app/services/gpu_streams.py``) because of what this prints.
+(``app/runtime/gpu_streams.py``) because of what this prints.
 
     python -m bench.stream_contention --model DIR [--max-new-tokens 128]
 """

@@ -23,7 +23,7 @@ Sections (each prints a table):
    start → ready, and its first request against its steady state.
 
 Word times come from Whisper unless ``--aligner random`` loads a randomly initialised aligner
-with the shape of WhisperX's English one (bench/random_aligner.py), which costs what the real
+with the shape of WhisperX's English one (tests/support/random_aligner.py), which costs what the real
 one costs. The run ends with the issue's targets against the figures it measured.
 """
 
@@ -42,8 +42,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from app.services.audio import SAMPLE_RATE, read_pcm16_wav
-from bench.server import RunningServer, health_probe, post_audio, running_server, write_tiled_sample
+from app.engine.audio import SAMPLE_RATE, read_pcm16_wav
+from tests.support.server import RunningServer, health_probe, post_audio, running_server, write_tiled_sample
 
 # Throughput runs compare Whisper alone: the direct baseline has no word times and no speakers.
 WHISPER_ONLY = {"language": "en", "word_timestamps": "false", "diarize": "false"}
@@ -401,13 +401,13 @@ def main() -> None:
         "HF_HUB_OFFLINE": "1",
     }
     if args.aligner == "random":
-        from bench.random_aligner import write_random_aligner
+        from tests.support.random_aligner import write_random_aligner
 
         write_random_aligner(workdir / "models")
         env |= {"ENABLE_ALIGNMENT": "true", "PRELOAD_ALIGN_LANGUAGES": '["en"]', "OFFLINE": "true"}
     if args.max_new_tokens:
         env["MAX_NEW_TOKENS"] = str(args.max_new_tokens)
-    from app.services.model_sources import resolve_whisper_source
+    from app.engine.whisper.sources import resolve_whisper_source
 
     args.model_location = resolve_whisper_source(args.model, args.device, workdir / "models").location
     most = max(args.clients)

@@ -59,7 +59,7 @@ extra=()
 if [[ -n "${CTRANSLATE2_WHEEL:-}" ]]; then extra=("$CTRANSLATE2_WHEEL"); fi
 "${uv[@]}" --override "$repo/overrides.txt" "${target[@]}" "${extra[@]}"
 # resemblyzer ships the offline diarizer's speaker-encoder weights. Only the weights are
-# used (app/services/speaker_embedding.py), so its librosa/webrtcvad/typing requirements,
+# used (app/engine/speakers/embedding.py), so its librosa/webrtcvad/typing requirements,
 # which need numba, a C compiler and a Python-2-era backport, are not installed.
 "${uv[@]}" --no-deps resemblyzer
 
@@ -79,7 +79,7 @@ if [[ $mode == image ]]; then
   } > /etc/ld.so.conf.d/transcription-service.conf
   ldconfig
   # The image exists to use the GPU: refuse to build one whose CTranslate2 cannot.
-  "$venv/bin/python" -c 'import sys; from app.services.accelerator import probe_ctranslate2 as p
+  "$venv/bin/python" -c 'import sys; from app.runtime.accelerator import probe_ctranslate2 as p
 c = p(); sys.exit(None if c.built_with_cuda else f"ctranslate2 {c.version} in the image is a CPU-only build")'
 fi
 echo "$fingerprint" > "$stamp"

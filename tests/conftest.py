@@ -9,22 +9,22 @@ from typing import Any
 import pytest
 
 from app.config import Settings
-from app.services.warmup import sample_speech_path
-from tests.postgres import postgres_server
+from app.serving.warmup import sample_speech_path
+from tests.support.postgres import postgres_server
 
 SAMPLE_DIR = sample_speech_path().parent
 
 
+TIERS = ("unit", "api", "e2e", "hostile", "gpu")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark tests by tier from their folder, so `-m "not e2e"` selects the fast ones."""
+    """Mark each test with its tier, from its folder: `-m "unit or api"` is the fast set, which starts no server."""
     for item in items:
         parts = Path(str(item.fspath)).parts
-        if "e2e" in parts:
-            item.add_marker(pytest.mark.e2e)
-        if "gpu" in parts:
-            item.add_marker(pytest.mark.gpu)
-        if "hostile" in parts:
-            item.add_marker(pytest.mark.hostile)
+        for tier in TIERS:
+            if tier in parts:
+                item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")

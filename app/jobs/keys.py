@@ -1,12 +1,12 @@
 """The digests jobs are scoped and matched by.
 
-- **tenant id**: an HMAC of the tenant's identity (app/auth.py) under the store's own salt, so
+- **tenant id**: an HMAC of the tenant's identity (app/http/auth.py) under the store's own salt, so
   a row never holds a key, and the ids of one key differ between stores. Without API_KEYS
   there is one tenant, id "".
 - **request key**: the audio and the options as the client asked; a replayed Idempotency-Key
   must bring the same one.
 - **result key**: the audio, the options as resolved, the fingerprint of the models that run
-  them (app/services/fingerprint.py) and the cache's scope (the tenant, or everyone with
+  them (app/serving/fingerprint.py) and the cache's scope (the tenant, or everyone with
   JOBS_SHARED_CACHE): equal keys, equal results.
 """
 

@@ -26,6 +26,10 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 from app.config import Settings
+from app.control.budget import Budgets
+from app.control.cancellation import CancelToken
+from app.control.progress import Progress
+from app.engine.pipeline import TranscriptionPipeline
 from app.errors import Busy, Cancelled, ServiceError
 from app.jobs.audio_store import AudioMissing, AudioStore, clear_stale_scratch, scratch_dir
 from app.jobs.keys import cache_scope, result_key
@@ -34,11 +38,7 @@ from app.jobs.records import JobRecord, JobState
 from app.jobs.store import JobStore
 from app.jobs.views import webhook_body
 from app.jobs.webhooks import WebhookPolicy, backoff_s, send
-from app.services.budget import Budgets
-from app.services.cancellation import CancelToken
-from app.services.file_transcription import transcribe_file
-from app.services.pipeline import TranscriptionPipeline
-from app.services.progress import Progress
+from app.serving.transcriber import transcribe_file
 from app.transcript import TranscribeOptions, Transcript, dump_transcript
 
 logger = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ import logging
 import threading
 
 from app.config import Settings
+from app.control.budget import Budgets
 from app.jobs.runner import JobRunner, PipelineSource, TranscriptSink
 from app.jobs.service import JobService
-from app.services.budget import Budgets
 
 logger = logging.getLogger(__name__)
 

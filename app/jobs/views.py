@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.jobs.records import JobRecord, JobState
-from app.rendering import transcript_json
-from app.schemas import JobOut, JobProgressOut, JobWebhookOut
 from app.transcript import Transcript, load_transcript
+from app.wire.rendering import transcript_json
+from app.wire.schemas import JobOut, JobProgressOut, JobWebhookOut
 
 logger = logging.getLogger(__name__)
 

@@ -11,15 +11,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.deps import get_pipeline
+from app.control.cancellation import CancelToken
+from app.control.progress import Progress
+from app.engine.pipeline import TranscriptionPipeline
+from app.http.deps import get_pipeline
 from app.main import create_app
-from app.services.cancellation import CancelToken
-from app.services.pipeline import TranscriptionPipeline
-from app.services.progress import Progress
-from app.services.registry import ModelRegistry, Phase
+from app.serving.loader import ModelRegistry, Phase
 from app.transcript import DiarizationReport, Segment, SpeakerTurn, TranscribeOptions, Transcript, Word
-from bench.attacks import wait_for
-from bench.jobs import wait_for_job
+from tests.support.waiting import wait_for, wait_for_job
 
 
 class FakeWhisper:

@@ -1,7 +1,7 @@
 import pytest
 
-from app.services.registry import Phase
-from app.services.warmup import WarmupReport
+from app.serving.loader import Phase
+from app.serving.warmup import WarmupReport
 
 
 @pytest.mark.parametrize(("phase", "status"), [(Phase.LOADING, "loading"), (Phase.WARMING, "warming")])
@@ -69,7 +69,7 @@ def test_liveness_is_always_200(make_client, ready_registry):
 
 
 def test_gpu_capability_spoof_and_jit_cache_are_shown(make_client, ready_registry):
-    from app.services.device import GpuInfo, JitCacheInfo
+    from app.runtime.device import GpuInfo, JitCacheInfo
 
     registry = ready_registry()
     registry.gpu = GpuInfo(True, "NVIDIA GB10", "SM_90", "SM_121", True, "sm_121 is newer than sm_120")
@@ -88,7 +88,7 @@ def test_gpu_capability_spoof_and_jit_cache_are_shown(make_client, ready_registr
 
 
 def test_a_gpu_that_cannot_be_used_is_degraded_with_the_fix(make_client, ready_registry):
-    from app.services.accelerator import AcceleratorCheck, GpuEvidence, PackageCuda, diagnose
+    from app.runtime.accelerator import AcceleratorCheck, GpuEvidence, PackageCuda, diagnose
 
     evidence = GpuEvidence(("/dev/nvidia0",), "libcuda.so.1", None)
     packages = (PackageCuda("ctranslate2", "4.8.5", False, 0), PackageCuda("torch", "2.11.0+cu130", True, 1))

@@ -10,10 +10,9 @@ import pytest
 
 from app.errors import InvalidParameter
 from app.jobs.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from bench.attacks import wait_for
-from bench.jobs import wait_for_job
 from tests.api.conftest import FakePipeline, submit, wait_until
-from tests.webhook_receiver import webhook_receiver
+from tests.support.waiting import wait_for, wait_for_job
+from tests.support.webhook_receiver import webhook_receiver
 
 
 def test_a_job_runs_and_its_result_comes_in_every_format(jobs_client, sample_bytes, fake_pipeline):

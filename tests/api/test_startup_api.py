@@ -9,15 +9,15 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from app.services import registry as registry_module
-from app.services.accelerator import (
+from app.runtime.accelerator import (
     AcceleratorCheck,
     AcceleratorProblem,
     AcceleratorUnavailable,
     GpuEvidence,
     PackageCuda,
 )
-from app.services.registry import ModelRegistry
+from app.serving import loader as registry_module
+from app.serving.loader import ModelRegistry
 
 EVIDENCE = GpuEvidence(device_nodes=("/dev/nvidia0",))
 CTRANSLATE2 = PackageCuda("ctranslate2", "4.8.5", built_with_cuda=True, devices=1)

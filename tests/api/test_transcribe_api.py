@@ -165,8 +165,8 @@ def test_no_temporary_file_is_left_behind(client, sample_bytes, fake_pipeline, t
 
 
 def test_not_ready_is_503_with_retry_after(make_client, ready_registry, sample_bytes):
-    from app.deps import get_pipeline
-    from app.services.registry import Phase
+    from app.http.deps import get_pipeline
+    from app.serving.loader import Phase
 
     registry = ready_registry()
     registry.phase = Phase.LOADING

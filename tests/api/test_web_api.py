@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from app.routers.web import WEB_DIR
+from app.http.routes.web import WEB_DIR
 
 
 def test_the_page_is_served_with_its_languages_and_a_strict_policy(client):

@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.services.asr import WhisperEngine
-from app.services.model_sources import resolve_whisper_source
-from bench.server import RunningServer
-from tests.servers import server_or_fail
+from app.engine.whisper.ctranslate2 import WhisperEngine
+from app.engine.whisper.sources import resolve_whisper_source
+from tests.support.server import RunningServer
+from tests.support.server_fixtures import server_or_fail
 
 
 @pytest.fixture(scope="session")

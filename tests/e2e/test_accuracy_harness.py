@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from bench.conversations import tools_available
-from bench.server import REPO
+from tests.support.conversations import tools_available
+from tests.support.server import REPO
 
 
 @pytest.mark.skipif(not tools_available(), reason="espeak-ng and sox make the synthetic conversations")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from app.services.alignment import AlignerCache
-from app.services.audio import decode_audio
-from app.services.pipeline import TranscribeOptions, TranscriptionPipeline
-from app.services.vad import load_speech_detector
+from app.engine.align.aligners import AlignerCache
+from app.engine.audio import decode_audio
+from app.engine.pipeline import TranscribeOptions, TranscriptionPipeline
+from app.engine.vad import load_speech_detector
 
 LETTERS = list("abcdefghijklmnopqrstuvwxyz'")
 
@@ -124,7 +124,7 @@ def test_word_times_are_whisperx_align_s(audio, random_aligner_dir, tmp_path, wi
     """forced_alignment gives what whisperx.align gives: segments, sentences, words, times, scores."""
     import whisperx
 
-    from app.services.forced_alignment import align_segments
+    from app.engine.align.forced import align_segments
 
     aligner = _aligners(random_aligner_dir, tmp_path).get("en")
     assert aligner is not None

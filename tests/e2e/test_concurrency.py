@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.server import health_probe, post_audio, write_tiled_sample
+from tests.support.server import health_probe, post_audio, write_tiled_sample
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.server import ServerDidNotStart, running_server
+from tests.support.server import ServerDidNotStart, running_server
 
 
 def test_device_cuda_without_a_usable_gpu_refuses_to_start(tmp_path):

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
+from app.control.cancellation import CancelToken
+from app.engine.pipeline import TranscriptionPipeline
+from app.engine.speakers.diarization import PyannoteDiarizer
+from app.engine.vad import load_speech_detector
 from app.errors import Cancelled
-from app.services.cancellation import CancelToken
-from app.services.diarization import PyannoteDiarizer
-from app.services.pipeline import TranscriptionPipeline
-from app.services.vad import load_speech_detector
-from app.services.warmup import sample_speech
+from app.serving.warmup import sample_speech
 from app.transcript import SpeakerTurn, TranscribeOptions
 
 OPTIONS = TranscribeOptions(language="en", diarize=True, word_timestamps=True, batch_size=4)

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.jobs import wait_for_job
-from bench.server import RunningServer, write_tiled_sample
-from tests.postgres import reset
-from tests.servers import server_or_fail
+from tests.support.postgres import reset
+from tests.support.server import RunningServer, write_tiled_sample
+from tests.support.server_fixtures import server_or_fail
+from tests.support.waiting import wait_for_job
 
 FINISHED = ("succeeded", "failed", "cancelled")
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from app.control.cancellation import CancelToken
+from app.engine.speakers.diarization import DiarizerUnavailable, PyannoteDiarizer, SpeakerHints, load_diarizer
 from app.errors import Cancelled
-from app.services.cancellation import CancelToken
-from app.services.diarization import DiarizerUnavailable, PyannoteDiarizer, SpeakerHints, load_diarizer
-from app.services.warmup import sample_speech
-from bench.accuracy import hypothesis_annotation, reference_annotation
+from app.serving.warmup import sample_speech
+from tests.support.scoring import hypothesis_annotation, reference_annotation
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_a_cached_pretrained_pipeline_is_preferred(tmp_path, monkeypatch, sample
     (snapshot / "config.yaml").write_text(
         "version: 4.0.0\n"
         "pipeline:\n"
-        "  name: app.services.offline_diarization.OfflineSpeakerDiarization\n"
+        "  name: app.engine.speakers.offline.OfflineSpeakerDiarization\n"
         "  params:\n"
         "    segmentation_batch_size: 8\n"
         "params:\n"

@@ -13,9 +13,9 @@ from pathlib import Path
 import openai
 import pytest
 
-from bench.metrics import read_stm_text, word_error_rate
-from bench.server import RunningServer
-from tests.servers import server_or_fail
+from tests.support.scoring import read_stm_text, word_error_rate
+from tests.support.server import RunningServer
+from tests.support.server_fixtures import server_or_fail
 
 SAMPLE_SECONDS = 30.0
 _SRT_TIMING = re.compile(r"^\d{2}:\d{2}:\d{2},\d{3} --> \d{2}:\d{2}:\d{2},\d{3}$", re.MULTILINE)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.servers import server_or_fail
+from tests.support.server_fixtures import server_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
 CASES_PER_OPERATION = 25

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from bench.metrics import read_stm_text, word_error_rate
+from tests.support.scoring import read_stm_text, word_error_rate
 
 SAMPLE_SECONDS = 30.0
 _SRT_TIMING = re.compile(r"^(\d{2}):(\d{2}):(\d{2}),(\d{3}) --> (\d{2}):(\d{2}):(\d{2}),(\d{3})$")

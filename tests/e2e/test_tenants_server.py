@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 
-from bench.jobs import wait_for_job
-from bench.server import write_tiled_sample
-from tests.postgres import reset
-from tests.servers import server_or_fail
+from tests.support.postgres import reset
+from tests.support.server import write_tiled_sample
+from tests.support.server_fixtures import server_or_fail
+from tests.support.waiting import wait_for_job
 
 KEY_A = "auditor-tenant-a-0123456789"
 KEY_B = "auditor-tenant-b-9876543210"

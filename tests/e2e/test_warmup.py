@@ -2,9 +2,9 @@
 
 import threading
 
-from app.services.pipeline import TranscriptionPipeline
-from app.services.vad import load_speech_detector
-from app.services.warmup import sample_speech, warm_up, warm_whisper_batches
+from app.engine.pipeline import TranscriptionPipeline
+from app.engine.vad import load_speech_detector
+from app.serving.warmup import sample_speech, warm_up, warm_whisper_batches
 
 
 def test_warmup_reports_each_stage(whisper):

@@ -21,7 +21,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
-from bench.server import RunningServer
+from tests.support.server import RunningServer
 
 DESKTOP = (1280, 900)
 PHONE = (390, 844)

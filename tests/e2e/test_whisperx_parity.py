@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.services.asr import WhisperEngine
-from app.services.model_sources import resolve_whisper_source
-from app.services.vad import load_speech_detector
-from app.services.warmup import sample_speech
+from app.engine.vad import load_speech_detector
+from app.engine.whisper.ctranslate2 import WhisperEngine
+from app.engine.whisper.sources import resolve_whisper_source
+from app.serving.warmup import sample_speech
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.metrics import read_stm_text, word_error_rate
-from bench.server import RunningServer, running_server
+from tests.support.scoring import read_stm_text, word_error_rate
+from tests.support.server import RunningServer, running_server
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from app.services.gpu_streams import side_stream
+from app.runtime.gpu_streams import side_stream
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

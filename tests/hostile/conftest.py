@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.server import RunningServer
-from tests.servers import server_or_fail
+from tests.support.server import RunningServer
+from tests.support.server_fixtures import server_or_fail
 
 MAX_AUDIO_SECONDS = 1800
 STALL_S = 2.0

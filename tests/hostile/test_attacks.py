@@ -11,21 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.attacks import (
-    PeakRss,
-    flac_without_total,
-    health,
-    multipart_head,
-    one_hz_wav,
-    open_upload,
-    read_status,
-    silent_flac,
-    silent_opus,
-    trickle,
-    wait_for,
-)
-from bench.server import write_tiled_sample
 from tests.hostile.conftest import MAX_AUDIO_SECONDS, STALL_S, start, uploads_dir
+from tests.support.bombs import flac_without_total, one_hz_wav, silent_flac, silent_opus
+from tests.support.hostile_clients import PeakRss, health, multipart_head, open_upload, read_status, trickle
+from tests.support.server import write_tiled_sample
+from tests.support.waiting import wait_for
 
 LIMIT_MB = MAX_AUDIO_SECONDS * 16000 * 4 / 2**20  # the samples MAX_AUDIO_SECONDS decodes to
 SLACK_MB = 150  # ffmpeg pipes, allocator arenas, one request's Python objects

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from bench.server import running_server
+from tests.support.server import running_server
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (scripts/bootstrap.sh dev)")
 

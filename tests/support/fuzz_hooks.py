@@ -3,7 +3,7 @@
 Two things the OpenAPI document cannot say, told to the fuzzer so that "schema-valid requests
 are accepted" is checked for real:
 - the file part is audio: schema-valid files are real speech, slices of the pyannote sample;
-- the rules across fields, each a clear 422 by design (app/schemas.py, app/openai_schemas.py,
+- the rules across fields, each a clear 422 by design (app/wire/schemas.py, app/wire/openai_schemas.py,
   TranscriptionPipeline.resolve) and tested on their own: requests that break one are left out
   of the positive cases.
 """
@@ -23,7 +23,7 @@ _MAX_BATCH_SIZE = int(os.environ.get("MAX_BATCH_SIZE", "64"))  # the server unde
 
 
 def _speech_clips() -> list[bytes]:
-    from app.services.warmup import sample_speech
+    from app.serving.warmup import sample_speech
 
     speech = sample_speech()
     clips = []

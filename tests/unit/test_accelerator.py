@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.services.accelerator import (
+from app.runtime.accelerator import (
     AcceleratorCheck,
     AcceleratorUnavailable,
     GpuEvidence,

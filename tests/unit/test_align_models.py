@@ -8,8 +8,9 @@ import pytest
 import torch
 from whisperx import alignment as whisperx_alignment
 
-from app.services import align_models, ctc_path
-from bench.random_aligner import write_random_aligner
+from app.engine.align import ctc_path
+from app.engine.align import models as align_models
+from tests.support.random_aligner import write_random_aligner
 
 
 def test_tables_are_whisperxs():

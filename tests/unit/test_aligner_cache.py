@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from app.services.alignment import Aligner, AlignerCache
+from app.engine.align.aligners import Aligner, AlignerCache
 
 
 class ScriptedCache(AlignerCache):

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.control.budget import ByteBudget
+from app.engine.audio import SAMPLE_RATE, decode_audio, decode_with_ffmpeg
 from app.errors import Busy, UndecodableAudio, UploadTooLarge
-from app.services.audio import SAMPLE_RATE, decode_audio, decode_with_ffmpeg
-from app.services.budget import ByteBudget
 
 
 def _decode(path: Path, **limits: float) -> np.ndarray:
@@ -150,7 +150,7 @@ def test_ffmpeg_is_installed():
 
 
 def test_the_warmup_reader_matches_ffmpeg(sample_wav):
-    from app.services.warmup import sample_speech
+    from app.serving.warmup import sample_speech
 
     np.testing.assert_array_equal(sample_speech(), decode_with_ffmpeg(sample_wav, timeout_s=30, max_seconds=3600))
 
@@ -161,7 +161,7 @@ def test_reading_the_warmup_clip_does_not_import_pyannote():
 
     code = (
         "import sys\n"
-        "from app.services.warmup import sample_speech\n"
+        "from app.serving.warmup import sample_speech\n"
         "sample_speech()\n"
         "print('pyannote.audio' in sys.modules)"
     )

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.engine.audio import check_decodable, decode_audio
+from app.engine.audio_length import declared_seconds, ffprobe_beside
 from app.errors import UploadTooLarge
-from app.services.audio import check_decodable, decode_audio
-from app.services.audio_length import declared_seconds, ffprobe_beside
-from bench.attacks import flac_without_total, one_hz_wav
+from tests.support.bombs import flac_without_total, one_hz_wav
 
 FFPROBE = ffprobe_beside("ffmpeg")
 

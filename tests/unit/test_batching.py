@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from app.engine.whisper.batching import BatchScheduler, is_out_of_memory
 from app.errors import Cancelled, GpuOutOfMemory
-from app.services.batching import BatchScheduler, is_out_of_memory
 
 CT2_OOM = RuntimeError("CUDA failed with error out of memory")
 

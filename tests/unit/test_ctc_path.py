@@ -6,7 +6,7 @@ import pytest
 import torch
 from whisperx import alignment as whisperx_alignment
 
-from app.services import ctc_path
+from app.engine.align import ctc_path
 
 ORIGINAL_TRELLIS = whisperx_alignment.get_trellis
 ORIGINAL_BACKTRACK = whisperx_alignment.backtrack

@@ -1,6 +1,6 @@
 import threading
 
-from app.services.device import describe_jit_cache, resolve_compute_type
+from app.runtime.device import describe_jit_cache, resolve_compute_type
 
 
 def test_jit_cache_is_measured_where_the_process_points_it(tmp_path, monkeypatch):
@@ -23,7 +23,7 @@ def test_defaults_on_a_cpu_machine():
 
 
 def test_gpu_memory_is_sampled_off_the_caller_s_thread(monkeypatch):
-    from app.services import device
+    from app.runtime import device
 
     calls: list[str] = []
     sample = device.GpuMemory(used_mb=1.0, torch_allocated_mb=0.5, torch_reserved_mb=0.75)

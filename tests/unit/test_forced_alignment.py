@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from whisperx.utils import interpolate_nans
 
-from app.services.forced_alignment import _interpolate, _merge_sentences
+from app.engine.align.forced import _interpolate, _merge_sentences
 
 NAN = float("nan")
 

@@ -17,7 +17,7 @@ import pytest
 from app.jobs.audio_store import AudioMissing, AudioStore, clear_stale_scratch, open_audio_store, scratch_dir
 from app.jobs.records import JobState, NewJob
 from app.jobs.store import DuplicateIdempotencyKey, JobStore, PostgresJobStore, SqliteJobStore
-from tests.postgres import reset
+from tests.support.postgres import reset
 
 StoreFactory = Callable[[], JobStore]
 

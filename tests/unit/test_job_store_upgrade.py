@@ -15,7 +15,7 @@ from app.jobs.options import load_options
 from app.jobs.records import JobState
 from app.jobs.store import SCHEMA_VERSION, JobStore, PostgresJobStore, SqliteJobStore, StoreFromTheFuture
 from app.transcript import SpeakerHints
-from tests.postgres import reset
+from tests.support.postgres import reset
 
 # The first release's layout (app/jobs/store.py before schema versions), as it created it.
 SCHEMA_1 = """

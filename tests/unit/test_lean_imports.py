@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from app.services.lean_imports import _names
+from app.runtime.lean_imports import _names
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,12 +26,13 @@ def test_the_default_stages_import_no_transformers(tmp_path: Path):
     script = f"""
         import sys
         from pathlib import Path
-        from app.services.lean_imports import import_stage_module
+        from app.runtime.lean_imports import import_stage_module
         for module in ("faster_whisper", "whisperx.audio", "torch", "pyannote.audio", "torchaudio.pipelines"):
             import_stage_module(module)
         import whisperx.vads, whisperx.diarize, pyannote.audio.pipelines  # what the VAD and diarizer load
-        from bench.random_aligner import write_random_aligner
-        from app.services import align_models, forced_alignment
+        from tests.support.random_aligner import write_random_aligner
+        from app.engine.align import forced as forced_alignment
+        from app.engine.align import models as align_models
         write_random_aligner(Path({str(tmp_path)!r}))
         align_models.load_align_model("en", "cpu", None, {str(tmp_path / "align")!r}, True)
         assert "transformers" not in sys.modules, "transformers was imported"

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from app.services import model_sources
-from app.services.model_sources import (
+from app.engine.whisper import sources as model_sources
+from app.engine.whisper.sources import (
     BASE_MODEL_BIN_SHA256,
     BASE_MODEL_BIN_SIZE,
     ModelAssemblyError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from app.services.progress import Progress
+from app.control.progress import Progress
 
 
 def test_fraction_moves_forward_over_the_planned_stages() -> None:

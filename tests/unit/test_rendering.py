@@ -1,7 +1,7 @@
 import json
 
-from app.rendering import MEDIA_TYPES, render, to_srt, to_tsv, to_txt, to_vtt
 from app.transcript import DiarizationReport, Segment, Transcript, Word
+from app.wire.rendering import MEDIA_TYPES, render, to_srt, to_tsv, to_txt, to_vtt
 
 
 def _transcript(segments: list[Segment]) -> Transcript:

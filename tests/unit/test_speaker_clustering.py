@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
-from app.services.speaker_clustering import (
+from app.engine.speakers.clustering import (
     DecorrelatedSilhouette,
     SpeakerCountClustering,
     nearest_centroid,

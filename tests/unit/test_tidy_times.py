@@ -1,6 +1,6 @@
 import math
 
-from app.services.pipeline import _tidy_times
+from app.engine.pipeline import _tidy_times
 from app.transcript import Segment, Word
 
 NAN = math.nan

@@ -5,7 +5,7 @@ import sys
 import threading
 import time
 
-from app.services.timing import StepTimer, process_age_s
+from app.runtime.timing import StepTimer, process_age_s
 
 
 def test_threads_add_to_one_step():
@@ -24,7 +24,7 @@ def test_threads_add_to_one_step():
 
 
 def test_a_process_knows_how_long_ago_it_started():
-    code = "import time; time.sleep(0.5); from app.services.timing import process_age_s; print(process_age_s())"
+    code = "import time; time.sleep(0.5); from app.runtime.timing import process_age_s; print(process_age_s())"
     age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 0.5 <= age < 30.0
     mine = process_age_s()

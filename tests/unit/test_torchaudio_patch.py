@@ -52,7 +52,7 @@ def kaldi_pair(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def waveform(sample_wav):
-    from app.services.audio import decode_audio
+    from app.engine.audio import decode_audio
 
     audio = decode_audio(sample_wav, timeout_s=30, max_seconds=60)
     return torch.from_numpy(audio[: 10 * 16000]).unsqueeze(0)

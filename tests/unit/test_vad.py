@@ -1,4 +1,4 @@
-from app.services.vad import SpeechChunk, merge_spans
+from app.engine.vad import SpeechChunk, merge_spans
 
 
 def test_spans_are_joined_up_to_30_seconds():

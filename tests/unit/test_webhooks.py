@@ -17,7 +17,7 @@ from app.jobs.webhooks import (
     sign,
     verify,
 )
-from tests.webhook_receiver import Receiver, webhook_receiver
+from tests.support.webhook_receiver import Receiver, webhook_receiver
 
 SECRET = b"s3cret-webhook-key"
 

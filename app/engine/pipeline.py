@@ -1,0 +1,362 @@
+"""One request's journey through the stages: VAD → language → Whisper → word times → speakers.
+
+Plain Python, no FastAPI: the router hands a waveform and options in and gets a
+``Transcript`` back. Every stage receives the same decoded waveform. Speakers need only the
+waveform, so by default they are found on a thread of their own while Whisper works.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from app.control.cancellation import CancelToken
+from app.control.progress import Progress
+from app.engine.align.aligners import AlignerCache, align
+from app.engine.audio import SAMPLE_RATE
+from app.engine.speakers.diarization import Diarizer, assign_speakers
+from app.engine.vad import SpeechChunk, SpeechDetector
+from app.engine.whisper.ctranslate2 import WhisperEngine
+from app.errors import InvalidParameter
+from app.runtime.gpu_streams import side_stream
+from app.runtime.timing import StepTimer
+from app.transcript import (
+    DiarizationReport,
+    Segment,
+    SpeakerHints,
+    SpeakerTurn,
+    TranscribeOptions,
+    Transcript,
+    WordTimeSource,
+)
+
+logger = logging.getLogger(__name__)
+
+_MIN_AUDIO_SECONDS = 0.1  # shorter clips cannot hold a word; VAD models also reject them
+
+
+class TranscriptionPipeline:
+    def __init__(
+        self,
+        whisper: WhisperEngine,
+        *,
+        vad: SpeechDetector,
+        device: str,
+        aligners: AlignerCache | None,
+        diarizer: Diarizer | None,
+        diarizer_unavailable: str | None = None,
+        default_batch_size: int = 16,
+        max_batch_size: int = 64,
+        diarize_during_asr: bool = False,
+        fingerprint: str = "",
+    ) -> None:
+        self.whisper = whisper
+        # What these models produce, as a digest (app/serving/fingerprint.py): the job cache's key.
+        self.fingerprint = fingerprint
+        self.vad = vad
+        self.device = device
+        self.aligners = aligners
+        self.diarizer = diarizer
+        self.diarizer_unavailable = diarizer_unavailable
+        self.default_batch_size = default_batch_size
+        self.max_batch_size = max_batch_size
+        # Diarization needs only the audio: with ``diarize_during_asr`` it starts on this thread
+        # once a request's speech is found. One thread: the diarizer runs one request at a time.
+        self._diarization_thread = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="diarize")
+            if diarize_during_asr and diarizer is not None
+            else None
+        )
+
+    @property
+    def model_name(self) -> str:
+        return self.whisper.source.display_name
+
+    def resolve(self, options: TranscribeOptions) -> TranscribeOptions:
+        """The request's options with the server's defaults filled in, or InvalidParameter.
+
+        Routers call it before any audio is decoded and hand the result to ``run``, which
+        resolves only options that are not yet (warmup, benchmarks): every default and check
+        lives here, and runs once per request.
+        """
+        batch_size = options.batch_size or self.default_batch_size
+        if batch_size > self.max_batch_size:
+            raise InvalidParameter(
+                f"batch_size {batch_size} exceeds this server's limit of {self.max_batch_size}.", param="batch_size"
+            )
+        language = options.language
+        if language is not None and language not in self.whisper.languages:
+            if self.whisper.multilingual:
+                raise InvalidParameter(f"Unknown language code {language!r}.", param="language")
+            raise InvalidParameter(
+                f"The loaded model {self.model_name} is English-only; language {language!r} is not available.",
+                param="language",
+            )
+        if options.task == "translate" and not self.whisper.multilingual:
+            raise InvalidParameter(f"The loaded model {self.model_name} is English-only and cannot translate.")
+        diarize = options.diarize
+        if diarize is False and options.hints.given:
+            raise InvalidParameter("Speaker hints were given but diarize is false.", param="diarize")
+        if diarize is None:
+            # Hints ask for speakers; otherwise label them when a diarizer is loaded and there
+            # are word times to label (speakers are assigned word by word).
+            diarize = options.hints.given or (options.word_timestamps and self.diarizer is not None)
+        if diarize and not options.word_timestamps:
+            raise InvalidParameter(
+                "Speakers need word times (they are assigned word by word): "
+                "drop word_timestamps=false or ask for no speakers.",
+                param="diarize",
+            )
+        return replace(options, batch_size=batch_size, diarize=diarize)
+
+    @staticmethod
+    def stages(options: TranscribeOptions) -> tuple[str, ...]:
+        """The stages ``run`` goes through for these (resolved) options, in order."""
+        return (
+            "vad",
+            *(("language_detection",) if options.language is None else ()),
+            "asr",
+            *(("alignment",) if options.word_timestamps else ()),
+            *(("diarization",) if options.diarize else ()),
+        )
+
+    def run(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        cancel: CancelToken | None = None,
+        progress: Progress | None = None,
+    ) -> Transcript:
+        """Every stage in turn (diarization beside the words, with ``diarize_during_asr``);
+        ``cancel`` stops the work at the next stage or batch boundary.
+
+        ``progress`` hears of every stage entered and every batch of windows sent to Whisper.
+        """
+        with side_stream(self.device):  # not behind Whisper's decoding (gpu_streams)
+            return self._run(audio, options, cancel, progress)
+
+    def _run(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        cancel: CancelToken | None,
+        progress: Progress | None,
+    ) -> Transcript:
+        if not options.resolved:  # routers resolve before decoding; warmup, tests and benchmarks need not
+            options = self.resolve(options)
+        assert options.batch_size is not None
+        cancel = cancel or CancelToken()
+        progress = progress or Progress(self.stages(options))
+        duration = audio.shape[0] / SAMPLE_RATE
+        loaded = self.diarizer.device if self.diarizer is not None else None
+        report = DiarizationReport(requested=bool(options.diarize), device=loaded)
+        result = Transcript(
+            duration,
+            options.language,
+            None,
+            [],
+            None,
+            report,
+            task=options.task,
+            model=self.model_name,
+            temperature=options.temperature,
+        )
+        timer = StepTimer(result.timings)
+        progress.audio(duration)
+
+        @contextmanager
+        def stage(name: str) -> Iterator[None]:
+            progress.enter(name)
+            with timer(name):
+                yield
+
+        with timer("total"):
+            if duration < _MIN_AUDIO_SECONDS:
+                return result
+            cancel.check()
+            with stage("vad"):
+                chunks = self.vad(audio)
+            if not chunks:
+                return result
+            early = self._start_diarization(audio, options, cancel)
+            try:
+                self._words(audio, chunks, options, result, timer, stage, cancel, progress)
+            except BaseException:
+                if early is not None:
+                    early.cancel.cancel("the transcription stopped before its speakers were found")
+                raise
+            if options.diarize:
+                cancel.check()
+                with stage("diarization"):
+                    self._diarize(audio, options.hints, result, cancel, early)
+        progress.finish()
+        return result
+
+    def _words(
+        self,
+        audio: np.ndarray,
+        chunks: list[SpeechChunk],
+        options: TranscribeOptions,
+        result: Transcript,
+        timer: StepTimer,
+        stage: Callable[[str], AbstractContextManager[None]],
+        cancel: CancelToken,
+        progress: Progress,
+    ) -> None:
+        """Language, text and word times into ``result``."""
+        assert options.batch_size is not None
+        if options.language is None:
+            with stage("language_detection"):
+                result.language, result.language_probability = self.whisper.detect_language(audio, chunks, cancel)
+        language = result.language or "en"
+        with stage("asr"):
+            segments = self.whisper.transcribe(
+                audio,
+                chunks,
+                language=language,
+                task=options.task,
+                initial_prompt=options.initial_prompt,
+                batch_size=options.batch_size,
+                temperature=options.temperature,
+                timer=timer,
+                cancel=cancel,
+                progress=progress,
+            )
+        if options.word_timestamps:
+            cancel.check()
+            with stage("alignment"):
+                segments, result.word_time_source = self._time_words(
+                    audio, segments, language, options, result, timer, cancel, progress
+                )
+        result.segments = _tidy_times(segments, result.duration)
+        texts = [segment.text for segment in result.segments]
+        tokens = self.whisper.text_tokens(texts, language=language, task=options.task)
+        for segment, segment_tokens in zip(result.segments, tokens, strict=True):
+            segment.tokens = segment_tokens
+
+    def _time_words(
+        self,
+        audio: np.ndarray,
+        segments: list[Segment],
+        language: str,
+        options: TranscribeOptions,
+        result: Transcript,
+        timer: StepTimer,
+        cancel: CancelToken,
+        progress: Progress,
+    ) -> tuple[list[Segment], WordTimeSource | None]:
+        if not segments:
+            return segments, None
+        # Translations are English text, so they are aligned with the English aligner.
+        text_language = "en" if options.task == "translate" else language
+        aligner = self.aligners.get(text_language) if self.aligners is not None else None
+        if aligner is not None:
+            try:
+                return align(aligner, segments, audio, self.aligners.device), "wav2vec2"  # type: ignore[union-attr]
+            except Exception:
+                logger.exception("wav2vec2 alignment failed; falling back to Whisper word times")
+                result.warnings.append("wav2vec2 alignment failed on this audio; word times come from Whisper.")
+        assert options.batch_size is not None
+        timed = self.whisper.time_words(
+            audio,
+            segments,
+            language=language,
+            task=options.task,
+            batch_size=options.batch_size,
+            timer=timer,
+            cancel=cancel,
+            progress=progress,
+        )
+        return timed, "whisper"
+
+    def _start_diarization(
+        self, audio: np.ndarray, options: TranscribeOptions, cancel: CancelToken
+    ) -> _EarlyDiarization | None:
+        if self._diarization_thread is None or not options.diarize:
+            return None
+        early = _EarlyDiarization(cancel.child())  # also stopped when the words fail, not only on cancel
+        early.future = self._diarization_thread.submit(self._timed_turns, audio, options.hints, early)
+        early.future.add_done_callback(lambda _: early.done.set())
+        return early
+
+    def _timed_turns(self, audio: np.ndarray, hints: SpeakerHints, early: _EarlyDiarization) -> list[SpeakerTurn]:
+        assert self.diarizer is not None
+        started = time.perf_counter()
+        try:
+            with side_stream(self.diarizer.device, "diarization"):
+                return self.diarizer(audio, hints, early.cancel, early.steps)
+        finally:
+            early.ran_s = time.perf_counter() - started
+
+    def _diarize(
+        self,
+        audio: np.ndarray,
+        hints: SpeakerHints,
+        result: Transcript,
+        cancel: CancelToken,
+        early: _EarlyDiarization | None,
+    ) -> None:
+        report = result.diarization
+        if self.diarizer is None:
+            report.detail = self.diarizer_unavailable or "diarization is disabled (ENABLE_DIARIZATION=false)"
+            result.warnings.append(f"Diarization was requested but is unavailable: {report.detail}")
+            return
+        report.diarizer, report.device = self.diarizer.name, self.diarizer.device
+        if early is None:
+            steps: dict[str, float] = {}
+            turns = self.diarizer(audio, hints, cancel, steps)
+        else:
+            cancel.wait(early.done)  # the request may be cancelled while it waits
+            turns, steps = early.future.result(), early.steps  # type: ignore[union-attr]
+            # The stage's timer has what the request waited for after its words; this, what it ran.
+            result.timings["diarization_beside_words"] = round(early.ran_s, 4)
+        for step, seconds in steps.items():  # pyannote's steps, for the timings a response shows
+            result.timings[f"diarization_{step}"] = seconds
+        report.turns = [SpeakerTurn(round(t.start, 3), round(t.end, 3), t.speaker) for t in turns]
+        report.performed = True
+        assign_speakers(result.segments, report.turns)
+
+
+@dataclass
+class _EarlyDiarization:
+    """A request's diarization, started on the pipeline's diarization thread beside its words."""
+
+    cancel: CancelToken
+    future: Future[list[SpeakerTurn]] | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    steps: dict[str, float] = field(default_factory=dict)  # pyannote's steps, as the diarizer reports them
+    ran_s: float = 0.0
+
+
+def _tidy_times(segments: list[Segment], duration: float) -> list[Segment]:
+    """Give every word a start and end inside the file, in order, with start ≤ end.
+
+    The aligner leaves words it cannot place (digits, symbols) without times, and CTC or
+    attention alignments can slightly overlap between segments; clients should not have
+    to handle either.
+    """
+    previous_start = 0.0
+    for segment in segments:
+        words = segment.words
+        for index, word in enumerate(words):
+            if math.isnan(word.start):
+                word.start = words[index - 1].end if index > 0 else segment.start
+            if math.isnan(word.end):
+                following = next((w.start for w in words[index + 1 :] if not math.isnan(w.start)), segment.end)
+                word.end = following
+            word.start = min(max(word.start, previous_start, 0.0), duration)
+            word.end = min(max(word.end, word.start), duration)
+            previous_start = word.start
+        if words:
+            segment.start, segment.end = words[0].start, max(w.end for w in words)
+        segment.start = min(max(segment.start, 0.0), duration)
+        segment.end = min(max(segment.end, segment.start), duration)
+    return segments

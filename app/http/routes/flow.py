@@ -1,0 +1,143 @@
+"""The journey every transcription route shares: admit → upload → options → waveform → pipeline.
+
+Routes are ``async`` only to read the body themselves, after admission (``app/http/upload.py``);
+decoding and model work run in the threadpool (``run_in_threadpool``), so they never block
+the event loop and ``/health`` keeps answering. While they run, the route watches the
+connection: a client that leaves cancels its request at the next stage or batch boundary.
+Each route brings its own form model and its own way from those fields to the options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from app.config import Settings
+from app.control.admission import AdmissionGate
+from app.control.budget import Budgets
+from app.control.cancellation import CancelToken
+from app.engine.pipeline import TranscriptionPipeline
+from app.http.deps import BudgetsDep, GateDep, MetricsDep, PipelineDep, SettingsDep
+from app.http.metrics import ServiceMetrics
+from app.http.upload import UploadLimits, parse_fields, receive_upload
+from app.serving.transcriber import transcribe_file
+from app.transcript import TranscribeOptions, Transcript
+
+logger = logging.getLogger(__name__)
+
+Params = TypeVar("Params", bound=BaseModel)
+
+# The answers every transcription route can give besides its result (OpenAPI).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "No file, an empty file, or a malformed request."},
+    401: {"description": "API_KEYS is set and the request has no valid `Authorization: Bearer` key."},
+    408: {"description": "The upload stalled or arrived slower than UPLOAD_MIN_RATE_KIB_S."},
+    413: {"description": "The upload or the decoded audio is over the configured limit."},
+    415: {"description": "The file could not be decoded as audio."},
+    422: {"description": "A parameter is invalid or contradicts another."},
+    503: {"description": "Loading, shutting down, or over capacity (see Retry-After)."},
+}
+
+
+@dataclass(frozen=True)
+class Transcriber:
+    """What a transcription route needs from the app, as one dependency."""
+
+    settings: Settings
+    gate: AdmissionGate
+    budgets: Budgets
+    pipeline: TranscriptionPipeline
+    metrics: ServiceMetrics
+
+    async def __call__(
+        self, request: Request, form: type[Params], options_of: Callable[[Params], TranscribeOptions]
+    ) -> tuple[Params, Transcript]:
+        """Admit, read the upload, parse ``form``, resolve its options, decode and transcribe.
+
+        ``options_of`` turns the parsed form into options (and may refuse it); the pipeline
+        then fills the defaults and checks them, before any audio is decoded.
+        """
+        with self.gate.admit() as cancel:  # before a byte of the body is read
+            async with receive_upload(request, upload_limits(self.settings, self.budgets)) as upload:
+                params = parse_fields(form, upload.fields)
+                options = self.pipeline.resolve(options_of(params))
+                transcript = await run_watching_client(
+                    request,
+                    cancel,
+                    transcribe_file,
+                    self.pipeline,
+                    upload.path,
+                    options,
+                    self.settings,
+                    self.budgets,
+                    cancel,
+                )
+        self.metrics.observe_transcript(transcript)
+        return params, transcript
+
+
+def get_transcriber(
+    settings: SettingsDep, gate: GateDep, budgets: BudgetsDep, pipeline: PipelineDep, metrics: MetricsDep
+) -> Transcriber:
+    return Transcriber(settings, gate, budgets, pipeline, metrics)
+
+
+TranscriberDep = Annotated[Transcriber, Depends(get_transcriber)]
+
+
+def upload_limits(settings: Settings, budgets: Budgets) -> UploadLimits:
+    return UploadLimits(
+        max_bytes=settings.max_upload_bytes,
+        max_mb=settings.max_upload_mb,
+        temp_dir=settings.temp_dir,
+        disk=budgets.disk,
+        min_rate_bytes_s=settings.upload_min_rate_kib_s * 1024,
+        stall_timeout_s=settings.upload_stall_timeout_s,
+    )
+
+
+async def run_watching_client(request: Request, cancel: CancelToken, work: Any, *args: Any) -> Any:
+    """Run ``work`` in the threadpool; stop waiting for it once it is cancelled.
+
+    A client that disconnects cancels the work. Cancelled work (client gone, or the drain's
+    grace over) stops at its next stage or batch boundary; the answer does not wait for that
+    boundary, so a shutdown answers every request with its 503 in time even while a long,
+    uninterruptible stage (VAD of an hour on a CPU) finishes in the background.
+    """
+    job = asyncio.ensure_future(run_in_threadpool(work, *args))
+    job.add_done_callback(_retrieve)
+    watchers = {asyncio.ensure_future(_disconnected(request)), asyncio.ensure_future(_cancelled(cancel))}
+    try:
+        done, _ = await asyncio.wait({job, *watchers}, return_when=asyncio.FIRST_COMPLETED)
+        if job in done:
+            return job.result()
+        if not cancel.cancelled:
+            cancel.cancel("the client disconnected")
+            logger.info("Client disconnected from %s: its transcription stops at the next boundary", request.url.path)
+        raise cancel.error()  # 503 (or nothing, to a client that left)
+    finally:
+        for watcher in watchers:
+            watcher.cancel()
+
+
+async def _cancelled(cancel: CancelToken) -> None:
+    while not cancel.cancelled:
+        await asyncio.sleep(0.1)
+
+
+def _retrieve(job: asyncio.Future[Any]) -> None:
+    """Consume the result of work nobody waits for any more (so asyncio does not log it)."""
+    if not job.cancelled():
+        job.exception()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

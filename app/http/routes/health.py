@@ -1,0 +1,147 @@
+"""GET /health (readiness, with why a stage is missing) and GET /health/live (liveness).
+
+Both are ``async`` and read only in-memory state, so they answer at once even while every
+worker thread is busy transcribing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from app import __version__
+from app.control.admission import AdmissionGate
+from app.control.budget import ByteBudget
+from app.errors import retry_later
+from app.http.auth import require_api_key_for_health
+from app.http.deps import BudgetsDep, GateDep, RegistryDep, SettingsDep
+from app.runtime.accelerator import AcceleratorCheck
+from app.serving.loader import ModelRegistry, Phase
+from app.wire.schemas import (
+    AcceleratorOut,
+    AcceleratorProblemOut,
+    BatchingOut,
+    BudgetOut,
+    CapabilityOut,
+    GpuLibraryOut,
+    GpuMemoryOut,
+    HealthResponse,
+    JitCacheOut,
+    QueueOut,
+    StageOut,
+    WarmupOut,
+)
+
+router = APIRouter(tags=["health"])
+
+
+def _status(registry: ModelRegistry, gate: AdmissionGate) -> str:
+    if gate.draining:
+        return "draining"
+    if registry.phase is Phase.READY:
+        return "degraded" if registry.degraded_reasons() else "healthy"
+    if registry.phase is Phase.FAILED:
+        return "failed"
+    return registry.phase.value
+
+
+@router.get(
+    "/health",
+    dependencies=[Depends(require_api_key_for_health)],
+    response_model=HealthResponse,
+    responses={
+        503: {"model": HealthResponse, "description": "Loading, warming up, failed to start, or draining for shutdown."}
+    },
+)
+async def health(registry: RegistryDep, gate: GateDep, budgets: BudgetsDep, settings: SettingsDep) -> JSONResponse:
+    gpu = registry.gpu
+    stages = {
+        "asr": registry.stages["asr"],
+        "alignment": registry.alignment_status(),
+        "diarization": registry.stages["diarization"],
+    }
+    ready = registry.phase is Phase.READY and not gate.draining
+    body = HealthResponse(
+        status=_status(registry, gate),  # type: ignore[arg-type]
+        service=settings.service_name,
+        version=__version__,
+        device=registry.device,
+        diarization_device=registry.diarization_device,
+        model=registry.stages["asr"].model,
+        compute_type=registry.compute_type,
+        cuda_available=gpu.cuda_available if gpu else None,
+        gpu=gpu.name if gpu else None,
+        compute_capability=gpu.compute_capability if gpu else None,
+        capability=CapabilityOut(
+            native=gpu.native_capability,
+            reported=gpu.compute_capability,
+            spoofed=gpu.capability_spoofed,
+            reason=gpu.spoof_reason,
+        )
+        if gpu and gpu.cuda_available
+        else None,
+        accelerator=_accelerator(registry.accelerator) if registry.accelerator else None,
+        stages={name: StageOut(**asdict(stage)) for name, stage in stages.items()},
+        degraded=registry.degraded_reasons() if ready else [],
+        failure=registry.failure,
+        startup_s=registry.startup_timings,
+        warmup=WarmupOut(**asdict(registry.warmup)) if registry.warmup else None,
+        jit_cache=JitCacheOut(**asdict(registry.jit_cache)) if registry.jit_cache else None,
+        queue=QueueOut(
+            in_flight=gate.in_flight,
+            limit=gate.limit,
+            refused=gate.refused,
+            cancelled=gate.cancelled,
+            draining=gate.draining,
+            budgets={"memory": _budget(budgets.memory), "disk": _budget(budgets.disk)},
+            batching=_batching(registry),
+        ),
+        gpu_memory=GpuMemoryOut(**asdict(memory)) if (memory := registry.gpu_memory.latest()) else None,
+    )
+    if ready:
+        return JSONResponse(body.model_dump())
+    return JSONResponse(body.model_dump(), status_code=503, headers=retry_later())
+
+
+def _budget(budget: ByteBudget) -> BudgetOut:
+    mib = 1024 * 1024
+    return BudgetOut(
+        used_mb=round(budget.used / mib, 1),
+        limit_mb=round(budget.limit / mib, 1),
+        peak_mb=round(budget.peak / mib, 1),
+        refused=budget.refused,
+    )
+
+
+def _accelerator(check: AcceleratorCheck) -> AcceleratorOut:
+    return AcceleratorOut(
+        gpu_present=check.evidence.present,
+        evidence=check.evidence.describe(),
+        libraries=[GpuLibraryOut(**asdict(package)) for package in check.packages],
+        problems=[AcceleratorProblemOut(**asdict(problem)) for problem in check.problems],
+    )
+
+
+def _batching(registry: ModelRegistry) -> BatchingOut | None:
+    stats = registry.batching_stats()
+    if stats is None:
+        return None
+    whisper = registry.pipeline.whisper if registry.pipeline else None
+    return BatchingOut(
+        replicas=stats.workers,
+        waiting_jobs=stats.waiting_jobs,
+        waiting_windows=stats.waiting_items,
+        running_windows=stats.running_items,
+        batches=stats.batches,
+        windows=stats.items,
+        mean_batch_size=round(stats.items / stats.batches, 2) if stats.batches else None,
+        busy_s=stats.busy_s,
+        model_s=dict(whisper.model_seconds.timings) if whisper else {},
+    )
+
+
+@router.get("/health/live")
+async def live() -> dict[str, str]:
+    return {"status": "alive"}

@@ -1,0 +1,128 @@
+"""OpenAI's audio API: /v1/audio/transcriptions, /v1/audio/translations and /v1/models.
+
+The same flow, pipeline and renderers as /transcribe; only the spelling of the fields and
+the answers is OpenAI's, so the ``openai`` SDKs and the tools built on them work unchanged.
+Errors under /v1 take OpenAI's shape (``app/http/error_handlers.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter, Request, Response
+
+from app.engine.pipeline import TranscriptionPipeline
+from app.errors import InvalidParameter, ModelNotFound, Unsupported
+from app.http.deps import PipelineDep, RegistryDep
+from app.http.routes.flow import ERROR_RESPONSES, Transcriber, TranscriberDep
+from app.http.upload import multipart_openapi
+from app.serving.loader import ModelRegistry
+from app.transcript import Task, TranscribeOptions
+from app.wire.openai_schemas import (
+    OPENAI_MODEL_ALIAS,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+    OpenAITranscriptionParams,
+    OpenAITranslationParams,
+    ResponseFormat,
+    Transcription,
+    TranscriptionDiarized,
+    TranscriptionVerbose,
+)
+from app.wire.rendering import WireFormat, render
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+
+_OWNER = "transcription-service"
+_FORMATS: dict[ResponseFormat, WireFormat] = {
+    "json": "openai_json",
+    "text": "text",
+    "srt": "srt",
+    "vtt": "vtt",
+    "verbose_json": "verbose_json",
+    "diarized_json": "diarized_json",
+}
+_RESPONSES = {
+    **{status: {**answer, "model": ErrorResponse} for status, answer in ERROR_RESPONSES.items()},
+    404: {"description": "`model` is neither the loaded model nor whisper-1.", "model": ErrorResponse},
+    200: {
+        "description": "`json`, `verbose_json` or `diarized_json` as JSON; `text`, `srt` and `vtt` as text.",
+        "content": {"text/plain": {}, "application/x-subrip": {}, "text/vtt": {}},
+    },
+}
+_FILE = "Audio or video in any format ffmpeg reads (OpenAI's flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav, webm and more)."
+
+
+@router.post(
+    "/audio/transcriptions",
+    response_model=Transcription | TranscriptionVerbose | TranscriptionDiarized,
+    responses=_RESPONSES,
+    openapi_extra=multipart_openapi(OpenAITranscriptionParams, _FILE),
+)
+async def create_transcription(request: Request, transcriber: TranscriberDep) -> Response:
+    return await _run(request, transcriber, OpenAITranscriptionParams, "transcribe")
+
+
+@router.post(
+    "/audio/translations",
+    response_model=Transcription | TranscriptionVerbose,
+    responses=_RESPONSES,
+    openapi_extra=multipart_openapi(OpenAITranslationParams, _FILE),
+)
+async def create_translation(request: Request, transcriber: TranscriberDep) -> Response:
+    return await _run(request, transcriber, OpenAITranslationParams, "translate")
+
+
+async def _run(
+    request: Request, transcriber: Transcriber, form: type[OpenAITranscriptionParams], task: Task
+) -> Response:
+    params, transcript = await transcriber(request, form, _options_of(transcriber.pipeline, task))
+    rendered = render(transcript, _FORMATS[params.response_format], granularities=params.timestamp_granularities)
+    return Response(rendered.body, media_type=rendered.media_type)
+
+
+@router.get("/models", response_model=ModelList)
+def list_models(pipeline: PipelineDep, registry: RegistryDep) -> ModelList:
+    return ModelList(data=[_card(name, registry) for name in (pipeline.model_name, OPENAI_MODEL_ALIAS)])
+
+
+@router.get("/models/{model_id:path}", response_model=ModelCard, responses={404: {"model": ErrorResponse}})
+def get_model(model_id: str, pipeline: PipelineDep, registry: RegistryDep) -> ModelCard:
+    _check_model(model_id, pipeline)
+    return _card(model_id, registry)
+
+
+def _options_of(
+    pipeline: TranscriptionPipeline, task: Task
+) -> Callable[[OpenAITranscriptionParams], TranscribeOptions]:
+    def options_of(params: OpenAITranscriptionParams) -> TranscribeOptions:
+        _check_model(params.model, pipeline)
+        if params.stream:
+            raise Unsupported(
+                "stream=true is not supported: the transcript comes whole, with word times and speakers, "
+                "when it is done. Send stream=false (the default).",
+                param="stream",
+            )
+        if params.response_format == "diarized_json" and pipeline.diarizer is None:
+            raise InvalidParameter(
+                f"response_format diarized_json needs diarization, which is unavailable here: "
+                f"{pipeline.diarizer_unavailable or 'ENABLE_DIARIZATION=false'}.",
+                param="response_format",
+            )
+        return params.options(task)
+
+    return options_of
+
+
+def _check_model(model: str, pipeline: TranscriptionPipeline) -> None:
+    if model not in (pipeline.model_name, OPENAI_MODEL_ALIAS):
+        raise ModelNotFound(
+            f"The model `{model}` does not exist. This server has `{pipeline.model_name}` "
+            f"(also called `{OPENAI_MODEL_ALIAS}`).",
+            param="model",
+        )
+
+
+def _card(model_id: str, registry: ModelRegistry) -> ModelCard:
+    return ModelCard(id=model_id, created=int(registry.ready_at or 0), owned_by=_OWNER)

@@ -1,1 +1,0 @@
-"""Plain-Python services: audio, models, pipeline stages. Nothing here imports FastAPI."""

@@ -1,0 +1,390 @@
+"""The one place models live: loaded once at startup, warmed up, then shared by every request.
+
+``ModelRegistry.load`` runs in a background thread started by the app's lifespan, so the
+process answers ``/health`` (503, ``loading``/``warming``) while weights load and kernels
+compile. Optional stages that cannot load (no aligner for a language, no diarization
+pipeline) leave the service *degraded*, with the reason in words; only a Whisper model that
+cannot load makes it *failed*.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from app.config import Settings
+from app.engine.align.aligners import AlignerCache
+from app.engine.align.models import TORCHAUDIO_MODELS
+from app.engine.pipeline import TranscriptionPipeline
+from app.engine.speakers.diarization import Diarizer, DiarizerUnavailable, load_diarizer
+from app.engine.vad import load_speech_detector
+from app.engine.whisper.batching import BatchScheduler, SchedulerStats
+from app.engine.whisper.ctranslate2 import WhisperEngine
+from app.engine.whisper.sources import resolve_whisper_source
+from app.runtime.accelerator import AcceleratorCheck, check_accelerator, choose_device, with_torch
+from app.runtime.device import (
+    GpuInfo,
+    GpuMemorySampler,
+    JitCacheInfo,
+    describe_gpu,
+    describe_jit_cache,
+    resolve_compute_type,
+)
+from app.runtime.gpu_streams import side_stream
+from app.runtime.lean_imports import import_stage_module
+from app.runtime.timing import StepTimer, process_age_s
+from app.serving.fingerprint import ModelsFingerprint, weights_digest
+from app.serving.warmup import WarmupReport, warm_up, warm_whisper_batches
+
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+# Whisper batches in flight on one GPU when WHISPER_REPLICAS is 0 (bench/throughput.py).
+DEFAULT_GPU_REPLICAS = 2
+
+
+class Phase(StrEnum):
+    LOADING = "loading"
+    WARMING = "warming"
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass
+class StageStatus:
+    enabled: bool
+    loaded: bool = False
+    model: str | None = None
+    device: str | None = None
+    detail: str | None = None
+
+
+class ModelRegistry:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.phase = Phase.LOADING
+        self.failure: str | None = None
+        self.pipeline: TranscriptionPipeline | None = None
+        self.device: str | None = None
+        self.diarization_device: str | None = None
+        self.compute_type: str | None = None
+        self.gpu: GpuInfo | None = None
+        self.accelerator: AcceleratorCheck | None = None
+        self.warmup: WarmupReport | None = None
+        self.jit_cache: JitCacheInfo | None = None
+        self.startup_timings: dict[str, float] = {}
+        self.ready_at: float | None = None  # Unix time the models were ready (OpenAI's model `created`)
+        self.scheduler: BatchScheduler | None = None
+        self.gpu_memory = GpuMemorySampler()  # started by load(), read by /health and /metrics
+        self._torch_probed = threading.Event()  # the accelerator check has torch's answer too (or loading ended)
+        self.stages = {
+            "asr": StageStatus(enabled=True),
+            "alignment": StageStatus(enabled=settings.enable_alignment),
+            "diarization": StageStatus(enabled=settings.enable_diarization),
+        }
+
+    def load(self) -> None:
+        """Load every stage and warm up; never raises (the outcome is in ``phase``)."""
+        timer = StepTimer(self.startup_timings)
+        if (age := process_age_s()) is not None:  # Python's start, the app's imports, the accelerator check
+            self.startup_timings["before_load"] = round(age, 2)
+        self.gpu_memory.start()
+        try:
+            with timer("load_total"):
+                self._load(timer)
+            if self.settings.warmup:
+                self.phase = Phase.WARMING
+                assert self.pipeline is not None
+                with timer("warmup"):
+                    self.warmup = warm_up(self.pipeline, self.settings.batch_size)
+            # Measured once warm: what the JIT compiled is in the cache by now.
+            self.jit_cache = describe_jit_cache()
+            freeze_startup_objects()
+            self.ready_at = time.time()
+            self.phase = Phase.READY
+            logger.info("Ready: %s", ", ".join(f"{k} {v:.2f} s" for k, v in self.startup_timings.items()))
+        except Exception as exc:
+            logger.exception("Startup failed")
+            self.failure = f"{type(exc).__name__}: {exc}"
+            self.phase = Phase.FAILED
+        finally:
+            self._torch_probed.set()
+
+    def ready_pipeline(self) -> TranscriptionPipeline | None:
+        return self.pipeline if self.phase is Phase.READY else None
+
+    def without_models(self) -> None:
+        """ROLE=api: this process takes jobs for workers elsewhere and loads no model."""
+        for stage in self.stages.values():
+            stage.enabled = False
+            stage.detail = "ROLE=api: the models run on the job workers"
+        self.ready_at = time.time()
+        self.phase = Phase.READY
+
+    def check_accelerator(self) -> AcceleratorCheck:
+        """Can the GPU be used: CTranslate2's answer, at once (with DEVICE=cuda the lifespan asks before loading)."""
+        if self.accelerator is None:
+            self.accelerator = check_accelerator(self.settings.device)
+        return self.accelerator
+
+    def verified_accelerator(self) -> AcceleratorCheck:
+        """The check with torch's answer too, which a loading thread adds (blocks until then)."""
+        self._torch_probed.wait()
+        return self.check_accelerator()
+
+    def _describe_gpu(self) -> GpuInfo:
+        """torch's view of the GPU, probed beside the other loads (importing torch takes seconds)."""
+        try:
+            if self.device == "cuda":
+                self.accelerator = with_torch(self.check_accelerator(), self.settings.device)
+        finally:
+            self._torch_probed.set()
+        return describe_gpu()
+
+    def _load(self, timer: StepTimer) -> None:
+        settings = self.settings
+        with timer("accelerator_check"):
+            self.device = device = choose_device(settings.device, self.check_accelerator())
+        for problem in self.check_accelerator().problems:
+            logger.error("The GPU is not used: %s", problem.message())
+        self.compute_type = resolve_compute_type(settings.compute_type, device)
+        self.diarization_device = device if settings.diarization_device == "auto" else settings.diarization_device
+        _configure_cpu_threads(settings.cpu_threads)
+        settings.model_cache_dir.mkdir(parents=True, exist_ok=True)
+
+        # Every stage loads at once; each thread first imports its packages one at a time
+        # (``_after_imports``). Whisper goes first: its imports are the shortest, and reading its
+        # weights and (on a GPU) its full-batch warmup release the GIL, so they overlap the
+        # Python imports of the others (pyannote, Lightning: most of the start-up).
+        pyannote = ("pyannote.audio",)
+        with ThreadPoolExecutor(max_workers=5, thread_name_prefix="load") as pool:
+            whisper = pool.submit(
+                _after_imports, ("faster_whisper", "whisperx.audio"), device, self._load_whisper, timer
+            )
+            gpu = pool.submit(_after_imports, ("torch",), "cpu", self._timed, timer, "cuda_init", self._describe_gpu)
+            vad = pool.submit(
+                _after_imports,
+                pyannote if settings.vad_method == "pyannote" else (),
+                device,
+                self._timed,
+                timer,
+                "vad",
+                load_speech_detector,
+                settings.vad_method,
+                device,
+            )
+            align_imports = ("torchaudio.pipelines",) if settings.enable_alignment else ()
+            aligners = pool.submit(_after_imports, align_imports, device, self._load_aligners, timer)
+            diarizer = pool.submit(
+                _after_imports,
+                pyannote if settings.enable_diarization else (),
+                self.diarization_device,
+                self._load_diarizer,
+                timer,
+            )
+            self.gpu = gpu.result()
+            engine, loaded_diarizer = whisper.result(), diarizer.result()
+            self.pipeline = TranscriptionPipeline(
+                engine,
+                vad=vad.result(),
+                device=device,
+                aligners=aligners.result(),
+                diarizer=loaded_diarizer,
+                diarizer_unavailable=self.stages["diarization"].detail,
+                default_batch_size=settings.batch_size,
+                max_batch_size=settings.max_batch_size,
+                diarize_during_asr=settings.diarize_during_asr,
+                fingerprint=self._fingerprint(engine, loaded_diarizer).digest,
+            )
+
+    def _fingerprint(self, whisper: WhisperEngine, diarizer: Diarizer | None) -> ModelsFingerprint:
+        settings = self.settings
+        assert self.device is not None and self.compute_type is not None
+        weights = whisper.model_path
+        return ModelsFingerprint(
+            whisper=whisper.source.display_name,
+            weights=weights_digest(weights) if weights is not None else whisper.source.location,
+            engine="ctranslate2",
+            compute_type=self.compute_type,
+            device=self.device,
+            max_new_tokens=settings.max_new_tokens,
+            vad=settings.vad_method,
+            alignment=dict(settings.align_models) if settings.enable_alignment else None,
+            diarizer=diarizer.name if diarizer is not None else None,
+        )
+
+    @staticmethod
+    def _timed(timer: StepTimer, step: str, load: Callable[..., T], *args: Any) -> T:
+        with timer(step):
+            return load(*args)
+
+    def _load_whisper(self, timer: StepTimer) -> WhisperEngine:
+        settings, asr = self.settings, self.stages["asr"]
+        assert self.device is not None and self.compute_type is not None
+        asr.device = self.device
+        with timer("whisper"):
+            source = resolve_whisper_source(settings.whisper_model, self.device, settings.model_cache_dir)
+            asr.model = source.display_name
+            logger.info("Loading Whisper %s on %s (%s)", source.display_name, self.device, self.compute_type)
+            replicas = settings.whisper_replicas or (DEFAULT_GPU_REPLICAS if self.device == "cuda" else 1)
+            self.scheduler = BatchScheduler("whisper", share=settings.batch_across_requests, workers=replicas)
+            whisper = WhisperEngine.load(
+                source,
+                device=self.device,
+                compute_type=self.compute_type,
+                cpu_threads=settings.cpu_threads or os.cpu_count() or 1,
+                replicas=replicas,
+                download_root=str(settings.model_cache_dir / "whisper"),
+                hf_token=self._token,
+                max_new_tokens=settings.max_new_tokens,
+                scheduler=self.scheduler,
+            )
+        if settings.warmup and self.device == "cuda":
+            with timer("whisper_warmup"):
+                # With alignment on, only languages without a wav2vec2 aligner use Whisper's word times.
+                warm_whisper_batches(whisper, settings.batch_size, replicas, word_times=not settings.enable_alignment)
+        asr.loaded = True
+        return whisper
+
+    def _load_aligners(self, timer: StepTimer) -> AlignerCache | None:
+        settings = self.settings
+        if not settings.enable_alignment:
+            return None
+        assert self.device is not None
+        self.stages["alignment"].device = self.device
+        aligners = AlignerCache(
+            device=self.device,
+            overrides=settings.align_models,
+            cache_dir=settings.model_cache_dir,
+            capacity=settings.align_cache_size,
+            offline=settings.offline,
+            load_wait_s=settings.download_timeout_s * 2,
+        )
+        with timer("aligners"):
+            for language in settings.preload_align_languages:
+                if language not in TORCHAUDIO_MODELS or language in settings.align_models:
+                    with _IMPORTS:  # WhisperX's Hugging Face loader imports transformers: one thread at a time
+                        import_stage_module("whisperx.alignment")
+                aligners.get(language)
+        return aligners
+
+    def _load_diarizer(self, timer: StepTimer) -> Diarizer | None:
+        settings, stage = self.settings, self.stages["diarization"]
+        if not settings.enable_diarization:
+            stage.detail = "disabled (ENABLE_DIARIZATION=false)"
+            return None
+        assert self.diarization_device is not None
+        stage.device = self.diarization_device
+        stage.model = "offline" if settings.diarizer == "offline" else settings.diarization_pipeline
+        with timer("diarizer"):
+            try:
+                loaded = load_diarizer(
+                    settings.diarizer,
+                    settings.diarization_pipeline,
+                    device=self.diarization_device,
+                    hf_token=self._token,
+                    cache_dir=settings.model_cache_dir,
+                )
+            except DiarizerUnavailable as exc:
+                stage.detail = str(exc)
+                logger.warning("Diarization unavailable: %s", exc)
+                return None
+        stage.model, stage.loaded = loaded.diarizer.name, True
+        if loaded.fallback_reason:
+            stage.detail = f"offline diarizer in use; the pretrained pipeline was not loaded: {loaded.fallback_reason}"
+        return loaded.diarizer
+
+    @property
+    def _token(self) -> str | None:
+        token = self.settings.hf_token
+        return token.get_secret_value() if token else None
+
+    def alignment_status(self) -> StageStatus:
+        """The alignment stage as it stands now (aligners load lazily per language)."""
+        stage = self.stages["alignment"]
+        aligners = self.pipeline.aligners if self.pipeline else None
+        if not stage.enabled:
+            return StageStatus(enabled=False, detail="disabled (ENABLE_ALIGNMENT=false); word times come from Whisper")
+        if aligners is None:
+            return stage
+        status = aligners.status()
+        loaded = status["loaded"]
+        failures = status["unavailable"]
+        detail = None
+        if failures:
+            reasons = "; ".join(f"{lang}: {why}" for lang, why in failures.items())
+            detail = f"word times come from Whisper for these languages — {reasons}"
+        return StageStatus(
+            enabled=True,
+            loaded=bool(loaded),
+            model=", ".join(f"{a['language']}={a['model']}" for a in loaded) or None,
+            device=stage.device,
+            detail=detail,
+        )
+
+    def batching_stats(self) -> SchedulerStats | None:
+        return self.scheduler.stats() if self.scheduler else None
+
+    def close(self) -> None:
+        """Stop the model thread at shutdown: queued work fails fast instead of hanging."""
+        self.gpu_memory.close()
+        if self.scheduler is not None:
+            self.scheduler.close()
+
+    def degraded_reasons(self) -> list[str]:
+        reasons = []
+        if self.accelerator is not None and self.accelerator.problems:
+            reasons.append("accelerator")
+        alignment = self.alignment_status()
+        if alignment.enabled and not alignment.loaded:
+            reasons.append("alignment")
+        diarization = self.stages["diarization"]
+        if diarization.enabled and not diarization.loaded:
+            reasons.append("diarization")
+        return reasons
+
+
+# First imports, from several loading threads at once, of packages that import each other
+# (pyannote.audio → Lightning → torchmetrics; a Hugging Face aligner → transformers)
+# can hand a thread a half-initialised module: "ImportError: cannot import name
+# 'GGUF_CONFIG_MAPPING' from 'transformers.integrations'" failed a start in CI. Imports are
+# Python work under the GIL anyway, so taking them one thread at a time costs little; the
+# loads that follow still overlap.
+_IMPORTS = threading.Lock()
+
+
+def _after_imports(modules: tuple[str, ...], device: str, load: Callable[..., T], *args: Any) -> T:
+    with _IMPORTS:
+        for module in modules:
+            import_stage_module(module)
+    with side_stream(device):  # weights go up beside Whisper's warmup decoding, not queued behind it
+        return load(*args)
+
+
+def freeze_startup_objects() -> None:
+    """Keep the half a million objects that start-up made (modules, models) out of garbage collection.
+
+    A full collection walks every tracked object while holding the GIL: 300–380 ms on the dev
+    machine once the models are loaded, during which no thread runs Python, so ``/health``,
+    the event loop and the scheduler all stall. Frozen objects are never collected (they live
+    as long as the process anyway; reference counting still frees them, only cycles among them
+    would stay), and a full collection then takes well under a millisecond.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def _configure_cpu_threads(threads: int) -> None:
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)

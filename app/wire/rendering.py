@@ -1,0 +1,274 @@
+"""Every wire format of a transcript, in one place: ours and OpenAI's JSON, text and subtitles.
+
+Routers pick a format by name and return what ``render`` gives; nothing else formats a
+transcript. JSON formats are built from the response models (``app/wire/schemas.py``,
+``app/wire/openai_schemas.py``), so the OpenAPI schema and the bytes sent agree.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel
+
+from app.transcript import Segment, Transcript, Word
+from app.wire.openai_schemas import (
+    DiarizedSegment,
+    Granularity,
+    Transcription,
+    TranscriptionDiarized,
+    TranscriptionSegment,
+    TranscriptionVerbose,
+    TranscriptionWord,
+    Usage,
+)
+from app.wire.schemas import OutputFormat, SpeakerOut, TranscriptionResponse
+
+WireFormat = Literal[
+    "transcript_json",  # the service's own JSON (/transcribe output=json)
+    "openai_json",
+    "verbose_json",
+    "diarized_json",
+    "text",  # the text alone, as OpenAI's response_format=text
+    "txt",  # one line per segment, with its speaker
+    "srt",
+    "vtt",
+    "tsv",
+]
+
+JSON = "application/json"
+MEDIA_TYPES: dict[WireFormat, str] = {
+    "transcript_json": JSON,
+    "openai_json": JSON,
+    "verbose_json": JSON,
+    "diarized_json": JSON,
+    "text": "text/plain; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "tsv": "text/tab-separated-values; charset=utf-8",
+}
+
+# Whisper's word pieces for these are characters, written without spaces between them
+# (whisperx.alignment.LANGUAGES_WITHOUT_SPACES).
+_NO_SPACES = frozenset({"ja", "zh"})
+
+
+# The service's own `output` / `format` choices (/transcribe, /v1/jobs).
+OUTPUT_FORMATS: dict[OutputFormat, WireFormat] = {
+    "json": "transcript_json",
+    "srt": "srt",
+    "vtt": "vtt",
+    "txt": "txt",
+    "tsv": "tsv",
+}
+
+
+def documented_media_types(formats: Collection[WireFormat]) -> dict[str, dict[str, object]]:
+    """OpenAPI's ``content`` of a 200 that renders one of ``formats`` (JSON comes from the response model)."""
+    return {MEDIA_TYPES[fmt].split(";")[0]: {} for fmt in formats if MEDIA_TYPES[fmt] != JSON}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    body: bytes
+    media_type: str
+
+
+_SEGMENTS: tuple[Granularity, ...] = ("segment",)
+
+
+def render(transcript: Transcript, fmt: WireFormat, *, granularities: Collection[Granularity] = _SEGMENTS) -> Rendered:
+    """``transcript`` as ``fmt``; ``granularities`` choose what verbose_json lists."""
+    if fmt == "verbose_json":
+        content: str | BaseModel = openai_verbose(transcript, granularities)
+    else:
+        content = _RENDERERS[fmt](transcript)
+    body = content.model_dump_json() if isinstance(content, BaseModel) else content
+    return Rendered(body.encode(), MEDIA_TYPES[fmt])
+
+
+# --- JSON ---------------------------------------------------------------------------------
+
+
+def transcript_json(transcript: Transcript) -> TranscriptionResponse:
+    speaking_time: dict[str, float] = {}
+    report = transcript.diarization
+    for turn in report.turns:
+        speaking_time[turn.speaker] = speaking_time.get(turn.speaker, 0.0) + turn.end - turn.start
+    speakers = {
+        label: SpeakerOut(
+            duration=round(seconds, 3), segments=sum(1 for s in transcript.segments if s.speaker == label)
+        )
+        for label, seconds in speaking_time.items()
+    }
+    return TranscriptionResponse(
+        text=transcript.text,
+        language=transcript.language,
+        language_probability=transcript.language_probability,
+        duration=round(transcript.duration, 3),
+        model=transcript.model,
+        segments=transcript.segments,
+        word_segments=transcript.words,
+        speakers=speakers,
+        num_speakers=len(speakers),
+        diarization_device=report.device,
+        diarization=report,
+        word_timestamps_method=transcript.word_time_source,
+        timings=transcript.timings,
+        warnings=transcript.warnings,
+    )
+
+
+def openai_json(transcript: Transcript) -> Transcription:
+    return Transcription(text=transcript.text, usage=_usage(transcript))
+
+
+def openai_verbose(transcript: Transcript, granularities: Collection[Granularity]) -> TranscriptionVerbose:
+    return TranscriptionVerbose(
+        task=transcript.task,
+        language=_language_name(transcript.language),
+        duration=round(transcript.duration, 3),
+        text=transcript.text,
+        segments=[_openai_segment(i, s, transcript) for i, s in enumerate(transcript.segments)]
+        if "segment" in granularities
+        else None,
+        words=[TranscriptionWord(word=w.word, start=w.start, end=w.end) for w in transcript.words]
+        if "word" in granularities
+        else None,
+        usage=_usage(transcript),
+    )
+
+
+def openai_diarized(transcript: Transcript) -> TranscriptionDiarized:
+    """OpenAI's speaker segments: a new segment wherever the speaker changes, even mid-sentence."""
+    joiner = "" if transcript.language in _NO_SPACES else " "
+    segments: list[DiarizedSegment] = []
+    for segment in transcript.segments:
+        for speaker, start, end, text in _speaker_runs(segment, joiner):
+            segments.append(
+                DiarizedSegment(id=f"seg_{len(segments)}", start=start, end=end, text=text, speaker=speaker)
+            )
+    return TranscriptionDiarized(
+        task=transcript.task,
+        duration=round(transcript.duration, 3),
+        text=transcript.text,
+        segments=segments,
+        usage=_usage(transcript),
+    )
+
+
+def _speaker_runs(segment: Segment, joiner: str) -> list[tuple[str, float, float, str]]:
+    # Words the diarizer could not place (no turn overlaps them) keep the segment's speaker.
+    fallback = segment.speaker or "unknown"
+    runs: list[tuple[str, list[Word]]] = []
+    for word in segment.words:
+        speaker = word.speaker or fallback
+        if runs and runs[-1][0] == speaker:
+            runs[-1][1].append(word)
+        else:
+            runs.append((speaker, [word]))
+    if len(runs) <= 1:
+        return [(runs[0][0] if runs else fallback, segment.start, segment.end, segment.text)]
+    return [(speaker, words[0].start, words[-1].end, joiner.join(w.word for w in words)) for speaker, words in runs]
+
+
+def _openai_segment(index: int, segment: Segment, transcript: Transcript) -> TranscriptionSegment:
+    return TranscriptionSegment(
+        id=index,
+        seek=round(segment.start * 100),
+        start=segment.start,
+        end=segment.end,
+        text=segment.text,
+        tokens=segment.tokens,
+        temperature=transcript.temperature,
+        avg_logprob=segment.avg_logprob,
+        compression_ratio=_compression_ratio(segment.text),
+        no_speech_prob=segment.no_speech_prob,
+    )
+
+
+def _compression_ratio(text: str) -> float:
+    """Whisper's repetition measure: how well the text compresses (over 2.4 suggests a loop)."""
+    data = text.encode()
+    return round(len(data) / len(zlib.compress(data)), 3) if data else 0.0
+
+
+def _usage(transcript: Transcript) -> Usage:
+    return Usage(seconds=round(transcript.duration, 3))
+
+
+def _language_name(code: str | None) -> str:
+    from whisperx.utils import LANGUAGES  # a plain dict; the module imports nothing heavy
+
+    return LANGUAGES.get(code or "", code or "unknown")
+
+
+# --- text and subtitles ---------------------------------------------------------------------
+
+
+def _timestamp(seconds: float, decimal_marker: str) -> str:
+    millis = max(0, round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal_marker}{millis:03d}"
+
+
+def _one_line(text: str) -> str:
+    # A blank line ends a cue in SRT and WebVTT, and "-->" would start a new timing line.
+    return " ".join(text.split()).replace("-->", "->")
+
+
+def to_srt(transcript: Transcript) -> str:
+    cues = []
+    for index, seg in enumerate(transcript.segments, start=1):
+        label = f"[{seg.speaker}]: " if seg.speaker else ""
+        timing = f"{_timestamp(seg.start, ',')} --> {_timestamp(seg.end, ',')}"
+        cues.append(f"{index}\n{timing}\n{label}{_one_line(seg.text)}\n")
+    return "\n".join(cues)
+
+
+def to_vtt(transcript: Transcript) -> str:
+    cues = ["WEBVTT\n"]
+    for seg in transcript.segments:
+        voice = f"<v {seg.speaker}>" if seg.speaker else ""
+        timing = f"{_timestamp(seg.start, '.')} --> {_timestamp(seg.end, '.')}"
+        cues.append(f"{timing}\n{voice}{_one_line(seg.text)}\n")
+    return "\n".join(cues)
+
+
+def to_text(transcript: Transcript) -> str:
+    text = _one_line(transcript.text)
+    return text + "\n" if text else ""
+
+
+def to_txt(transcript: Transcript) -> str:
+    lines = [
+        f"{seg.speaker}: {_one_line(seg.text)}" if seg.speaker else _one_line(seg.text) for seg in transcript.segments
+    ]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def to_tsv(transcript: Transcript) -> str:
+    """Times in integer milliseconds, as Whisper's own TSV writer does."""
+    rows = ["start\tend\tspeaker\ttext"]
+    for seg in transcript.segments:
+        text = _one_line(seg.text).replace("\t", " ")
+        rows.append(f"{round(seg.start * 1000)}\t{round(seg.end * 1000)}\t{seg.speaker or ''}\t{text}")
+    return "\n".join(rows) + "\n"
+
+
+_RENDERERS: dict[str, Callable[[Transcript], str | BaseModel]] = {
+    "transcript_json": transcript_json,
+    "openai_json": openai_json,
+    "diarized_json": openai_diarized,
+    "text": to_text,
+    "txt": to_txt,
+    "srt": to_srt,
+    "vtt": to_vtt,
+    "tsv": to_tsv,
+}

@@ -1,0 +1,21 @@
+"""The real server for a test: ``tests.support.server.running_server``, failing the test when it does not start."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import RunningServer, ServerDidNotStart, running_server
+
+
+@contextmanager
+def server_or_fail(env: dict[str, str], log: Path, timeout_s: float) -> Iterator[RunningServer]:
+    """A failed start fails the test with the server's own reason (its log's tail), not an error."""
+    try:
+        with running_server(env, log, timeout_s=timeout_s) as running:
+            yield running
+    except ServerDidNotStart as exc:
+        pytest.fail(str(exc))
