@@ -37,22 +37,24 @@ def serve() -> None:
 
 def prewarm() -> int:
     from app.main import configure_logging
-    from app.serving.loader import ModelRegistry, Phase
+    from app.serving.loader import ModelLoader
+    from app.serving.status import ServiceState
 
     settings = settings_or_exit().model_copy(update={"warmup": True})
     configure_logging(settings.log_level)
-    registry = ModelRegistry(settings)
-    registry.load()
+    state = ServiceState(settings)
+    ModelLoader(settings, state).load()
+    status = state.snapshot()
     summary = {
-        "phase": registry.phase.value,
-        "failure": registry.failure,
-        "startup_s": registry.startup_timings,
-        "warmup": asdict(registry.warmup) if registry.warmup else None,
-        "jit_cache": asdict(registry.jit_cache) if registry.jit_cache else None,
+        "phase": status.phase.value,
+        "failure": status.failure,
+        "startup_s": dict(status.startup_s),
+        "warmup": asdict(status.warmup) if status.warmup else None,
+        "jit_cache": asdict(status.jit_cache) if status.jit_cache else None,
     }
     # Last line of stdout, one JSON object (libraries print their own lines before it).
     print(json.dumps(summary), flush=True)
-    return 0 if registry.phase is Phase.READY else 1
+    return 0 if status.ready else 1
 
 
 def main() -> None:

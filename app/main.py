@@ -1,8 +1,9 @@
 """The application factory and its lifespan.
 
 ``create_app()`` builds the app; the lifespan starts loading every model in a background
-thread (so ``/health`` answers ``loading`` meanwhile) into one ``ModelRegistry`` on
-``app.state``. Run with ``uvicorn --factory app.main:create_app`` or ``python -m app``.
+thread (so ``/health`` answers ``loading`` meanwhile); the ``ServiceState`` on ``app.state``
+holds the pipeline once it is warm. This is the composition root: every long-lived part is
+built here once and handed to what uses it. Run with ``uvicorn --factory app.main:create_app`` or ``python -m app``.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ from app.http import metrics
 from app.http.auth import ApiKeyRequired, ApiKeys
 from app.http.body_limit import BodySizeLimit
 from app.http.error_handlers import install_error_handlers
-from app.http.metrics import RequestMetrics, ServiceMetrics
+from app.http.metrics import RequestMetrics, ServiceMetrics, StateCollector
 from app.http.routes import health, openai_audio, transcribe, web
 from app.http.routes import jobs as jobs_routes
 from app.jobs.system import JobSystem
 from app.runtime.accelerator import AcceleratorUnavailable, choose_device
 from app.runtime.network import apply_download_policy
-from app.serving.loader import ModelRegistry
+from app.serving.loader import ModelLoader
+from app.serving.status import ServiceState
+from app.serving.transcriber import DecodeLimits, Transcriber
 
 logger = logging.getLogger("app")
 
@@ -39,40 +42,45 @@ logger = logging.getLogger("app")
 _MULTIPART_ALLOWANCE = 1024 * 1024
 
 
-def _start_loading(registry: ModelRegistry) -> None:
-    threading.Thread(target=registry.load, name="model-loader", daemon=True).start()
-
-
-def create_app(settings: Settings | None = None, registry: ModelRegistry | None = None) -> FastAPI:
-    """Build the service. Pass a prepared ``registry`` (tests) to skip model loading."""
+def create_app(settings: Settings | None = None, state: ServiceState | None = None) -> FastAPI:
+    """Build the service: every part once, wired here. Pass a prepared ``state`` (tests) to load no model."""
     settings = settings or settings_or_exit()  # `uvicorn --factory`: a bad setting in one line, not a traceback
     configure_logging(settings.log_level)
     apply_download_policy(settings)
-    preloaded = registry is not None
-    registry = registry or ModelRegistry(settings)
+    loads_models = state is None and settings.role == "all"
+    state = state or ServiceState(settings)
+    loader = ModelLoader(settings, state)
+    gate = AdmissionGate(settings.max_pending_requests)
+    budgets = Budgets.for_settings(settings)
+    service_metrics = ServiceMetrics()
+    limits = DecodeLimits(settings.decode_timeout_s, settings.max_audio_seconds, settings.ffmpeg_binary)
+    transcriber = Transcriber(
+        state, gate, budgets, limits, service_metrics.observe_transcript, loads_models=settings.role == "all"
+    )
+    jobs = JobSystem(settings, transcriber)
+    service_metrics.registry.register(StateCollector(state, gate, budgets, jobs))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loads_models = not preloaded and settings.role == "all"
         if settings.role == "api":
-            registry.without_models()
+            state.without_models()
         if loads_models and settings.device == "cuda":
             # Refuse to start rather than serve from somewhere the operator did not ask for.
             # CTranslate2 answers in milliseconds; torch's answer (its import and CUDA's
             # initialisation: seconds) comes from the loading threads, which start meanwhile.
             try:
-                choose_device("cuda", registry.check_accelerator())
-                _start_loading(registry)
-                choose_device("cuda", await asyncio.to_thread(registry.verified_accelerator))
+                choose_device("cuda", loader.check_accelerator())
+                _start_loading(loader)
+                choose_device("cuda", await asyncio.to_thread(loader.verified_accelerator))
             except AcceleratorUnavailable as exc:
                 logger.error("%s", exc)
                 raise
         elif loads_models:
-            _start_loading(registry)
+            _start_loading(loader)
         jobs.start()
         yield
         jobs.close()  # running jobs go back to the queue before the models stop
-        registry.close()
+        state.close()
 
     app = FastAPI(
         title="Transcription service",
@@ -84,13 +92,12 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         BodySizeLimit, max_bytes=settings.max_upload_bytes + _MULTIPART_ALLOWANCE, limit_mb=settings.max_upload_mb
     )
     app.state.settings = settings
-    app.state.registry = registry
-    app.state.gate = gate = AdmissionGate(settings.max_pending_requests)
-    app.state.budgets = budgets = Budgets.for_settings(settings)
-    # Job workers stop claiming as soon as a drain starts (SIGTERM), like admission does.
-    app.state.jobs = jobs = JobSystem(settings, budgets, lambda: None if gate.draining else registry.ready_pipeline())
-    app.state.metrics = service_metrics = ServiceMetrics(registry, gate, budgets, jobs)
-    jobs.on_transcript = service_metrics.observe_transcript
+    app.state.service = state
+    app.state.gate = gate
+    app.state.budgets = budgets
+    app.state.transcriber = transcriber
+    app.state.jobs = jobs
+    app.state.metrics = service_metrics
     app.add_middleware(RequestMetrics, metrics=service_metrics)  # outermost: it sees every answer, 413s too
     app.state.api_keys = ApiKeys(settings)
     install_error_handlers(app)
@@ -102,6 +109,10 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=web.WEB_DIR), name="static")
     return app
+
+
+def _start_loading(loader: ModelLoader) -> None:
+    threading.Thread(target=loader.load, name="model-loader", daemon=True).start()
 
 
 class _HealthProbeFilter(logging.Filter):

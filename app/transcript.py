@@ -1,4 +1,4 @@
-"""The transcript's vocabulary: what a request asks for, and what every stage produces.
+"""The transcript's vocabulary: what every stage produces (a request's options are ``app/engine/options.py``).
 
 Every stage (Whisper, the aligners, the diarizer, the pipeline) and every wire format
 (``app/wire/rendering.py``) speaks these types, and the response schemas are built from them, so a
@@ -47,40 +47,6 @@ class SpeakerTurn:
     start: float
     end: float
     speaker: str
-
-
-@dataclass(frozen=True)
-class SpeakerHints:
-    num_speakers: int | None = None
-    min_speakers: int | None = None
-    max_speakers: int | None = None
-
-    @property
-    def given(self) -> bool:
-        return any(v is not None for v in (self.num_speakers, self.min_speakers, self.max_speakers))
-
-
-@dataclass(frozen=True)
-class TranscribeOptions:
-    """What one request asks for, as the routers parsed it; ``None`` means "the server's default".
-
-    ``TranscriptionPipeline.resolve`` fills the defaults and checks the options against the
-    loaded models, once, before any audio is decoded.
-    """
-
-    language: str | None = None  # None: identify it
-    task: Task = "transcribe"
-    diarize: bool | None = None
-    hints: SpeakerHints = field(default_factory=SpeakerHints)
-    initial_prompt: str | None = None
-    batch_size: int | None = None
-    word_timestamps: bool = True
-    temperature: float = 0.0  # 0: beam search; above: sampling at that temperature
-
-    @property
-    def resolved(self) -> bool:
-        """Defaults filled in (``TranscriptionPipeline.resolve``)."""
-        return self.batch_size is not None and self.diarize is not None
 
 
 @dataclass

@@ -28,7 +28,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import app  # noqa: F401  (telemetry off before pyannote loads)
-    from app.engine.speakers.diarization import PyannoteDiarizer, SpeakerHints
+    from app.engine.options import SpeakerHints
+    from app.engine.speakers.diarization import PyannoteDiarizer
     from tests.support.server import tiled_sample
 
     started = time.perf_counter()

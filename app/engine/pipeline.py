@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,18 +22,23 @@ from app.control.cancellation import CancelToken
 from app.control.progress import Progress
 from app.engine.align.aligners import AlignerCache, align
 from app.engine.audio import SAMPLE_RATE
+from app.engine.options import (
+    Capabilities,
+    Decoding,
+    ResolvedOptions,
+    SpeakerHints,
+    TranscribeOptions,
+    resolve,
+)
 from app.engine.speakers.diarization import Diarizer, assign_speakers
 from app.engine.vad import SpeechChunk, SpeechDetector
-from app.engine.whisper.ctranslate2 import WhisperEngine
-from app.errors import InvalidParameter
+from app.engine.whisper.stage import Whisper
 from app.runtime.gpu_streams import side_stream
 from app.runtime.timing import StepTimer
 from app.transcript import (
     DiarizationReport,
     Segment,
-    SpeakerHints,
     SpeakerTurn,
-    TranscribeOptions,
     Transcript,
     WordTimeSource,
 )
@@ -46,7 +51,7 @@ _MIN_AUDIO_SECONDS = 0.1  # shorter clips cannot hold a word; VAD models also re
 class TranscriptionPipeline:
     def __init__(
         self,
-        whisper: WhisperEngine,
+        whisper: Whisper,
         *,
         vad: SpeechDetector,
         device: str,
@@ -80,58 +85,32 @@ class TranscriptionPipeline:
     def model_name(self) -> str:
         return self.whisper.source.display_name
 
-    def resolve(self, options: TranscribeOptions) -> TranscribeOptions:
-        """The request's options with the server's defaults filled in, or InvalidParameter.
-
-        Routers call it before any audio is decoded and hand the result to ``run``, which
-        resolves only options that are not yet (warmup, benchmarks): every default and check
-        lives here, and runs once per request.
-        """
-        batch_size = options.batch_size or self.default_batch_size
-        if batch_size > self.max_batch_size:
-            raise InvalidParameter(
-                f"batch_size {batch_size} exceeds this server's limit of {self.max_batch_size}.", param="batch_size"
-            )
-        language = options.language
-        if language is not None and language not in self.whisper.languages:
-            if self.whisper.multilingual:
-                raise InvalidParameter(f"Unknown language code {language!r}.", param="language")
-            raise InvalidParameter(
-                f"The loaded model {self.model_name} is English-only; language {language!r} is not available.",
-                param="language",
-            )
-        if options.task == "translate" and not self.whisper.multilingual:
-            raise InvalidParameter(f"The loaded model {self.model_name} is English-only and cannot translate.")
-        diarize = options.diarize
-        if diarize is False and options.hints.given:
-            raise InvalidParameter("Speaker hints were given but diarize is false.", param="diarize")
-        if diarize is None:
-            # Hints ask for speakers; otherwise label them when a diarizer is loaded and there
-            # are word times to label (speakers are assigned word by word).
-            diarize = options.hints.given or (options.word_timestamps and self.diarizer is not None)
-        if diarize and not options.word_timestamps:
-            raise InvalidParameter(
-                "Speakers need word times (they are assigned word by word): "
-                "drop word_timestamps=false or ask for no speakers.",
-                param="diarize",
-            )
-        return replace(options, batch_size=batch_size, diarize=diarize)
-
-    @staticmethod
-    def stages(options: TranscribeOptions) -> tuple[str, ...]:
-        """The stages ``run`` goes through for these (resolved) options, in order."""
-        return (
-            "vad",
-            *(("language_detection",) if options.language is None else ()),
-            "asr",
-            *(("alignment",) if options.word_timestamps else ()),
-            *(("diarization",) if options.diarize else ()),
+    @property
+    def capabilities(self) -> Capabilities:
+        """What a request's options are resolved against (``app/engine/options.py``)."""
+        return Capabilities(
+            model=self.model_name,
+            multilingual=self.whisper.multilingual,
+            languages=self.whisper.languages,
+            diarizer=self.diarizer is not None,
+            diarizer_unavailable=self.diarizer_unavailable,
+            default_batch_size=self.default_batch_size,
+            max_batch_size=self.max_batch_size,
         )
+
+    def resolve(self, options: TranscribeOptions) -> ResolvedOptions:
+        return resolve(options, self.capabilities)
+
+    def close(self) -> None:
+        """At shutdown: queued Whisper work fails fast instead of hanging."""
+        self.whisper.scheduler.close()
+        if self._diarization_thread is not None:
+            self._diarization_thread.shutdown(wait=False, cancel_futures=True)
 
     def run(
         self,
         audio: np.ndarray,
-        options: TranscribeOptions,
+        options: ResolvedOptions,
         cancel: CancelToken | None = None,
         progress: Progress | None = None,
     ) -> Transcript:
@@ -146,15 +125,12 @@ class TranscriptionPipeline:
     def _run(
         self,
         audio: np.ndarray,
-        options: TranscribeOptions,
+        options: ResolvedOptions,
         cancel: CancelToken | None,
         progress: Progress | None,
     ) -> Transcript:
-        if not options.resolved:  # routers resolve before decoding; warmup, tests and benchmarks need not
-            options = self.resolve(options)
-        assert options.batch_size is not None
         cancel = cancel or CancelToken()
-        progress = progress or Progress(self.stages(options))
+        progress = progress or Progress(options.stages)
         duration = audio.shape[0] / SAMPLE_RATE
         loaded = self.diarizer.device if self.diarizer is not None else None
         report = DiarizationReport(requested=bool(options.diarize), device=loaded)
@@ -204,7 +180,7 @@ class TranscriptionPipeline:
         self,
         audio: np.ndarray,
         chunks: list[SpeechChunk],
-        options: TranscribeOptions,
+        options: ResolvedOptions,
         result: Transcript,
         timer: StepTimer,
         stage: Callable[[str], AbstractContextManager[None]],
@@ -212,33 +188,21 @@ class TranscriptionPipeline:
         progress: Progress,
     ) -> None:
         """Language, text and word times into ``result``."""
-        assert options.batch_size is not None
         if options.language is None:
             with stage("language_detection"):
                 result.language, result.language_probability = self.whisper.detect_language(audio, chunks, cancel)
-        language = result.language or "en"
+        decoding = options.decoding(result.language or "en")
         with stage("asr"):
-            segments = self.whisper.transcribe(
-                audio,
-                chunks,
-                language=language,
-                task=options.task,
-                initial_prompt=options.initial_prompt,
-                batch_size=options.batch_size,
-                temperature=options.temperature,
-                timer=timer,
-                cancel=cancel,
-                progress=progress,
-            )
+            segments = self.whisper.transcribe(audio, chunks, decoding, timer=timer, cancel=cancel, progress=progress)
         if options.word_timestamps:
             cancel.check()
             with stage("alignment"):
                 segments, result.word_time_source = self._time_words(
-                    audio, segments, language, options, result, timer, cancel, progress
+                    audio, segments, decoding, result, timer, cancel, progress
                 )
         result.segments = _tidy_times(segments, result.duration)
         texts = [segment.text for segment in result.segments]
-        tokens = self.whisper.text_tokens(texts, language=language, task=options.task)
+        tokens = self.whisper.text_tokens(texts, decoding)
         for segment, segment_tokens in zip(result.segments, tokens, strict=True):
             segment.tokens = segment_tokens
 
@@ -246,8 +210,7 @@ class TranscriptionPipeline:
         self,
         audio: np.ndarray,
         segments: list[Segment],
-        language: str,
-        options: TranscribeOptions,
+        decoding: Decoding,
         result: Transcript,
         timer: StepTimer,
         cancel: CancelToken,
@@ -256,7 +219,7 @@ class TranscriptionPipeline:
         if not segments:
             return segments, None
         # Translations are English text, so they are aligned with the English aligner.
-        text_language = "en" if options.task == "translate" else language
+        text_language = "en" if decoding.task == "translate" else decoding.language
         aligner = self.aligners.get(text_language) if self.aligners is not None else None
         if aligner is not None:
             try:
@@ -264,21 +227,11 @@ class TranscriptionPipeline:
             except Exception:
                 logger.exception("wav2vec2 alignment failed; falling back to Whisper word times")
                 result.warnings.append("wav2vec2 alignment failed on this audio; word times come from Whisper.")
-        assert options.batch_size is not None
-        timed = self.whisper.time_words(
-            audio,
-            segments,
-            language=language,
-            task=options.task,
-            batch_size=options.batch_size,
-            timer=timer,
-            cancel=cancel,
-            progress=progress,
-        )
+        timed = self.whisper.time_words(audio, segments, decoding, timer=timer, cancel=cancel, progress=progress)
         return timed, "whisper"
 
     def _start_diarization(
-        self, audio: np.ndarray, options: TranscribeOptions, cancel: CancelToken
+        self, audio: np.ndarray, options: ResolvedOptions, cancel: CancelToken
     ) -> _EarlyDiarization | None:
         if self._diarization_thread is None or not options.diarize:
             return None

@@ -12,10 +12,10 @@ from app.control.budget import Budgets
 from app.engine.pipeline import TranscriptionPipeline
 from app.errors import NotReady, retry_later
 from app.http.auth import CurrentTenant
-from app.http.metrics import ServiceMetrics
 from app.jobs.service import JobService
 from app.jobs.system import JobSystem
-from app.serving.loader import ModelRegistry, Phase
+from app.serving.status import ServiceState
+from app.serving.transcriber import Transcriber
 
 
 def get_settings(request: Request) -> Settings:
@@ -23,9 +23,9 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_registry(request: Request) -> ModelRegistry:
-    registry: ModelRegistry = request.app.state.registry
-    return registry
+def get_service_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
 
 
 def get_gate(request: Request) -> AdmissionGate:
@@ -38,19 +38,13 @@ def get_budgets(request: Request) -> Budgets:
     return budgets
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
-    metrics: ServiceMetrics = request.app.state.metrics
-    return metrics
+def get_transcriber(request: Request) -> Transcriber:
+    transcriber: Transcriber = request.app.state.transcriber
+    return transcriber
 
 
-def get_pipeline(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> TranscriptionPipeline:
-    if registry.settings.role == "api":
-        raise NotReady("This process (ROLE=api) loads no model: submit the file as a job, POST /v1/jobs.")
-    if registry.phase is Phase.FAILED:
-        raise NotReady(f"The service failed to start: {registry.failure}")
-    if registry.phase is not Phase.READY or registry.pipeline is None:
-        raise NotReady(f"The service is {registry.phase.value}; retry shortly.", headers=retry_later())
-    return registry.pipeline
+def get_pipeline(transcriber: Annotated[Transcriber, Depends(get_transcriber)]) -> TranscriptionPipeline:
+    return transcriber.pipeline()
 
 
 def get_jobs(request: Request) -> JobService:
@@ -67,10 +61,10 @@ def get_job_tenant(tenant: CurrentTenant, jobs: Annotated[JobService, Depends(ge
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+ServiceStateDep = Annotated[ServiceState, Depends(get_service_state)]
 GateDep = Annotated[AdmissionGate, Depends(get_gate)]
 BudgetsDep = Annotated[Budgets, Depends(get_budgets)]
+TranscriberDep = Annotated[Transcriber, Depends(get_transcriber)]
 PipelineDep = Annotated[TranscriptionPipeline, Depends(get_pipeline)]
 JobsDep = Annotated[JobService, Depends(get_jobs)]
 JobTenantDep = Annotated[str, Depends(get_job_tenant)]
-MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]

@@ -33,7 +33,7 @@ from app.control.admission import AdmissionGate
 from app.control.budget import Budgets
 from app.http.auth import require_api_key_for_health
 from app.jobs.system import JobSystem
-from app.serving.loader import ModelRegistry, Phase
+from app.serving.status import ServiceState, ServiceStatus
 from app.transcript import Transcript
 
 _PREFIX = "transcription"
@@ -45,7 +45,9 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256)
 
 
 class ServiceMetrics:
-    def __init__(self, registry: ModelRegistry, gate: AdmissionGate, budgets: Budgets, jobs: JobSystem) -> None:
+    """The event counters; the state is read at scrape time by a ``StateCollector`` registered beside them."""
+
+    def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             f"{_PREFIX}_http_requests",
@@ -80,7 +82,6 @@ class ServiceMetrics:
             buckets=_STAGE_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_StateCollector(registry, gate, budgets, jobs))
 
     def observe_transcript(self, transcript: Transcript) -> None:
         self.audio_seconds.labels(transcript.task).inc(transcript.duration)
@@ -123,18 +124,21 @@ class RequestMetrics:
             self.metrics.request_seconds.labels(route, scope["method"]).observe(time.perf_counter() - started)
 
 
-class _StateCollector(Collector):
-    def __init__(self, registry: ModelRegistry, gate: AdmissionGate, budgets: Budgets, jobs: JobSystem) -> None:
-        self.models = registry
+class StateCollector(Collector):
+    """The service's state at scrape time: one ``ServiceStatus`` snapshot, admission, budgets, jobs."""
+
+    def __init__(self, state: ServiceState, gate: AdmissionGate, budgets: Budgets, jobs: JobSystem) -> None:
+        self.state = state
         self.gate = gate
         self.budgets = budgets
         self.jobs = jobs
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._service()
+        status = self.state.snapshot()
+        yield from self._service(status)
         yield from self._admission()
-        yield from self._scheduler()
-        yield from self._gpu()
+        yield from self._scheduler(status)
+        yield from self._gpu(status)
         yield from self._jobs()
 
     def _jobs(self) -> Iterator[Metric]:
@@ -153,30 +157,27 @@ class _StateCollector(Collector):
         yield jobs
         yield _gauge("jobs_running_here", "Jobs this process is running now.", runner.running)
 
-    def _service(self) -> Iterator[Metric]:
-        models = self.models
+    def _service(self, status: ServiceStatus) -> Iterator[Metric]:
         info = InfoMetricFamily(f"{_PREFIX}_build", "The running service: version, model and where it runs.")
         info.add_metric(
             [],
             {
                 "version": __version__,
-                "model": models.pipeline.model_name if models.pipeline else "",
-                "device": models.device or "",
-                "compute_type": models.compute_type or "",
-                "diarization_device": models.diarization_device or "",
+                "model": status.model or "",
+                "device": status.device or "",
+                "compute_type": status.compute_type or "",
+                "diarization_device": status.diarization_device or "",
             },
         )
         yield info
-        yield _gauge(
-            "ready", "1 once every model is loaded and warmed up.", 1.0 if models.phase is Phase.READY else 0.0
-        )
+        yield _gauge("ready", "1 once every model is loaded and warmed up.", 1.0 if status.ready else 0.0)
         startup = GaugeMetricFamily(
             f"{_PREFIX}_startup_seconds",
             "Seconds each start-up step took: before_load, accelerator_check, cuda_init, the model loads "
             "(whisper, vad, aligners, diarizer), whisper_warmup (GPU), load_total, warmup.",
             labels=["step"],
         )
-        for step, seconds in dict(models.startup_timings).items():
+        for step, seconds in status.startup_s.items():
             startup.add_metric([step], seconds)
         yield startup
         yield _gauge(
@@ -204,10 +205,10 @@ class _StateCollector(Collector):
             refused.add_metric([name], budget.refused)
         yield from (used, limit, refused)
 
-    def _scheduler(self) -> Iterator[Metric]:
-        stats = self.models.batching_stats()
-        if stats is None:
+    def _scheduler(self, status: ServiceStatus) -> Iterator[Metric]:
+        if status.batching is None:
             return
+        stats = status.batching.stats
         prefix = "scheduler"
         yield _counter(f"{prefix}_batches", "Whisper batches run (warmup included).", stats.batches)
         yield _counter(f"{prefix}_windows", "30 s windows run in those batches.", stats.items)
@@ -220,17 +221,15 @@ class _StateCollector(Collector):
         yield _histogram(
             f"{prefix}_batch_size", "Windows per batch: how full the scheduler keeps the GPU.", stats.batch_sizes
         )
-        pipeline = self.models.pipeline
-        if pipeline is not None:
-            calls = CounterMetricFamily(
-                f"{_PREFIX}_model_seconds", "Seconds inside Whisper model calls, by kind.", labels=["call"]
-            )
-            for call, seconds in dict(pipeline.whisper.model_seconds.timings).items():
-                calls.add_metric([call], seconds)
-            yield calls
+        calls = CounterMetricFamily(
+            f"{_PREFIX}_model_seconds", "Seconds inside Whisper model calls, by kind.", labels=["call"]
+        )
+        for call, seconds in status.batching.model_s.items():
+            calls.add_metric([call], seconds)
+        yield calls
 
-    def _gpu(self) -> Iterator[Metric]:
-        memory = self.models.gpu_memory.latest()
+    def _gpu(self, status: ServiceStatus) -> Iterator[Metric]:
+        memory = status.gpu_memory
         if memory is None:
             return
         mib = 1024 * 1024

@@ -18,7 +18,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from app.transcript import TranscribeOptions
+from app.engine.options import ResolvedOptions
 
 PUBLIC_TENANT = ""
 
@@ -33,7 +33,7 @@ def request_key(audio_sha256: str, stored_options: dict[str, Any]) -> str:
     return _digest({"audio": audio_sha256, "options": stored_options})
 
 
-def result_key(audio_sha256: str, resolved: TranscribeOptions, fingerprint: str, scope: str) -> str:
+def result_key(audio_sha256: str, resolved: ResolvedOptions, fingerprint: str, scope: str) -> str:
     return _digest({"audio": audio_sha256, "options": asdict(resolved), "models": fingerprint, "scope": scope})
 
 

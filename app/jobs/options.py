@@ -7,7 +7,10 @@ long as rows of it can still exist (the retention period after the release that 
 - version 1, the first release: the form fields of ``/transcribe`` as it validated them
   (``language``, ``task``, ``diarize``, the speaker hints, ``initial_prompt``, ``batch_size``,
   ``word_timestamps``), with no version key;
-- version 2: ``{"version": 2, "options": <TranscribeOptions>}``.
+- version 2: ``{"version": 2, "options": <TranscribeOptions>}`` with the speaker hints nested
+  under ``hints``;
+- version 3: ``{"version": 3, "options": <TranscribeOptions>}``, the hints as the form has them
+  (``num_speakers``, ``min_speakers``, ``max_speakers``).
 
 The options are the request's, not yet resolved: a front end (``ROLE=api``) has no models to
 resolve them against, so the worker that runs the job resolves them against its own.
@@ -15,16 +18,13 @@ resolve them against, so the worker that runs the job resolves them against its 
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from app.transcript import TranscribeOptions
+from app.engine.options import TranscribeOptions
 
-OPTIONS_VERSION = 2
-
-_OPTIONS = TypeAdapter(TranscribeOptions)
+OPTIONS_VERSION = 3
 
 
 class StoredOptionsUnreadable(ValueError):
@@ -36,7 +36,7 @@ class StoredOptionsUnreadable(ValueError):
 
 
 def dump_options(options: TranscribeOptions) -> dict[str, Any]:
-    return {"version": OPTIONS_VERSION, "options": asdict(options)}
+    return {"version": OPTIONS_VERSION, "options": options.model_dump()}
 
 
 def load_options(stored: dict[str, Any]) -> TranscribeOptions:
@@ -44,8 +44,12 @@ def load_options(stored: dict[str, Any]) -> TranscribeOptions:
     try:
         if version == 1:
             return _from_version_1(stored)
+        if version == 2:
+            flat = dict(stored["options"])
+            hints = flat.pop("hints", None) or {}
+            return TranscribeOptions.model_validate({**flat, **hints})
         if version == OPTIONS_VERSION:
-            return _OPTIONS.validate_python(stored["options"])
+            return TranscribeOptions.model_validate(stored["options"])
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
         raise StoredOptionsUnreadable(f"The job's stored options (version {version}) do not parse: {exc}") from None
     if isinstance(version, int) and version > OPTIONS_VERSION:
@@ -61,12 +65,12 @@ def _from_version_1(form: dict[str, Any]) -> TranscribeOptions:
     """The first release's rows: /transcribe's validated form fields (``output`` left out)."""
     language = form.get("language")
     hints = {name: form.get(name) for name in ("num_speakers", "min_speakers", "max_speakers")}
-    return _OPTIONS.validate_python(
+    return TranscribeOptions.model_validate(
         {
             "language": None if language in (None, "", "auto") else language,
             "task": form.get("task") or "transcribe",
             "diarize": form.get("diarize"),
-            "hints": hints,
+            **hints,
             "initial_prompt": form.get("initial_prompt"),
             "batch_size": form.get("batch_size"),
             "word_timestamps": form.get("word_timestamps", True),

@@ -22,13 +22,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict
 
 from app.config import Settings
-from app.control.budget import Budgets
 from app.control.cancellation import CancelToken
 from app.control.progress import Progress
+from app.engine.options import ResolvedOptions
 from app.engine.pipeline import TranscriptionPipeline
 from app.errors import Busy, Cancelled, ServiceError
 from app.jobs.audio_store import AudioMissing, AudioStore, clear_stale_scratch, scratch_dir
@@ -38,13 +37,11 @@ from app.jobs.records import JobRecord, JobState
 from app.jobs.store import JobStore
 from app.jobs.views import webhook_body
 from app.jobs.webhooks import WebhookPolicy, backoff_s, send
-from app.serving.transcriber import transcribe_file
-from app.transcript import TranscribeOptions, Transcript, dump_transcript
+from app.serving.transcriber import Transcriber
+from app.transcript import Transcript, dump_transcript
 
 logger = logging.getLogger(__name__)
 
-PipelineSource = Callable[[], TranscriptionPipeline | None]  # None while the models load
-TranscriptSink = Callable[[Transcript], None]
 
 _IDLE_POLL_S = 0.5  # how often an idle worker looks for queued jobs
 _BUSY_RETRY_S = 2.0  # a job refused by the memory budget waits this long before going back
@@ -57,17 +54,12 @@ class JobRunner:
         store: JobStore,
         audio: AudioStore,
         settings: Settings,
-        budgets: Budgets,
-        pipeline: PipelineSource,
-        *,
-        on_transcript: TranscriptSink | None = None,
+        transcriber: Transcriber,
     ) -> None:
         self.store = store
         self.audio = audio
         self.settings = settings
-        self.budgets = budgets
-        self.pipeline = pipeline
-        self.on_transcript = on_transcript
+        self.transcriber = transcriber
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_s = settings.job_lease_s
         self.policy = WebhookPolicy.from_settings(settings)
@@ -119,8 +111,7 @@ class JobRunner:
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            pipeline = self.pipeline()
-            if pipeline is None:  # models loading (or failed), or draining for shutdown: claim nothing
+            if not self.transcriber.may_start():  # models loading (or failed), or draining: claim nothing
                 self._stop.wait(_IDLE_POLL_S)
                 continue
             try:
@@ -138,7 +129,7 @@ class JobRunner:
                 self.store.release(job.id, self.owner, "The server shut down before running it; queued again.")
                 return
             try:
-                self.run(job, pipeline)
+                self.run(job, self.transcriber.pipeline())
             except Exception:  # the store itself failed; the lease brings the job back
                 logger.exception("Job %s: could not record its outcome", job.id)
 
@@ -168,7 +159,7 @@ class JobRunner:
         )
         beat.start()
         try:
-            outcome = self._transcribe(job, pipeline, options, cancel, progress)
+            outcome = self._transcribe(job, options, cancel, progress)
         finally:
             with self._running_lock:
                 self._running.pop(job.id, None)
@@ -176,7 +167,7 @@ class JobRunner:
             beat.join()
         self._record(job, outcome, progress, reusable)
 
-    def _options(self, job: JobRecord, pipeline: TranscriptionPipeline) -> TranscribeOptions | None:
+    def _options(self, job: JobRecord, pipeline: TranscriptionPipeline) -> ResolvedOptions | None:
         """The job's stored options resolved against these models; None once the job was dealt with."""
         try:
             return pipeline.resolve(load_options(job.params))
@@ -193,14 +184,13 @@ class JobRunner:
     def _transcribe(
         self,
         job: JobRecord,
-        pipeline: TranscriptionPipeline,
-        options: TranscribeOptions,
+        options: ResolvedOptions,
         cancel: CancelToken,
         progress: Progress,
     ) -> Transcript | Exception:
         try:
             with self.audio.fetched(job.id, self._scratch) as path:
-                return transcribe_file(pipeline, path, options, self.settings, self.budgets, cancel, progress)
+                return self.transcriber.transcribe_file(path, options, cancel, progress)
         except Exception as exc:
             return exc
 
@@ -209,8 +199,6 @@ class JobRunner:
         if isinstance(outcome, Transcript):
             progress.audio(outcome.duration)
             progress.finish()
-            if self.on_transcript is not None:
-                self.on_transcript(outcome)
             result = dump_transcript(outcome)
             if store.succeed(job.id, owner, result, asdict(progress.snapshot()), result_key=reusable):
                 logger.info("Job %s succeeded (%.1f s of audio)", job.id, outcome.duration)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.config import Settings
+from app.engine.options import TranscribeOptions
 from app.engine.pipeline import TranscriptionPipeline
 from app.errors import Busy, Conflict, StorageFull, retry_later
 from app.jobs.audio_store import AudioStore, open_audio_store
@@ -25,7 +26,6 @@ from app.jobs.keys import cache_scope, request_key, result_key, tenant_id
 from app.jobs.options import dump_options
 from app.jobs.records import JobRecord, JobState, NewJob
 from app.jobs.store import DuplicateIdempotencyKey, JobStore, open_store
-from app.transcript import TranscribeOptions
 
 logger = logging.getLogger(__name__)
 

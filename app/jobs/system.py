@@ -7,9 +7,9 @@ import logging
 import threading
 
 from app.config import Settings
-from app.control.budget import Budgets
-from app.jobs.runner import JobRunner, PipelineSource, TranscriptSink
+from app.jobs.runner import JobRunner
 from app.jobs.service import JobService
+from app.serving.transcriber import Transcriber
 
 logger = logging.getLogger(__name__)
 
@@ -20,14 +20,10 @@ class JobSystem:
     def __init__(
         self,
         settings: Settings,
-        budgets: Budgets,
-        pipeline: PipelineSource,
-        on_transcript: TranscriptSink | None = None,
+        transcriber: Transcriber,
     ) -> None:
         self.settings = settings
-        self.budgets = budgets
-        self.pipeline = pipeline
-        self.on_transcript = on_transcript
+        self.transcriber = transcriber
         self.service: JobService | None = None
         self.runner: JobRunner | None = None
         self.failure: str | None = None
@@ -49,9 +45,7 @@ class JobSystem:
 
     def _open_once(self) -> None:
         service = JobService.open(self.settings)
-        runner = JobRunner(
-            service.store, service.audio, self.settings, self.budgets, self.pipeline, on_transcript=self.on_transcript
-        )
+        runner = JobRunner(service.store, service.audio, self.settings, self.transcriber)
         with self._lock:
             try:
                 if self._closed.is_set():

@@ -1,10 +1,11 @@
-"""The one place models live: loaded once at startup, warmed up, then shared by every request.
+"""Loading the models: once at start-up, in parallel, warmed up, then handed to ``ServiceState``.
 
-``ModelRegistry.load`` runs in a background thread started by the app's lifespan, so the
+``ModelLoader.load`` runs in a background thread started by the app's lifespan, so the
 process answers ``/health`` (503, ``loading``/``warming``) while weights load and kernels
-compile. Optional stages that cannot load (no aligner for a language, no diarization
-pipeline) leave the service *degraded*, with the reason in words; only a Whisper model that
-cannot load makes it *failed*.
+compile. Everything it learns on the way (devices, each stage, the steps' seconds) it writes
+to the ``ServiceState`` (app/serving/status.py), which is what readers see. Optional stages
+that cannot load (no aligner for a language, no diarization pipeline) leave the service
+*degraded*, with the reason in words; only a Whisper model that cannot load makes it *failed*.
 """
 
 from __future__ import annotations
@@ -13,11 +14,8 @@ import gc
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, TypeVar
 
 from app.config import Settings
@@ -26,14 +24,13 @@ from app.engine.align.models import TORCHAUDIO_MODELS
 from app.engine.pipeline import TranscriptionPipeline
 from app.engine.speakers.diarization import Diarizer, DiarizerUnavailable, load_diarizer
 from app.engine.vad import load_speech_detector
-from app.engine.whisper.batching import BatchScheduler, SchedulerStats
-from app.engine.whisper.ctranslate2 import WhisperEngine
+from app.engine.whisper.batching import BatchScheduler
+from app.engine.whisper.ctranslate2 import CTranslate2Engine
 from app.engine.whisper.sources import resolve_whisper_source
+from app.engine.whisper.stage import Whisper
 from app.runtime.accelerator import AcceleratorCheck, check_accelerator, choose_device, with_torch
 from app.runtime.device import (
     GpuInfo,
-    GpuMemorySampler,
-    JitCacheInfo,
     describe_gpu,
     describe_jit_cache,
     resolve_compute_type,
@@ -42,7 +39,8 @@ from app.runtime.gpu_streams import side_stream
 from app.runtime.lean_imports import import_stage_module
 from app.runtime.timing import StepTimer, process_age_s
 from app.serving.fingerprint import ModelsFingerprint, weights_digest
-from app.serving.warmup import WarmupReport, warm_up, warm_whisper_batches
+from app.serving.status import Phase, ServiceState
+from app.serving.warmup import warm_up, warm_whisper_batches
 
 T = TypeVar("T")
 
@@ -52,89 +50,42 @@ logger = logging.getLogger(__name__)
 DEFAULT_GPU_REPLICAS = 2
 
 
-class Phase(StrEnum):
-    LOADING = "loading"
-    WARMING = "warming"
-    READY = "ready"
-    FAILED = "failed"
-
-
-@dataclass
-class StageStatus:
-    enabled: bool
-    loaded: bool = False
-    model: str | None = None
-    device: str | None = None
-    detail: str | None = None
-
-
-class ModelRegistry:
-    def __init__(self, settings: Settings) -> None:
+class ModelLoader:
+    def __init__(self, settings: Settings, state: ServiceState) -> None:
         self.settings = settings
-        self.phase = Phase.LOADING
-        self.failure: str | None = None
-        self.pipeline: TranscriptionPipeline | None = None
-        self.device: str | None = None
-        self.diarization_device: str | None = None
-        self.compute_type: str | None = None
-        self.gpu: GpuInfo | None = None
-        self.accelerator: AcceleratorCheck | None = None
-        self.warmup: WarmupReport | None = None
-        self.jit_cache: JitCacheInfo | None = None
-        self.startup_timings: dict[str, float] = {}
-        self.ready_at: float | None = None  # Unix time the models were ready (OpenAI's model `created`)
-        self.scheduler: BatchScheduler | None = None
-        self.gpu_memory = GpuMemorySampler()  # started by load(), read by /health and /metrics
+        self.state = state
         self._torch_probed = threading.Event()  # the accelerator check has torch's answer too (or loading ended)
-        self.stages = {
-            "asr": StageStatus(enabled=True),
-            "alignment": StageStatus(enabled=settings.enable_alignment),
-            "diarization": StageStatus(enabled=settings.enable_diarization),
-        }
 
     def load(self) -> None:
-        """Load every stage and warm up; never raises (the outcome is in ``phase``)."""
-        timer = StepTimer(self.startup_timings)
+        """Load every stage and warm up, then serve; never raises (the outcome is in the state's ``phase``)."""
+        state = self.state
+        timer = StepTimer(state.startup_timings)
         if (age := process_age_s()) is not None:  # Python's start, the app's imports, the accelerator check
-            self.startup_timings["before_load"] = round(age, 2)
-        self.gpu_memory.start()
+            state.startup_timings["before_load"] = round(age, 2)
+        state.gpu_memory.start()
         try:
             with timer("load_total"):
-                self._load(timer)
+                pipeline = self._load(timer)
             if self.settings.warmup:
-                self.phase = Phase.WARMING
-                assert self.pipeline is not None
+                state.phase = Phase.WARMING
                 with timer("warmup"):
-                    self.warmup = warm_up(self.pipeline, self.settings.batch_size)
+                    state.warmup = warm_up(pipeline, self.settings.batch_size)
             # Measured once warm: what the JIT compiled is in the cache by now.
-            self.jit_cache = describe_jit_cache()
+            state.jit_cache = describe_jit_cache()
             freeze_startup_objects()
-            self.ready_at = time.time()
-            self.phase = Phase.READY
-            logger.info("Ready: %s", ", ".join(f"{k} {v:.2f} s" for k, v in self.startup_timings.items()))
+            state.ready(pipeline)
+            logger.info("Ready: %s", ", ".join(f"{k} {v:.2f} s" for k, v in state.startup_timings.items()))
         except Exception as exc:
             logger.exception("Startup failed")
-            self.failure = f"{type(exc).__name__}: {exc}"
-            self.phase = Phase.FAILED
+            state.failed(f"{type(exc).__name__}: {exc}")
         finally:
             self._torch_probed.set()
 
-    def ready_pipeline(self) -> TranscriptionPipeline | None:
-        return self.pipeline if self.phase is Phase.READY else None
-
-    def without_models(self) -> None:
-        """ROLE=api: this process takes jobs for workers elsewhere and loads no model."""
-        for stage in self.stages.values():
-            stage.enabled = False
-            stage.detail = "ROLE=api: the models run on the job workers"
-        self.ready_at = time.time()
-        self.phase = Phase.READY
-
     def check_accelerator(self) -> AcceleratorCheck:
         """Can the GPU be used: CTranslate2's answer, at once (with DEVICE=cuda the lifespan asks before loading)."""
-        if self.accelerator is None:
-            self.accelerator = check_accelerator(self.settings.device)
-        return self.accelerator
+        if self.state.accelerator is None:
+            self.state.accelerator = check_accelerator(self.settings.device)
+        return self.state.accelerator
 
     def verified_accelerator(self) -> AcceleratorCheck:
         """The check with torch's answer too, which a loading thread adds (blocks until then)."""
@@ -144,20 +95,20 @@ class ModelRegistry:
     def _describe_gpu(self) -> GpuInfo:
         """torch's view of the GPU, probed beside the other loads (importing torch takes seconds)."""
         try:
-            if self.device == "cuda":
-                self.accelerator = with_torch(self.check_accelerator(), self.settings.device)
+            if self.state.device == "cuda":
+                self.state.accelerator = with_torch(self.check_accelerator(), self.settings.device)
         finally:
             self._torch_probed.set()
         return describe_gpu()
 
-    def _load(self, timer: StepTimer) -> None:
-        settings = self.settings
+    def _load(self, timer: StepTimer) -> TranscriptionPipeline:
+        settings, state = self.settings, self.state
         with timer("accelerator_check"):
-            self.device = device = choose_device(settings.device, self.check_accelerator())
+            state.device = device = choose_device(settings.device, self.check_accelerator())
         for problem in self.check_accelerator().problems:
             logger.error("The GPU is not used: %s", problem.message())
-        self.compute_type = resolve_compute_type(settings.compute_type, device)
-        self.diarization_device = device if settings.diarization_device == "auto" else settings.diarization_device
+        state.compute_type = resolve_compute_type(settings.compute_type, device)
+        state.diarization_device = device if settings.diarization_device == "auto" else settings.diarization_device
         _configure_cpu_threads(settings.cpu_threads)
         settings.model_cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -187,35 +138,36 @@ class ModelRegistry:
             diarizer = pool.submit(
                 _after_imports,
                 pyannote if settings.enable_diarization else (),
-                self.diarization_device,
+                state.diarization_device,
                 self._load_diarizer,
                 timer,
             )
-            self.gpu = gpu.result()
+            state.gpu = gpu.result()
             engine, loaded_diarizer = whisper.result(), diarizer.result()
-            self.pipeline = TranscriptionPipeline(
+            return TranscriptionPipeline(
                 engine,
                 vad=vad.result(),
                 device=device,
                 aligners=aligners.result(),
                 diarizer=loaded_diarizer,
-                diarizer_unavailable=self.stages["diarization"].detail,
+                diarizer_unavailable=state.stages["diarization"].detail,
                 default_batch_size=settings.batch_size,
                 max_batch_size=settings.max_batch_size,
                 diarize_during_asr=settings.diarize_during_asr,
                 fingerprint=self._fingerprint(engine, loaded_diarizer).digest,
             )
 
-    def _fingerprint(self, whisper: WhisperEngine, diarizer: Diarizer | None) -> ModelsFingerprint:
+    def _fingerprint(self, whisper: Whisper, diarizer: Diarizer | None) -> ModelsFingerprint:
         settings = self.settings
-        assert self.device is not None and self.compute_type is not None
-        weights = whisper.model_path
+        device, compute_type = self.state.device, self.state.compute_type
+        assert device is not None and compute_type is not None
+        weights = whisper.engine.model_path
         return ModelsFingerprint(
             whisper=whisper.source.display_name,
             weights=weights_digest(weights) if weights is not None else whisper.source.location,
-            engine="ctranslate2",
-            compute_type=self.compute_type,
-            device=self.device,
+            engine=whisper.engine.name,
+            compute_type=compute_type,
+            device=device,
             max_new_tokens=settings.max_new_tokens,
             vad=settings.vad_method,
             alignment=dict(settings.align_models) if settings.enable_alignment else None,
@@ -227,28 +179,29 @@ class ModelRegistry:
         with timer(step):
             return load(*args)
 
-    def _load_whisper(self, timer: StepTimer) -> WhisperEngine:
-        settings, asr = self.settings, self.stages["asr"]
-        assert self.device is not None and self.compute_type is not None
-        asr.device = self.device
+    def _load_whisper(self, timer: StepTimer) -> Whisper:
+        settings, asr = self.settings, self.state.stages["asr"]
+        device, compute_type = self.state.device, self.state.compute_type
+        assert device is not None and compute_type is not None
+        asr.device = device
         with timer("whisper"):
-            source = resolve_whisper_source(settings.whisper_model, self.device, settings.model_cache_dir)
+            source = resolve_whisper_source(settings.whisper_model, device, settings.model_cache_dir)
             asr.model = source.display_name
-            logger.info("Loading Whisper %s on %s (%s)", source.display_name, self.device, self.compute_type)
-            replicas = settings.whisper_replicas or (DEFAULT_GPU_REPLICAS if self.device == "cuda" else 1)
-            self.scheduler = BatchScheduler("whisper", share=settings.batch_across_requests, workers=replicas)
-            whisper = WhisperEngine.load(
+            logger.info("Loading Whisper %s on %s (%s)", source.display_name, device, compute_type)
+            replicas = settings.whisper_replicas or (DEFAULT_GPU_REPLICAS if device == "cuda" else 1)
+            scheduler = BatchScheduler("whisper", share=settings.batch_across_requests, workers=replicas)
+            engine = CTranslate2Engine.load(
                 source,
-                device=self.device,
-                compute_type=self.compute_type,
+                device=device,
+                compute_type=compute_type,
                 cpu_threads=settings.cpu_threads or os.cpu_count() or 1,
                 replicas=replicas,
                 download_root=str(settings.model_cache_dir / "whisper"),
                 hf_token=self._token,
                 max_new_tokens=settings.max_new_tokens,
-                scheduler=self.scheduler,
             )
-        if settings.warmup and self.device == "cuda":
+            whisper = Whisper(engine, scheduler)
+        if settings.warmup and device == "cuda":
             with timer("whisper_warmup"):
                 # With alignment on, only languages without a wav2vec2 aligner use Whisper's word times.
                 warm_whisper_batches(whisper, settings.batch_size, replicas, word_times=not settings.enable_alignment)
@@ -259,10 +212,11 @@ class ModelRegistry:
         settings = self.settings
         if not settings.enable_alignment:
             return None
-        assert self.device is not None
-        self.stages["alignment"].device = self.device
+        device = self.state.device
+        assert device is not None
+        self.state.stages["alignment"].device = device
         aligners = AlignerCache(
-            device=self.device,
+            device=device,
             overrides=settings.align_models,
             cache_dir=settings.model_cache_dir,
             capacity=settings.align_cache_size,
@@ -278,19 +232,20 @@ class ModelRegistry:
         return aligners
 
     def _load_diarizer(self, timer: StepTimer) -> Diarizer | None:
-        settings, stage = self.settings, self.stages["diarization"]
+        settings, stage = self.settings, self.state.stages["diarization"]
         if not settings.enable_diarization:
             stage.detail = "disabled (ENABLE_DIARIZATION=false)"
             return None
-        assert self.diarization_device is not None
-        stage.device = self.diarization_device
+        device = self.state.diarization_device
+        assert device is not None
+        stage.device = device
         stage.model = "offline" if settings.diarizer == "offline" else settings.diarization_pipeline
         with timer("diarizer"):
             try:
                 loaded = load_diarizer(
                     settings.diarizer,
                     settings.diarization_pipeline,
-                    device=self.diarization_device,
+                    device=device,
                     hf_token=self._token,
                     cache_dir=settings.model_cache_dir,
                 )
@@ -307,50 +262,6 @@ class ModelRegistry:
     def _token(self) -> str | None:
         token = self.settings.hf_token
         return token.get_secret_value() if token else None
-
-    def alignment_status(self) -> StageStatus:
-        """The alignment stage as it stands now (aligners load lazily per language)."""
-        stage = self.stages["alignment"]
-        aligners = self.pipeline.aligners if self.pipeline else None
-        if not stage.enabled:
-            return StageStatus(enabled=False, detail="disabled (ENABLE_ALIGNMENT=false); word times come from Whisper")
-        if aligners is None:
-            return stage
-        status = aligners.status()
-        loaded = status["loaded"]
-        failures = status["unavailable"]
-        detail = None
-        if failures:
-            reasons = "; ".join(f"{lang}: {why}" for lang, why in failures.items())
-            detail = f"word times come from Whisper for these languages — {reasons}"
-        return StageStatus(
-            enabled=True,
-            loaded=bool(loaded),
-            model=", ".join(f"{a['language']}={a['model']}" for a in loaded) or None,
-            device=stage.device,
-            detail=detail,
-        )
-
-    def batching_stats(self) -> SchedulerStats | None:
-        return self.scheduler.stats() if self.scheduler else None
-
-    def close(self) -> None:
-        """Stop the model thread at shutdown: queued work fails fast instead of hanging."""
-        self.gpu_memory.close()
-        if self.scheduler is not None:
-            self.scheduler.close()
-
-    def degraded_reasons(self) -> list[str]:
-        reasons = []
-        if self.accelerator is not None and self.accelerator.problems:
-            reasons.append("accelerator")
-        alignment = self.alignment_status()
-        if alignment.enabled and not alignment.loaded:
-            reasons.append("alignment")
-        diarization = self.stages["diarization"]
-        if diarization.enabled and not diarization.loaded:
-            reasons.append("diarization")
-        return reasons
 
 
 # First imports, from several loading threads at once, of packages that import each other

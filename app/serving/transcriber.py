@@ -1,45 +1,103 @@
-"""One audio file to one transcript: decode within the memory budget, then the pipeline.
+"""One audio file to one transcript, for the routes and the job runner alike.
 
-What a synchronous request and a job have in common once their upload is on disk.
+Once an upload is on disk, a synchronous request and a job are the same work: resolve the
+options against the loaded models, decode within the memory budget, run the pipeline, count
+the result. ``Transcriber`` is that work, and the one rule for whether it may start now
+(``pipeline``: models loaded and warm, this process not an API-only front end), and whether a
+job may be claimed (``may_start``: that, and not draining; requests are refused at admission).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from app.config import Settings
+from app.control.admission import AdmissionGate
 from app.control.budget import Budgets
 from app.control.cancellation import CancelToken
 from app.control.progress import Progress
 from app.engine.audio import decode_audio
+from app.engine.options import ResolvedOptions, TranscribeOptions
 from app.engine.pipeline import TranscriptionPipeline
-from app.transcript import TranscribeOptions, Transcript
+from app.errors import NotReady, retry_later
+from app.serving.status import Phase, ServiceState
+from app.transcript import Transcript
+
+TranscriptSink = Callable[[Transcript], None]
 
 
-def transcribe_file(
-    pipeline: TranscriptionPipeline,
-    path: Path,
-    options: TranscribeOptions,
-    settings: Settings,
-    budgets: Budgets,
-    cancel: CancelToken,
-    progress: Progress | None = None,
-) -> Transcript:
-    """``options`` are resolved (``TranscriptionPipeline.resolve``)."""
-    progress = progress or Progress()
-    progress.plan(("decode", *pipeline.stages(options)))
-    progress.enter("decode")
-    started = time.perf_counter()
-    with budgets.memory.reservation() as memory:
-        audio = decode_audio(
-            path,
-            timeout_s=settings.decode_timeout_s,
-            max_seconds=settings.max_audio_seconds,
-            memory=memory,
-            ffmpeg=settings.ffmpeg_binary,
-        )
-        decode_s = round(time.perf_counter() - started, 4)
-        transcript = pipeline.run(audio, options, cancel, progress)
-    transcript.timings["decode"] = decode_s
-    return transcript
+@dataclass(frozen=True)
+class DecodeLimits:
+    """How far decoding a file may go (from the settings)."""
+
+    timeout_s: float
+    max_seconds: float
+    ffmpeg: str
+
+
+class Transcriber:
+    def __init__(
+        self,
+        state: ServiceState,
+        gate: AdmissionGate,
+        budgets: Budgets,
+        limits: DecodeLimits,
+        on_transcript: TranscriptSink,
+        *,
+        loads_models: bool = True,
+    ) -> None:
+        self.state = state
+        self.gate = gate
+        self.budgets = budgets
+        self.limits = limits
+        self.on_transcript = on_transcript
+        self.loads_models = loads_models
+
+    def pipeline(self) -> TranscriptionPipeline:
+        """The pipeline, once loaded and warm; else NotReady (a 503) saying why."""
+        if not self.loads_models:
+            raise NotReady("This process (ROLE=api) loads no model: submit the file as a job, POST /v1/jobs.")
+        state = self.state
+        if state.phase is Phase.FAILED:
+            raise NotReady(f"The service failed to start: {state.failure}")
+        if state.phase is not Phase.READY or state.pipeline is None:
+            raise NotReady(f"The service is {state.phase.value}; retry shortly.", headers=retry_later())
+        return state.pipeline
+
+    def may_start(self) -> bool:
+        """May a job worker claim work now (loaded, and the server not draining)."""
+        if self.gate.draining:
+            return False
+        try:
+            self.pipeline()
+        except NotReady:
+            return False
+        return True
+
+    def resolve(self, options: TranscribeOptions) -> ResolvedOptions:
+        """Every default decided and checked against the loaded models (InvalidParameter: a 422)."""
+        return self.pipeline().resolve(options)
+
+    def transcribe_file(
+        self, path: Path, options: ResolvedOptions, cancel: CancelToken, progress: Progress | None = None
+    ) -> Transcript:
+        pipeline = self.pipeline()
+        progress = progress or Progress()
+        progress.plan(("decode", *options.stages))
+        progress.enter("decode")
+        started = time.perf_counter()
+        with self.budgets.memory.reservation() as memory:
+            audio = decode_audio(
+                path,
+                timeout_s=self.limits.timeout_s,
+                max_seconds=self.limits.max_seconds,
+                memory=memory,
+                ffmpeg=self.limits.ffmpeg,
+            )
+            decode_s = round(time.perf_counter() - started, 4)
+            transcript = pipeline.run(audio, options, cancel, progress)
+        transcript.timings["decode"] = decode_s
+        self.on_transcript(transcript)
+        return transcript

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from app.engine.audio import SAMPLE_RATE, read_pcm16_wav
-from app.engine.pipeline import TranscribeOptions, TranscriptionPipeline
+from app.engine.options import Decoding, TranscribeOptions
+from app.engine.pipeline import TranscriptionPipeline
 from app.engine.vad import SpeechChunk
-from app.engine.whisper.ctranslate2 import WhisperEngine
+from app.engine.whisper.stage import Whisper
 from app.runtime.gpu_streams import side_stream
 from app.runtime.package_files import package_file
 
@@ -60,7 +61,7 @@ def warm_up(pipeline: TranscriptionPipeline, batch_size: int) -> WarmupReport:
     if pipeline.device == "cuda":
         clip = np.tile(clip, math.ceil(GPU_WARMUP_SECONDS * SAMPLE_RATE / clip.shape[0]))
     started = time.perf_counter()
-    transcript = pipeline.run(clip, TranscribeOptions(batch_size=batch_size))
+    transcript = pipeline.run(clip, pipeline.resolve(TranscribeOptions(batch_size=batch_size)))
     t = transcript.timings
     report = WarmupReport(
         total_s=round(time.perf_counter() - started, 3),
@@ -80,7 +81,7 @@ def warm_up(pipeline: TranscriptionPipeline, batch_size: int) -> WarmupReport:
     return report
 
 
-def warm_whisper_batches(whisper: WhisperEngine, batch_size: int, replicas: int, *, word_times: bool) -> None:
+def warm_whisper_batches(whisper: Whisper, batch_size: int, replicas: int, *, word_times: bool) -> None:
     """Decode one full batch of windows on every replica at once (and time their words: ``word_times``).
 
     GPU libraries choose (and the JIT compiles) kernels per problem size, so a batch of one
@@ -93,14 +94,13 @@ def warm_whisper_batches(whisper: WhisperEngine, batch_size: int, replicas: int,
     clip = sample_speech()
     window = clip.shape[0] / SAMPLE_RATE
     windows = [SpeechChunk(0.0, window)] * batch_size
+    english = Decoding("en", "transcribe", None, 0.0, batch_size)
 
     def one_replica(_: int) -> None:
         with side_stream(whisper.feature_device):  # the features, beside the other replica's decoding
-            segments = whisper.transcribe(
-                clip, windows, language="en", task="transcribe", initial_prompt=None, batch_size=batch_size
-            )
+            segments = whisper.transcribe(clip, windows, english)
             if word_times:
-                whisper.time_words(clip, segments, language="en", task="transcribe", batch_size=batch_size)
+                whisper.time_words(clip, segments, english)
 
     # One thread per replica: each hands the scheduler a full batch, which takes a free replica.
     with ThreadPoolExecutor(max_workers=replicas, thread_name_prefix="warmup") as pool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
@@ -25,51 +25,32 @@ from app.wire.openai_schemas import (
     TranscriptionWord,
     Usage,
 )
-from app.wire.schemas import OutputFormat, SpeakerOut, TranscriptionResponse
-
-WireFormat = Literal[
-    "transcript_json",  # the service's own JSON (/transcribe output=json)
-    "openai_json",
-    "verbose_json",
-    "diarized_json",
-    "text",  # the text alone, as OpenAI's response_format=text
-    "txt",  # one line per segment, with its speaker
-    "srt",
-    "vtt",
-    "tsv",
-]
+from app.wire.schemas import SpeakerOut, TranscriptionResponse
 
 JSON = "application/json"
-MEDIA_TYPES: dict[WireFormat, str] = {
-    "transcript_json": JSON,
-    "openai_json": JSON,
-    "verbose_json": JSON,
-    "diarized_json": JSON,
-    "text": "text/plain; charset=utf-8",
-    "txt": "text/plain; charset=utf-8",
-    "srt": "application/x-subrip; charset=utf-8",
-    "vtt": "text/vtt; charset=utf-8",
-    "tsv": "text/tab-separated-values; charset=utf-8",
-}
+_TEXT = "text/plain; charset=utf-8"
+
+Renderer = Callable[[Transcript, Collection[Granularity]], "str | BaseModel"]
+
+
+@dataclass(frozen=True)
+class WireFormat:
+    """One way to write a transcript, and the names it has on each API."""
+
+    media_type: str
+    render: Renderer
+    output: str | None = None  # its name in `output` (/transcribe) and `?format=` (/v1/jobs)
+    openai: str | None = None  # its name in OpenAI's `response_format`
+    translation: bool = True  # offered by /v1/audio/translations too (when `openai` names it)
+
+
+def _without_granularities(render: Callable[[Transcript], str | BaseModel]) -> Renderer:
+    return lambda transcript, _granularities: render(transcript)
+
 
 # Whisper's word pieces for these are characters, written without spaces between them
 # (whisperx.alignment.LANGUAGES_WITHOUT_SPACES).
 _NO_SPACES = frozenset({"ja", "zh"})
-
-
-# The service's own `output` / `format` choices (/transcribe, /v1/jobs).
-OUTPUT_FORMATS: dict[OutputFormat, WireFormat] = {
-    "json": "transcript_json",
-    "srt": "srt",
-    "vtt": "vtt",
-    "txt": "txt",
-    "tsv": "tsv",
-}
-
-
-def documented_media_types(formats: Collection[WireFormat]) -> dict[str, dict[str, object]]:
-    """OpenAPI's ``content`` of a 200 that renders one of ``formats`` (JSON comes from the response model)."""
-    return {MEDIA_TYPES[fmt].split(";")[0]: {} for fmt in formats if MEDIA_TYPES[fmt] != JSON}
 
 
 @dataclass(frozen=True)
@@ -81,14 +62,17 @@ class Rendered:
 _SEGMENTS: tuple[Granularity, ...] = ("segment",)
 
 
-def render(transcript: Transcript, fmt: WireFormat, *, granularities: Collection[Granularity] = _SEGMENTS) -> Rendered:
-    """``transcript`` as ``fmt``; ``granularities`` choose what verbose_json lists."""
-    if fmt == "verbose_json":
-        content: str | BaseModel = openai_verbose(transcript, granularities)
-    else:
-        content = _RENDERERS[fmt](transcript)
+def render(transcript: Transcript, fmt: str, *, granularities: Collection[Granularity] = _SEGMENTS) -> Rendered:
+    """``transcript`` as the format named ``fmt`` in ``FORMATS``; ``granularities`` choose what verbose_json lists."""
+    wire = FORMATS[fmt]
+    content = wire.render(transcript, granularities)
     body = content.model_dump_json() if isinstance(content, BaseModel) else content
-    return Rendered(body.encode(), MEDIA_TYPES[fmt])
+    return Rendered(body.encode(), wire.media_type)
+
+
+def documented_media_types(formats: Collection[WireFormat]) -> dict[str, dict[str, object]]:
+    """OpenAPI's ``content`` of a 200 that renders one of ``formats`` (JSON comes from the response model)."""
+    return {fmt.media_type.split(";")[0]: {} for fmt in formats if fmt.media_type != JSON}
 
 
 # --- JSON ---------------------------------------------------------------------------------
@@ -262,13 +246,37 @@ def to_tsv(transcript: Transcript) -> str:
     return "\n".join(rows) + "\n"
 
 
-_RENDERERS: dict[str, Callable[[Transcript], str | BaseModel]] = {
-    "transcript_json": transcript_json,
-    "openai_json": openai_json,
-    "diarized_json": openai_diarized,
-    "text": to_text,
-    "txt": to_txt,
-    "srt": to_srt,
-    "vtt": to_vtt,
-    "tsv": to_tsv,
+# --- every format ------------------------------------------------------------------------------
+# The one table: a new format is a renderer above and a row here; the forms' choices, the
+# media types and the OpenAPI documentation are all read from it.
+
+FORMATS: dict[str, WireFormat] = {
+    "transcript_json": WireFormat(JSON, _without_granularities(transcript_json), output="json"),
+    "openai_json": WireFormat(JSON, _without_granularities(openai_json), openai="json"),
+    "verbose_json": WireFormat(JSON, lambda t, granularities: openai_verbose(t, granularities), openai="verbose_json"),
+    "diarized_json": WireFormat(
+        JSON, _without_granularities(openai_diarized), openai="diarized_json", translation=False
+    ),
+    "text": WireFormat(_TEXT, _without_granularities(to_text), openai="text"),  # the text alone
+    "txt": WireFormat(_TEXT, _without_granularities(to_txt), output="txt"),  # a line per segment, with its speaker
+    "srt": WireFormat(
+        "application/x-subrip; charset=utf-8", _without_granularities(to_srt), output="srt", openai="srt"
+    ),
+    "vtt": WireFormat("text/vtt; charset=utf-8", _without_granularities(to_vtt), output="vtt", openai="vtt"),
+    "tsv": WireFormat("text/tab-separated-values; charset=utf-8", _without_granularities(to_tsv), output="tsv"),
 }
+MEDIA_TYPES = {name: fmt.media_type for name, fmt in FORMATS.items()}
+# By the name each API gives them.
+OUTPUT_FORMATS = {fmt.output: name for name, fmt in FORMATS.items() if fmt.output}
+OPENAI_FORMATS = {fmt.openai: name for name, fmt in FORMATS.items() if fmt.openai}
+OPENAI_TRANSLATION_FORMATS = {fmt.openai: name for name, fmt in FORMATS.items() if fmt.openai and fmt.translation}
+
+# The forms' choices, as the Literal types pydantic validates and documents (mypy sees str).
+if TYPE_CHECKING:
+    OutputFormat = str
+    ResponseFormat = str
+    TranslationFormat = str
+else:
+    OutputFormat = Literal[tuple(OUTPUT_FORMATS)]
+    ResponseFormat = Literal[tuple(OPENAI_FORMATS)]
+    TranslationFormat = Literal[tuple(OPENAI_TRANSLATION_FORMATS)]

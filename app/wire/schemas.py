@@ -1,100 +1,12 @@
-"""Request and response models (no logic beyond validation)."""
+"""The service's own response models: transcripts, health, jobs (the forms are ``app/wire/forms.py``)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, model_validator
+from pydantic import BaseModel, Field
 
-from app.transcript import DiarizationReport, Segment, SpeakerHints, TranscribeOptions, Word, WordTimeSource
-
-OutputFormat = Literal["json", "srt", "vtt", "txt", "tsv"]
-
-
-def _whisper_languages() -> frozenset[str]:
-    from faster_whisper.tokenizer import _LANGUAGE_CODES
-
-    return frozenset(_LANGUAGE_CODES)
-
-
-def _language_code(value: object) -> str | None:
-    if value is None:
-        return None
-    code = str(value).strip().lower()
-    if code in ("", "auto"):
-        return None
-    if code not in _whisper_languages():
-        raise ValueError(f"unknown language code {value!r}; use 'auto' or an ISO 639-1 code Whisper knows")
-    return code
-
-
-def _blank_is_none(value: object) -> object:
-    return None if isinstance(value, str) and not value.strip() else value
-
-
-def _language_enum(schema: dict[str, Any]) -> None:
-    """The codes themselves in the schema (read when it is generated, not at import)."""
-    for choice in schema.get("anyOf", [schema]):
-        if choice.get("type") == "string":
-            choice["enum"] = ["auto", *sorted(_whisper_languages())]
-
-
-LanguageCode = Annotated[
-    str | None,
-    BeforeValidator(_language_code),
-    Field(description="`auto` (default) or an ISO 639-1 code such as `en`.", json_schema_extra=_language_enum),
-]
-Prompt = Annotated[Annotated[str, Field(max_length=1000)] | None, BeforeValidator(_blank_is_none)]
-
-
-class SpeakerParams(BaseModel):
-    """Speaker fields, shared by /transcribe and (as extensions) the OpenAI routes."""
-
-    diarize: bool | None = Field(
-        default=None,
-        description="Label speakers. Default: when a diarizer is loaded and words are timed, or when speaker "
-        "hints are given.",
-    )
-    num_speakers: int | None = Field(default=None, ge=1, le=64)
-    min_speakers: int | None = Field(default=None, ge=1, le=64)
-    max_speakers: int | None = Field(default=None, ge=1, le=64)
-
-    @model_validator(mode="after")
-    def _consistent_speakers(self) -> SpeakerParams:
-        low, high, exact = self.min_speakers, self.max_speakers, self.num_speakers
-        if low is not None and high is not None and low > high:
-            raise ValueError(f"min_speakers ({low}) is greater than max_speakers ({high})")
-        if exact is not None and ((low is not None and exact < low) or (high is not None and exact > high)):
-            raise ValueError(f"num_speakers ({exact}) is outside min_speakers/max_speakers")
-        if self.diarize is False and self.hints.given:
-            raise ValueError("speaker hints were given but diarize is false")
-        return self
-
-    @property
-    def hints(self) -> SpeakerHints:
-        return SpeakerHints(self.num_speakers, self.min_speakers, self.max_speakers)
-
-
-class TranscribeParams(SpeakerParams):
-    """The form fields of POST /transcribe, besides the file."""
-
-    language: LanguageCode = None
-    task: Literal["transcribe", "translate"] = "transcribe"
-    initial_prompt: Prompt = None
-    batch_size: int | None = Field(default=None, ge=1, le=256)
-    word_timestamps: bool = Field(default=True, description="Time every word (alignment). `false` is faster.")
-    output: OutputFormat = "json"
-
-    def options(self) -> TranscribeOptions:
-        return TranscribeOptions(
-            language=self.language,
-            task=self.task,
-            diarize=self.diarize,
-            hints=self.hints,
-            initial_prompt=self.initial_prompt,
-            batch_size=self.batch_size,
-            word_timestamps=self.word_timestamps,
-        )
+from app.transcript import DiarizationReport, Segment, Word, WordTimeSource
 
 
 class SpeakerOut(BaseModel):

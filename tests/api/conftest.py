@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -13,48 +14,60 @@ from fastapi.testclient import TestClient
 
 from app.control.cancellation import CancelToken
 from app.control.progress import Progress
-from app.engine.pipeline import TranscriptionPipeline
-from app.http.deps import get_pipeline
+from app.engine.options import Capabilities, ResolvedOptions, TranscribeOptions, resolve
+from app.engine.whisper.batching import BatchScheduler
 from app.main import create_app
-from app.serving.loader import ModelRegistry, Phase
-from app.transcript import DiarizationReport, Segment, SpeakerTurn, TranscribeOptions, Transcript, Word
+from app.runtime.timing import StepTimer
+from app.serving.status import ServiceState
+from app.transcript import DiarizationReport, Segment, SpeakerTurn, Transcript, Word
 from tests.support.waiting import wait_for, wait_for_job
-
-
-class FakeWhisper:
-    """What the pipeline's option rules ask of the loaded model."""
-
-    multilingual = True
-    languages = frozenset({"en", "de"})
 
 
 class FakePipeline:
     """Answers like the real pipeline, from the options it was given, without any model.
 
-    Options are resolved by the real pipeline's rules (defaults, limits, capabilities).
+    Options are resolved by the real rules (``app/engine/options.py``) against its capabilities.
     """
 
     model_name = "fake-whisper"
     fingerprint = "fake-whisper-weights"
-    whisper = FakeWhisper()
+    aligners = None
     diarizer: object | None = None  # as if none is loaded: speakers only when asked for
     diarizer_unavailable: str | None = None
     default_batch_size = 16
     max_batch_size = 64
-    resolve = TranscriptionPipeline.resolve
-    stages = staticmethod(TranscriptionPipeline.stages)
+    # What /health and /metrics read of Whisper: an idle scheduler and no model calls.
+    whisper = SimpleNamespace(scheduler=BatchScheduler("fake-whisper"), model_seconds=StepTimer())
 
     def __init__(self) -> None:
-        self.calls: list[tuple[np.ndarray, TranscribeOptions]] = []
+        self.calls: list[tuple[np.ndarray, ResolvedOptions]] = []
         self.release = threading.Event()
         self.release.set()
         self.started = threading.Event()
         self.fail_with: Exception | None = None
 
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            model=self.model_name,
+            multilingual=True,
+            languages=frozenset({"en", "de"}),
+            diarizer=self.diarizer is not None,
+            diarizer_unavailable=self.diarizer_unavailable,
+            default_batch_size=self.default_batch_size,
+            max_batch_size=self.max_batch_size,
+        )
+
+    def resolve(self, options: TranscribeOptions) -> ResolvedOptions:
+        return resolve(options, self.capabilities)
+
+    def close(self) -> None:
+        pass
+
     def run(
         self,
         audio: np.ndarray,
-        options: TranscribeOptions,
+        options: ResolvedOptions,
         cancel: CancelToken | None = None,
         progress: Progress | None = None,
     ) -> Transcript:
@@ -66,7 +79,7 @@ class FakePipeline:
                 cancel.check()  # a stage boundary, as the real pipeline checks
         if self.fail_with is not None:
             raise self.fail_with
-        assert options.batch_size is not None and options.diarize is not None, "the route resolves options"
+        assert isinstance(options, ResolvedOptions), "the route resolves options"
         diarize = options.diarize
         speakers = ("SPEAKER_00", "SPEAKER_01") if diarize else (None, None)
         first, second = speakers
@@ -98,35 +111,32 @@ def fake_pipeline() -> FakePipeline:
 
 
 @pytest.fixture
-def ready_registry(make_settings: Callable[..., Any]) -> Callable[..., ModelRegistry]:
-    def build(**overrides: Any) -> ModelRegistry:
-        registry = ModelRegistry(make_settings(**overrides))
-        registry.phase = Phase.READY
-        registry.ready_at = time.time()
-        registry.device = registry.diarization_device = "cpu"
-        registry.compute_type = "int8"
-        registry.stages["asr"].loaded = True
-        registry.stages["asr"].model = "fake-whisper"
-        registry.stages["diarization"].loaded = True
-        return registry
+def ready_state(make_settings: Callable[..., Any], fake_pipeline: FakePipeline) -> Callable[..., ServiceState]:
+    """A service state as the loader leaves it once ready, serving the fake pipeline."""
+
+    def build(**overrides: Any) -> ServiceState:
+        state = ServiceState(make_settings(**overrides))
+        state.device = state.diarization_device = "cpu"
+        state.compute_type = "int8"
+        state.stages["asr"].loaded = True
+        state.stages["asr"].model = "fake-whisper"
+        state.stages["diarization"].loaded = True
+        # The limits the loader gives the real pipeline.
+        fake_pipeline.default_batch_size = state.settings.batch_size
+        fake_pipeline.max_batch_size = state.settings.max_batch_size
+        state.ready(fake_pipeline)  # type: ignore[arg-type]
+        return state
 
     return build
 
 
 @pytest.fixture
-def make_client(
-    ready_registry: Callable[..., ModelRegistry], fake_pipeline: FakePipeline
-) -> Iterator[Callable[..., TestClient]]:
+def make_client(ready_state: Callable[..., ServiceState]) -> Iterator[Callable[..., TestClient]]:
     clients: list[TestClient] = []
 
-    def build(registry: ModelRegistry | None = None, **overrides: Any) -> TestClient:
-        registry = registry or ready_registry(**overrides)
-        app = create_app(registry.settings, registry=registry)
-        app.dependency_overrides[get_pipeline] = lambda: fake_pipeline
-        # The limits the registry gives the real pipeline.
-        fake_pipeline.default_batch_size = registry.settings.batch_size
-        fake_pipeline.max_batch_size = registry.settings.max_batch_size
-        client = TestClient(app, raise_server_exceptions=False)
+    def build(state: ServiceState | None = None, **overrides: Any) -> TestClient:
+        state = state or ready_state(**overrides)
+        client = TestClient(create_app(state.settings, state=state), raise_server_exceptions=False)
         clients.append(client)
         return client
 
@@ -149,14 +159,12 @@ FINISHED = ("succeeded", "failed", "cancelled")
 
 
 @pytest.fixture
-def make_jobs_client(make_client, ready_registry, fake_pipeline) -> Callable[..., TestClient]:
+def make_jobs_client(make_client, ready_state) -> Callable[..., TestClient]:
     """A client whose job workers run the fake pipeline."""
 
     def build(**overrides: Any) -> TestClient:
         overrides.setdefault("job_lease_s", 2.0)
-        registry = ready_registry(**overrides)
-        registry.ready_pipeline = lambda: fake_pipeline  # type: ignore[method-assign]
-        client = make_client(registry)
+        client = make_client(ready_state(**overrides))
         client.__enter__()  # the lifespan opens the job store and starts the workers
         wait_for(lambda: client.app.state.jobs.service is not None, 20, "the job store open")
         return client

@@ -1,22 +1,22 @@
 import pytest
 
-from app.serving.loader import Phase
+from app.serving.status import Phase
 from app.serving.warmup import WarmupReport
 
 
 @pytest.mark.parametrize(("phase", "status"), [(Phase.LOADING, "loading"), (Phase.WARMING, "warming")])
-def test_503_until_ready(make_client, ready_registry, phase, status):
-    registry = ready_registry()
-    registry.phase = phase
-    reply = make_client(registry).get("/health")
+def test_503_until_ready(make_client, ready_state, phase, status):
+    state = ready_state()
+    state.phase = phase
+    reply = make_client(state).get("/health")
     assert reply.status_code == 503 and reply.headers["retry-after"]
     assert reply.json()["status"] == status
 
 
-def test_healthy_when_every_enabled_stage_is_loaded(make_client, ready_registry):
-    registry = ready_registry(enable_alignment=False)
-    registry.warmup = WarmupReport(total_s=1.5, asr_s=1.0, alignment_s=0.2, diarization_s=0.3, audio_s=30.0)
-    reply = make_client(registry).get("/health")
+def test_healthy_when_every_enabled_stage_is_loaded(make_client, ready_state):
+    state = ready_state(enable_alignment=False)
+    state.warmup = WarmupReport(total_s=1.5, asr_s=1.0, alignment_s=0.2, diarization_s=0.3, audio_s=30.0)
+    reply = make_client(state).get("/health")
     assert reply.status_code == 200
     body = reply.json()
     assert body["status"] == "healthy"
@@ -28,11 +28,11 @@ def test_healthy_when_every_enabled_stage_is_loaded(make_client, ready_registry)
     assert "ENABLE_ALIGNMENT=false" in body["stages"]["alignment"]["detail"]
 
 
-def test_degraded_says_why(make_client, ready_registry):
-    registry = ready_registry(enable_alignment=False)
-    registry.stages["diarization"].loaded = False
-    registry.stages["diarization"].detail = "no HF_TOKEN and no cached copy of pyannote/x"
-    reply = make_client(registry).get("/health")
+def test_degraded_says_why(make_client, ready_state):
+    state = ready_state(enable_alignment=False)
+    state.stages["diarization"].loaded = False
+    state.stages["diarization"].detail = "no HF_TOKEN and no cached copy of pyannote/x"
+    reply = make_client(state).get("/health")
     assert reply.status_code == 200
     body = reply.json()
     assert body["status"] == "degraded"
@@ -40,11 +40,11 @@ def test_degraded_says_why(make_client, ready_registry):
     assert "HF_TOKEN" in body["stages"]["diarization"]["detail"]
 
 
-def test_failed_start_is_503_with_the_reason(make_client, ready_registry):
-    registry = ready_registry()
-    registry.phase = Phase.FAILED
-    registry.failure = "OSError: model.bin not found"
-    client = make_client(registry)
+def test_failed_start_is_503_with_the_reason(make_client, ready_state):
+    state = ready_state()
+    state.phase = Phase.FAILED
+    state.failure = "OSError: model.bin not found"
+    client = make_client(state)
     client.app.dependency_overrides.clear()  # the real pipeline dependency, which refuses while failed
     reply = client.get("/health")
     assert reply.status_code == 503 and reply.headers["retry-after"]
@@ -54,27 +54,27 @@ def test_failed_start_is_503_with_the_reason(make_client, ready_registry):
     assert refused.status_code == 503 and refused.headers["retry-after"], "every 503 says when to come back"
 
 
-def test_token_never_appears(make_client, ready_registry):
-    registry = ready_registry(HF_TOKEN="hf_supersecret")
-    assert registry.settings.hf_token is not None
-    client = make_client(registry)
+def test_token_never_appears(make_client, ready_state):
+    state = ready_state(HF_TOKEN="hf_supersecret")
+    assert state.settings.hf_token is not None
+    client = make_client(state)
     assert "hf_supersecret" not in client.get("/health").text
-    assert "hf_supersecret" not in repr(registry.settings)
+    assert "hf_supersecret" not in repr(state.settings)
 
 
-def test_liveness_is_always_200(make_client, ready_registry):
-    registry = ready_registry()
-    registry.phase = Phase.LOADING
-    assert make_client(registry).get("/health/live").json() == {"status": "alive"}
+def test_liveness_is_always_200(make_client, ready_state):
+    state = ready_state()
+    state.phase = Phase.LOADING
+    assert make_client(state).get("/health/live").json() == {"status": "alive"}
 
 
-def test_gpu_capability_spoof_and_jit_cache_are_shown(make_client, ready_registry):
+def test_gpu_capability_spoof_and_jit_cache_are_shown(make_client, ready_state):
     from app.runtime.device import GpuInfo, JitCacheInfo
 
-    registry = ready_registry()
-    registry.gpu = GpuInfo(True, "NVIDIA GB10", "SM_90", "SM_121", True, "sm_121 is newer than sm_120")
-    registry.jit_cache = JitCacheInfo("/cuda-cache", 14_000_000, 11, {"CUDA_CACHE_PATH": "/cuda-cache"})
-    body = make_client(registry).get("/health").json()
+    state = ready_state()
+    state.gpu = GpuInfo(True, "NVIDIA GB10", "SM_90", "SM_121", True, "sm_121 is newer than sm_120")
+    state.jit_cache = JitCacheInfo("/cuda-cache", 14_000_000, 11, {"CUDA_CACHE_PATH": "/cuda-cache"})
+    body = make_client(state).get("/health").json()
     assert body["gpu"] == "NVIDIA GB10"
     assert body["compute_capability"] == "SM_90"
     assert body["capability"] == {
@@ -87,14 +87,14 @@ def test_gpu_capability_spoof_and_jit_cache_are_shown(make_client, ready_registr
     assert body["jit_cache"]["environment"]["CUDA_CACHE_PATH"] == "/cuda-cache"
 
 
-def test_a_gpu_that_cannot_be_used_is_degraded_with_the_fix(make_client, ready_registry):
+def test_a_gpu_that_cannot_be_used_is_degraded_with_the_fix(make_client, ready_state):
     from app.runtime.accelerator import AcceleratorCheck, GpuEvidence, PackageCuda, diagnose
 
     evidence = GpuEvidence(("/dev/nvidia0",), "libcuda.so.1", None)
     packages = (PackageCuda("ctranslate2", "4.8.5", False, 0), PackageCuda("torch", "2.11.0+cu130", True, 1))
-    registry = ready_registry(enable_alignment=False)
-    registry.accelerator = AcceleratorCheck(evidence, packages, tuple(diagnose(evidence, list(packages), "aarch64")))
-    reply = make_client(registry).get("/health")
+    state = ready_state(enable_alignment=False)
+    state.accelerator = AcceleratorCheck(evidence, packages, tuple(diagnose(evidence, list(packages), "aarch64")))
+    reply = make_client(state).get("/health")
     assert reply.status_code == 200
     body = reply.json()
     assert body["status"] == "degraded"

@@ -191,10 +191,10 @@ def test_events_stream_progress_then_the_end(jobs_client, sample_bytes):
     assert all(kind == "progress" for kind, _ in events[:-1])
 
 
-def test_the_api_role_takes_jobs_without_models(make_client, ready_registry, sample_bytes):
-    registry = ready_registry(role="api")
-    registry.phase = registry.phase.LOADING  # as create_app finds it; the lifespan marks it ready
-    client = make_client(registry)
+def test_the_api_role_takes_jobs_without_models(make_client, ready_state, sample_bytes):
+    state = ready_state(role="api")
+    state.phase = state.phase.LOADING  # as create_app finds it; the lifespan marks it ready
+    client = make_client(state)
     client.app.dependency_overrides.clear()  # the real dependency: no pipeline in this role
     with client:
         health = client.get("/health")

@@ -17,7 +17,7 @@ from app.runtime.accelerator import (
     PackageCuda,
 )
 from app.serving import loader as registry_module
-from app.serving.loader import ModelRegistry
+from app.serving.loader import ModelLoader
 
 EVIDENCE = GpuEvidence(device_nodes=("/dev/nvidia0",))
 CTRANSLATE2 = PackageCuda("ctranslate2", "4.8.5", built_with_cuda=True, devices=1)
@@ -41,12 +41,12 @@ def gpu_machine(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     monkeypatch.setattr(registry_module, "with_torch", with_torch)
     monkeypatch.setattr(registry_module, "describe_gpu", lambda: None)
 
-    def load(self: ModelRegistry) -> None:
+    def load(self: ModelLoader) -> None:
         events.append(f"loading began on {threading.current_thread().name}")
-        self.device = "cuda"
+        self.state.device = "cuda"
         self._describe_gpu()
 
-    monkeypatch.setattr(ModelRegistry, "load", load)
+    monkeypatch.setattr(ModelLoader, "load", load)
     return state
 
 

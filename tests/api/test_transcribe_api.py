@@ -164,14 +164,12 @@ def test_no_temporary_file_is_left_behind(client, sample_bytes, fake_pipeline, t
     assert not list(tmp_path.glob("upload-*"))
 
 
-def test_not_ready_is_503_with_retry_after(make_client, ready_registry, sample_bytes):
-    from app.http.deps import get_pipeline
-    from app.serving.loader import Phase
+def test_not_ready_is_503_with_retry_after(make_client, ready_state, sample_bytes):
+    from app.serving.status import Phase
 
-    registry = ready_registry()
-    registry.phase = Phase.LOADING
-    client = make_client(registry)
-    client.app.dependency_overrides.pop(get_pipeline)
+    state = ready_state()
+    state.phase = Phase.LOADING
+    client = make_client(state)
     reply = _post(client, sample_bytes)
     assert reply.status_code == 503
     assert reply.headers["retry-after"] == "5"

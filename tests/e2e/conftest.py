@@ -8,8 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.engine.whisper.ctranslate2 import WhisperEngine
+from app.engine.whisper.ctranslate2 import CTranslate2Engine
 from app.engine.whisper.sources import resolve_whisper_source
+from app.engine.whisper.stage import Whisper
 from tests.support.server import RunningServer
 from tests.support.server_fixtures import server_or_fail
 
@@ -47,9 +48,11 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def whisper(tmp_path_factory: pytest.TempPathFactory) -> WhisperEngine:
+def whisper(tmp_path_factory: pytest.TempPathFactory) -> Whisper:
     """The bundled multilingual base, in this process, for tests of the stages themselves."""
     source = resolve_whisper_source("bundled-base", "cpu", tmp_path_factory.mktemp("models"))
-    return WhisperEngine.load(
-        source, device="cpu", compute_type="int8", cpu_threads=2, download_root="unused", hf_token=None
+    return Whisper(
+        CTranslate2Engine.load(
+            source, device="cpu", compute_type="int8", cpu_threads=2, download_root="unused", hf_token=None
+        )
     )

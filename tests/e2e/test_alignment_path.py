@@ -15,7 +15,8 @@ import pytest
 
 from app.engine.align.aligners import AlignerCache
 from app.engine.audio import decode_audio
-from app.engine.pipeline import TranscribeOptions, TranscriptionPipeline
+from app.engine.options import ResolvedOptions, SpeakerHints
+from app.engine.pipeline import TranscriptionPipeline
 from app.engine.vad import load_speech_detector
 
 LETTERS = list("abcdefghijklmnopqrstuvwxyz'")
@@ -65,7 +66,7 @@ def _aligners(directory: Path, tmp_path: Path, capacity: int = 4, languages=("en
 
 
 def test_the_configured_aligner_times_the_words(whisper, audio, random_aligner_dir, tmp_path):
-    options = TranscribeOptions(language="en", diarize=False, batch_size=4)
+    options = ResolvedOptions("en", "transcribe", False, SpeakerHints(), None, 4, True, 0.0)
     vad = load_speech_detector("pyannote", "cpu")
     aligners = _aligners(random_aligner_dir, tmp_path)
     aligned = TranscriptionPipeline(whisper, vad=vad, device="cpu", aligners=aligners, diarizer=None).run(

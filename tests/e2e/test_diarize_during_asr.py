@@ -8,14 +8,15 @@ import time
 import pytest
 
 from app.control.cancellation import CancelToken
+from app.engine.options import ResolvedOptions, SpeakerHints
 from app.engine.pipeline import TranscriptionPipeline
 from app.engine.speakers.diarization import PyannoteDiarizer
 from app.engine.vad import load_speech_detector
 from app.errors import Cancelled
 from app.serving.warmup import sample_speech
-from app.transcript import SpeakerTurn, TranscribeOptions
+from app.transcript import SpeakerTurn
 
-OPTIONS = TranscribeOptions(language="en", diarize=True, word_timestamps=True, batch_size=4)
+OPTIONS = ResolvedOptions("en", "transcribe", True, SpeakerHints(), None, 4, True, 0.0)
 
 
 def pipeline(whisper, diarizer, during_asr: bool) -> TranscriptionPipeline:

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from app.control.cancellation import CancelToken
-from app.engine.speakers.diarization import DiarizerUnavailable, PyannoteDiarizer, SpeakerHints, load_diarizer
+from app.engine.options import SpeakerHints
+from app.engine.speakers.diarization import DiarizerUnavailable, PyannoteDiarizer, load_diarizer
 from app.errors import Cancelled
 from app.serving.warmup import sample_speech
 from tests.support.scoring import hypothesis_annotation, reference_annotation

@@ -23,14 +23,14 @@ def test_every_replica_gets_a_full_batch_of_windows_and_their_word_times(whisper
     class RecordingWhisper:
         feature_device = whisper.feature_device
 
-        def transcribe(self, audio, chunks, **kwargs):
+        def transcribe(self, audio, chunks, decoding, **kwargs):
             threads.add(threading.get_ident())
-            calls.append(("transcribe", len(chunks), kwargs["batch_size"], audio.shape[0]))
-            return whisper.transcribe(audio, chunks, **kwargs)
+            calls.append(("transcribe", len(chunks), decoding.batch_size, audio.shape[0]))
+            return whisper.transcribe(audio, chunks, decoding, **kwargs)
 
-        def time_words(self, audio, segments, **kwargs):
-            calls.append(("time_words", len(segments), kwargs["batch_size"]))
-            return whisper.time_words(audio, segments, **kwargs)
+        def time_words(self, audio, segments, decoding, **kwargs):
+            calls.append(("time_words", len(segments), decoding.batch_size))
+            return whisper.time_words(audio, segments, decoding, **kwargs)
 
     warm_whisper_batches(RecordingWhisper(), batch_size=3, replicas=2, word_times=True)  # type: ignore[arg-type]
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from app.engine.options import Decoding
 from app.engine.vad import load_speech_detector
-from app.engine.whisper.ctranslate2 import WhisperEngine
+from app.engine.whisper.ctranslate2 import CTranslate2Engine
 from app.engine.whisper.sources import resolve_whisper_source
+from app.engine.whisper.stage import Whisper
 from app.serving.warmup import sample_speech
 
 
@@ -23,11 +25,13 @@ def test_same_result_as_direct_whisperx(source):
     direct = whisperx.load_model(source.location, "cpu", compute_type="int8", threads=2, language="en")
     expected = direct.transcribe(audio, batch_size=2, language="en")["segments"]
 
-    engine = WhisperEngine.load(
-        source, device="cpu", compute_type="int8", cpu_threads=2, download_root="unused", hf_token=None
+    engine = Whisper(
+        CTranslate2Engine.load(
+            source, device="cpu", compute_type="int8", cpu_threads=2, download_root="unused", hf_token=None
+        )
     )
     chunks = load_speech_detector("pyannote", "cpu")(audio)
-    ours = engine.transcribe(audio, chunks, language="en", task="transcribe", initial_prompt=None, batch_size=2)
+    ours = engine.transcribe(audio, chunks, Decoding("en", "transcribe", None, 0.0, 2))
 
     assert [(s.start, s.end, s.text) for s in ours] == [(s["start"], s["end"], s["text"]) for s in expected]
     assert [s.avg_logprob for s in ours] == pytest.approx([s["avg_logprob"] for s in expected], abs=1e-6)
@@ -45,15 +49,15 @@ def test_out_of_memory_mid_request_gives_the_same_text(whisper, monkeypatch):
     """Injected CUDA OOM for any batch above one window: the request still completes, unchanged."""
     audio = np.tile(sample_speech(), 3)
     chunks = load_speech_detector("pyannote", "cpu")(audio)
-    options = {"language": "en", "task": "transcribe", "initial_prompt": None, "batch_size": 3}
-    expected = whisper.transcribe(audio, chunks, **options)
+    decoding = Decoding("en", "transcribe", None, 0.0, 3)
+    expected = whisper.transcribe(audio, chunks, decoding)
 
-    generate = whisper.generate
+    decode = whisper.engine.decode
 
-    def generate_or_oom(features, prompt, temperature=0.0):
+    def decode_or_oom(features, prompt, temperature=0.0):
         if features.shape[0] > 1:
             raise RuntimeError("CUDA failed with error out of memory")
-        return generate(features, prompt, temperature)
+        return decode(features, prompt, temperature)
 
-    monkeypatch.setattr(whisper, "generate", generate_or_oom)
-    assert [s.text for s in whisper.transcribe(audio, chunks, **options)] == [s.text for s in expected]
+    monkeypatch.setattr(whisper.engine, "decode", decode_or_oom)
+    assert [s.text for s in whisper.transcribe(audio, chunks, decoding)] == [s.text for s in expected]

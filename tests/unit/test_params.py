@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from app.wire.schemas import TranscribeParams
+from app.wire.forms import TranscribeParams
 
 
 def test_defaults_mean_auto_everything():

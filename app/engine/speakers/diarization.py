@@ -20,7 +20,8 @@ import numpy as np
 from app.config import DiarizerChoice
 from app.control.cancellation import CancelToken
 from app.engine.audio import SAMPLE_RATE
-from app.transcript import Segment, SpeakerHints, SpeakerTurn
+from app.engine.options import SpeakerHints
+from app.transcript import Segment, SpeakerTurn
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -23,16 +24,16 @@ from app.config import Settings
 from app.control.admission import AdmissionGate
 from app.control.budget import Budgets
 from app.control.cancellation import CancelToken
-from app.engine.pipeline import TranscriptionPipeline
-from app.http.deps import BudgetsDep, GateDep, MetricsDep, PipelineDep, SettingsDep
-from app.http.metrics import ServiceMetrics
+from app.engine.options import TranscribeOptions
+from app.http.deps import BudgetsDep, GateDep, SettingsDep, TranscriberDep
 from app.http.upload import UploadLimits, parse_fields, receive_upload
-from app.serving.transcriber import transcribe_file
-from app.transcript import TranscribeOptions, Transcript
+from app.serving.transcriber import Transcriber
+from app.transcript import Transcript
 
 logger = logging.getLogger(__name__)
 
 Params = TypeVar("Params", bound=BaseModel)
+T = TypeVar("T")
 
 # The answers every transcription route can give besides its result (OpenAPI).
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -47,49 +48,41 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class Transcriber:
+class TranscriptionFlow:
     """What a transcription route needs from the app, as one dependency."""
 
     settings: Settings
     gate: AdmissionGate
     budgets: Budgets
-    pipeline: TranscriptionPipeline
-    metrics: ServiceMetrics
+    transcriber: Transcriber
 
     async def __call__(
         self, request: Request, form: type[Params], options_of: Callable[[Params], TranscribeOptions]
     ) -> tuple[Params, Transcript]:
         """Admit, read the upload, parse ``form``, resolve its options, decode and transcribe.
 
-        ``options_of`` turns the parsed form into options (and may refuse it); the pipeline
-        then fills the defaults and checks them, before any audio is decoded.
+        ``options_of`` turns the parsed form into options (and may refuse it); the transcriber
+        then decides the defaults and checks them, before any audio is decoded.
         """
+        transcriber = self.transcriber
         with self.gate.admit() as cancel:  # before a byte of the body is read
             async with receive_upload(request, upload_limits(self.settings, self.budgets)) as upload:
                 params = parse_fields(form, upload.fields)
-                options = self.pipeline.resolve(options_of(params))
+                options = transcriber.resolve(options_of(params))
                 transcript = await run_watching_client(
-                    request,
-                    cancel,
-                    transcribe_file,
-                    self.pipeline,
-                    upload.path,
-                    options,
-                    self.settings,
-                    self.budgets,
-                    cancel,
+                    request, cancel, partial(transcriber.transcribe_file, upload.path, options, cancel)
                 )
-        self.metrics.observe_transcript(transcript)
         return params, transcript
 
 
-def get_transcriber(
-    settings: SettingsDep, gate: GateDep, budgets: BudgetsDep, pipeline: PipelineDep, metrics: MetricsDep
-) -> Transcriber:
-    return Transcriber(settings, gate, budgets, pipeline, metrics)
+def get_flow(
+    settings: SettingsDep, gate: GateDep, budgets: BudgetsDep, transcriber: TranscriberDep
+) -> TranscriptionFlow:
+    transcriber.pipeline()  # loading, failed or API-only: 503 before the upload is read
+    return TranscriptionFlow(settings, gate, budgets, transcriber)
 
 
-TranscriberDep = Annotated[Transcriber, Depends(get_transcriber)]
+FlowDep = Annotated[TranscriptionFlow, Depends(get_flow)]
 
 
 def upload_limits(settings: Settings, budgets: Budgets) -> UploadLimits:
@@ -103,7 +96,7 @@ def upload_limits(settings: Settings, budgets: Budgets) -> UploadLimits:
     )
 
 
-async def run_watching_client(request: Request, cancel: CancelToken, work: Any, *args: Any) -> Any:
+async def run_watching_client(request: Request, cancel: CancelToken, work: Callable[[], T]) -> T:
     """Run ``work`` in the threadpool; stop waiting for it once it is cancelled.
 
     A client that disconnects cancels the work. Cancelled work (client gone, or the drain's
@@ -111,7 +104,7 @@ async def run_watching_client(request: Request, cancel: CancelToken, work: Any, 
     boundary, so a shutdown answers every request with its 503 in time even while a long,
     uninterruptible stage (VAD of an hour on a CPU) finishes in the background.
     """
-    job = asyncio.ensure_future(run_in_threadpool(work, *args))
+    job = asyncio.ensure_future(run_in_threadpool(work))
     job.add_done_callback(_retrieve)
     watchers = {asyncio.ensure_future(_disconnected(request)), asyncio.ensure_future(_cancelled(cancel))}
     try:

@@ -16,9 +16,9 @@ from app.control.admission import AdmissionGate
 from app.control.budget import ByteBudget
 from app.errors import retry_later
 from app.http.auth import require_api_key_for_health
-from app.http.deps import BudgetsDep, GateDep, RegistryDep, SettingsDep
+from app.http.deps import BudgetsDep, GateDep, ServiceStateDep, SettingsDep
 from app.runtime.accelerator import AcceleratorCheck
-from app.serving.loader import ModelRegistry, Phase
+from app.serving.status import BatchingStatus, Phase, ServiceStatus
 from app.wire.schemas import (
     AcceleratorOut,
     AcceleratorProblemOut,
@@ -37,14 +37,12 @@ from app.wire.schemas import (
 router = APIRouter(tags=["health"])
 
 
-def _status(registry: ModelRegistry, gate: AdmissionGate) -> str:
+def _status(status: ServiceStatus, gate: AdmissionGate) -> str:
     if gate.draining:
         return "draining"
-    if registry.phase is Phase.READY:
-        return "degraded" if registry.degraded_reasons() else "healthy"
-    if registry.phase is Phase.FAILED:
-        return "failed"
-    return registry.phase.value
+    if status.phase is Phase.READY:
+        return "degraded" if status.degraded else "healthy"
+    return status.phase.value
 
 
 @router.get(
@@ -55,22 +53,18 @@ def _status(registry: ModelRegistry, gate: AdmissionGate) -> str:
         503: {"model": HealthResponse, "description": "Loading, warming up, failed to start, or draining for shutdown."}
     },
 )
-async def health(registry: RegistryDep, gate: GateDep, budgets: BudgetsDep, settings: SettingsDep) -> JSONResponse:
-    gpu = registry.gpu
-    stages = {
-        "asr": registry.stages["asr"],
-        "alignment": registry.alignment_status(),
-        "diarization": registry.stages["diarization"],
-    }
-    ready = registry.phase is Phase.READY and not gate.draining
+async def health(state: ServiceStateDep, gate: GateDep, budgets: BudgetsDep, settings: SettingsDep) -> JSONResponse:
+    status = state.snapshot()
+    gpu = status.gpu
+    ready = status.ready and not gate.draining
     body = HealthResponse(
-        status=_status(registry, gate),  # type: ignore[arg-type]
+        status=_status(status, gate),  # type: ignore[arg-type]
         service=settings.service_name,
         version=__version__,
-        device=registry.device,
-        diarization_device=registry.diarization_device,
-        model=registry.stages["asr"].model,
-        compute_type=registry.compute_type,
+        device=status.device,
+        diarization_device=status.diarization_device,
+        model=status.model,
+        compute_type=status.compute_type,
         cuda_available=gpu.cuda_available if gpu else None,
         gpu=gpu.name if gpu else None,
         compute_capability=gpu.compute_capability if gpu else None,
@@ -82,13 +76,13 @@ async def health(registry: RegistryDep, gate: GateDep, budgets: BudgetsDep, sett
         )
         if gpu and gpu.cuda_available
         else None,
-        accelerator=_accelerator(registry.accelerator) if registry.accelerator else None,
-        stages={name: StageOut(**asdict(stage)) for name, stage in stages.items()},
-        degraded=registry.degraded_reasons() if ready else [],
-        failure=registry.failure,
-        startup_s=registry.startup_timings,
-        warmup=WarmupOut(**asdict(registry.warmup)) if registry.warmup else None,
-        jit_cache=JitCacheOut(**asdict(registry.jit_cache)) if registry.jit_cache else None,
+        accelerator=_accelerator(status.accelerator) if status.accelerator else None,
+        stages={name: StageOut(**asdict(stage)) for name, stage in status.stages.items()},
+        degraded=list(status.degraded) if ready else [],
+        failure=status.failure,
+        startup_s=dict(status.startup_s),
+        warmup=WarmupOut(**asdict(status.warmup)) if status.warmup else None,
+        jit_cache=JitCacheOut(**asdict(status.jit_cache)) if status.jit_cache else None,
         queue=QueueOut(
             in_flight=gate.in_flight,
             limit=gate.limit,
@@ -96,9 +90,9 @@ async def health(registry: RegistryDep, gate: GateDep, budgets: BudgetsDep, sett
             cancelled=gate.cancelled,
             draining=gate.draining,
             budgets={"memory": _budget(budgets.memory), "disk": _budget(budgets.disk)},
-            batching=_batching(registry),
+            batching=_batching(status.batching) if status.batching else None,
         ),
-        gpu_memory=GpuMemoryOut(**asdict(memory)) if (memory := registry.gpu_memory.latest()) else None,
+        gpu_memory=GpuMemoryOut(**asdict(status.gpu_memory)) if status.gpu_memory else None,
     )
     if ready:
         return JSONResponse(body.model_dump())
@@ -124,11 +118,8 @@ def _accelerator(check: AcceleratorCheck) -> AcceleratorOut:
     )
 
 
-def _batching(registry: ModelRegistry) -> BatchingOut | None:
-    stats = registry.batching_stats()
-    if stats is None:
-        return None
-    whisper = registry.pipeline.whisper if registry.pipeline else None
+def _batching(batching: BatchingStatus) -> BatchingOut:
+    stats = batching.stats
     return BatchingOut(
         replicas=stats.workers,
         waiting_jobs=stats.waiting_jobs,
@@ -138,7 +129,7 @@ def _batching(registry: ModelRegistry) -> BatchingOut | None:
         windows=stats.items,
         mean_batch_size=round(stats.items / stats.batches, 2) if stats.batches else None,
         busy_s=stats.busy_s,
-        model_s=dict(whisper.model_seconds.timings) if whisper else {},
+        model_s=batching.model_s,
     )
 
 

@@ -16,20 +16,22 @@ from typing import Annotated, Literal, TypeVar
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import Field
 
 from app.config import Settings
 from app.engine.audio import check_decodable
-from app.errors import Conflict, InvalidParameter, JobNotFound
+from app.engine.pipeline import TranscriptionPipeline
+from app.errors import Conflict, InvalidParameter, JobNotFound, NotReady
 from app.http.auth import CurrentTenant
-from app.http.deps import BudgetsDep, GateDep, JobsDep, JobTenantDep, RegistryDep, SettingsDep
+from app.http.deps import BudgetsDep, GateDep, JobsDep, JobTenantDep, SettingsDep, TranscriberDep
 from app.http.routes.flow import ERROR_RESPONSES, upload_limits
 from app.http.upload import multipart_openapi, parse_fields, receive_upload
 from app.jobs.records import JobRecord
 from app.jobs.views import job_out, stored_transcript
 from app.jobs.webhooks import WebhookPolicy, WebhookRefused
-from app.wire.rendering import OUTPUT_FORMATS, documented_media_types, render
-from app.wire.schemas import JobOut, OutputFormat, TranscribeParams
+from app.serving.transcriber import Transcriber
+from app.wire.forms import JobParams
+from app.wire.rendering import FORMATS, OUTPUT_FORMATS, OutputFormat, documented_media_types, render
+from app.wire.schemas import JobOut
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 logger = logging.getLogger(__name__)
@@ -39,16 +41,6 @@ T = TypeVar("T")
 _MAX_ID_LENGTH = 64  # ids are 32 hex digits; longer ones are not looked up
 _EVENT_POLL_S = 0.25
 _EVENT_KEEPALIVE_S = 15.0  # a comment line, so proxies do not close a quiet stream
-
-
-class JobParams(TranscribeParams):
-    """The form fields of POST /v1/jobs: those of /transcribe, plus where to announce the end."""
-
-    callback_url: str | None = Field(
-        default=None,
-        max_length=2000,
-        description="POSTed the job's summary when it ends, signed (see the README); hosts in WEBHOOK_ALLOWED_HOSTS.",
-    )
 
 
 IdempotencyKey = Annotated[
@@ -76,7 +68,7 @@ async def submit_job(
     settings: SettingsDep,
     gate: GateDep,
     budgets: BudgetsDep,
-    registry: RegistryDep,
+    transcriber: TranscriberDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     with gate.admit():  # uploads in flight count against the same capacity as transcriptions
@@ -86,7 +78,8 @@ async def submit_job(
             callback_url = params.callback_url
             if callback_url is not None:
                 await run_in_threadpool(_check_callback, callback_url, settings)
-            if (pipeline := registry.ready_pipeline()) is not None:
+            pipeline = _loaded(transcriber)
+            if pipeline is not None:
                 pipeline.resolve(options)  # refuse what the models cannot do, now
             # Not audio at all, or longer than the limit by its header: refused now, not as a failed job later.
             await run_in_threadpool(
@@ -120,7 +113,7 @@ async def submit_job(
     responses={
         200: {
             "description": "`json`: the job, with its result once it succeeded; another `format`: the transcript.",
-            "content": documented_media_types(OUTPUT_FORMATS.values()),
+            "content": documented_media_types([FORMATS[name] for name in OUTPUT_FORMATS.values()]),
         },
         404: {"description": "No such job (or it expired)."},
         409: {"description": "A transcript format was asked of a job that has no transcript (yet)."},
@@ -245,3 +238,11 @@ def _check_callback(url: str, settings: Settings) -> None:
         WebhookPolicy.from_settings(settings).check_destination(url)  # delivery checks again: DNS can change
     except WebhookRefused as exc:
         raise InvalidParameter(str(exc), param="callback_url") from None
+
+
+def _loaded(transcriber: Transcriber) -> TranscriptionPipeline | None:
+    """This process's models, when it has them ready (a front end, ROLE=api, never does)."""
+    try:
+        return transcriber.pipeline()
+    except NotReady:
+        return None

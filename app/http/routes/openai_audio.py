@@ -11,38 +11,28 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Request, Response
 
-from app.engine.pipeline import TranscriptionPipeline
+from app.engine.options import Capabilities, TranscribeOptions
 from app.errors import InvalidParameter, ModelNotFound, Unsupported
-from app.http.deps import PipelineDep, RegistryDep
-from app.http.routes.flow import ERROR_RESPONSES, Transcriber, TranscriberDep
+from app.http.deps import PipelineDep, ServiceStateDep
+from app.http.routes.flow import ERROR_RESPONSES, FlowDep, TranscriptionFlow
 from app.http.upload import multipart_openapi
-from app.serving.loader import ModelRegistry
-from app.transcript import Task, TranscribeOptions
+from app.serving.status import ServiceState
+from app.transcript import Task
+from app.wire.forms import OpenAITranscriptionParams, OpenAITranslationParams
 from app.wire.openai_schemas import (
     OPENAI_MODEL_ALIAS,
     ErrorResponse,
     ModelCard,
     ModelList,
-    OpenAITranscriptionParams,
-    OpenAITranslationParams,
-    ResponseFormat,
     Transcription,
     TranscriptionDiarized,
     TranscriptionVerbose,
 )
-from app.wire.rendering import WireFormat, render
+from app.wire.rendering import OPENAI_FORMATS, render
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
 _OWNER = "transcription-service"
-_FORMATS: dict[ResponseFormat, WireFormat] = {
-    "json": "openai_json",
-    "text": "text",
-    "srt": "srt",
-    "vtt": "vtt",
-    "verbose_json": "verbose_json",
-    "diarized_json": "diarized_json",
-}
 _RESPONSES = {
     **{status: {**answer, "model": ErrorResponse} for status, answer in ERROR_RESPONSES.items()},
     404: {"description": "`model` is neither the loaded model nor whisper-1.", "model": ErrorResponse},
@@ -60,8 +50,8 @@ _FILE = "Audio or video in any format ffmpeg reads (OpenAI's flac, mp3, mp4, mpe
     responses=_RESPONSES,
     openapi_extra=multipart_openapi(OpenAITranscriptionParams, _FILE),
 )
-async def create_transcription(request: Request, transcriber: TranscriberDep) -> Response:
-    return await _run(request, transcriber, OpenAITranscriptionParams, "transcribe")
+async def create_transcription(request: Request, flow: FlowDep) -> Response:
+    return await _run(request, flow, OpenAITranscriptionParams, "transcribe")
 
 
 @router.post(
@@ -70,44 +60,42 @@ async def create_transcription(request: Request, transcriber: TranscriberDep) ->
     responses=_RESPONSES,
     openapi_extra=multipart_openapi(OpenAITranslationParams, _FILE),
 )
-async def create_translation(request: Request, transcriber: TranscriberDep) -> Response:
-    return await _run(request, transcriber, OpenAITranslationParams, "translate")
+async def create_translation(request: Request, flow: FlowDep) -> Response:
+    return await _run(request, flow, OpenAITranslationParams, "translate")
 
 
 async def _run(
-    request: Request, transcriber: Transcriber, form: type[OpenAITranscriptionParams], task: Task
+    request: Request, flow: TranscriptionFlow, form: type[OpenAITranscriptionParams], task: Task
 ) -> Response:
-    params, transcript = await transcriber(request, form, _options_of(transcriber.pipeline, task))
-    rendered = render(transcript, _FORMATS[params.response_format], granularities=params.timestamp_granularities)
+    params, transcript = await flow(request, form, _options_of(flow.transcriber.pipeline().capabilities, task))
+    rendered = render(transcript, OPENAI_FORMATS[params.response_format], granularities=params.timestamp_granularities)
     return Response(rendered.body, media_type=rendered.media_type)
 
 
 @router.get("/models", response_model=ModelList)
-def list_models(pipeline: PipelineDep, registry: RegistryDep) -> ModelList:
-    return ModelList(data=[_card(name, registry) for name in (pipeline.model_name, OPENAI_MODEL_ALIAS)])
+def list_models(pipeline: PipelineDep, state: ServiceStateDep) -> ModelList:
+    return ModelList(data=[_card(name, state) for name in (pipeline.model_name, OPENAI_MODEL_ALIAS)])
 
 
 @router.get("/models/{model_id:path}", response_model=ModelCard, responses={404: {"model": ErrorResponse}})
-def get_model(model_id: str, pipeline: PipelineDep, registry: RegistryDep) -> ModelCard:
-    _check_model(model_id, pipeline)
-    return _card(model_id, registry)
+def get_model(model_id: str, pipeline: PipelineDep, state: ServiceStateDep) -> ModelCard:
+    _check_model(model_id, pipeline.capabilities)
+    return _card(model_id, state)
 
 
-def _options_of(
-    pipeline: TranscriptionPipeline, task: Task
-) -> Callable[[OpenAITranscriptionParams], TranscribeOptions]:
+def _options_of(can: Capabilities, task: Task) -> Callable[[OpenAITranscriptionParams], TranscribeOptions]:
     def options_of(params: OpenAITranscriptionParams) -> TranscribeOptions:
-        _check_model(params.model, pipeline)
+        _check_model(params.model, can)
         if params.stream:
             raise Unsupported(
                 "stream=true is not supported: the transcript comes whole, with word times and speakers, "
                 "when it is done. Send stream=false (the default).",
                 param="stream",
             )
-        if params.response_format == "diarized_json" and pipeline.diarizer is None:
+        if params.response_format == "diarized_json" and not can.diarizer:
             raise InvalidParameter(
                 f"response_format diarized_json needs diarization, which is unavailable here: "
-                f"{pipeline.diarizer_unavailable or 'ENABLE_DIARIZATION=false'}.",
+                f"{can.diarizer_unavailable or 'ENABLE_DIARIZATION=false'}.",
                 param="response_format",
             )
         return params.options(task)
@@ -115,14 +103,13 @@ def _options_of(
     return options_of
 
 
-def _check_model(model: str, pipeline: TranscriptionPipeline) -> None:
-    if model not in (pipeline.model_name, OPENAI_MODEL_ALIAS):
+def _check_model(model: str, can: Capabilities) -> None:
+    if model not in (can.model, OPENAI_MODEL_ALIAS):
         raise ModelNotFound(
-            f"The model `{model}` does not exist. This server has `{pipeline.model_name}` "
-            f"(also called `{OPENAI_MODEL_ALIAS}`).",
+            f"The model `{model}` does not exist. This server has `{can.model}` (also called `{OPENAI_MODEL_ALIAS}`).",
             param="model",
         )
 
 
-def _card(model_id: str, registry: ModelRegistry) -> ModelCard:
-    return ModelCard(id=model_id, created=int(registry.ready_at or 0), owned_by=_OWNER)
+def _card(model_id: str, state: ServiceState) -> ModelCard:
+    return ModelCard(id=model_id, created=int(state.ready_at or 0), owned_by=_OWNER)

@@ -1,0 +1,213 @@
+"""A request's options: as the client asked, then resolved once into what every stage runs with.
+
+- ``TranscribeOptions`` is what a client may ask for, validated (a known language code,
+  consistent speaker counts, bounded numbers). ``None`` means "the server's default". The
+  service's own form (``/transcribe``, ``/v1/jobs``) *is* this model plus its output field,
+  so a new option is declared here once and reaches the form, the OpenAPI schema, the job
+  store and the stages without another copy.
+- ``resolve`` decides every default and checks the options against what the loaded models
+  can do (``Capabilities``), once per request and before any audio is decoded. Its result,
+  ``ResolvedOptions``, is frozen and has no "server default" left in it.
+- Stages take the part they need: Whisper a ``Decoding`` (``ResolvedOptions.decoding``), the
+  diarizer the ``SpeakerHints``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from app.errors import InvalidParameter
+from app.transcript import Task
+
+
+def whisper_languages() -> frozenset[str]:
+    """Every language code Whisper has a token for (faster-whisper's list; read on first use, not at import)."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return frozenset(_LANGUAGE_CODES)
+
+
+def _language_code(value: object) -> str | None:
+    if value is None:
+        return None
+    code = str(value).strip().lower()
+    if code in ("", "auto"):
+        return None
+    if code not in whisper_languages():
+        raise ValueError(f"unknown language code {value!r}; use 'auto' or an ISO 639-1 code Whisper knows")
+    return code
+
+
+def _blank_is_none(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _language_enum(schema: dict[str, Any]) -> None:
+    """The codes themselves in the schema (read when it is generated, not at import)."""
+    for choice in schema.get("anyOf", [schema]):
+        if choice.get("type") == "string":
+            choice["enum"] = ["auto", *sorted(whisper_languages())]
+
+
+LanguageCode = Annotated[
+    str | None,
+    BeforeValidator(_language_code),
+    Field(description="`auto` (default) or an ISO 639-1 code such as `en`.", json_schema_extra=_language_enum),
+]
+Prompt = Annotated[Annotated[str, Field(max_length=1000)] | None, BeforeValidator(_blank_is_none)]
+Temperature = Annotated[float, Field(ge=0.0, le=1.0, description="0: beam search (deterministic). Above 0: sampling.")]
+
+
+@dataclass(frozen=True)
+class SpeakerHints:
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+
+    @property
+    def given(self) -> bool:
+        return any(v is not None for v in (self.num_speakers, self.min_speakers, self.max_speakers))
+
+
+class SpeakerOptions(BaseModel):
+    """Who speaks: shared by the service's own options and (as extensions) OpenAI's form."""
+
+    model_config = ConfigDict(frozen=True)
+
+    diarize: bool | None = Field(
+        default=None,
+        description="Label speakers. Default: when a diarizer is loaded and words are timed, or when speaker "
+        "hints are given.",
+    )
+    num_speakers: int | None = Field(default=None, ge=1, le=64)
+    min_speakers: int | None = Field(default=None, ge=1, le=64)
+    max_speakers: int | None = Field(default=None, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _consistent_speakers(self) -> SpeakerOptions:
+        low, high, exact = self.min_speakers, self.max_speakers, self.num_speakers
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"min_speakers ({low}) is greater than max_speakers ({high})")
+        if exact is not None and ((low is not None and exact < low) or (high is not None and exact > high)):
+            raise ValueError(f"num_speakers ({exact}) is outside min_speakers/max_speakers")
+        if self.diarize is False and self.hints.given:
+            raise ValueError("speaker hints were given but diarize is false")
+        return self
+
+    @property
+    def hints(self) -> SpeakerHints:
+        return SpeakerHints(self.num_speakers, self.min_speakers, self.max_speakers)
+
+
+class TranscribeOptions(SpeakerOptions):
+    """What one request asks for; ``None`` means "the server's default" (``resolve`` decides it)."""
+
+    language: LanguageCode = None
+    task: Task = "transcribe"
+    initial_prompt: Prompt = Field(default=None, description="Text that came before, or the spelling of names.")
+    batch_size: int | None = Field(default=None, ge=1, le=256, description="Windows per batch (the server's cap).")
+    word_timestamps: bool = Field(default=True, description="Time every word (alignment). `false` is faster.")
+    temperature: Temperature = 0.0
+
+    def options(self) -> TranscribeOptions:
+        """Just the options, from a form that extends them (its own fields, such as ``output``, left out)."""
+        return TranscribeOptions.model_construct(
+            **{name: getattr(self, name) for name in TranscribeOptions.model_fields}
+        )
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What options are resolved against: the loaded models' abilities and the server's limits."""
+
+    model: str
+    multilingual: bool
+    languages: frozenset[str]
+    diarizer: bool
+    diarizer_unavailable: str | None  # why there is no diarizer, in words
+    default_batch_size: int
+    max_batch_size: int
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """What Whisper decodes a request's windows with: the prompt's parts, the batch and sampling."""
+
+    language: str
+    task: Task
+    initial_prompt: str | None
+    temperature: float  # 0: beam search; above: sampling at that temperature
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class ResolvedOptions:
+    """Every choice made. ``language`` None still means "identify it", ``initial_prompt`` None "no prompt"."""
+
+    language: str | None
+    task: Task
+    diarize: bool
+    hints: SpeakerHints
+    initial_prompt: str | None
+    batch_size: int
+    word_timestamps: bool
+    temperature: float
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The stages these options run through, in order (progress reports them)."""
+        return (
+            "vad",
+            *(("language_detection",) if self.language is None else ()),
+            "asr",
+            *(("alignment",) if self.word_timestamps else ()),
+            *(("diarization",) if self.diarize else ()),
+        )
+
+    def decoding(self, language: str) -> Decoding:
+        """Whisper's part, in ``language`` (the one asked for, or the one identified)."""
+        return Decoding(language, self.task, self.initial_prompt, self.temperature, self.batch_size)
+
+
+def resolve(options: TranscribeOptions, can: Capabilities) -> ResolvedOptions:
+    """``options`` with every default decided, or InvalidParameter (a 422) when the models cannot do them."""
+    batch_size = options.batch_size or can.default_batch_size
+    if batch_size > can.max_batch_size:
+        raise InvalidParameter(
+            f"batch_size {batch_size} exceeds this server's limit of {can.max_batch_size}.", param="batch_size"
+        )
+    language = options.language
+    if language is not None and language not in can.languages:
+        if can.multilingual:
+            raise InvalidParameter(f"The loaded model {can.model} has no language {language!r}.", param="language")
+        raise InvalidParameter(
+            f"The loaded model {can.model} is English-only; language {language!r} is not available.",
+            param="language",
+        )
+    if options.task == "translate" and not can.multilingual:
+        raise InvalidParameter(f"The loaded model {can.model} is English-only and cannot translate.")
+    hints = options.hints
+    diarize = options.diarize
+    if diarize is None:
+        # Hints ask for speakers; otherwise label them when a diarizer is loaded and there are
+        # word times to label (speakers are assigned word by word).
+        diarize = hints.given or (options.word_timestamps and can.diarizer)
+    if diarize and not options.word_timestamps:
+        raise InvalidParameter(
+            "Speakers need word times (they are assigned word by word): "
+            "drop word_timestamps=false or ask for no speakers.",
+            param="diarize",
+        )
+    return ResolvedOptions(
+        language=language,
+        task=options.task,
+        diarize=diarize,
+        hints=hints,
+        initial_prompt=options.initial_prompt,
+        batch_size=batch_size,
+        word_timestamps=options.word_timestamps,
+        temperature=options.temperature,
+    )

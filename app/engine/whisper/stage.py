@@ -1,0 +1,287 @@
+"""The Whisper stage: language, text and Whisper's word times of a request, on any ``WhisperEngine``.
+
+Every model call goes through a ``BatchScheduler`` (batching.py): the request's thread
+computes the windows' features, and the scheduler's threads run the engine on them, in
+batches shared with concurrent requests that decode the same way (the same prompt and
+temperature). While one batch of a long request is on the GPU, its thread prepares the next.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from app.control.cancellation import CancelToken
+from app.control.progress import Progress
+from app.engine.audio import SAMPLE_RATE
+from app.engine.options import Decoding
+from app.engine.vad import CHUNK_SECONDS, SpeechChunk
+from app.engine.whisper.batching import BatchScheduler, Job, Operation
+from app.engine.whisper.engine import AlignmentInput, Decoded, WhisperEngine
+from app.engine.whisper.sources import WhisperSource
+from app.runtime.timing import StepTimer
+from app.transcript import Segment, Word
+
+logger = logging.getLogger(__name__)
+
+Span = TypeVar("Span", SpeechChunk, Segment)  # a stretch of audio: a VAD chunk or a decoded segment
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+_CHUNK_SAMPLES = CHUNK_SECONDS * SAMPLE_RATE
+# Batches a request has prepared but not yet got back: one on the GPU, one ready behind it.
+# More would only hold features in memory (1.5 MB per window for large-v3).
+_BATCHES_AHEAD = 2
+_PREPEND_PUNCTUATIONS = "\"'“¿([{-"
+_APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
+
+
+class Whisper:
+    """One loaded Whisper engine behind its scheduler; what the pipeline asks of Whisper."""
+
+    def __init__(self, engine: WhisperEngine, scheduler: BatchScheduler | None = None) -> None:
+        self.engine = engine
+        self.scheduler = scheduler or BatchScheduler("whisper")
+
+    @property
+    def source(self) -> WhisperSource:
+        return self.engine.source
+
+    @property
+    def multilingual(self) -> bool:
+        return self.engine.multilingual
+
+    @property
+    def languages(self) -> frozenset[str]:
+        return self.engine.languages
+
+    @property
+    def feature_device(self) -> str:
+        return self.engine.feature_device
+
+    @property
+    def model_seconds(self) -> StepTimer:
+        return self.engine.model_seconds
+
+    def detect_language(
+        self, audio: np.ndarray, chunks: list[SpeechChunk], cancel: CancelToken | None = None
+    ) -> tuple[str, float]:
+        """Identify the language on up to 30 s of the detected speech (not on leading silence)."""
+        if not self.engine.multilingual:
+            return "en", 1.0
+        speech = np.concatenate([_slice(audio, c) for c in chunks])[:_CHUNK_SAMPLES]
+        job = self.scheduler.submit(_DetectLanguage(self.engine), [self._features(speech)], 1)
+        try:
+            [(language, probability)] = job.result(cancel)
+        except BaseException:
+            self.scheduler.cancel(job)
+            raise
+        return language, probability
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        chunks: list[SpeechChunk],
+        decoding: Decoding,
+        *,
+        timer: StepTimer | None = None,
+        cancel: CancelToken | None = None,
+        progress: Progress | None = None,
+    ) -> list[Segment]:
+        """Decode every speech chunk into one segment of text (no word times yet).
+
+        ``timer`` gets the seconds this thread spent computing features, under ``features``.
+        """
+        tokenizer = self.engine.tokenizer(decoding.language, decoding.task)
+        prompt = self.engine.prompt(tokenizer, decoding.initial_prompt)
+        decoded = self._in_batches(
+            _Decode(self.engine, tuple(prompt), decoding.temperature),
+            chunks,
+            decoding.batch_size,
+            lambda c: self._features(_slice(audio, c)),
+            timer,
+            cancel,
+            progress,
+        )
+        segments = [
+            Segment(
+                start=round(chunk.start, 3),
+                end=round(chunk.end, 3),
+                text=tokenizer.decode([t for t in window.tokens if t < tokenizer.eot]),
+                avg_logprob=window.avg_logprob,
+                no_speech_prob=round(window.no_speech_prob, 4),
+            )
+            for chunk, window in zip(chunks, decoded, strict=True)
+        ]
+        return [s for s in segments if s.text.strip()]
+
+    def time_words(
+        self,
+        audio: np.ndarray,
+        segments: list[Segment],
+        decoding: Decoding,
+        *,
+        timer: StepTimer | None = None,
+        cancel: CancelToken | None = None,
+        progress: Progress | None = None,
+    ) -> list[Segment]:
+        """Whisper's own word times for decoded segments, split into sentence-sized segments."""
+        from faster_whisper.transcribe import merge_punctuations
+
+        tokenizer = self.engine.tokenizer(decoding.language, decoding.task)
+
+        def prepare(segment: Segment) -> AlignmentInput:
+            features, num_frames = self.engine.alignment_features(_slice(audio, segment))
+            tokens = [t for t in tokenizer.encode(segment.text) if t < tokenizer.eot]
+            return AlignmentInput(features, num_frames, tokens)
+
+        alignments = self._in_batches(
+            _AlignWords(self.engine, decoding.language, decoding.task),
+            segments,
+            decoding.batch_size,
+            prepare,
+            timer,
+            cancel,
+            progress,
+        )
+        timed: list[Segment] = []
+        for segment, alignment in zip(segments, alignments, strict=True):
+            merge_punctuations(alignment, _PREPEND_PUNCTUATIONS, _APPEND_PUNCTUATIONS)
+            timed.extend(_split_sentences(segment, alignment))
+        return timed
+
+    def text_tokens(self, texts: list[str], decoding: Decoding) -> list[list[int]]:
+        """Whisper's tokens for each text (segments', as OpenAI's verbose_json lists them)."""
+        tokenizer = self.engine.tokenizer(decoding.language, decoding.task)
+        return [[t for t in tokenizer.encode(" " + text.strip()) if t < tokenizer.eot] for text in texts]
+
+    def _in_batches(
+        self,
+        operation: Operation[In, Out],
+        spans: list[Span],
+        batch_size: int,
+        prepare: Callable[[Span], In],
+        timer: StepTimer | None,
+        cancel: CancelToken | None = None,
+        progress: Progress | None = None,
+    ) -> list[Out]:
+        """Prepare ``spans`` a batch at a time in this thread while the scheduler runs the batch before.
+
+        A cancelled request stops at the next batch boundary; its queued batches are withdrawn.
+        ``progress`` hears of each batch as it is handed to the scheduler (at most
+        ``_BATCHES_AHEAD`` batches ahead of the finished ones), with the audio it reaches.
+        """
+        timer = timer or StepTimer()
+        jobs: list[Job[In, Out]] = []
+        try:
+            for first in range(0, len(spans), batch_size):
+                if cancel is not None:
+                    cancel.check()
+                if len(jobs) >= _BATCHES_AHEAD:
+                    jobs[-_BATCHES_AHEAD].result(cancel)
+                with timer("features"):
+                    inputs = [prepare(span) for span in spans[first : first + batch_size]]
+                jobs.append(self.scheduler.submit(operation, inputs, batch_size))
+                if progress is not None:
+                    done = first + len(inputs)
+                    progress.advance(done / len(spans), spans[done - 1].end)
+            return [output for job in jobs for output in job.result(cancel)]
+        except BaseException:
+            for job in jobs:
+                self.scheduler.cancel(job)
+            raise
+
+    def _features(self, audio: np.ndarray) -> np.ndarray:
+        """WhisperX's log-Mel features of one window, zero-padded to 30 s, computed where Whisper runs.
+
+        On a GPU this takes the STFT off the CPU: many request threads each running torch's
+        multi-threaded CPU STFT at once starve the scheduler thread, whose decoder is bound by
+        how fast one CPU core launches kernels (measured with bench/throughput.py).
+        """
+        from whisperx.audio import log_mel_spectrogram
+
+        # Negative padding crops, as in WhisperX: a window is exactly 3000 frames.
+        padding = _CHUNK_SAMPLES - audio.shape[0]
+        mel = log_mel_spectrogram(audio, n_mels=self.engine.n_mels, padding=padding, device=self.feature_device)
+        features: np.ndarray = mel.cpu().numpy()
+        return features
+
+
+# The scheduler's operations. Equal ones share a batch, so each holds exactly what makes two
+# requests' windows decodable together: the engine, and the prompt (language, task, initial
+# prompt) and temperature, or the tokenizer's language and task.
+
+
+@dataclass(frozen=True)
+class _Decode:
+    engine: WhisperEngine
+    prompt: tuple[int, ...]
+    temperature: float = 0.0
+
+    def __call__(self, features: list[np.ndarray]) -> list[Decoded]:
+        return self.engine.decode(np.stack(features), list(self.prompt), self.temperature)
+
+
+@dataclass(frozen=True)
+class _AlignWords:
+    engine: WhisperEngine
+    language: str
+    task: str
+
+    def __call__(self, inputs: list[AlignmentInput]) -> list[list[dict[str, Any]]]:
+        return self.engine.align_words(inputs, self.engine.tokenizer(self.language, self.task))
+
+
+@dataclass(frozen=True)
+class _DetectLanguage:
+    engine: WhisperEngine
+
+    def __call__(self, features: list[np.ndarray]) -> list[tuple[str, float]]:
+        return self.engine.detect_language(np.stack(features))
+
+
+def _slice(audio: np.ndarray, span: SpeechChunk | Segment) -> np.ndarray:
+    return audio[int(span.start * SAMPLE_RATE) : int(span.end * SAMPLE_RATE)]
+
+
+_SENTENCE_END = (".", "?", "!", "。", "？", "！")
+
+
+def _split_sentences(segment: Segment, alignment: list[dict[str, Any]]) -> list[Segment]:
+    """Turn one 30 s chunk with Whisper word times into sentence-sized segments."""
+    sentences: list[Segment] = []
+    raw: list[str] = []
+    words: list[Word] = []
+    for timing in alignment:
+        if not timing["word"].strip():
+            continue
+        raw.append(timing["word"])
+        words.append(
+            Word(
+                word=timing["word"].strip(),
+                start=round(segment.start + float(timing["start"]), 3),
+                end=round(segment.start + float(timing["end"]), 3),
+                score=round(float(timing["probability"]), 3),
+            )
+        )
+        if timing["word"].rstrip().endswith(_SENTENCE_END):
+            sentences.append(_sentence(raw, words, segment))
+            raw, words = [], []
+    if words:
+        sentences.append(_sentence(raw, words, segment))
+    return sentences or [segment]
+
+
+def _sentence(raw: list[str], words: list[Word], parent: Segment) -> Segment:
+    return Segment(
+        start=words[0].start,
+        end=words[-1].end,
+        text="".join(raw).strip(),
+        words=words,
+        avg_logprob=parent.avg_logprob,
+        no_speech_prob=parent.no_speech_prob,
+    )

@@ -1,0 +1,99 @@
+"""The form fields each transcription route takes besides the file, and how each becomes options.
+
+The service's own forms are ``TranscribeOptions`` (``app/engine/options.py``) plus where the
+answer goes, so an option declared there is a form field here with no second copy. OpenAI's
+form keeps OpenAI's spelling (``prompt``, ``response_format``) and maps it onto the options.
+The format choices come from the one table in ``app/wire/rendering.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
+
+from app.engine.options import LanguageCode, Prompt, SpeakerOptions, Temperature, TranscribeOptions
+from app.transcript import Task
+from app.wire.openai_schemas import OPENAI_MODEL_ALIAS, Granularity
+from app.wire.rendering import OutputFormat, ResponseFormat, TranslationFormat
+
+
+class TranscribeParams(TranscribeOptions):
+    """The form fields of POST /transcribe, besides the file."""
+
+    output: OutputFormat = "json"
+
+
+class JobParams(TranscribeParams):
+    """The form fields of POST /v1/jobs: those of /transcribe, plus where to announce the end."""
+
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="POSTed the job's summary when it ends, signed (see the README); hosts in WEBHOOK_ALLOWED_HOSTS.",
+    )
+
+
+def _listed(value: object) -> object:
+    # curl users send `timestamp_granularities=word,segment`; the SDKs send one `[]` field per value.
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class OpenAITranscriptionParams(SpeakerOptions):
+    """The form fields of POST /v1/audio/transcriptions, besides the file (speaker fields are our extension)."""
+
+    model: str = Field(description=f"The loaded model's id, or `{OPENAI_MODEL_ALIAS}` for it.")
+    language: LanguageCode = None
+    prompt: Prompt = Field(default=None, description="Text that came before, or the spelling of names.")
+    temperature: Temperature = 0.0
+    response_format: ResponseFormat = "json"
+    timestamp_granularities: Annotated[list[Granularity], BeforeValidator(_listed)] = Field(
+        default=["segment"],
+        description="`word` and/or `segment`; only with `verbose_json`. Sent as `timestamp_granularities[]`.",
+    )
+    stream: bool = Field(
+        default=False,
+        description="Not supported: the whole result comes at once (`true` is refused).",
+        json_schema_extra={"enum": [False]},
+    )
+
+    @field_validator("timestamp_granularities")
+    @classmethod
+    def _granularities_need_verbose_json(cls, value: list[Granularity], info: ValidationInfo) -> list[Granularity]:
+        # Runs only when the field is sent; response_format, declared before it, is validated by then.
+        if info.data.get("response_format", "verbose_json") != "verbose_json":
+            raise ValueError("timestamp_granularities needs response_format verbose_json")
+        return value
+
+    @field_validator("response_format")
+    @classmethod
+    def _diarized_json_needs_speakers(cls, value: str, info: ValidationInfo) -> str:
+        if value == "diarized_json" and info.data.get("diarize") is False:
+            raise ValueError("response_format diarized_json needs diarization, but diarize is false")
+        return value
+
+    def options(self, task: Task = "transcribe") -> TranscribeOptions:
+        fmt = self.response_format
+        diarize = True if fmt == "diarized_json" else self.diarize
+        # Word times cost an alignment pass: take it for timed formats and for speakers, which
+        # are assigned word by word; plain json and text need neither.
+        timed = fmt not in ("json", "text") or bool(diarize) or self.hints.given
+        return TranscribeOptions(
+            language=self.language,
+            task=task,
+            diarize=diarize,
+            num_speakers=self.num_speakers,
+            min_speakers=self.min_speakers,
+            max_speakers=self.max_speakers,
+            initial_prompt=self.prompt,
+            word_timestamps=timed,
+            temperature=self.temperature,
+        )
+
+
+class OpenAITranslationParams(OpenAITranscriptionParams):
+    """POST /v1/audio/translations: the same fields, into English (``language``, the spoken one, is ours)."""
+
+    response_format: TranslationFormat = "json"
