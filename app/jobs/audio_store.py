@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.jobs.store import PostgresJobStore
+from app.jobs.databases import PostgresJobStore
 
 _CHUNK = 4 * 1024 * 1024
 

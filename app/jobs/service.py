@@ -22,10 +22,11 @@ from app.engine.options import TranscribeOptions
 from app.engine.pipeline import TranscriptionPipeline
 from app.errors import Busy, Conflict, StorageFull, retry_later
 from app.jobs.audio_store import AudioStore, open_audio_store
+from app.jobs.databases import open_store
 from app.jobs.keys import cache_scope, request_key, result_key, tenant_id
 from app.jobs.options import dump_options
 from app.jobs.records import JobRecord, JobState, NewJob
-from app.jobs.store import DuplicateIdempotencyKey, JobStore, open_store
+from app.jobs.store import DuplicateIdempotencyKey, JobStore
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from app.jobs.audio_store import AudioMissing, AudioStore, clear_stale_scratch, open_audio_store, scratch_dir
+from app.jobs.databases import PostgresJobStore, SqliteJobStore
 from app.jobs.records import JobState, NewJob
-from app.jobs.store import DuplicateIdempotencyKey, JobStore, PostgresJobStore, SqliteJobStore
+from app.jobs.store import DuplicateIdempotencyKey, JobStore
 from tests.support.postgres import reset
 
 StoreFactory = Callable[[], JobStore]

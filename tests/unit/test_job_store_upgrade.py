@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from app.engine.options import SpeakerHints
+from app.jobs.databases import PostgresJobStore, SqliteJobStore
 from app.jobs.options import load_options
 from app.jobs.records import JobState
-from app.jobs.store import SCHEMA_VERSION, JobStore, PostgresJobStore, SqliteJobStore, StoreFromTheFuture
+from app.jobs.store import SCHEMA_VERSION, JobStore, StoreFromTheFuture
 from tests.support.postgres import reset
 
 # The first release's layout (app/jobs/store.py before schema versions), as it created it.
