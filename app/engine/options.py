@@ -133,14 +133,25 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """How the decoder picks tokens; handed whole to the engine, and part of the batching key."""
+
+    temperature: float  # 0: beam search; above: sampling at that temperature
+
+
+@dataclass(frozen=True)
 class Decoding:
     """What Whisper decodes a request's windows with: the prompt's parts, the batch and sampling."""
 
     language: str
     task: Task
     initial_prompt: str | None
-    temperature: float  # 0: beam search; above: sampling at that temperature
+    temperature: float
     batch_size: int
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(self.temperature)
 
 
 @dataclass(frozen=True)

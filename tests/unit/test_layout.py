@@ -46,7 +46,7 @@ def test_no_import_circles():
         if module in done:
             return
         if module in visiting:
-            cycle = visiting[visiting.index(module) :] + [module]
+            cycle = [*visiting[visiting.index(module) :], module]
             pytest.fail("import circle: " + " -> ".join(cycle))
         visiting.append(module)
         for imported in sorted(graph[module]):

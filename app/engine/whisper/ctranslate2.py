@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from app.engine.options import Sampling
 from app.engine.whisper.engine import AlignmentInput, Decoded
 from app.engine.whisper.sources import WhisperSource
 from app.runtime.timing import StepTimer
@@ -117,10 +118,10 @@ class CTranslate2Engine:
         with self.model_seconds("encode"):
             return model.encode(get_ctranslate2_storage(features), to_cpu=to_cpu)
 
-    def decode(self, features: np.ndarray, prompt: list[int], temperature: float) -> list[Decoded]:
+    def decode(self, features: np.ndarray, prompt: list[int], sampling: Sampling) -> list[Decoded]:
         encoded = self.encode(features)
         with self.model_seconds("decode"):
-            results = self.generate(encoded, [prompt] * features.shape[0], temperature)
+            results = self.generate(encoded, [prompt] * features.shape[0], sampling.temperature)
         return [
             Decoded(
                 tokens=r.sequences_ids[0],

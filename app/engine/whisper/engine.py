@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from app.engine.options import Sampling
 from app.engine.whisper.sources import WhisperSource
 from app.runtime.timing import StepTimer
 
@@ -55,7 +56,7 @@ class WhisperEngine(Protocol):
     def prompt(self, tokenizer: Any, initial_prompt: str | None) -> list[int]:
         """The decoder's prompt: previous text, start of transcript, language, task, no timestamps."""
 
-    def decode(self, features: np.ndarray, prompt: list[int], temperature: float) -> list[Decoded]:
+    def decode(self, features: np.ndarray, prompt: list[int], sampling: Sampling) -> list[Decoded]:
         """Encode and decode a batch of windows (beam search at temperature 0, sampling above)."""
 
     def detect_language(self, features: np.ndarray) -> list[tuple[str, float]]:

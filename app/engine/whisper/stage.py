@@ -18,7 +18,7 @@ import numpy as np
 from app.control.cancellation import CancelToken
 from app.control.progress import Progress
 from app.engine.audio import SAMPLE_RATE
-from app.engine.options import Decoding
+from app.engine.options import Decoding, Sampling
 from app.engine.vad import CHUNK_SECONDS, SpeechChunk
 from app.engine.whisper.batching import BatchScheduler, Job, Operation
 from app.engine.whisper.engine import AlignmentInput, Decoded, WhisperEngine
@@ -99,7 +99,7 @@ class Whisper:
         tokenizer = self.engine.tokenizer(decoding.language, decoding.task)
         prompt = self.engine.prompt(tokenizer, decoding.initial_prompt)
         decoded = self._in_batches(
-            _Decode(self.engine, tuple(prompt), decoding.temperature),
+            _Decode(self.engine, tuple(prompt), decoding.sampling),
             chunks,
             decoding.batch_size,
             lambda c: self._features(_slice(audio, c)),
@@ -213,17 +213,17 @@ class Whisper:
 
 # The scheduler's operations. Equal ones share a batch, so each holds exactly what makes two
 # requests' windows decodable together: the engine, and the prompt (language, task, initial
-# prompt) and temperature, or the tokenizer's language and task.
+# prompt) and sampling, or the tokenizer's language and task.
 
 
 @dataclass(frozen=True)
 class _Decode:
     engine: WhisperEngine
     prompt: tuple[int, ...]
-    temperature: float = 0.0
+    sampling: Sampling
 
     def __call__(self, features: list[np.ndarray]) -> list[Decoded]:
-        return self.engine.decode(np.stack(features), list(self.prompt), self.temperature)
+        return self.engine.decode(np.stack(features), list(self.prompt), self.sampling)
 
 
 @dataclass(frozen=True)
