@@ -55,6 +55,7 @@ class JobRunner:
         audio: AudioStore,
         settings: Settings,
         transcriber: Transcriber,
+        queued: threading.Event,
     ) -> None:
         self.store = store
         self.audio = audio
@@ -64,7 +65,7 @@ class JobRunner:
         self.lease_s = settings.job_lease_s
         self.policy = WebhookPolicy.from_settings(settings)
         self._stop = threading.Event()
-        self._wake = threading.Event()  # a job was submitted in this process: claim it now
+        self._wake = queued  # set when a job was submitted in this process: claim it now
         self._threads: list[threading.Thread] = []
         self._running: dict[str, CancelToken] = {}
         self._running_lock = threading.Lock()
@@ -86,10 +87,6 @@ class JobRunner:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
-
-    def wake(self) -> None:
-        """A job was queued by this process: idle workers claim it without waiting for their poll."""
-        self._wake.set()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop claiming; cancel running jobs (they go back to the queue) and wait for the threads."""

@@ -13,8 +13,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
+import threading
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from app.config import Settings
@@ -37,17 +37,17 @@ class JobService:
     """Every method takes the tenant (its id, ``tenant_of``): another tenant's job, key or
     result is never found, exactly as if it did not exist."""
 
-    def __init__(self, store: JobStore, audio: AudioStore, settings: Settings) -> None:
+    def __init__(self, store: JobStore, audio: AudioStore, settings: Settings, queued: threading.Event) -> None:
         self.store = store
         self.audio = audio
         self.settings = settings
-        self.on_queued: Callable[[], None] = lambda: None  # the local runner's wake-up
+        self.queued = queued  # set on each submission: this process's idle workers claim at once
 
     @classmethod
-    def open(cls, settings: Settings) -> JobService:
+    def open(cls, settings: Settings, queued: threading.Event) -> JobService:
         url = settings.jobs_database_url.get_secret_value() if settings.jobs_database_url else None
         store = open_store(url, settings.jobs_folder)
-        return cls(store, open_audio_store(store, settings.jobs_folder / "audio"), settings)
+        return cls(store, open_audio_store(store, settings.jobs_folder / "audio"), settings, queued)
 
     def close(self) -> None:
         self.store.close()
@@ -121,7 +121,7 @@ class JobService:
         if cached is not None:
             logger.info("Job %s: same audio, options and models as job %s, result reused", job.id, cached.id)
         else:
-            self.on_queued()
+            self.queued.set()
         return record, False
 
     def _replay(self, tenant: str, idempotency_key: str, digest: str) -> JobRecord | None:

@@ -44,8 +44,9 @@ class JobSystem:
                 self._closed.wait(_REOPEN_S)
 
     def _open_once(self) -> None:
-        service = JobService.open(self.settings)
-        runner = JobRunner(service.store, service.audio, self.settings, self.transcriber)
+        queued = threading.Event()  # the service sets it on a submission; idle workers wake on it
+        service = JobService.open(self.settings, queued)
+        runner = JobRunner(service.store, service.audio, self.settings, self.transcriber, queued)
         with self._lock:
             try:
                 if self._closed.is_set():
@@ -54,7 +55,6 @@ class JobSystem:
             except BaseException:
                 service.close()
                 raise
-            service.on_queued = runner.wake
             self.service, self.runner, self.failure = service, runner, None
         logger.info("Job store open (%s)", type(service.store).__name__)
 
