@@ -100,7 +100,7 @@ def test_offline_server_never_reaches_out(tmp_path, sample_wav):
         health = client.get("/health").json()
     assert "OFFLINE=true" in str(health["stages"]["alignment"]["detail"])
     calls = trace.read_text()
-    assert "/app/main.py" in calls, "strace saw the server's own calls"
+    assert "/app/main.py" in calls or "/app/__pycache__/main." in calls, "strace saw the server's own calls"
     assert outbound(calls) == []
     assert not (home / ".cache" / "Microsoft").exists(), "onnxruntime telemetry wrote its device id"
     assert not list(tmp_path.glob("*.ses"))
