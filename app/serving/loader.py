@@ -143,9 +143,9 @@ class ModelLoader:
                 timer,
             )
             state.gpu = gpu.result()
-            engine, loaded_diarizer = whisper.result(), diarizer.result()
+            loaded_whisper, loaded_diarizer = whisper.result(), diarizer.result()
             return TranscriptionPipeline(
-                engine,
+                loaded_whisper,
                 vad=vad.result(),
                 device=device,
                 aligners=aligners.result(),
@@ -154,7 +154,7 @@ class ModelLoader:
                 default_batch_size=settings.batch_size,
                 max_batch_size=settings.max_batch_size,
                 diarize_during_asr=settings.diarize_during_asr,
-                fingerprint=self._fingerprint(engine, loaded_diarizer).digest,
+                fingerprint=self._fingerprint(loaded_whisper, loaded_diarizer).digest,
             )
 
     def _fingerprint(self, whisper: Whisper, diarizer: Diarizer | None) -> ModelsFingerprint:

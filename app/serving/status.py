@@ -1,8 +1,8 @@
 """What the service is doing, for everyone who asks: the loader writes it, readers take snapshots.
 
 ``ServiceState`` is written by the loader as start-up goes (phase, devices, each stage, the
-steps' seconds) and holds the pipeline once it is ready. ``/health``, ``/metrics``, the
-prewarm summary and the transcriber read it through ``snapshot()``: one frozen
+steps' seconds) and holds the pipeline once it is ready (the transcriber serves from it).
+``/health``, ``/metrics`` and the prewarm summary read it through ``snapshot()``: one frozen
 ``ServiceStatus`` with the live parts (aligners loaded per language, the Whisper scheduler,
 GPU memory) read at that moment, so no reader reaches into the models.
 """
@@ -13,16 +13,13 @@ import time
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 from app.config import Settings
+from app.engine.pipeline import TranscriptionPipeline
 from app.engine.whisper.batching import SchedulerStats
 from app.runtime.accelerator import AcceleratorCheck
 from app.runtime.device import GpuInfo, GpuMemory, GpuMemorySampler, JitCacheInfo
-
-if TYPE_CHECKING:
-    from app.engine.pipeline import TranscriptionPipeline
-    from app.serving.warmup import WarmupReport
+from app.serving.warmup import WarmupReport
 
 
 class Phase(StrEnum):

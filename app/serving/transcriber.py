@@ -66,15 +66,16 @@ class Transcriber:
             raise NotReady(f"The service is {state.phase.value}; retry shortly.", headers=retry_later())
         return state.pipeline
 
+    def loaded_pipeline(self) -> TranscriptionPipeline | None:
+        """The pipeline if this process has one ready, else None (loading, failed, or ROLE=api)."""
+        try:
+            return self.pipeline()
+        except NotReady:
+            return None
+
     def may_start(self) -> bool:
         """May a job worker claim work now (loaded, and the server not draining)."""
-        if self.gate.draining:
-            return False
-        try:
-            self.pipeline()
-        except NotReady:
-            return False
-        return True
+        return not self.gate.draining and self.loaded_pipeline() is not None
 
     def resolve(self, options: TranscribeOptions) -> ResolvedOptions:
         """Every default decided and checked against the loaded models (InvalidParameter: a 422)."""

@@ -21,11 +21,10 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from app.config import Settings
-from app.control.admission import AdmissionGate
 from app.control.budget import Budgets
 from app.control.cancellation import CancelToken
 from app.engine.options import TranscribeOptions
-from app.http.deps import BudgetsDep, GateDep, SettingsDep, TranscriberDep
+from app.http.deps import SettingsDep, TranscriberDep
 from app.http.upload import UploadLimits, parse_fields, receive_upload
 from app.serving.transcriber import Transcriber
 from app.transcript import Transcript
@@ -52,8 +51,6 @@ class TranscriptionFlow:
     """What a transcription route needs from the app, as one dependency."""
 
     settings: Settings
-    gate: AdmissionGate
-    budgets: Budgets
     transcriber: Transcriber
 
     async def __call__(
@@ -65,8 +62,8 @@ class TranscriptionFlow:
         then decides the defaults and checks them, before any audio is decoded.
         """
         transcriber = self.transcriber
-        with self.gate.admit() as cancel:  # before a byte of the body is read
-            async with receive_upload(request, upload_limits(self.settings, self.budgets)) as upload:
+        with transcriber.gate.admit() as cancel:  # before a byte of the body is read
+            async with receive_upload(request, upload_limits(self.settings, transcriber.budgets)) as upload:
                 params = parse_fields(form, upload.fields)
                 options = transcriber.resolve(options_of(params))
                 transcript = await run_watching_client(
@@ -75,11 +72,9 @@ class TranscriptionFlow:
         return params, transcript
 
 
-def get_flow(
-    settings: SettingsDep, gate: GateDep, budgets: BudgetsDep, transcriber: TranscriberDep
-) -> TranscriptionFlow:
+def get_flow(settings: SettingsDep, transcriber: TranscriberDep) -> TranscriptionFlow:
     transcriber.pipeline()  # loading, failed or API-only: 503 before the upload is read
-    return TranscriptionFlow(settings, gate, budgets, transcriber)
+    return TranscriptionFlow(settings, transcriber)
 
 
 FlowDep = Annotated[TranscriptionFlow, Depends(get_flow)]

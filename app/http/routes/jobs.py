@@ -19,8 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.config import Settings
 from app.engine.audio import check_decodable
-from app.engine.pipeline import TranscriptionPipeline
-from app.errors import Conflict, InvalidParameter, JobNotFound, NotReady
+from app.errors import Conflict, InvalidParameter, JobNotFound
 from app.http.auth import CurrentTenant
 from app.http.deps import BudgetsDep, GateDep, JobsDep, JobTenantDep, SettingsDep, TranscriberDep
 from app.http.routes.flow import ERROR_RESPONSES, upload_limits
@@ -28,7 +27,6 @@ from app.http.upload import multipart_openapi, parse_fields, receive_upload
 from app.jobs.records import JobRecord
 from app.jobs.views import job_out, stored_transcript
 from app.jobs.webhooks import WebhookPolicy, WebhookRefused
-from app.serving.transcriber import Transcriber
 from app.wire.forms import JobParams
 from app.wire.rendering import FORMATS, OUTPUT_FORMATS, OutputFormat, documented_media_types, render
 from app.wire.schemas import JobOut
@@ -78,7 +76,7 @@ async def submit_job(
             callback_url = params.callback_url
             if callback_url is not None:
                 await run_in_threadpool(_check_callback, callback_url, settings)
-            pipeline = _loaded(transcriber)
+            pipeline = transcriber.loaded_pipeline()
             if pipeline is not None:
                 pipeline.resolve(options)  # refuse what the models cannot do, now
             # Not audio at all, or longer than the limit by its header: refused now, not as a failed job later.
@@ -238,11 +236,3 @@ def _check_callback(url: str, settings: Settings) -> None:
         WebhookPolicy.from_settings(settings).check_destination(url)  # delivery checks again: DNS can change
     except WebhookRefused as exc:
         raise InvalidParameter(str(exc), param="callback_url") from None
-
-
-def _loaded(transcriber: Transcriber) -> TranscriptionPipeline | None:
-    """This process's models, when it has them ready (a front end, ROLE=api, never does)."""
-    try:
-        return transcriber.pipeline()
-    except NotReady:
-        return None
