@@ -96,8 +96,14 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,
     )
 
+    engine: Literal["auto", "ctranslate2", "torch"] = "auto"
+    """Whisper's engine: `torch` (plain torch with SDPA attention, batched beam search on the GPU and CUDA graphs; reads Hugging Face checkpoints and CTranslate2 folders), `ctranslate2` (faster-whisper's), or `auto`: torch on CUDA, CTranslate2 on the CPU (where its int8 kernels are faster). Both decode by the same rules and give the same text on the same weights."""
+
+    cuda_graphs: bool = True
+    """Torch engine on CUDA: replay each decoding step as a CUDA graph captured per batch shape during warmup (false: launch every kernel eagerly, for debugging)."""
+
     whisper_model: str = "auto"
-    """Whisper model: `auto` (`large-v3` on CUDA, the bundled multilingual base on CPU), `bundled-base`, `bundled-tiny.en`, a hub name (`large-v3`, `Systran/faster-whisper-small`) or a local CTranslate2 directory."""
+    """Whisper model: `auto` (`large-v3` on CUDA, the bundled multilingual base on CPU), `bundled-base`, `bundled-tiny.en`, a hub name (`large-v3`, `Systran/faster-whisper-small`; the torch engine reads `openai/whisper-*` checkpoints and maps short names to them) or a local model directory (CTranslate2 for either engine, a Hugging Face Whisper checkpoint for torch)."""
 
     device: Device = "auto"
     """Where Whisper and the aligner run: `auto` (CUDA when available), `cuda` or `cpu`."""
@@ -117,8 +123,8 @@ class Settings(BaseSettings):
     whisper_replicas: int = Field(default=0, ge=0, le=8)
     """Batches Whisper runs at once, each on its own CTranslate2 worker (`num_workers`; workers on one GPU share the weights and CUDA's default stream). On a GPU one batch's host-side work (kernel launches, beam bookkeeping) overlaps another's device work: 2 gave 10–20 % more aggregate throughput on an H100 (bench/throughput.py), 4 no more. 0: 2 on CUDA, 1 on the CPU (where replicas would only split the cores)."""
 
-    max_new_tokens: int | None = Field(default=None, ge=1, le=440)
-    """Cap on tokens decoded per 30 s window (unset: the model's own limit, 448 with the prompt). A bound keeps a hallucinating window from running long."""
+    max_new_tokens: int | None = Field(default=None, ge=1, le=224)
+    """Cap on tokens decoded per 30 s window (unset: 224, what CTranslate2 decodes at most: half of the decoder's 448 positions, the other half left to the prompt). A bound keeps a hallucinating window from running long; both engines decode exactly this many tokens when no end of text comes."""
 
     vad_method: Literal["pyannote", "silero"] = "pyannote"
     """Voice activity detection: `pyannote` (WhisperX's default, on `DEVICE`) or `silero` (ONNX on the CPU; starts seconds faster because it needs no pyannote/Lightning import)."""

@@ -34,6 +34,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,8 @@ class SchedulerDelta:
     windows: int
     busy_s: float
     model_s: dict[str, float]
+    decoded_windows: int
+    decoded_tokens: int
 
     @classmethod
     def between(cls, before: dict[str, Any], after: dict[str, Any]) -> SchedulerDelta:
@@ -107,40 +110,81 @@ class SchedulerDelta:
             after["windows"] - before["windows"],
             after["busy_s"] - before["busy_s"],
             {k: after["model_s"][k] - before["model_s"].get(k, 0.0) for k in after["model_s"]},
+            after["decoded_windows"] - before["decoded_windows"],
+            after["decoded_tokens"] - before["decoded_tokens"],
         )
 
     @property
     def mean_batch(self) -> float:
         return self.windows / self.batches if self.batches else float("nan")
 
+    @property
+    def tokens_per_window(self) -> float:
+        """What each window cost the decoder: compare speeds only at equal tokens per window."""
+        return self.decoded_tokens / self.decoded_windows if self.decoded_windows else float("nan")
+
+
+Direct = Callable[[np.ndarray, int], list[str]]  # (audio, batch size) -> the segments' texts
+
+
+def direct_whisperx(args: argparse.Namespace) -> Direct:
+    """WhisperX's own pipeline: what the CTranslate2 engine is measured against."""
+    import whisperx
+
+    from app.engine.whisper.ctranslate2 import ctranslate2_max_length
+
+    model = whisperx.load_model(args.model_location, args.device, compute_type=args.compute_type, language="en")
+    if args.max_new_tokens:
+        model.model.max_length = ctranslate2_max_length(args.max_new_tokens)
+    return lambda audio, batch: [
+        s["text"] for s in model.transcribe(audio, batch_size=batch, language="en")["segments"]
+    ]
+
+
+def direct_torch(args: argparse.Namespace) -> Direct:
+    """The torch engine called in this process (VAD, then the Whisper stage): no service around it."""
+    from app.engine.options import Decoding
+    from app.engine.vad import load_speech_detector
+    from app.engine.whisper.stage import Whisper
+    from app.engine.whisper.torch_engine import TorchEngine
+
+    engine = TorchEngine.load(
+        args.source, device=args.device, compute_type=args.compute_type, cpu_threads=0,
+        download_root=str(args.workdir / "direct"), hf_token=None, max_new_tokens=args.max_new_tokens,
+    )  # fmt: skip
+    whisper = Whisper(engine)
+    vad = load_speech_detector(args.vad_method, args.device)
+
+    def transcribe(audio: np.ndarray, batch: int) -> list[str]:
+        segments = whisper.transcribe(audio, vad(audio), Decoding("en", "transcribe", None, 0.0, batch))
+        return [s.text for s in segments]
+
+    return transcribe
+
 
 def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file: Path) -> dict[int, float]:
     """The table; returns service/direct per batch size."""
-    import whisperx
-
     audio = read_pcm16_wav(long_file)
     seconds = audio.shape[0] / SAMPLE_RATE
-    direct = whisperx.load_model(args.model_location, args.device, compute_type=args.compute_type, language="en")
-    if args.max_new_tokens:
-        direct.model.max_length = args.max_new_tokens + 2
+    engine = server.health["engine"]
+    direct = direct_torch(args) if engine == "torch" else direct_whisperx(args)
     rows, ratios = [], {}
     first_direct: list[str] | None = None
     with server.client() as client:
         for batch in args.batch_sizes:
             form = {**WHISPER_ONLY, "batch_size": str(batch)}
             # One unmeasured round each: kernels are chosen (and JIT-compiled) per batch shape.
-            direct.transcribe(audio, batch_size=batch, language="en")
+            direct(audio, batch)
             post_audio(client, long_file, **form)
             direct_times, service_times = [], []
             for _ in range(args.repeats):  # alternating, so drift affects both alike
                 started = time.perf_counter()
-                expected = direct.transcribe(audio, batch_size=batch, language="en")["segments"]
+                direct_texts = direct(audio, batch)
                 direct_times.append(time.perf_counter() - started)
                 before = _batching(client)
                 elapsed, body = post_audio(client, long_file, **form)
                 delta = SchedulerDelta.between(before, _batching(client))
                 service_times.append(elapsed)
-            direct_texts = [s["text"] for s in expected]
             first_direct = first_direct or direct_texts
             direct_rtf = seconds / statistics.median(direct_times)
             service_rtf = seconds / statistics.median(service_times)
@@ -159,11 +203,13 @@ def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file
                     f"{t.get('features', 0):.3f}",
                     f"{delta.model_s.get('encode', 0):.3f}",
                     f"{delta.model_s.get('decode', 0):.3f}",
+                    f"{delta.tokens_per_window:.1f}",
                     f"{t['total'] + t.get('decode', 0):.3f}",
                     f"{elapsed:.3f}",
                 ]
             )
-    print(f"## Direct WhisperX vs service, {seconds:.0f} s of speech, median of {args.repeats}")
+    baseline = "the torch engine in this process" if engine == "torch" else "WhisperX"
+    print(f"## Direct ({baseline}) vs service, engine {engine}, {seconds:.0f} s of speech, median of {args.repeats}")
     print("Service seconds are those of its last run: upload+decode, VAD, features (request thread),")
     print("encoder and decoder (scheduler), total inside the service, and the client's wall time.")
     print("Same text: segments whose text equals direct WhisperX's at this batch size; the next column")
@@ -171,7 +217,7 @@ def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file
     _table(
         [
             *("batch", "direct RTF", "service RTF", "service/direct", "same text", "direct vs its first batch"),
-            *("decode s", "vad s", "features s", "encoder s", "decoder s", "in service s", "wall s"),
+            *("decode s", "vad s", "features s", "encoder s", "decoder s", "tokens/window", "in service s", "wall s"),
         ],
         rows,
     )
@@ -194,12 +240,12 @@ def _run_clients(
 
 def concurrency(
     args: argparse.Namespace, server: RunningServer, files: list[Path], workload: str
-) -> tuple[dict[int, float], float]:
-    """The table for one workload; returns the aggregate realtime factor per client count and the
-    slowest /health answer while loaded, in seconds."""
+) -> tuple[dict[int, float], float, float]:
+    """The table for one workload; returns the aggregate realtime factor per client count, the
+    slowest /health answer while loaded, in seconds, and the tokens decoded per window."""
     what, form = WORKLOADS[workload]
     seconds_each = [_seconds(f) for f in files]
-    rows, aggregate, slowest_health = [], {}, 0.0
+    rows, aggregate, slowest_health, tokens = [], {}, 0.0, float("nan")
     with server.client() as client:
         post_audio(client, files[0], **form)  # warm this option set
         for clients in args.clients:
@@ -215,6 +261,7 @@ def concurrency(
             latencies = [elapsed for elapsed, _ in together]
             same = sum(texts == _texts(body) for (_, texts), (_, body) in zip(together, alone, strict=True))
             aggregate[clients] = audio_s / wall
+            tokens = delta.tokens_per_window
             slowest_health = max([slowest_health, *health_latencies])
             rows.append(
                 [
@@ -226,6 +273,7 @@ def concurrency(
                     f"{_percentile(latencies, 95):.2f}",
                     f"{same}/{clients}",
                     f"{delta.mean_batch:.1f}",
+                    f"{delta.tokens_per_window:.1f}",
                     f"{delta.busy_s / wall * 100:.0f}%",
                     f"{max(health_latencies, default=float('nan')) * 1000:.0f}",
                 ]
@@ -237,11 +285,11 @@ def concurrency(
     _table(
         [
             *("clients", "aggregate RTF", "sequential RTF", "concurrent/sequential", "p50 s", "p95 s"),
-            *("same text", "mean batch", "busy", "max /health ms"),
+            *("same text", "mean batch", "tokens/window", "busy", "max /health ms"),
         ],
         rows,
     )
-    return aggregate, slowest_health
+    return aggregate, slowest_health, tokens
 
 
 def stages(server: RunningServer, long_file: Path) -> float:
@@ -272,6 +320,7 @@ def stages(server: RunningServer, long_file: Path) -> float:
         "in service": t["total"] + t.get("decode", 0.0),
         "wall": elapsed,
         "x real time": body["duration"] / elapsed,
+        "tokens/window": delta.tokens_per_window,
     }
     source = body.get("word_timestamps_method")
     print(f"## Service stages for the long file, every stage on (seconds; word times: {source}, speakers: {diarize})")
@@ -340,9 +389,19 @@ def restart(args: argparse.Namespace, env: dict[str, str], audio: Path, workdir:
     return case["ready_s"], first_over_steady
 
 
-def _print_targets(targets: list[Target]) -> None:
-    print("## Targets (issue 13) against this run")
-    _table(["target", "goal", "measured"], [[t.what, t.goal, t.measured] for t in targets])
+def _print_targets(args: argparse.Namespace, results: dict[str, dict[str, Target]]) -> None:
+    engines = list(results)
+    print(f"## Targets (issues 13 and 25) against this run, max_new_tokens {args.max_new_tokens}")
+    first = results[engines[0]]
+    rows = [[t.what, t.goal, *(results[e][key].measured for e in engines)] for key, t in first.items()]
+    if {"torch", "ctranslate2"} <= set(engines):
+        torch_asr, ct2_asr = (results[e]["asr"].measured.rstrip("x") for e in ("torch", "ctranslate2"))
+        try:
+            ratio = f"{float(torch_asr) / float(ct2_asr):.2f}"
+        except ValueError:
+            ratio = "not run"
+        rows.append(["ASR aggregate, torch / ctranslate2", ">= 2.0", *([ratio] * len(engines))])
+    _table(["target", "goal", *engines], rows)
 
 
 def main() -> None:
@@ -366,6 +425,7 @@ def main() -> None:
     )
     parser.add_argument("--sections", default="direct,concurrency,words,full,stages,memory,start")
     parser.add_argument("--smoke", action="store_true", help="CPU, bundled tiny.en, tiny sizes")
+    parser.add_argument("--engines", default="ctranslate2,torch", help="ENGINE of each server, one after another")
     args = parser.parse_args()
     if args.smoke:
         args.model, args.device, args.compute_type = "bundled-tiny.en", "cpu", "int8"
@@ -375,6 +435,7 @@ def main() -> None:
         parser.error("--model is required (or --smoke)")
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     args.clients = [int(c) for c in args.clients.split(",")]
+    args.engines = args.engines.split(",")
     sections = set(args.sections.split(","))
 
     workdir = Path(tempfile.mkdtemp(prefix="throughput-"))
@@ -409,25 +470,44 @@ def main() -> None:
         env["MAX_NEW_TOKENS"] = str(args.max_new_tokens)
     from app.engine.whisper.sources import resolve_whisper_source
 
-    args.model_location = resolve_whisper_source(args.model, args.device, workdir / "models").location
+    args.source = resolve_whisper_source(args.model, args.device, workdir / "models")
+    args.model_location, args.workdir = args.source.location, workdir
+    max(args.clients)
+    results: dict[str, dict[str, Target]] = {}
+    for engine in args.engines:
+        results[engine] = run_engine(args, {**env, "ENGINE": engine}, sections, long_file, short_files, workdir)
+    _print_targets(args, results)
+
+
+def run_engine(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    sections: set[str],
+    long_file: Path,
+    short_files: list[Path],
+    workdir: Path,
+) -> dict[str, Target]:
+    """Every chosen section against one server with ``env``; the targets as measured."""
     most = max(args.clients)
     targets = {
-        "asr": Target(f"ASR aggregate, {most} clients x {args.short_seconds:.0f} s", ">= 600x"),
-        "direct": Target(f"one {args.long_seconds:.0f} s file, service / direct WhisperX", ">= 1.0"),
-        "full_long": Target(f"full pipeline, one {args.long_seconds:.0f} s file", ">= 120x"),
+        "asr": Target(f"ASR aggregate, {most} clients x {args.short_seconds:.0f} s", ">= 1000x"),
+        "tokens": Target("text tokens decoded per window (ASR section)", "equal across engines"),
+        "direct": Target(f"one {args.long_seconds:.0f} s file, service / direct", ">= 1.0"),
+        "full_long": Target(f"one {args.long_seconds:.0f} s file, words and speakers", ">= 400x"),
         "full_many": Target(f"full pipeline aggregate, {most} clients", ">= 150x"),
-        "ready": Target("process start -> ready, warm JIT cache", "<= 10 s"),
+        "ready": Target("process start -> ready, warm caches", "<= 10 s"),
         "first": Target("first request / steady", "<= 1.2"),
         "memory": Target(f"growth over {args.memory_requests} requests (GPU used, RSS)", "<= +2 %"),
         "health": Target("slowest /health under load", "< 100 ms"),
     }
-    with running_server(env, workdir / "server.log") as server:
+    with running_server(env, workdir / f"server-{env['ENGINE']}.log") as server:
         health = server.health
         print(
-            f"# {health.get('model')} on {health.get('gpu') or 'cpu'} ({args.compute_type}), "
-            f"BATCH_SIZE {env['BATCH_SIZE']}, replicas {health['queue']['batching']['replicas']}, "
+            f"# engine {health.get('engine')}: {health.get('model')} on {health.get('gpu') or 'cpu'} "
+            f"({args.compute_type}), BATCH_SIZE {env['BATCH_SIZE']}, "
+            f"replicas {health['queue']['batching']['replicas']}, "
             f"max_new_tokens {args.max_new_tokens}, aligner {args.aligner}, diarizer {args.diarizer}, "
-            f"ready after {server.ready_after_s:.1f} s (JIT cache as found)\n",
+            f"ready after {server.ready_after_s:.1f} s (caches as found)\n",
             flush=True,
         )
         if "direct" in sections:
@@ -436,10 +516,11 @@ def main() -> None:
         slowest_health = 0.0
         for workload in ("concurrency", "words", "full"):
             if workload in sections and (workload != "full" or args.diarizer != "none"):
-                aggregate, health_s = concurrency(args, server, short_files, workload)
+                aggregate, health_s, tokens = concurrency(args, server, short_files, workload)
                 slowest_health = max(slowest_health, health_s)
                 if workload == "concurrency":
                     targets["asr"].measured = f"{aggregate[most]:.0f}x"
+                    targets["tokens"].measured = f"{tokens:.1f}"
                 if workload == "full":
                     targets["full_many"].measured = f"{aggregate[most]:.0f}x"
         if slowest_health:
@@ -452,7 +533,7 @@ def main() -> None:
     if "start" in sections:
         ready, first = restart(args, env, short_files[0], workdir)
         targets["ready"].measured, targets["first"].measured = f"{ready:.1f} s", f"{first:.2f}"
-    _print_targets(list(targets.values()))
+    return targets
 
 
 if __name__ == "__main__":

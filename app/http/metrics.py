@@ -227,6 +227,9 @@ class StateCollector(Collector):
         for call, seconds in status.batching.model_s.items():
             calls.add_metric([call], seconds)
         yield calls
+        yield _counter(
+            "decoded_tokens", "Text tokens Whisper decoded (end of text not counted).", status.batching.decoded_tokens
+        )
 
     def _gpu(self, status: ServiceStatus) -> Iterator[Metric]:
         memory = status.gpu_memory

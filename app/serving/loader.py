@@ -26,6 +26,7 @@ from app.engine.speakers.diarization import Diarizer, DiarizerUnavailable, load_
 from app.engine.vad import load_speech_detector
 from app.engine.whisper.batching import BatchScheduler
 from app.engine.whisper.ctranslate2 import CTranslate2Engine
+from app.engine.whisper.engine import WhisperEngine, choose_engine
 from app.engine.whisper.sources import resolve_whisper_source
 from app.engine.whisper.stage import Whisper
 from app.runtime.accelerator import AcceleratorCheck, check_accelerator, choose_device, with_torch
@@ -188,18 +189,36 @@ class ModelLoader:
             source = resolve_whisper_source(settings.whisper_model, device, settings.model_cache_dir)
             asr.model = source.display_name
             logger.info("Loading Whisper %s on %s (%s)", source.display_name, device, compute_type)
-            replicas = settings.whisper_replicas or (DEFAULT_GPU_REPLICAS if device == "cuda" else 1)
+            self.state.engine = engine_name = choose_engine(settings.engine, device)
+            engine: WhisperEngine
+            if engine_name == "torch":
+                from app.engine.whisper.torch_engine import TorchEngine
+
+                # One batch at a time: its step is a CUDA graph on buffers sized for the largest batch.
+                replicas = 1
+                engine = TorchEngine.load(
+                    source,
+                    device=device,
+                    compute_type=compute_type,
+                    cpu_threads=settings.cpu_threads or os.cpu_count() or 1,
+                    download_root=str(settings.model_cache_dir / "whisper-hf"),
+                    hf_token=self._token,
+                    max_new_tokens=settings.max_new_tokens,
+                    cuda_graphs=settings.cuda_graphs,
+                )
+            else:
+                replicas = settings.whisper_replicas or (DEFAULT_GPU_REPLICAS if device == "cuda" else 1)
+                engine = CTranslate2Engine.load(
+                    source,
+                    device=device,
+                    compute_type=compute_type,
+                    cpu_threads=settings.cpu_threads or os.cpu_count() or 1,
+                    replicas=replicas,
+                    download_root=str(settings.model_cache_dir / "whisper"),
+                    hf_token=self._token,
+                    max_new_tokens=settings.max_new_tokens,
+                )
             scheduler = BatchScheduler("whisper", share=settings.batch_across_requests, workers=replicas)
-            engine = CTranslate2Engine.load(
-                source,
-                device=device,
-                compute_type=compute_type,
-                cpu_threads=settings.cpu_threads or os.cpu_count() or 1,
-                replicas=replicas,
-                download_root=str(settings.model_cache_dir / "whisper"),
-                hf_token=self._token,
-                max_new_tokens=settings.max_new_tokens,
-            )
             whisper = Whisper(engine, scheduler)
         if settings.warmup and device == "cuda":
             with timer("whisper_warmup"):

@@ -42,6 +42,8 @@ class StageStatus:
 class BatchingStatus:
     stats: SchedulerStats
     model_s: dict[str, float]  # seconds in each kind of model call (encode, decode, ...)
+    decoded_windows: int
+    decoded_tokens: int
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class ServiceStatus:
     device: str | None
     diarization_device: str | None
     compute_type: str | None
+    engine: str | None
     gpu: GpuInfo | None
     accelerator: AcceleratorCheck | None
     stages: MappingProxyType[str, StageStatus]
@@ -80,6 +83,7 @@ class ServiceState:
         self.device: str | None = None
         self.diarization_device: str | None = None
         self.compute_type: str | None = None
+        self.engine: str | None = None  # Whisper's engine, once chosen
         self.gpu: GpuInfo | None = None
         self.accelerator: AcceleratorCheck | None = None
         self.warmup: WarmupReport | None = None
@@ -127,7 +131,12 @@ class ServiceState:
         batching = None
         if pipeline is not None:
             whisper = pipeline.whisper
-            batching = BatchingStatus(whisper.scheduler.stats(), dict(whisper.model_seconds.timings))
+            batching = BatchingStatus(
+                whisper.scheduler.stats(),
+                dict(whisper.model_seconds.timings),
+                whisper.decoded.windows,
+                whisper.decoded.tokens,
+            )
         return ServiceStatus(
             phase=self.phase,
             failure=self.failure,
@@ -135,6 +144,7 @@ class ServiceState:
             device=self.device,
             diarization_device=self.diarization_device,
             compute_type=self.compute_type,
+            engine=self.engine,
             gpu=self.gpu,
             accelerator=self.accelerator,
             stages=MappingProxyType(stages),

@@ -95,6 +95,7 @@ def warm_whisper_batches(whisper: Whisper, batch_size: int, replicas: int, *, wo
     window = clip.shape[0] / SAMPLE_RATE
     windows = [SpeechChunk(0.0, window)] * batch_size
     english = Decoding("en", "transcribe", None, 0.0, batch_size)
+    whisper.prepare(batch_size, english)
 
     def one_replica(_: int) -> None:
         with side_stream(whisper.feature_device):  # the features, beside the other replica's decoding

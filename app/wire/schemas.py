@@ -117,6 +117,10 @@ class BatchingOut(BaseModel):
     model_s: dict[str, float] = Field(
         default_factory=dict, description="Of those, seconds in each kind of model call (encode, decode, ...)."
     )
+    decoded_windows: int = Field(default=0, description="Windows transcribed since start-up (warmup included).")
+    decoded_tokens: int = Field(
+        default=0, description="Text tokens the decoder produced for them: the work behind a speed figure."
+    )
 
 
 class BudgetOut(BaseModel):
@@ -146,6 +150,7 @@ class HealthResponse(BaseModel):
     diarization_device: str | None
     model: str | None
     compute_type: str | None
+    engine: str | None = Field(default=None, description="Whisper's engine: `torch` or `ctranslate2` (ENGINE).")
     cuda_available: bool | None
     gpu: str | None
     compute_capability: str | None

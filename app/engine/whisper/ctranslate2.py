@@ -13,7 +13,6 @@ as faster-whisper's ``word_timestamps=True``.
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,18 @@ from typing import Any
 import numpy as np
 
 from app.engine.options import Sampling
-from app.engine.whisper.engine import AlignmentInput, Decoded
+from app.engine.whisper.engine import AlignmentInput, Decoded, TokenizerCache, alignment_features, whisper_prompt
 from app.engine.whisper.sources import WhisperSource
 from app.runtime.timing import StepTimer
 
-_PROMPT_TOKENS = 2  # so MAX_NEW_TOKENS=128 gives max_length 130, as in the GPU baselines
+
+def ctranslate2_max_length(max_new_tokens: int) -> int:
+    """The ``max_length`` under which CTranslate2's Whisper decodes ``max_new_tokens`` tokens.
+
+    Its ``generate`` decodes at most ``min(max_length / 2, max_length - prompt)`` tokens
+    (src/models/whisper.cc), so the default 448 decodes 224; the old ``N + 2`` decoded N / 2 + 1.
+    """
+    return 2 * max_new_tokens
 
 
 @dataclass(frozen=True)
@@ -52,13 +58,12 @@ class CTranslate2Engine:
         self.model_path = model_path
         self.options = BeamOptions()
         self.multilingual: bool = bool(model.model.is_multilingual)
+        self._tokenizers = TokenizerCache(model.hf_tokenizer, self.multilingual)
         self.languages: frozenset[str] = frozenset(model.supported_languages)
         self.n_mels = int(model.feat_kwargs.get("feature_size") or 80)
         ct2 = model.model
         self.feature_device = f"cuda:{ct2.device_index[0]}" if ct2.device == "cuda" else "cpu"
         self.model_seconds = StepTimer({"encode": 0.0, "decode": 0.0, "align_words": 0.0, "detect_language": 0.0})
-        self._tokenizers: dict[tuple[str, str], Any] = {}
-        self._tokenizers_lock = threading.Lock()
 
     @classmethod
     def load(
@@ -89,25 +94,17 @@ class CTranslate2Engine:
             use_auth_token=hf_token,
         )
         if max_new_tokens is not None:
-            # Decoding stops at model.max_length tokens per window, prompt included.
-            model.max_length = max_new_tokens + _PROMPT_TOKENS
+            model.max_length = ctranslate2_max_length(max_new_tokens)
         return cls(model, source, model_path=Path(location))
 
     def tokenizer(self, language: str, task: str) -> Any:
-        from faster_whisper.tokenizer import Tokenizer
-
-        key = (language, task)
-        with self._tokenizers_lock:  # one per language and task, built once (it caches its special tokens)
-            if key not in self._tokenizers:
-                self._tokenizers[key] = Tokenizer(
-                    self._model.hf_tokenizer, self.multilingual, task=task, language=language
-                )
-            return self._tokenizers[key]
+        return self._tokenizers.get(language, task)
 
     def prompt(self, tokenizer: Any, initial_prompt: str | None) -> list[int]:
-        previous = tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt else []
-        prompt: list[int] = self._model.get_prompt(tokenizer, previous, without_timestamps=True)
-        return prompt
+        return whisper_prompt(tokenizer, initial_prompt)
+
+    def prepare(self, batch_size: int, prompt: list[int]) -> None:
+        pass  # its kernels are chosen (and JIT-compiled) by the warmup's decoding itself
 
     def encode(self, features: np.ndarray) -> Any:
         from faster_whisper.transcribe import get_ctranslate2_storage
@@ -159,11 +156,7 @@ class CTranslate2Engine:
         return [(r[0][0][2:-2], float(r[0][1])) for r in results]
 
     def alignment_features(self, audio: np.ndarray) -> tuple[np.ndarray, int]:
-        from faster_whisper.audio import pad_or_trim
-
-        extractor = self._model.feature_extractor
-        mel = extractor(audio)[..., :-1]
-        return pad_or_trim(mel), min(mel.shape[-1], extractor.nb_max_frames)
+        return alignment_features(self.n_mels, audio)
 
     def align_words(self, inputs: list[AlignmentInput], tokenizer: Any) -> list[list[dict[str, Any]]]:
         encoded = self.encode(np.stack([i.features for i in inputs]))

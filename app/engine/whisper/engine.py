@@ -11,8 +11,10 @@ once (``replicas`` say how many may run at the same time).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,7 +43,7 @@ class AlignmentInput:
 
 
 class WhisperEngine(Protocol):
-    name: str  # "ctranslate2": in /health and the job cache's fingerprint
+    name: str  # "ctranslate2" or "torch": in /health and the job cache's fingerprint
     source: WhisperSource
     model_path: Path | None  # the folder the weights were read from (the fingerprint's digest)
     multilingual: bool
@@ -56,6 +58,10 @@ class WhisperEngine(Protocol):
     def prompt(self, tokenizer: Any, initial_prompt: str | None) -> list[int]:
         """The decoder's prompt: previous text, start of transcript, language, task, no timestamps."""
 
+    def prepare(self, batch_size: int, prompt: list[int]) -> None:
+        """Make every batch of up to ``batch_size`` windows after such a prompt fast from its first
+        call (the torch engine captures its CUDA graphs; CTranslate2 has nothing to do)."""
+
     def decode(self, features: np.ndarray, prompt: list[int], sampling: Sampling) -> list[Decoded]:
         """Encode and decode a batch of windows (beam search at temperature 0, sampling above)."""
 
@@ -67,3 +73,81 @@ class WhisperEngine(Protocol):
 
     def align_words(self, inputs: list[AlignmentInput], tokenizer: Any) -> list[list[dict[str, Any]]]:
         """Each segment's words with start, end and probability (faster-whisper's word dictionaries)."""
+
+
+def choose_engine(setting: str, device: str) -> str:
+    """``ENGINE``'s engine on ``device``: ``auto`` is torch on CUDA, CTranslate2 on the CPU."""
+    if setting != "auto":
+        return setting
+    return "torch" if device == "cuda" else "ctranslate2"
+
+
+# What every engine does the same way: tokenizers, prompts, alignment features, words from a path.
+
+_PREVIOUS_TEXT_TOKENS = 223  # faster-whisper keeps the last 448 // 2 - 1 tokens of previous text
+
+
+class TokenizerCache:
+    """faster-whisper's ``Tokenizer`` per language and task, each built once (it caches its special tokens)."""
+
+    def __init__(self, hf_tokenizer: Any, multilingual: bool) -> None:
+        self._hf_tokenizer = hf_tokenizer
+        self._multilingual = multilingual
+        self._built: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def languages(self) -> list[str]:
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        return list(_LANGUAGE_CODES) if self._multilingual else ["en"]
+
+    def get(self, language: str, task: str) -> Any:
+        from faster_whisper.tokenizer import Tokenizer
+
+        key = (language, task)
+        with self._lock:
+            if key not in self._built:
+                self._built[key] = Tokenizer(self._hf_tokenizer, self._multilingual, task=task, language=language)
+            return self._built[key]
+
+
+def whisper_prompt(tokenizer: Any, initial_prompt: str | None) -> list[int]:
+    """The decoder's prompt: previous text, start of transcript, language, task, no timestamps."""
+    prompt: list[int] = []
+    if initial_prompt and initial_prompt.strip():
+        previous = tokenizer.encode(" " + initial_prompt.strip())
+        prompt = [tokenizer.sot_prev, *previous[-_PREVIOUS_TEXT_TOKENS:]]
+    return [*prompt, *tokenizer.sot_sequence, tokenizer.no_timestamps]
+
+
+def alignment_features(n_mels: int, audio: np.ndarray) -> tuple[np.ndarray, int]:
+    """faster-whisper's features of a segment for word alignment, padded to 30 s, and their length."""
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    extractor = _extractors.get(n_mels)
+    if extractor is None:
+        extractor = _extractors.setdefault(n_mels, FeatureExtractor(feature_size=n_mels))
+    mel = extractor(audio)[..., :-1]
+    return pad_or_trim(mel), min(mel.shape[-1], extractor.nb_max_frames)
+
+
+_extractors: dict[int, Any] = {}
+
+
+def find_alignment(tokenizer: Any, texts: list[list[int]], paths: list[Any]) -> list[list[dict[str, Any]]]:
+    """Words with start, end and probability from each text's alignment path (``None``: no text).
+
+    faster-whisper's ``WhisperModel.find_alignment`` does this after CTranslate2's ``align``;
+    it is called with the paths already found, so both engines share its word rules.
+    """
+    from faster_whisper.transcribe import WhisperModel
+
+    found = [(text, path) for text, path in zip(texts, paths, strict=True) if path is not None]
+    if not found:
+        return [[] for _ in texts]
+    computed = SimpleNamespace(align=lambda *args, **kwargs: [path for _, path in found])
+    # 100 feature frames per second, halved by the encoder's second convolution.
+    model = SimpleNamespace(model=computed, tokens_per_second=50)
+    words = iter(WhisperModel.find_alignment(model, tokenizer, [t for t, _ in found], None, 0))
+    return [next(words) if path is not None else [] for path in paths]

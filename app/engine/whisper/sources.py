@@ -110,3 +110,31 @@ def assemble_bundled_base(cache_dir: Path) -> Path:
         Path(tmp_name).unlink(missing_ok=True)
     stamp.write_text(BASE_MODEL_BIN_SHA256 + "\n")
     return target
+
+
+# The torch engine reads Hugging Face checkpoints: short names are OpenAI's (and distil-whisper's) repositories.
+_HF_SHORT_NAMES = {
+    "turbo": "openai/whisper-large-v3-turbo",
+    "distil-large-v3": "distil-whisper/distil-large-v3",
+    "distil-large-v3.5": "distil-whisper/distil-large-v3.5",
+    "distil-medium.en": "distil-whisper/distil-medium.en",
+    "distil-small.en": "distil-whisper/distil-small.en",
+}
+_HF_CHECKPOINT_FILES = [
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "model.safetensors",
+    "model.bin",  # a CTranslate2 repository (Systran/faster-whisper-*) is read as well
+    "vocabulary.*",
+]
+
+
+def hub_checkpoint(name: str, *, cache_dir: str, token: str | None) -> Path:
+    """The local snapshot of a hub model for the torch engine, downloaded the first time
+    (``HF_HUB_OFFLINE``, which the service sets when offline, makes it cache-only)."""
+    from huggingface_hub import snapshot_download
+
+    repo = name if "/" in name else _HF_SHORT_NAMES.get(name, f"openai/whisper-{name}")
+    folder = snapshot_download(repo, cache_dir=cache_dir, token=token, allow_patterns=_HF_CHECKPOINT_FILES)
+    return Path(folder)

@@ -9,6 +9,7 @@ temperature). While one batch of a long request is on the GPU, its thread prepar
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -46,6 +47,7 @@ class Whisper:
     def __init__(self, engine: WhisperEngine, scheduler: BatchScheduler | None = None) -> None:
         self.engine = engine
         self.scheduler = scheduler or BatchScheduler("whisper")
+        self.decoded = DecodedCount()
 
     @property
     def source(self) -> WhisperSource:
@@ -82,6 +84,11 @@ class Whisper:
             raise
         return language, probability
 
+    def prepare(self, batch_size: int, decoding: Decoding) -> None:
+        """Ready the engine for batches of up to ``batch_size`` windows decoded like ``decoding``."""
+        tokenizer = self.engine.tokenizer(decoding.language, decoding.task)
+        self.engine.prepare(batch_size, self.engine.prompt(tokenizer, decoding.initial_prompt))
+
     def transcribe(
         self,
         audio: np.ndarray,
@@ -107,6 +114,7 @@ class Whisper:
             cancel,
             progress,
         )
+        self.decoded.add(decoded)
         segments = [
             Segment(
                 start=round(chunk.start, 3),
@@ -209,6 +217,21 @@ class Whisper:
         mel = log_mel_spectrogram(audio, n_mels=self.engine.n_mels, padding=padding, device=self.feature_device)
         features: np.ndarray = mel.cpu().numpy()
         return features
+
+
+class DecodedCount:
+    """Windows decoded and the text tokens the decoder produced for them (end of text not counted):
+    what a speed figure is per window, whichever engine decoded."""
+
+    def __init__(self) -> None:
+        self.windows = 0
+        self.tokens = 0
+        self._lock = threading.Lock()
+
+    def add(self, decoded: list[Decoded]) -> None:
+        with self._lock:
+            self.windows += len(decoded)
+            self.tokens += sum(len(d.tokens) for d in decoded)
 
 
 # The scheduler's operations. Equal ones share a batch, so each holds exactly what makes two

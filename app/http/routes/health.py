@@ -65,6 +65,7 @@ async def health(state: ServiceStateDep, gate: GateDep, budgets: BudgetsDep, set
         diarization_device=status.diarization_device,
         model=status.model,
         compute_type=status.compute_type,
+        engine=status.engine,
         cuda_available=gpu.cuda_available if gpu else None,
         gpu=gpu.name if gpu else None,
         compute_capability=gpu.compute_capability if gpu else None,
@@ -130,6 +131,8 @@ def _batching(batching: BatchingStatus) -> BatchingOut:
         mean_batch_size=round(stats.items / stats.batches, 2) if stats.batches else None,
         busy_s=stats.busy_s,
         model_s=batching.model_s,
+        decoded_windows=batching.decoded_windows,
+        decoded_tokens=batching.decoded_tokens,
     )
 
 

@@ -1,0 +1,235 @@
+"""Batched beam search for the torch Whisper engine, with CTranslate2's rules.
+
+CTranslate2's ``BeamSearch`` (src/decoding.cc), which faster-whisper and WhisperX decode with:
+each step takes the 2 × beam best continuations of a window; an end-of-text among the first
+``beam`` of them finishes a hypothesis and the next live candidate takes its place; a window
+is done once it holds ``round(beam × patience)`` hypotheses, or at the last step, where the
+first ``beam`` candidates all finish; the best is the highest sum of log-probabilities divided
+by its length (``length_penalty`` 1). Beam 1 is greedy search; a temperature above 0 draws
+one token from the whole distribution (Gumbel-max), as CTranslate2's sampling with top-k 0.
+
+Everything a step does happens on the device, in buffers allocated once per batch shape:
+the decoder forward, the log-softmax, the top-k, the bookkeeping and the cache reorder. So on
+CUDA one step is one captured graph, replayed per token (``capture``). The tokens are not
+carried along: each step records its candidates and back-pointers, and the finished
+hypotheses are read back once, at the end. The host looks at the device only every
+``_CHECK_EVERY`` steps, to stop when every window is done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.engine.whisper.torch_model import WhisperNetwork
+
+_CHECK_EVERY = 4  # steps between looks at "is every window done" (each look waits for the GPU)
+
+
+@dataclass(frozen=True)
+class SearchShape:
+    windows: int
+    beams: int
+    slots: int  # self-attention cache length: prompt + tokens to decode
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    tokens: list[int]  # without the end-of-text
+    logprob: float  # sum of the tokens' log-probabilities, the end-of-text's included
+    finished: bool  # ended with end-of-text (not cut by the length limit)
+
+
+class SearchBuffers:
+    """The device memory of beam search, sized for the largest batch shape so far; each
+    ``BeamSearch`` works on views of it, so shapes share memory (and their graphs' addresses stay put)."""
+
+    def __init__(self, network: WhisperNetwork, shape: SearchShape, dtype: torch.dtype, device: torch.device) -> None:
+        dims = network.dims
+        windows, beams, slots = shape.windows, shape.beams, shape.slots
+        self.shape = shape
+        size = dims.d_model // dims.decoder_heads
+        # Rows first, so a smaller batch is a leading slice and a beam reorder gathers whole rows.
+        self.cache = torch.zeros(
+            windows * beams, dims.decoder_layers, 2, dims.decoder_heads, slots, size, dtype=dtype, device=device
+        )
+        self.cross = torch.zeros(
+            windows, dims.decoder_layers, 2, dims.decoder_heads, dims.audio_positions, size, dtype=dtype, device=device
+        )
+        candidates = 2 * beams
+        self.top_tokens = torch.zeros(slots, windows, candidates, dtype=torch.long, device=device)
+        self.top_parents = torch.zeros(slots, windows, candidates, dtype=torch.long, device=device)
+        self.top_scores = torch.zeros(slots, windows, candidates, dtype=torch.float32, device=device)
+        self.live = torch.zeros(slots, windows, beams, dtype=torch.long, device=device)  # each new beam's candidate
+        self.finishing = torch.zeros(slots, windows, beams, dtype=torch.bool, device=device)
+
+    def holds(self, shape: SearchShape) -> bool:
+        mine = self.shape
+        return shape.windows <= mine.windows and shape.beams == mine.beams and shape.slots <= mine.slots
+
+
+class BeamSearch:
+    """One batch shape: views of the shared buffers, its own small state, and the step that runs on them."""
+
+    def __init__(
+        self,
+        network: WhisperNetwork,
+        buffers: SearchBuffers,
+        shape: SearchShape,
+        *,
+        eot: int,
+        suppress: torch.Tensor,
+        suppress_begin: torch.Tensor,
+    ) -> None:
+        assert buffers.holds(shape)
+        self.network, self.shape, self.eot = network, shape, eot
+        windows, beams, slots = shape.windows, shape.beams, shape.slots
+        rows = windows * beams
+        self.cache = buffers.cache[:rows, :, :, :, :slots]
+        self.cross = buffers.cross[:windows]
+        self.top_tokens = buffers.top_tokens[:slots, :windows]
+        self.top_parents = buffers.top_parents[:slots, :windows]
+        self.top_scores = buffers.top_scores[:slots, :windows]
+        self.live = buffers.live[:slots, :windows]
+        self.finishing = buffers.finishing[:slots, :windows]
+        self.suppress, self.suppress_begin = suppress, suppress_begin
+        device = buffers.cache.device
+        self.tokens = torch.zeros(rows, dtype=torch.long, device=device)  # each beam's last token
+        self.scores = torch.zeros(rows, dtype=torch.float32, device=device)
+        self.step_index = torch.zeros((), dtype=torch.long, device=device)
+        self.first_position = torch.zeros((), dtype=torch.long, device=device)  # step 0's slot: the prompt's last
+        self.last_step = torch.zeros((), dtype=torch.long, device=device)
+        self.max_candidates = torch.ones((), dtype=torch.long, device=device)
+        self.temperature = torch.zeros((), dtype=torch.float32, device=device)
+        self.finished_count = torch.zeros(windows, dtype=torch.long, device=device)
+        self.done = torch.zeros(windows, dtype=torch.bool, device=device)
+        self._window_rows = torch.arange(windows, device=device)[:, None] * beams
+        self._candidate_order = torch.arange(2 * beams, device=device)
+        self._graph: torch.cuda.CUDAGraph | None = None
+
+    # --- one step, on the device only (capturable) ---
+
+    def advance(self, sampling: bool = False) -> None:
+        decoder, shape = self.network.decoder, self.shape
+        windows, beams = shape.windows, shape.beams
+        position = (self.first_position + self.step_index).view(1)
+        hidden = decoder.step(self.tokens.view(-1, 1), position, self.cache, self.cross)
+        logits = decoder.logits(hidden[:, 0]).float() + self.suppress
+        logits = torch.where(self.step_index == 0, logits + self.suppress_begin, logits)
+        logprobs = logits.log_softmax(-1)
+        totals = (self.scores[:, None] + logprobs).view(windows, -1)
+        ranking = totals
+        if sampling:  # one beam: the tempered log-probability plus Gumbel noise draws from that distribution
+            noise = -torch.log(-torch.log(torch.rand_like(logprobs).clamp_(min=1e-20)))
+            ranking = (logprobs / self.temperature + noise).view(windows, -1)
+        candidate = ranking.topk(2 * beams, dim=-1).indices
+        scores = totals.gather(1, candidate)
+        vocabulary = logprobs.shape[-1]
+        parents, tokens = candidate // vocabulary, candidate % vocabulary
+        is_eot = tokens == self.eot
+        # The first `beams` non-final candidates live on; end-of-text among the first `beams` finishes.
+        live = (is_eot.long() * (2 * beams) + self._candidate_order).argsort(dim=-1)[:, :beams]
+        at_last = self.step_index == self.last_step
+        finishing = torch.where(at_last, torch.ones_like(is_eot[:, :beams]), is_eot[:, :beams]) & ~self.done[:, None]
+        index = self.step_index.view(1)
+        self.top_tokens.index_copy_(0, index, tokens[None])
+        self.top_parents.index_copy_(0, index, parents[None])
+        self.top_scores.index_copy_(0, index, scores[None])
+        self.live.index_copy_(0, index, live[None])
+        self.finishing.index_copy_(0, index, finishing[None])
+        self.finished_count += finishing.sum(-1)
+        self.done |= self.finished_count >= self.max_candidates
+        source_rows = (self._window_rows + parents.gather(1, live)).view(-1)
+        self.cache.copy_(self.cache.index_select(0, source_rows))
+        self.tokens.copy_(tokens.gather(1, live).view(-1))
+        self.scores.copy_(scores.gather(1, live).view(-1))
+        self.step_index += 1
+
+    def capture(self, pool: Any) -> None:
+        """Record ``advance`` as a CUDA graph (after two eager runs, as torch requires)."""
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self.advance()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=pool):
+            self.advance()
+        self._graph = graph
+
+    # --- a whole search ---
+
+    def run(
+        self,
+        prompt: list[int],
+        *,
+        max_new_tokens: int,
+        patience: float,
+        temperature: float,
+        no_speech_at: int,
+        no_speech_token: int,
+    ) -> tuple[list[Hypothesis], list[float]]:
+        """Decode after ``prompt`` from ``self.cross`` (filled by the caller): each window's best
+        hypothesis, and its no-speech probability at prompt position ``no_speech_at``."""
+        shape = self.shape
+        windows, beams = shape.windows, shape.beams
+        assert len(prompt) - 1 + max_new_tokens <= shape.slots and max_new_tokens >= 1
+        assert temperature == 0 or beams == 1, "sampling draws one beam"
+        assert 0 <= no_speech_at < len(prompt) - 1, "the start of transcript must come before the prompt's last token"
+        device = self.tokens.device
+        decoder = self.network.decoder
+        head = torch.tensor(prompt[:-1], device=device).expand(windows * beams, -1)
+        hidden = decoder.step(head, torch.arange(len(prompt) - 1, device=device), self.cache, self.cross)
+        no_speech = decoder.logits(hidden[::beams, no_speech_at]).float().softmax(-1)[:, no_speech_token]
+
+        self.tokens.fill_(prompt[-1])
+        self.scores.copy_(torch.tensor([0.0] + [-np.inf] * (beams - 1), device=device).repeat(windows))
+        self.first_position.fill_(len(prompt) - 1)
+        self.step_index.zero_()
+        self.last_step.fill_(max_new_tokens - 1)
+        self.max_candidates.fill_(max(1, round(beams * patience)))
+        self.temperature.fill_(temperature)
+        self.finished_count.zero_()
+        self.done.zero_()
+        steps = 0
+        while steps < max_new_tokens:
+            if self._graph is not None and temperature == 0:
+                self._graph.replay()
+            else:
+                self.advance(sampling=temperature > 0)
+            steps += 1
+            if steps % _CHECK_EVERY == 0 and bool(self.done.all()):
+                break
+        return self._read_back(steps), no_speech.tolist()
+
+    def _read_back(self, steps: int) -> list[Hypothesis]:
+        tokens, parents = self.top_tokens[:steps].cpu().numpy(), self.top_parents[:steps].cpu().numpy()
+        scores, live = self.top_scores[:steps].cpu().numpy(), self.live[:steps].cpu().numpy()
+        finishing = self.finishing[:steps].cpu().numpy()
+        best: list[Hypothesis] = []
+        for window in range(self.shape.windows):
+            ranked: list[tuple[float, Hypothesis]] = []
+            for step, beam in zip(*np.nonzero(finishing[:, window]), strict=True):
+                sequence, candidate = [], beam
+                for back in range(step, -1, -1):
+                    sequence.append(int(tokens[back, window, candidate]))
+                    if back:
+                        candidate = live[back - 1, window, parents[back, window, candidate]]
+                sequence.reverse()
+                ended = sequence[-1] == self.eot
+                text = sequence[:-1] if ended else sequence
+                logprob = float(scores[step, window, beam])
+                ranked.append((logprob / max(1, len(text)), Hypothesis(text, logprob, ended)))
+            best.append(max(ranked, key=lambda r: r[0])[1])
+        return best
+
+
+def token_mask(vocabulary: int, suppressed: list[int], device: torch.device) -> torch.Tensor:
+    """0 for tokens that may be decoded, -inf for the suppressed ones (added to the logits)."""
+    mask = torch.zeros(vocabulary, dtype=torch.float32, device=device)
+    mask[[i for i in suppressed if 0 <= i < vocabulary]] = -np.inf
+    return mask

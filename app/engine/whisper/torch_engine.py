@@ -1,0 +1,271 @@
+"""Whisper in plain torch: the second ``WhisperEngine``, for the GPU's speed.
+
+CTranslate2 caps the GPU (tens of thousands of kernel launches per batch, unfused attention,
+JIT-compiled kernels on anything newer than sm_86, and no CUDA build for ARM64 on PyPI). Here
+attention is ``scaled_dot_product_attention``, the encoder runs once per window, beam search
+keeps all its state on the device, and on CUDA each decoding step is a captured CUDA graph
+(one per batch-size bucket, captured while warming up) replayed per token.
+
+Weights: Hugging Face Whisper checkpoints (hub or folder) or CTranslate2 folders, converted at
+load (weights.py). The decoding rules are CTranslate2's (beam_search.py), so both engines give
+the same text on the same weights.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.engine.options import Sampling
+from app.engine.whisper.beam_search import BeamSearch, SearchBuffers, SearchShape, token_mask
+from app.engine.whisper.ctranslate2 import BeamOptions
+from app.engine.whisper.engine import (
+    AlignmentInput,
+    Decoded,
+    TokenizerCache,
+    alignment_features,
+    find_alignment,
+    whisper_prompt,
+)
+from app.engine.whisper.sources import WhisperSource, hub_checkpoint
+from app.engine.whisper.torch_model import WhisperNetwork
+from app.engine.whisper.weights import read_weights
+from app.engine.whisper.word_timing import align
+from app.runtime.timing import StepTimer
+
+DEFAULT_MAX_NEW_TOKENS = 224  # what CTranslate2 decodes at most: half of the decoder's 448 positions
+_SLOT_STEP = 32  # cache lengths are rounded up to this, so prompts of similar length share a graph
+
+
+def batch_bucket(windows: int) -> int:
+    """The batch size a batch of ``windows`` runs at: powers of two to 16, then multiples of 16."""
+    if windows <= 16:
+        return 1 << (windows - 1).bit_length()
+    return -(-windows // 16) * 16
+
+
+class TorchEngine:
+    """One Whisper network on one device; the beam search's buffers and graphs, per batch shape."""
+
+    name = "torch"
+
+    def __init__(
+        self,
+        network: WhisperNetwork,
+        tokenizer: Any,
+        source: WhisperSource,
+        *,
+        model_path: Path | None,
+        alignment_heads: list[tuple[int, int]],
+        suppress_ids: list[int],
+        suppress_ids_begin: list[int],
+        lang_ids: list[int],
+        max_new_tokens: int | None = None,
+        cuda_graphs: bool = True,
+    ) -> None:
+        self.network = network
+        self.source = source
+        self.model_path = model_path
+        self.options = BeamOptions()
+        dims = network.dims
+        self.multilingual = dims.n_vocab >= 51865
+        self._hf_tokenizer = tokenizer
+        self._tokenizers = TokenizerCache(tokenizer, self.multilingual)
+        self.languages = frozenset(self._tokenizers.languages())
+        self.n_mels = dims.n_mels
+        parameter = next(network.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
+        self.feature_device = str(self.device) if self.device.type == "cuda" else "cpu"
+        self.model_seconds = StepTimer({"encode": 0.0, "decode": 0.0, "align_words": 0.0, "detect_language": 0.0})
+        self.max_new_tokens = max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        self._alignment_heads = alignment_heads
+        self._lang_ids = lang_ids
+        self._suppress = token_mask(dims.n_vocab, suppress_ids, self.device)
+        self._suppress_begin = token_mask(dims.n_vocab, suppress_ids_begin, self.device)
+        self._buffers: SearchBuffers | None = None
+        self._searches: dict[SearchShape, BeamSearch] = {}
+        self._graph_pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
+        self._lock = threading.Lock()  # one batch at a time: the buffers are shared
+        self._eot = tokenizer.token_to_id("<|endoftext|>")
+        self._no_speech = tokenizer.token_to_id("<|nospeech|>") or tokenizer.token_to_id("<|nocaptions|>")
+
+    @classmethod
+    def load(
+        cls,
+        source: WhisperSource,
+        *,
+        device: str,
+        compute_type: str,
+        cpu_threads: int,
+        download_root: str,
+        hf_token: str | None,
+        max_new_tokens: int | None = None,
+        cuda_graphs: bool = True,
+    ) -> TorchEngine:
+        from tokenizers import Tokenizer
+
+        folder = Path(source.location)
+        if not folder.is_dir():  # a hub name: the checkpoint's cached snapshot (downloaded the first time)
+            folder = hub_checkpoint(source.location, cache_dir=download_root, token=hf_token)
+        if device == "cpu" and cpu_threads:
+            torch.set_num_threads(cpu_threads)
+        weights = read_weights(folder)
+        dtype = _torch_dtype(compute_type, device)
+        with torch.device("meta"):
+            network = WhisperNetwork(weights.dims)
+        state = {name: tensor.to(dtype) for name, tensor in weights.tensors.items()}
+        network.load_state_dict(state, assign=True, strict=True)
+        network = network.to(device).eval().requires_grad_(False)
+        return cls(
+            network,
+            Tokenizer.from_file(str(folder / "tokenizer.json")),
+            source,
+            model_path=folder,
+            alignment_heads=weights.alignment_heads,
+            suppress_ids=weights.suppress_ids,
+            suppress_ids_begin=weights.suppress_ids_begin,
+            lang_ids=weights.lang_ids,
+            max_new_tokens=max_new_tokens,
+            cuda_graphs=cuda_graphs,
+        )
+
+    def tokenizer(self, language: str, task: str) -> Any:
+        return self._tokenizers.get(language, task)
+
+    def prompt(self, tokenizer: Any, initial_prompt: str | None) -> list[int]:
+        return whisper_prompt(tokenizer, initial_prompt)
+
+    @torch.inference_mode()
+    def _encode(self, features: np.ndarray, windows: int) -> torch.Tensor:
+        """Audio states of a batch padded with silent windows to ``windows`` (its bucket)."""
+        mel = torch.from_numpy(features).to(self.device, self.dtype)
+        if windows > mel.shape[0]:
+            mel = torch.cat([mel, mel.new_zeros(windows - mel.shape[0], *mel.shape[1:])])
+        return self.network.encoder(mel)
+
+    def _shape(self, windows: int, prompt: list[int], beams: int) -> tuple[SearchShape, int]:
+        """The batch shape a batch runs at, and how many tokens it may decode."""
+        positions = self.network.dims.text_positions
+        new_tokens = min(self.max_new_tokens, positions - (len(prompt) - 1))
+        slots = min(positions, -(-(len(prompt) - 1 + new_tokens) // _SLOT_STEP) * _SLOT_STEP)
+        return SearchShape(batch_bucket(windows), beams, slots), new_tokens
+
+    @torch.inference_mode()
+    def prepare(self, batch_size: int, prompt: list[int]) -> None:
+        buckets = sorted(
+            {batch_bucket(n) for n in range(1, batch_size + 1)}, reverse=True
+        )  # largest first: one allocation
+        with self._lock:
+            for windows in buckets:
+                self._search(self._shape(windows, prompt, self.options.beam_size)[0])
+
+    @torch.inference_mode()
+    def decode(self, features: np.ndarray, prompt: list[int], sampling: Sampling) -> list[Decoded]:
+        count = features.shape[0]
+        beams = 1 if sampling.temperature > 0 else self.options.beam_size
+        shape, new_tokens = self._shape(count, prompt, beams)
+        with self._lock:
+            search = self._search(shape)
+            with self.model_seconds("encode"):
+                search.cross.copy_(self.network.decoder.cross_kv(self._encode(features, shape.windows)))
+            with self.model_seconds("decode"):
+                best, no_speech = search.run(
+                    prompt,
+                    max_new_tokens=new_tokens,
+                    patience=self.options.patience,
+                    temperature=sampling.temperature,
+                    no_speech_at=prompt.index(self._hf_tokenizer.token_to_id("<|startoftranscript|>")),
+                    no_speech_token=self._no_speech,
+                )
+        return [
+            # As WhisperX: the sum of log-probabilities over the tokens and the end of text.
+            Decoded(tokens=h.tokens, avg_logprob=h.logprob / (len(h.tokens) + 1), no_speech_prob=p)
+            for h, p in zip(best[:count], no_speech[:count], strict=True)
+        ]
+
+    def _search(self, shape: SearchShape) -> BeamSearch:
+        """The beam search for ``shape``: its views of the buffers, and on CUDA its graph."""
+        search = self._searches.get(shape)
+        if search is not None:
+            return search
+        if self._buffers is None or not self._buffers.holds(shape):
+            # Grow to the larger of the old and new shapes; views (and graphs) of the old go.
+            old = self._buffers.shape if self._buffers is not None else shape
+            grown = SearchShape(max(old.windows, shape.windows), shape.beams, max(old.slots, shape.slots))
+            self._searches.clear()
+            self._buffers = None
+            self._buffers = SearchBuffers(self.network, grown, self.dtype, self.device)
+        search = BeamSearch(
+            self.network,
+            self._buffers,
+            shape,
+            eot=self._eot,
+            suppress=self._suppress,
+            suppress_begin=self._suppress_begin,
+        )
+        if self.cuda_graphs:
+            search.capture(self._graph_pool)
+        self._searches[shape] = search
+        return search
+
+    @torch.inference_mode()
+    def detect_language(self, features: np.ndarray) -> list[tuple[str, float]]:
+        with self._lock:
+            with self.model_seconds("encode"):
+                cross = self.network.decoder.cross_kv(self._encode(features, features.shape[0]))
+            with self.model_seconds("detect_language"):
+                decoder = self.network.decoder
+                start = torch.full((features.shape[0], 1), self._sot, device=self.device)
+                cache = cross.new_zeros(features.shape[0], len(decoder.layers), 2, cross.shape[3], 1, cross.shape[-1])
+                hidden = decoder.step(start, torch.zeros(1, dtype=torch.long, device=self.device), cache, cross)
+                lang_ids = torch.tensor(self._lang_ids, device=self.device)
+                probs = decoder.logits(hidden[:, 0]).float()[:, lang_ids].softmax(-1)
+                best = probs.max(-1)
+        tokens = [self._hf_tokenizer.id_to_token(self._lang_ids[i]) for i in best.indices.tolist()]
+        return [(token[2:-2], float(p)) for token, p in zip(tokens, best.values.tolist(), strict=True)]
+
+    @property
+    def _sot(self) -> int:
+        return int(self._hf_tokenizer.token_to_id("<|startoftranscript|>"))
+
+    def alignment_features(self, audio: np.ndarray) -> tuple[np.ndarray, int]:
+        return alignment_features(self.n_mels, audio)
+
+    @torch.inference_mode()
+    def align_words(self, inputs: list[AlignmentInput], tokenizer: Any) -> list[list[dict[str, Any]]]:
+        features = np.stack([i.features for i in inputs])
+        with self._lock:
+            with self.model_seconds("encode"):
+                cross = self.network.decoder.cross_kv(self._encode(features, len(inputs)))
+            with self.model_seconds("align_words"):
+                texts = [i.tokens for i in inputs]
+                nonempty = [k for k, text in enumerate(texts) if text]
+                found = (
+                    align(
+                        self.network,
+                        cross[nonempty],
+                        start=list(tokenizer.sot_sequence),
+                        no_timestamps=tokenizer.no_timestamps,
+                        eot=tokenizer.eot,
+                        texts=[texts[k] for k in nonempty],
+                        num_frames=[inputs[k].num_frames for k in nonempty],
+                        heads=self._alignment_heads,
+                    )
+                    if nonempty
+                    else []
+                )
+        results: list[Any] = [None] * len(inputs)
+        for k, alignment in zip(nonempty, found, strict=True):
+            results[k] = alignment
+        return find_alignment(tokenizer, texts, results)
+
+
+def _torch_dtype(compute_type: str, device: str) -> torch.dtype:
+    if device == "cpu":
+        return torch.float32  # the CPU has no fast half-precision matrix products
+    return torch.bfloat16 if "bfloat16" in compute_type else torch.float16

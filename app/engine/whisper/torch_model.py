@@ -1,0 +1,182 @@
+"""Whisper's network in plain torch, shaped for batched beam search on a GPU.
+
+- Attention is ``scaled_dot_product_attention`` (flash or memory-efficient kernels on CUDA).
+- The decoder's self-attention keys and values live in one static cache tensor
+  (rows × layers × key/value × heads × slots × head size) written at positions held in a
+  device tensor, so a decoding step has the same shapes and addresses every time (a CUDA
+  graph can replay it) and reordering beams is one ``index_select``.
+- Cross-attention keys and values are computed once per window; a window's beams are its
+  query rows against that one copy (no per-beam copies of 1,500 frames × layers).
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from app.engine.whisper.weights import Dimensions
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+
+class _CrossAttention(nn.Module):
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+
+class _Layer(nn.Module):
+    def __init__(self, d_model: int, cross: bool) -> None:
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(d_model)
+        self.attn = _SelfAttention(d_model)
+        if cross:
+            self.cross_norm = nn.LayerNorm(d_model)
+            self.cross = _CrossAttention(d_model)
+        self.mlp_norm = nn.LayerNorm(d_model)
+        self.fc1 = nn.Linear(d_model, 4 * d_model)
+        self.fc2 = nn.Linear(4 * d_model, d_model)
+
+    def mlp(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fc2(F.gelu(self.fc1(self.mlp_norm(x))))
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(rows, time, d) → (rows, heads, time, d / heads)."""
+    rows, time, _ = x.shape
+    return x.view(rows, time, heads, -1).transpose(1, 2)
+
+
+def _merge(x: torch.Tensor) -> torch.Tensor:
+    rows, heads, time, size = x.shape
+    return x.transpose(1, 2).reshape(rows, time, heads * size)
+
+
+def _blocks(layers: nn.ModuleList) -> list[_Layer]:
+    return cast(list[_Layer], list(layers))
+
+
+class Encoder(nn.Module):
+    positions: torch.Tensor
+
+    def __init__(self, dims: Dimensions) -> None:
+        super().__init__()
+        self.heads = dims.encoder_heads
+        self.conv1 = nn.Conv1d(dims.n_mels, dims.d_model, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(dims.d_model, dims.d_model, kernel_size=3, stride=2, padding=1)
+        self.register_buffer("positions", torch.empty(dims.audio_positions, dims.d_model))
+        self.layers = nn.ModuleList(_Layer(dims.d_model, cross=False) for _ in range(dims.encoder_layers))
+        self.norm = nn.LayerNorm(dims.d_model)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """Log-Mel windows (batch, mels, 3000) → audio states (batch, 1500, d)."""
+        x = F.gelu(self.conv2(F.gelu(self.conv1(mel)))).transpose(1, 2)
+        x = x + self.positions[: x.shape[1]]
+        for layer in _blocks(self.layers):
+            q, k, v = layer.attn.qkv(layer.attn_norm(x)).chunk(3, dim=-1)
+            attended = F.scaled_dot_product_attention(
+                _heads(q, self.heads), _heads(k, self.heads), _heads(v, self.heads)
+            )
+            x = layer.mlp(x + layer.attn.out(_merge(attended)))
+        return self.norm(x)
+
+
+class Decoder(nn.Module):
+    positions: torch.Tensor
+
+    def __init__(self, dims: Dimensions) -> None:
+        super().__init__()
+        self.heads = dims.decoder_heads
+        self.embedding = nn.Parameter(torch.empty(dims.n_vocab, dims.d_model))
+        self.register_buffer("positions", torch.empty(dims.text_positions, dims.d_model))
+        self.layers = nn.ModuleList(_Layer(dims.d_model, cross=True) for _ in range(dims.decoder_layers))
+        self.norm = nn.LayerNorm(dims.d_model)
+
+    def cross_kv(self, audio: torch.Tensor) -> torch.Tensor:
+        """Each layer's cross-attention keys and values: (batch, layers, 2, heads, frames, head size)."""
+        per_layer = []
+        for layer in _blocks(self.layers):
+            k, v = layer.cross.kv(audio).chunk(2, dim=-1)
+            per_layer.append(torch.stack([_heads(k, self.heads), _heads(v, self.heads)], dim=1))
+        return torch.stack(per_layer, dim=1)
+
+    def step(
+        self, tokens: torch.Tensor, positions: torch.Tensor, cache: torch.Tensor, cross: torch.Tensor
+    ) -> torch.Tensor:
+        """The hidden states of ``tokens`` (rows, time) at ``positions`` (time,), writing the cache.
+
+        ``cache``: (rows, layers, 2, heads, slots, head size); rows are windows × beams, a
+        window's beams next to each other. ``cross``: ``cross_kv``'s, one entry per window.
+        Each position sees the cache's slots up to itself.
+        """
+        rows, time = tokens.shape
+        windows = cross.shape[0]
+        beams = rows // windows
+        visible = torch.arange(cache.shape[-2], device=tokens.device)[None, :] <= positions[:, None]
+        x = self.embedding[tokens] + self.positions[positions]
+        for i, layer in enumerate(_blocks(self.layers)):
+            q, k, v = layer.attn.qkv(layer.attn_norm(x)).chunk(3, dim=-1)
+            keys, values = cache[:, i, 0], cache[:, i, 1]
+            keys.index_copy_(2, positions, _heads(k, self.heads))
+            values.index_copy_(2, positions, _heads(v, self.heads))
+            attended = F.scaled_dot_product_attention(_heads(q, self.heads), keys, values, attn_mask=visible)
+            x = x + layer.attn.out(_merge(attended))
+            # A window's beams query its one copy of the audio: (windows, heads, beams × time, size).
+            q = _heads(layer.cross.q(layer.cross_norm(x)), self.heads)
+            size = q.shape[-1]
+            q = q.view(windows, beams, self.heads, time, size).transpose(1, 2).reshape(windows, self.heads, -1, size)
+            attended = F.scaled_dot_product_attention(q, cross[:, i, 0], cross[:, i, 1])
+            attended = attended.view(windows, self.heads, beams, time, size).transpose(1, 2)
+            x = x + layer.cross.out(_merge(attended.reshape(rows, self.heads, time, size)))
+            x = layer.mlp(x)
+        return self.norm(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden @ self.embedding.T
+
+    def forward_with_attention(
+        self, tokens: torch.Tensor, cross: torch.Tensor, heads: list[tuple[int, int]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of every position of whole sequences (batch, time), and the raw cross-attention
+        scores (scaled q·k, before softmax) of the given (layer, head) pairs: (batch, pairs, time, frames)."""
+        _batch, time = tokens.shape
+        causal = torch.ones(time, time, dtype=torch.bool, device=tokens.device).tril()
+        x = self.embedding[tokens] + self.positions[:time]
+        wanted: dict[int, list[int]] = {}
+        for layer_index, head in heads:
+            wanted.setdefault(layer_index, []).append(head)
+        scores: dict[tuple[int, int], torch.Tensor] = {}
+        for i, layer in enumerate(_blocks(self.layers)):
+            q, k, v = layer.attn.qkv(layer.attn_norm(x)).chunk(3, dim=-1)
+            q, k, v = (_heads(t, self.heads) for t in (q, k, v))
+            x = x + layer.attn.out(_merge(F.scaled_dot_product_attention(q, k, v, attn_mask=causal)))
+            q = _heads(layer.cross.q(layer.cross_norm(x)), self.heads)
+            k, v = cross[:, i, 0], cross[:, i, 1]
+            if i in wanted:
+                logits = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+                for head in wanted[i]:
+                    scores[(i, head)] = logits[:, head]
+                attended = logits.softmax(-1) @ v
+            else:
+                attended = F.scaled_dot_product_attention(q, k, v)
+            x = x + layer.cross.out(_merge(attended))
+            x = layer.mlp(x)
+        return self.logits(self.norm(x)), torch.stack([scores[pair] for pair in heads], dim=1)
+
+
+class WhisperNetwork(nn.Module):
+    def __init__(self, dims: Dimensions) -> None:
+        super().__init__()
+        self.dims = dims
+        self.encoder = Encoder(dims)
+        self.decoder = Decoder(dims)

@@ -1,0 +1,104 @@
+"""Whisper's own word times from the torch network: cross-attention alignment heads + DTW.
+
+The same computation as CTranslate2's ``WhisperReplica::align`` and openai-whisper's
+``timing.py``: run the decoder over the start sequence, no-timestamps, the text and
+end-of-text; take the alignment heads' attention over the audio frames that hold speech,
+normalise each head over the tokens, median-filter it over time, average the heads, and
+walk the cheapest monotonic path (dynamic time warping) from the first token to the last.
+faster-whisper turns the path into words (``WhisperModel.find_alignment``), for both engines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from app.engine.whisper.torch_model import WhisperNetwork
+
+_MEDIAN_FILTER_WIDTH = 7
+
+
+@dataclass(frozen=True)
+class TokenAlignment:
+    """What CTranslate2's ``align`` returns for one sequence (faster-whisper reads these names)."""
+
+    alignments: list[tuple[int, int]]  # (text token index, audio frame) along the path
+    text_token_probs: list[float]
+
+
+def align(
+    network: WhisperNetwork,
+    cross: torch.Tensor,
+    *,
+    start: list[int],
+    no_timestamps: int,
+    eot: int,
+    texts: list[list[int]],
+    num_frames: list[int],
+    heads: list[tuple[int, int]],
+) -> list[TokenAlignment]:
+    sequences = [[*start, no_timestamps, *text, eot] for text in texts]
+    longest = max(len(s) for s in sequences)
+    tokens = torch.tensor([s + [eot] * (longest - len(s)) for s in sequences], device=cross.device)
+    logits, scores = network.decoder.forward_with_attention(tokens, cross, heads)
+    text_probs = logits[..., :eot].float().softmax(-1)
+    offset = len(start)
+    results = []
+    for b, (sequence, text) in enumerate(zip(sequences, texts, strict=True)):
+        length, frames = len(sequence), max(1, num_frames[b] // 2)  # the second convolution halves the frames
+        targets = torch.tensor(text, device=cross.device)
+        probs = text_probs[b, offset : offset + len(text)].gather(1, targets[:, None])[:, 0]
+        weights = scores[b, :, :length, :frames].float().softmax(-1)
+        std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
+        weights = _median_filter((weights - mean) / std, _MEDIAN_FILTER_WIDTH).mean(0)
+        matrix = weights[offset : length - 1].cpu().double().numpy()
+        results.append(TokenAlignment(_negative_dtw(matrix), probs.cpu().tolist()))
+    return results
+
+
+def _median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
+    pad = width // 2
+    if x.shape[-1] <= pad:
+        return x
+    padded = F.pad(x[None], (pad, pad, 0, 0), mode="reflect")[0]
+    return padded.unfold(-1, width, 1).sort(dim=-1).values[..., pad]
+
+
+def _negative_dtw(similarity: np.ndarray) -> list[tuple[int, int]]:
+    """openai-whisper's ``dtw`` on ``-similarity``: the path as (token, frame) pairs, first to last.
+
+    Each row is one prefix scan instead of a loop over frames: along a row the cost is
+    ``x[j] + min(up[j], cost[j - 1])``, so ``cost[j] = S[j] + min over k ≤ j of (up[k] - S[k - 1])``
+    with ``S`` the row's running sum.
+    """
+    x = -similarity
+    rows, cols = x.shape
+    cost = np.full((rows + 1, cols + 1), np.inf)
+    trace = np.full((rows + 1, cols + 1), 2, dtype=np.int8)  # 0 diagonal, 1 up, 2 left
+    cost[0, 0] = 0.0
+    for i in range(1, rows + 1):
+        diagonal, up = cost[i - 1, :-1], cost[i - 1, 1:]
+        entry = np.minimum(diagonal, up)  # the best way into column j from the row above
+        running = np.cumsum(x[i - 1])
+        before = np.concatenate(([0.0], running[:-1]))
+        cost[i, 1:] = running + np.minimum.accumulate(entry - before)
+        left = cost[i, :-1]
+        trace[i, 1:] = np.where((diagonal < up) & (diagonal < left), 0, np.where((up < diagonal) & (up < left), 1, 2))
+    trace[0, :] = 2
+    trace[:, 0] = 1
+    path = []
+    i, j = rows, cols
+    while i > 0 or j > 0:
+        path.append((i - 1, j - 1))
+        step = trace[i, j]
+        if step == 0:
+            i, j = i - 1, j - 1
+        elif step == 1:
+            i -= 1
+        else:
+            j -= 1
+    path.reverse()
+    return path

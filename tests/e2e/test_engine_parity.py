@@ -1,0 +1,95 @@
+"""The two Whisper engines on the same bundled weights give the same transcripts (float32, CPU).
+
+Real speech: the pyannote sample call (reference words in sample.stm) and a synthetic
+two-voice conversation (espeak-ng, exact reference). Greedy and beam 5, whole files through the
+Whisper stage (VAD windows, batches, prompts), word times from Whisper's cross-attention, and
+language identification on the multilingual model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.engine.audio import read_pcm16_wav
+from app.engine.options import Decoding
+from app.engine.vad import load_speech_detector
+from app.engine.whisper.ctranslate2 import CTranslate2Engine
+from app.engine.whisper.sources import resolve_whisper_source
+from app.engine.whisper.stage import Whisper
+from app.engine.whisper.torch_engine import TorchEngine
+from app.serving.warmup import sample_speech, sample_speech_path
+from tests.support.conversations import make_conversation, tools_available
+from tests.support.scoring import read_stm_text, word_error_rate
+
+ENGLISH = Decoding("en", "transcribe", None, 0.0, 4)
+
+
+def _both(model: str, cache: Path) -> tuple[Whisper, Whisper]:
+    source = resolve_whisper_source(model, "cpu", cache)
+    common = {"device": "cpu", "compute_type": "float32", "cpu_threads": 2, "download_root": "unused", "hf_token": None}
+    return Whisper(CTranslate2Engine.load(source, **common)), Whisper(TorchEngine.load(source, **common))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Whisper, Whisper]:
+    return _both("bundled-tiny.en", tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory) -> list[tuple[str, np.ndarray, str]]:
+    """(name, audio, reference text) of each recording."""
+    found = [("sample", sample_speech(), read_stm_text(sample_speech_path().with_suffix(".stm")))]
+    if tools_available():
+        conversation = make_conversation(2, tmp_path_factory.mktemp("conversation"), seed=3, num_turns=6)
+        found.append(("conversation", read_pcm16_wav(conversation.wav), conversation.text))
+    return found
+
+
+def _text(whisper: Whisper, audio: np.ndarray, decoding: Decoding) -> str:
+    chunks = load_speech_detector("silero", "cpu")(audio)
+    return " ".join(s.text for s in whisper.transcribe(audio, chunks, decoding))
+
+
+@pytest.mark.parametrize("beams", [5, 1], ids=["beam5", "greedy"])
+def test_same_transcripts_and_the_same_accuracy(tiny, recordings, beams):
+    ctranslate2, torch_engine = tiny
+    for whisper in tiny:
+        whisper.engine.options = replace(whisper.engine.options, beam_size=beams)
+    try:
+        for name, audio, reference in recordings:
+            ours, theirs = _text(torch_engine, audio, ENGLISH), _text(ctranslate2, audio, ENGLISH)
+            assert word_error_rate(theirs, ours) <= 0.01, (name, theirs, ours)
+            # Each engine's accuracy against the reference, within half a point of the other's.
+            assert abs(word_error_rate(reference, ours) - word_error_rate(reference, theirs)) <= 0.005, name
+    finally:
+        for whisper in tiny:
+            whisper.engine.options = replace(whisper.engine.options, beam_size=5)
+
+
+def test_same_word_times(tiny):
+    ctranslate2, torch_engine = tiny
+    audio = sample_speech()
+    chunks = load_speech_detector("silero", "cpu")(audio)
+    segments = ctranslate2.transcribe(audio, chunks, ENGLISH)
+    theirs = [w for s in ctranslate2.time_words(audio, segments, ENGLISH) for w in s.words]
+    ours = [w for s in torch_engine.time_words(audio, segments, ENGLISH) for w in s.words]
+    assert [w.word for w in ours] == [w.word for w in theirs]
+    assert np.abs(np.array([(w.start, w.end) for w in ours]) - [(w.start, w.end) for w in theirs]).max() <= 0.041
+    assert np.abs(np.array([w.score for w in ours]) - [w.score for w in theirs]).max() <= 0.01
+
+
+def test_same_language_and_the_multilingual_text(tmp_path_factory):
+    ctranslate2, torch_engine = _both("bundled-base", tmp_path_factory.mktemp("models"))
+    audio = sample_speech()
+    chunks = load_speech_detector("silero", "cpu")(audio)
+    (their_language, their_p), (our_language, our_p) = (
+        w.detect_language(audio, chunks) for w in (ctranslate2, torch_engine)
+    )
+    assert our_language == their_language == "en"
+    assert our_p == pytest.approx(their_p, abs=0.01)
+    decoding = replace(ENGLISH, task="transcribe", initial_prompt="A phone call between Diane and Sheila.")
+    assert word_error_rate(_text(ctranslate2, audio, decoding), _text(torch_engine, audio, decoding)) <= 0.01

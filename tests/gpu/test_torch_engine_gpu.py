@@ -1,0 +1,76 @@
+"""The torch engine on a CUDA device (skipped without one; run on the lent GPU machine): a CUDA
+graph replays exactly what the eager step computes, and the two engines agree in float16."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from app.engine.options import Decoding
+from app.engine.vad import load_speech_detector
+from app.engine.whisper.beam_search import BeamSearch, SearchBuffers, SearchShape, token_mask
+from app.serving.warmup import sample_speech
+from tests.support.scoring import word_error_rate
+from tests.unit.test_torch_whisper import DIMS, EOT, audio_states, tiny_network
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("beams", [1, 5])
+@torch.inference_mode()
+def test_graph_replay_equals_eager(beams):
+    device = torch.device("cuda")
+    network = tiny_network(seed=beams).to(device)
+    shape = SearchShape(8, beams, 32)
+    buffers = SearchBuffers(network, shape, torch.float32, device)
+    masks = {
+        "suppress": token_mask(DIMS.n_vocab, [3], device),
+        "suppress_begin": token_mask(DIMS.n_vocab, [EOT], device),
+    }
+    cross = audio_states(network, 8)
+    results = []
+    for graphs in (False, True):
+        search = BeamSearch(network, buffers, shape, eot=EOT, **masks)
+        if graphs:
+            search.capture(torch.cuda.graph_pool_handle())
+        search.cross.copy_(cross)
+        results.append(
+            search.run([10, 2, 5], max_new_tokens=20, patience=1.0, temperature=0.0, no_speech_at=0, no_speech_token=4)
+        )
+    (eager, eager_ns), (graphed, graphed_ns) = results
+    assert [h.tokens for h in graphed] == [h.tokens for h in eager]
+    assert [h.logprob for h in graphed] == pytest.approx([h.logprob for h in eager], abs=1e-4)
+    assert graphed_ns == pytest.approx(eager_ns, abs=1e-5)
+
+
+def test_engines_agree_in_float16(tmp_path: Path):
+    from app.engine.whisper.ctranslate2 import CTranslate2Engine
+    from app.engine.whisper.sources import resolve_whisper_source
+    from app.engine.whisper.stage import Whisper
+    from app.engine.whisper.torch_engine import TorchEngine
+
+    source = resolve_whisper_source(os.environ.get("GPU_TEST_WHISPER_MODEL", "bundled-tiny.en"), "cuda", tmp_path)
+    common = {
+        "device": "cuda",
+        "compute_type": "float16",
+        "cpu_threads": 0,
+        "download_root": str(tmp_path),
+        "hf_token": None,
+    }
+    audio = sample_speech()
+    chunks = load_speech_detector("silero", "cpu")(audio)
+    decoding = Decoding("en", "transcribe", None, 0.0, 4)
+    texts = {}
+    for name, engine in (
+        ("ctranslate2", CTranslate2Engine.load(source, **common)),
+        ("torch", TorchEngine.load(source, **common)),
+    ):
+        for beams in (5, 1):
+            engine.options = replace(engine.options, beam_size=beams)
+            texts[name, beams] = " ".join(s.text for s in Whisper(engine).transcribe(audio, chunks, decoding))
+    for beams in (5, 1):
+        assert word_error_rate(texts["ctranslate2", beams], texts["torch", beams]) <= 0.01, texts

@@ -1,0 +1,209 @@
+"""The torch Whisper engine's parts on a tiny random network: the cached decoder step, beam search
+against a plain re-implementation of CTranslate2's rules, the weight readers, DTW."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from app.engine.whisper.beam_search import BeamSearch, SearchBuffers, SearchShape, token_mask
+from app.engine.whisper.torch_engine import batch_bucket
+from app.engine.whisper.torch_model import WhisperNetwork
+from app.engine.whisper.weights import Dimensions, read_weights
+from app.engine.whisper.word_timing import _negative_dtw
+
+DIMS = Dimensions(
+    n_mels=8, n_vocab=12, d_model=16, encoder_layers=2, encoder_heads=2, decoder_layers=2, decoder_heads=2,
+    text_positions=24, audio_positions=10,
+)  # fmt: skip
+EOT = 11
+
+
+def tiny_network(seed: int = 0) -> WhisperNetwork:
+    torch.manual_seed(seed)
+    network = WhisperNetwork(DIMS)
+    for parameter in network.parameters():
+        torch.nn.init.normal_(parameter, std=0.5)
+    for buffer in network.buffers():
+        torch.nn.init.normal_(buffer, std=0.5)
+    return network.eval().requires_grad_(False)
+
+
+def audio_states(network: WhisperNetwork, windows: int, seed: int = 1) -> torch.Tensor:
+    mel = torch.randn(windows, DIMS.n_mels, 2 * DIMS.audio_positions, generator=torch.Generator().manual_seed(seed))
+    return network.decoder.cross_kv(network.encoder(mel.to(next(network.parameters()).device)))
+
+
+def full_logprobs(network: WhisperNetwork, cross: torch.Tensor, sequence: list[int]) -> torch.Tensor:
+    """Log-probabilities after ``sequence``, from a forward pass over the whole of it (no cache)."""
+    logits, _ = network.decoder.forward_with_attention(torch.tensor([sequence]), cross, [(0, 0)])
+    return logits[0, -1].float().log_softmax(-1)
+
+
+@torch.inference_mode()
+def test_cached_steps_equal_a_full_forward():
+    network = tiny_network()
+    cross = audio_states(network, 2)
+    tokens = torch.tensor([[1, 4, 7, 2, 9], [3, 3, 5, 0, 8]])
+    full, _ = network.decoder.forward_with_attention(tokens, cross, [(1, 1)])
+    buffers = SearchBuffers(network, SearchShape(2, 1, 8), torch.float32, torch.device("cpu"))
+    cache = buffers.cache
+    hidden = network.decoder.step(tokens[:, :3], torch.arange(3), cache, cross)
+    stepped = [network.decoder.logits(hidden)]
+    for position in (3, 4):
+        hidden = network.decoder.step(tokens[:, position : position + 1], torch.tensor([position]), cache, cross)
+        stepped.append(network.decoder.logits(hidden))
+    torch.testing.assert_close(torch.cat(stepped, dim=1), full, rtol=1e-4, atol=1e-4)
+
+
+def reference_search(network, cross, prompt, beams, max_new, patience=1.0, suppress=(), suppress_begin=()):
+    """CTranslate2's beam search (src/decoding.cc) written plainly, one window at a time."""
+    results = []
+    for window in range(cross.shape[0]):
+        kv = cross[window : window + 1]
+        alive = [(list(prompt), 0.0)]  # the first step expands one beam
+        finished: list[tuple[float, list[int], float]] = []
+        for step in range(max_new):
+            candidates = []
+            for sequence, score in alive:
+                mask = torch.zeros(DIMS.n_vocab)
+                mask[list(suppress)] = -math.inf
+                if step == 0:
+                    mask[list(suppress_begin)] = -math.inf
+                logprobs = _masked_logprobs(network, kv, sequence, mask)
+                for token in range(DIMS.n_vocab):
+                    candidates.append((score + float(logprobs[token]), [*sequence, token]))
+            candidates.sort(key=lambda c: -c[0])
+            candidates = candidates[: 2 * beams]
+            last = step == max_new - 1
+            next_alive, spare = [], iter([c for c in candidates[beams:] if c[1][-1] != EOT])
+            for score, sequence in candidates[:beams]:
+                if sequence[-1] == EOT or last:
+                    text = sequence[len(prompt) : -1] if sequence[-1] == EOT else sequence[len(prompt) :]
+                    finished.append((score / max(1, len(text)), text, score))
+                    replacement = next(spare, None)
+                    if replacement is not None and not last:
+                        next_alive.append((replacement[1], replacement[0]))
+                else:
+                    next_alive.append((sequence, score))
+            if last or len(finished) >= max(1, round(beams * patience)):
+                break
+            alive = next_alive
+        results.append(max(finished, key=lambda f: f[0]))
+    return results
+
+
+def _masked_logprobs(network, kv, sequence, mask):
+    logits, _ = network.decoder.forward_with_attention(torch.tensor([sequence]), kv, [(0, 0)])
+    return (logits[0, -1].float() + mask).log_softmax(-1)
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+@torch.inference_mode()
+def test_batched_beam_search_matches_the_plain_rules(beams):
+    network = tiny_network(seed=beams)
+    windows, prompt, max_new = 3, [10, 2, 5], 6
+    shape = SearchShape(windows, beams, 16)
+    search = BeamSearch(
+        network,
+        SearchBuffers(network, shape, torch.float32, torch.device("cpu")),
+        shape,
+        eot=EOT,
+        suppress=token_mask(DIMS.n_vocab, [3], torch.device("cpu")),
+        suppress_begin=token_mask(DIMS.n_vocab, [EOT], torch.device("cpu")),
+    )
+    search.cross.copy_(audio_states(network, windows))
+    best, no_speech = search.run(
+        prompt, max_new_tokens=max_new, patience=1.0, temperature=0.0, no_speech_at=0, no_speech_token=4
+    )
+    expected = reference_search(network, search.cross, prompt, beams, max_new, suppress=[3], suppress_begin=[EOT])
+    assert [h.tokens for h in best] == [text for _, text, _ in expected]
+    assert [h.logprob for h in best] == pytest.approx([score for _, _, score in expected], abs=1e-4)
+    assert all(3 not in h.tokens for h in best)
+    assert all(0.0 <= p <= 1.0 for p in no_speech)
+
+
+@torch.inference_mode()
+def test_sampling_draws_from_the_distribution():
+    network = tiny_network(seed=7)
+    shape = SearchShape(1, 1, 8)
+    search = BeamSearch(
+        network,
+        SearchBuffers(network, shape, torch.float32, torch.device("cpu")),
+        shape,
+        eot=EOT,
+        suppress=token_mask(DIMS.n_vocab, [], torch.device("cpu")),
+        suppress_begin=token_mask(DIMS.n_vocab, [], torch.device("cpu")),
+    )
+    search.cross.copy_(audio_states(network, 1))
+    expected = full_logprobs(network, search.cross, [10, 2]).exp()
+    torch.manual_seed(0)
+    firsts = []
+    for _ in range(400):
+        [h], _ = search.run([10, 2], max_new_tokens=1, patience=1.0, temperature=1.0, no_speech_at=0, no_speech_token=4)
+        firsts.append(h.tokens[0] if h.tokens else EOT)
+    observed = np.bincount(firsts, minlength=DIMS.n_vocab) / len(firsts)
+    assert np.abs(observed - expected.numpy()).max() < 0.08
+
+
+def test_batch_buckets():
+    assert [batch_bucket(n) for n in (1, 2, 3, 5, 9, 16, 17, 32, 33, 64)] == [1, 2, 4, 8, 16, 16, 32, 32, 48, 64]
+
+
+def _loop_dtw(x: np.ndarray) -> list[tuple[int, int]]:
+    """openai-whisper's ``dtw_cpu``, cell by cell."""
+    n, m = x.shape
+    cost = np.full((n + 1, m + 1), np.inf)
+    trace = -np.ones((n + 1, m + 1))
+    cost[0, 0] = 0
+    for j in range(1, m + 1):
+        for i in range(1, n + 1):
+            c0, c1, c2 = cost[i - 1, j - 1], cost[i - 1, j], cost[i, j - 1]
+            c, t = (c0, 0) if c0 < c1 and c0 < c2 else (c1, 1) if c1 < c0 and c1 < c2 else (c2, 2)
+            cost[i, j], trace[i, j] = x[i - 1, j - 1] + c, t
+    trace[0, :], trace[:, 0] = 2, 1
+    i, j, path = n, m, []
+    while i > 0 or j > 0:
+        path.append((i - 1, j - 1))
+        i, j = (i - 1, j - 1) if trace[i, j] == 0 else (i - 1, j) if trace[i, j] == 1 else (i, j - 1)
+    return path[::-1]
+
+
+@pytest.mark.parametrize("shape", [(1, 5), (4, 30), (12, 40), (7, 7)])
+def test_dtw_scan_matches_the_cell_by_cell_loop(shape):
+    similarity = np.random.default_rng(sum(shape)).normal(size=shape)
+    assert _negative_dtw(similarity) == _loop_dtw(-similarity)
+
+
+@torch.inference_mode()
+def test_a_hugging_face_checkpoint_reads_into_the_same_network(tmp_path):
+    """transformers' own Whisper, saved as users have it, gives the same logits in our network."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.WhisperConfig(
+        vocab_size=DIMS.n_vocab, num_mel_bins=DIMS.n_mels, d_model=DIMS.d_model,
+        encoder_layers=2, encoder_attention_heads=2, decoder_layers=2, decoder_attention_heads=2,
+        encoder_ffn_dim=4 * DIMS.d_model, decoder_ffn_dim=4 * DIMS.d_model,
+        max_source_positions=DIMS.audio_positions, max_target_positions=DIMS.text_positions,
+        pad_token_id=0, bos_token_id=EOT, eos_token_id=EOT, decoder_start_token_id=10,
+    )  # fmt: skip
+    torch.manual_seed(3)
+    reference = transformers.WhisperForConditionalGeneration(config).eval()
+    reference.save_pretrained(tmp_path, safe_serialization=True)
+    (tmp_path / "generation_config.json").write_text(json.dumps({"alignment_heads": [[1, 0]], "suppress_tokens": [3]}))
+
+    weights = read_weights(tmp_path)
+    assert weights.dims == DIMS
+    assert weights.alignment_heads == [(1, 0)] and weights.suppress_ids == [3]
+    with torch.device("meta"):
+        network = WhisperNetwork(weights.dims)
+    network.load_state_dict(weights.tensors, assign=True, strict=True)
+
+    mel = torch.randn(2, DIMS.n_mels, 2 * DIMS.audio_positions)
+    tokens = torch.tensor([[10, 1, 2, 3], [10, 4, 5, 6]])
+    expected = reference(input_features=mel, decoder_input_ids=tokens).logits
+    logits, _ = network.decoder.forward_with_attention(tokens, network.decoder.cross_kv(network.encoder(mel)), [(1, 0)])
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
