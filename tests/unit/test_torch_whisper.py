@@ -18,7 +18,7 @@ from app.engine.whisper.word_timing import _negative_dtw
 
 DIMS = Dimensions(
     n_mels=8, n_vocab=12, d_model=16, encoder_layers=2, encoder_heads=2, decoder_layers=2, decoder_heads=2,
-    text_positions=24, audio_positions=10,
+    text_positions=64, audio_positions=10,
 )  # fmt: skip
 EOT = 11
 
@@ -51,11 +51,13 @@ def test_cached_steps_equal_a_full_forward():
     tokens = torch.tensor([[1, 4, 7, 2, 9], [3, 3, 5, 0, 8]])
     full, _ = network.decoder.forward_with_attention(tokens, cross, [(1, 1)])
     buffers = SearchBuffers(network, SearchShape(2, 1, 8), torch.float32, torch.device("cpu"))
-    cache = buffers.cache
-    hidden = network.decoder.step(tokens[:, :3], torch.arange(3), cache, cross)
+    cache, lineage = buffers.cache, buffers.lineage  # one beam: every slot is its own
+    hidden = network.decoder.step(tokens[:, :3], torch.arange(3), cache, lineage, cross)
     stepped = [network.decoder.logits(hidden)]
     for position in (3, 4):
-        hidden = network.decoder.step(tokens[:, position : position + 1], torch.tensor([position]), cache, cross)
+        hidden = network.decoder.step(
+            tokens[:, position : position + 1], torch.tensor([position]), cache, lineage, cross
+        )
         stepped.append(network.decoder.logits(hidden))
     torch.testing.assert_close(torch.cat(stepped, dim=1), full, rtol=1e-4, atol=1e-4)
 
@@ -102,25 +104,29 @@ def _masked_logprobs(network, kv, sequence, mask):
     return (logits[0, -1].float() + mask).log_softmax(-1)
 
 
-@pytest.mark.parametrize("beams", [1, 3])
+@pytest.mark.parametrize(
+    ("beams", "max_new", "suppress"),
+    [(1, 6, [3]), (3, 6, [3]), (3, 40, [3, EOT])],
+    ids=["greedy", "beam3", "beam3-past-a-slot-view"],  # the last never ends: it reads 32, then 64 slots
+)
 @torch.inference_mode()
-def test_batched_beam_search_matches_the_plain_rules(beams):
+def test_batched_beam_search_matches_the_plain_rules(beams, max_new, suppress):
     network = tiny_network(seed=beams)
-    windows, prompt, max_new = 3, [10, 2, 5], 6
-    shape = SearchShape(windows, beams, 16)
+    windows, prompt = 3, [10, 2, 5]
+    shape = SearchShape(windows, beams, 64)
     search = BeamSearch(
         network,
         SearchBuffers(network, shape, torch.float32, torch.device("cpu")),
         shape,
         eot=EOT,
-        suppress=token_mask(DIMS.n_vocab, [3], torch.device("cpu")),
+        suppress=token_mask(DIMS.n_vocab, suppress, torch.device("cpu")),
         suppress_begin=token_mask(DIMS.n_vocab, [EOT], torch.device("cpu")),
     )
     search.cross.copy_(audio_states(network, windows))
     best, no_speech = search.run(
         prompt, max_new_tokens=max_new, patience=1.0, temperature=0.0, no_speech_at=0, no_speech_token=4
     )
-    expected = reference_search(network, search.cross, prompt, beams, max_new, suppress=[3], suppress_begin=[EOT])
+    expected = reference_search(network, search.cross, prompt, beams, max_new, suppress=suppress, suppress_begin=[EOT])
     assert [h.tokens for h in best] == [text for _, text, _ in expected]
     assert [h.logprob for h in best] == pytest.approx([score for _, _, score in expected], abs=1e-4)
     assert all(3 not in h.tokens for h in best)

@@ -9,8 +9,8 @@ by its length (``length_penalty`` 1). Beam 1 is greedy search; a temperature abo
 one token from the whole distribution (Gumbel-max), as CTranslate2's sampling with top-k 0.
 
 Everything a step does happens on the device, in buffers allocated once per batch shape:
-the decoder forward, the log-softmax, the top-k, the bookkeeping and the cache reorder. So on
-CUDA one step is one captured graph, replayed per token (``capture``). The tokens are not
+the decoder forward, the log-softmax, the top-k, the bookkeeping and the beams' lineage. So on
+CUDA one step is one captured graph (one per cache length it reads), replayed per token. The tokens are not
 carried along: each step records its candidates and back-pointers, and the finished
 hypotheses are read back once, at the end. The host looks at the device only every
 ``_CHECK_EVERY`` steps, to stop when every window is done.
@@ -27,6 +27,7 @@ import torch
 from app.engine.whisper.torch_model import WhisperNetwork
 
 _CHECK_EVERY = 4  # steps between looks at "is every window done" (each look waits for the GPU)
+SLOT_STEP = 32  # cache lengths come in multiples of this: a step reads the multiple that holds its position
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,11 @@ class SearchBuffers:
         windows, beams, slots = shape.windows, shape.beams, shape.slots
         self.shape = shape
         size = dims.d_model // dims.decoder_heads
-        # Rows first, so a smaller batch is a leading slice and a beam reorder gathers whole rows.
+        # Windows first, so a smaller batch is a leading slice (torch_model.Decoder.step says the rest).
         self.cache = torch.zeros(
-            windows * beams, dims.decoder_layers, 2, dims.decoder_heads, slots, size, dtype=dtype, device=device
+            windows, dims.decoder_layers, 2, dims.decoder_heads, slots, beams, size, dtype=dtype, device=device
         )
+        self.lineage = torch.zeros(windows, beams, slots, dtype=torch.long, device=device)
         self.cross = torch.zeros(
             windows, dims.decoder_layers, 2, dims.decoder_heads, dims.audio_positions, size, dtype=dtype, device=device
         )
@@ -88,7 +90,8 @@ class BeamSearch:
         self.network, self.shape, self.eot = network, shape, eot
         windows, beams, slots = shape.windows, shape.beams, shape.slots
         rows = windows * beams
-        self.cache = buffers.cache[:rows, :, :, :, :slots]
+        self.cache = buffers.cache[:windows, :, :, :, :slots]
+        self.lineage = buffers.lineage[:windows, :, :slots]
         self.cross = buffers.cross[:windows]
         self.top_tokens = buffers.top_tokens[:slots, :windows]
         self.top_parents = buffers.top_parents[:slots, :windows]
@@ -106,17 +109,30 @@ class BeamSearch:
         self.temperature = torch.zeros((), dtype=torch.float32, device=device)
         self.finished_count = torch.zeros(windows, dtype=torch.long, device=device)
         self.done = torch.zeros(windows, dtype=torch.bool, device=device)
-        self._window_rows = torch.arange(windows, device=device)[:, None] * beams
         self._candidate_order = torch.arange(2 * beams, device=device)
-        self._graph: torch.cuda.CUDAGraph | None = None
+        self._beam_ids = torch.arange(beams, device=device)
+        self._graphs: dict[int, torch.cuda.CUDAGraph] = {}  # by the slots a step reads (slot_view)
 
     # --- one step, on the device only (capturable) ---
 
-    def advance(self, sampling: bool = False) -> None:
+    def slot_view(self, position: int) -> int:
+        """How many slots a step at ``position`` reads: enough for it, in steps of ``SLOT_STEP``,
+        so early steps read a short cache and each length has its own graph."""
+        return min(self.shape.slots, (position // SLOT_STEP + 1) * SLOT_STEP)
+
+    def advance(self, slots: int, sampling: bool = False) -> None:
+        """One token for every beam, reading the cache's first ``slots`` slots."""
         decoder, shape = self.network.decoder, self.shape
         windows, beams = shape.windows, shape.beams
         position = (self.first_position + self.step_index).view(1)
-        hidden = decoder.step(self.tokens.view(-1, 1), position, self.cache, self.cross)
+        self.lineage.index_copy_(2, position, self._beam_ids.expand(windows, -1)[:, :, None])  # its own new slot
+        hidden = decoder.step(
+            self.tokens.view(-1, 1),
+            position,
+            self.cache[:, :, :, :, :slots],
+            self.lineage[:, :, :slots],
+            self.cross,
+        )
         logits = decoder.logits(hidden[:, 0]).float() + self.suppress
         logits = torch.where(self.step_index == 0, logits + self.suppress_begin, logits)
         logprobs = logits.log_softmax(-1)
@@ -142,24 +158,26 @@ class BeamSearch:
         self.finishing.index_copy_(0, index, finishing[None])
         self.finished_count += finishing.sum(-1)
         self.done |= self.finished_count >= self.max_candidates
-        source_rows = (self._window_rows + parents.gather(1, live)).view(-1)
-        self.cache.copy_(self.cache.index_select(0, source_rows))
+        # Each new beam inherits its parent's past: a row of the lineage, not the cache.
+        inherited = parents.gather(1, live)[:, :, None].expand(-1, -1, self.lineage.shape[-1])
+        self.lineage.copy_(self.lineage.gather(1, inherited))
         self.tokens.copy_(tokens.gather(1, live).view(-1))
         self.scores.copy_(scores.gather(1, live).view(-1))
         self.step_index += 1
 
     def capture(self, pool: Any) -> None:
-        """Record ``advance`` as a CUDA graph (after two eager runs, as torch requires)."""
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(2):
-                self.advance()
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=pool):
-            self.advance()
-        self._graph = graph
+        """Record ``advance`` as one CUDA graph per slot view (after eager runs, as torch requires)."""
+        for slots in range(SLOT_STEP, self.shape.slots + 1, SLOT_STEP):
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(2):
+                    self.advance(slots)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                self.advance(slots)
+            self._graphs[slots] = graph
 
     # --- a whole search ---
 
@@ -183,7 +201,15 @@ class BeamSearch:
         device = self.tokens.device
         decoder = self.network.decoder
         head = torch.tensor(prompt[:-1], device=device).expand(windows * beams, -1)
-        hidden = decoder.step(head, torch.arange(len(prompt) - 1, device=device), self.cache, self.cross)
+        self.lineage.copy_(self._beam_ids[None, :, None].expand_as(self.lineage))  # each beam its own prompt copy
+        slots = self.slot_view(len(prompt) - 2)
+        hidden = decoder.step(
+            head,
+            torch.arange(len(prompt) - 1, device=device),
+            self.cache[:, :, :, :, :slots],
+            self.lineage[:, :, :slots],
+            self.cross,
+        )
         no_speech = decoder.logits(hidden[::beams, no_speech_at]).float().softmax(-1)[:, no_speech_token]
 
         self.tokens.fill_(prompt[-1])
@@ -197,10 +223,12 @@ class BeamSearch:
         self.done.zero_()
         steps = 0
         while steps < max_new_tokens:
-            if self._graph is not None and temperature == 0:
-                self._graph.replay()
+            slots = self.slot_view(len(prompt) - 1 + steps)
+            graph = self._graphs.get(slots) if temperature == 0 else None
+            if graph is not None:
+                graph.replay()
             else:
-                self.advance(sampling=temperature > 0)
+                self.advance(slots, sampling=temperature > 0)
             steps += 1
             if steps % _CHECK_EVERY == 0 and bool(self.done.all()):
                 break

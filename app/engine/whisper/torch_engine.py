@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from app.engine.options import Sampling
-from app.engine.whisper.beam_search import BeamSearch, SearchBuffers, SearchShape, token_mask
+from app.engine.whisper.beam_search import SLOT_STEP, BeamSearch, SearchBuffers, SearchShape, token_mask
 from app.engine.whisper.ctranslate2 import BeamOptions
 from app.engine.whisper.engine import (
     AlignmentInput,
@@ -38,7 +38,6 @@ from app.engine.whisper.word_timing import align
 from app.runtime.timing import StepTimer
 
 DEFAULT_MAX_NEW_TOKENS = 224  # what CTranslate2 decodes at most: half of the decoder's 448 positions
-_SLOT_STEP = 32  # cache lengths are rounded up to this, so prompts of similar length share a graph
 
 
 def batch_bucket(windows: int) -> int:
@@ -152,7 +151,7 @@ class TorchEngine:
         """The batch shape a batch runs at, and how many tokens it may decode."""
         positions = self.network.dims.text_positions
         new_tokens = min(self.max_new_tokens, positions - (len(prompt) - 1))
-        slots = min(positions, -(-(len(prompt) - 1 + new_tokens) // _SLOT_STEP) * _SLOT_STEP)
+        slots = min(positions, -(-(len(prompt) - 1 + new_tokens) // SLOT_STEP) * SLOT_STEP)
         return SearchShape(batch_bucket(windows), beams, slots), new_tokens
 
     @torch.inference_mode()
@@ -219,12 +218,10 @@ class TorchEngine:
             with self.model_seconds("encode"):
                 cross = self.network.decoder.cross_kv(self._encode(features, features.shape[0]))
             with self.model_seconds("detect_language"):
-                decoder = self.network.decoder
                 start = torch.full((features.shape[0], 1), self._sot, device=self.device)
-                cache = cross.new_zeros(features.shape[0], len(decoder.layers), 2, cross.shape[3], 1, cross.shape[-1])
-                hidden = decoder.step(start, torch.zeros(1, dtype=torch.long, device=self.device), cache, cross)
+                logits, _ = self.network.decoder.forward_with_attention(start, cross, [])
                 lang_ids = torch.tensor(self._lang_ids, device=self.device)
-                probs = decoder.logits(hidden[:, 0]).float()[:, lang_ids].softmax(-1)
+                probs = logits[:, 0].float()[:, lang_ids].softmax(-1)
                 best = probs.max(-1)
         tokens = [self._hf_tokenizer.id_to_token(self._lang_ids[i]) for i in best.indices.tolist()]
         return [(token[2:-2], float(p)) for token, p in zip(tokens, best.values.tolist(), strict=True)]

@@ -1,10 +1,11 @@
 """Whisper's network in plain torch, shaped for batched beam search on a GPU.
 
 - Attention is ``scaled_dot_product_attention`` (flash or memory-efficient kernels on CUDA).
-- The decoder's self-attention keys and values live in one static cache tensor
-  (rows × layers × key/value × heads × slots × head size) written at positions held in a
-  device tensor, so a decoding step has the same shapes and addresses every time (a CUDA
-  graph can replay it) and reordering beams is one ``index_select``.
+- The decoder's self-attention keys and values live in one static cache tensor written at
+  positions held in a device tensor, so a decoding step has the same shapes and addresses
+  every time (a CUDA graph can replay it). Beams never move in it: each beam's past is a row
+  of a small lineage table (which beam's slot holds each earlier token), and reordering beams
+  copies that table, not gigabytes of keys and values.
 - Cross-attention keys and values are computed once per window; a window's beams are its
   query rows against that one copy (no per-beam copies of 1,500 frames × layers).
 """
@@ -62,6 +63,27 @@ def _merge(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(rows, time, heads * size)
 
 
+def _by_window(x: torch.Tensor, windows: int, heads: int) -> torch.Tensor:
+    """(windows × beams, time, d) → (windows, heads, beams × time, d / heads): a window's beams as one query sequence."""
+    rows, time, d = x.shape
+    beams = rows // windows
+    x = x.view(windows, beams, time, heads, d // heads).permute(0, 3, 1, 2, 4)
+    return x.reshape(windows, heads, beams * time, d // heads)
+
+
+def _from_window(x: torch.Tensor, rows: int, time: int) -> torch.Tensor:
+    """``_by_window``'s inverse, heads merged: (windows × beams, time, d)."""
+    windows, heads, _, size = x.shape
+    x = x.view(windows, heads, rows // windows, time, size).permute(0, 2, 3, 1, 4)
+    return x.reshape(rows, time, heads * size)
+
+
+def _by_slot(x: torch.Tensor, windows: int, heads: int) -> torch.Tensor:
+    """New keys or values (windows × beams, time, d) → the cache's order (windows, heads, time, beams, d / heads)."""
+    rows, time, d = x.shape
+    return x.view(windows, rows // windows, time, heads, d // heads).permute(0, 3, 2, 1, 4)
+
+
 def _blocks(layers: nn.ModuleList) -> list[_Layer]:
     return cast(list[_Layer], list(layers))
 
@@ -111,33 +133,47 @@ class Decoder(nn.Module):
         return torch.stack(per_layer, dim=1)
 
     def step(
-        self, tokens: torch.Tensor, positions: torch.Tensor, cache: torch.Tensor, cross: torch.Tensor
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        cache: torch.Tensor,
+        lineage: torch.Tensor,
+        cross: torch.Tensor,
     ) -> torch.Tensor:
         """The hidden states of ``tokens`` (rows, time) at ``positions`` (time,), writing the cache.
 
-        ``cache``: (rows, layers, 2, heads, slots, head size); rows are windows × beams, a
-        window's beams next to each other. ``cross``: ``cross_kv``'s, one entry per window.
-        Each position sees the cache's slots up to itself.
+        Rows are windows × beams, a window's beams next to each other. ``cache`` is
+        (windows, layers, 2, heads, slots, beams, head size): a beam's keys stay in the slots
+        it wrote them to, and ``lineage`` (windows, beams, slots) says which beam's entry holds
+        each earlier token of each beam. So a new beam takes over its parent's past by copying
+        one row of ``lineage``, not the cache, and a window's beams read its slots together.
+        ``cross`` is ``cross_kv``'s, one entry per window. Each position sees the slots up to itself.
         """
         rows, time = tokens.shape
-        windows = cross.shape[0]
-        beams = rows // windows
-        visible = torch.arange(cache.shape[-2], device=tokens.device)[None, :] <= positions[:, None]
+        windows, beams, slots = lineage.shape
+        size = self.embedding.shape[1] // self.heads
+        beam_ids = torch.arange(beams, device=tokens.device)
+        # (windows, 1, beams × time, slots × beams): query (beam, t) sees key (slot, beam) of its own past.
+        mine = lineage[:, :, None, :, None] == beam_ids
+        earlier = torch.arange(slots, device=tokens.device)[None, :, None] <= positions[:, None, None]
+        visible = (mine & earlier).view(windows, 1, beams * time, slots * beams)
         x = self.embedding[tokens] + self.positions[positions]
         for i, layer in enumerate(_blocks(self.layers)):
             q, k, v = layer.attn.qkv(layer.attn_norm(x)).chunk(3, dim=-1)
-            keys, values = cache[:, i, 0], cache[:, i, 1]
-            keys.index_copy_(2, positions, _heads(k, self.heads))
-            values.index_copy_(2, positions, _heads(v, self.heads))
-            attended = F.scaled_dot_product_attention(_heads(q, self.heads), keys, values, attn_mask=visible)
-            x = x + layer.attn.out(_merge(attended))
-            # A window's beams query its one copy of the audio: (windows, heads, beams × time, size).
-            q = _heads(layer.cross.q(layer.cross_norm(x)), self.heads)
-            size = q.shape[-1]
-            q = q.view(windows, beams, self.heads, time, size).transpose(1, 2).reshape(windows, self.heads, -1, size)
+            keys, values = cache[:, i, 0], cache[:, i, 1]  # (windows, heads, slots, beams, size)
+            keys.index_copy_(2, positions, _by_slot(k, windows, self.heads))
+            values.index_copy_(2, positions, _by_slot(v, windows, self.heads))
+            attended = F.scaled_dot_product_attention(
+                _by_window(q, windows, self.heads),
+                keys.reshape(windows, self.heads, slots * beams, size),
+                values.reshape(windows, self.heads, slots * beams, size),
+                attn_mask=visible,
+            )
+            x = x + layer.attn.out(_from_window(attended, rows, time))
+            # A window's beams query its one copy of the audio.
+            q = _by_window(layer.cross.q(layer.cross_norm(x)), windows, self.heads)
             attended = F.scaled_dot_product_attention(q, cross[:, i, 0], cross[:, i, 1])
-            attended = attended.view(windows, self.heads, beams, time, size).transpose(1, 2)
-            x = x + layer.cross.out(_merge(attended.reshape(rows, self.heads, time, size)))
+            x = x + layer.cross.out(_from_window(attended, rows, time))
             x = layer.mlp(x)
         return self.norm(x)
 
@@ -171,7 +207,8 @@ class Decoder(nn.Module):
                 attended = F.scaled_dot_product_attention(q, k, v)
             x = x + layer.cross.out(_merge(attended))
             x = layer.mlp(x)
-        return self.logits(self.norm(x)), torch.stack([scores[pair] for pair in heads], dim=1)
+        logits = self.logits(self.norm(x))
+        return logits, torch.stack([scores[pair] for pair in heads], dim=1) if heads else logits.new_empty(0)
 
 
 class WhisperNetwork(nn.Module):
