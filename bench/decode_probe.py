@@ -118,10 +118,10 @@ def main() -> None:
             rows.append(probe(engine, features[batch], args.repeats, name))
             if name == "torch" and getattr(engine, "cuda_graphs", False):
                 engine.cuda_graphs = False  # type: ignore[attr-defined]
-                engine._searches.clear()  # type: ignore[attr-defined]
+                engine.drop_graphs()  # type: ignore[attr-defined]
                 rows.append(probe(engine, features[batch], args.repeats, "torch eager"))
                 engine.cuda_graphs = True  # type: ignore[attr-defined]
-                engine._searches.clear()  # type: ignore[attr-defined]
+                engine.drop_graphs()  # type: ignore[attr-defined]
         if name == "torch":
             import torch
 

@@ -30,6 +30,7 @@ one costs. The run ends with the issue's targets against the figures it measured
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import tempfile
@@ -168,6 +169,25 @@ def direct_vs_service(args: argparse.Namespace, server: RunningServer, long_file
     seconds = audio.shape[0] / SAMPLE_RATE
     engine = server.health["engine"]
     direct = direct_torch(args) if engine == "torch" else direct_whisperx(args)
+    try:
+        return _direct_table(args, server, long_file, audio, seconds, engine, direct)
+    finally:  # the direct pipeline's GPU memory goes back: the server needs it for the next sections
+        del direct
+        gc.collect()
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def _direct_table(
+    args: argparse.Namespace,
+    server: RunningServer,
+    long_file: Path,
+    audio: np.ndarray,
+    seconds: float,
+    engine: str,
+    direct: Direct,
+) -> dict[int, float]:
     rows, ratios = [], {}
     first_direct: list[str] | None = None
     with server.client() as client:

@@ -157,7 +157,8 @@ def test_sampling_draws_from_the_distribution():
 
 
 def test_batch_buckets():
-    assert [batch_bucket(n) for n in (1, 2, 3, 5, 9, 16, 17, 32, 33, 64)] == [1, 2, 4, 8, 16, 16, 32, 32, 48, 64]
+    sizes = (1, 2, 3, 5, 9, 16, 17, 20, 32, 33, 64)
+    assert [batch_bucket(n) for n in sizes] == [1, 2, 4, 8, 16, 16, 24, 24, 32, 40, 64]
 
 
 def _loop_dtw(x: np.ndarray) -> list[tuple[int, int]]:

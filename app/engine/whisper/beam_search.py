@@ -175,7 +175,8 @@ class BeamSearch:
                     self.advance(slots)
             torch.cuda.current_stream().wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool):
+            # Thread-local: other stages may load or run on the GPU from their own threads meanwhile.
+            with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
                 self.advance(slots)
             self._graphs[slots] = graph
 

@@ -41,10 +41,11 @@ DEFAULT_MAX_NEW_TOKENS = 224  # what CTranslate2 decodes at most: half of the de
 
 
 def batch_bucket(windows: int) -> int:
-    """The batch size a batch of ``windows`` runs at: powers of two to 16, then multiples of 16."""
-    if windows <= 16:
+    """The batch size a batch of ``windows`` runs at (padded with silence): powers of two to 8,
+    then multiples of 8, so a batch wastes little and a few graphs cover every size."""
+    if windows <= 8:
         return 1 << (windows - 1).bit_length()
-    return -(-windows // 16) * 16
+    return -(-windows // 8) * 8
 
 
 class TorchEngine:
@@ -196,7 +197,7 @@ class TorchEngine:
             # Grow to the larger of the old and new shapes; views (and graphs) of the old go.
             old = self._buffers.shape if self._buffers is not None else shape
             grown = SearchShape(max(old.windows, shape.windows), shape.beams, max(old.slots, shape.slots))
-            self._searches.clear()
+            self.drop_graphs()
             self._buffers = None
             self._buffers = SearchBuffers(self.network, grown, self.dtype, self.device)
         search = BeamSearch(
@@ -211,6 +212,12 @@ class TorchEngine:
             search.capture(self._graph_pool)
         self._searches[shape] = search
         return search
+
+    def drop_graphs(self) -> None:
+        """Forget every batch shape's search and graphs (their memory pool goes with them)."""
+        self._searches.clear()
+        # A pool whose graphs are all gone is released: later captures need a new one.
+        self._graph_pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
 
     @torch.inference_mode()
     def detect_language(self, features: np.ndarray) -> list[tuple[str, float]]:

@@ -64,7 +64,7 @@ def _merge(x: torch.Tensor) -> torch.Tensor:
 
 
 def _by_window(x: torch.Tensor, windows: int, heads: int) -> torch.Tensor:
-    """(windows × beams, time, d) → (windows, heads, beams × time, d / heads): a window's beams as one query sequence."""
+    """(windows × beams, time, d) → (windows, heads, beams × time, d / heads): a window's beams as one sequence."""
     rows, time, d = x.shape
     beams = rows // windows
     x = x.view(windows, beams, time, heads, d // heads).permute(0, 3, 1, 2, 4)
