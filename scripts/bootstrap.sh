@@ -53,8 +53,8 @@ echo "bootstrap: installing Python dependencies into $venv (first run takes a fe
 # resolves the same lock for every platform. uv itself comes pinned from the lock.
 "$venv/bin/python" -m pip install -q --disable-pip-version-check "$(grep -E '^uv==' "$repo/constraints.txt")"
 uv=("$venv/bin/uv" pip install -q --python "$venv/bin/python" -c "$repo/constraints.txt")
-# A CTranslate2 wheel compiled from source (Dockerfile.gpu's builder stage) replaces PyPI's,
-# whose aarch64 builds are CPU-only. Same version as the lock, so nothing else moves.
+# A CTranslate2 wheel compiled from source (Dockerfile.gpu with CTRANSLATE2=source) replaces
+# PyPI's, whose aarch64 builds are CPU-only. Same version as the lock, so nothing else moves.
 extra=()
 if [[ -n "${CTRANSLATE2_WHEEL:-}" ]]; then extra=("$CTRANSLATE2_WHEEL"); fi
 "${uv[@]}" --override "$repo/overrides.txt" "${target[@]}" "${extra[@]}"
@@ -78,8 +78,9 @@ if [[ $mode == image ]]; then
     printf '%s\n' "$site"/nvidia/*/lib
   } > /etc/ld.so.conf.d/transcription-service.conf
   ldconfig
-  # The image exists to use the GPU: refuse to build one whose CTranslate2 cannot.
-  "$venv/bin/python" -c 'import sys; from app.runtime.accelerator import probe_ctranslate2 as p
-c = p(); sys.exit(None if c.built_with_cuda else f"ctranslate2 {c.version} in the image is a CPU-only build")'
+  # The image exists to use the GPU: refuse to build one whose GPU engine cannot (torch, and
+  # CTranslate2 too when it was compiled for ENGINE=ctranslate2 on the GPU).
+  "$venv/bin/python" -c 'import sys; from app.runtime.accelerator import image_gpu_libraries_built as b
+sys.exit(b(compiled_ctranslate2=sys.argv[1] == "1"))' "$([[ -n ${CTRANSLATE2_WHEEL:-} ]] && echo 1 || echo 0)"
 fi
 echo "$fingerprint" > "$stamp"

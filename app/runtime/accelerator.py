@@ -1,4 +1,5 @@
-"""Is there an NVIDIA GPU, and can the installed torch and CTranslate2 use it?
+"""Is there an NVIDIA GPU, and can the libraries of the GPU path (torch; CTranslate2 too with
+ENGINE=ctranslate2) use it?
 
 A service that quietly runs on the CPU beside an idle GPU is the worst outcome on a DGX Spark:
 PyPI's aarch64 wheels of CTranslate2 (every release) and of torch (before 2.11) are CPU-only
@@ -116,8 +117,9 @@ def _cpu_build(package: PackageCuda, machine: str) -> tuple[str, str]:
         where = ": the aarch64 wheels on PyPI are CPU-only" if arm else ""
         return (
             f"{label} was built without CUDA{where}",
-            "use the image built from Dockerfile.gpu (its ctranslate2 stage compiles CTranslate2 with CUDA), "
-            "or build that wheel and install it with CTRANSLATE2_WHEEL=<wheel> scripts/bootstrap.sh",
+            "use the torch engine on the GPU (ENGINE=auto or torch), or compile CTranslate2 with CUDA: the "
+            "image with --build-arg CTRANSLATE2=source, or scripts/build_ctranslate2.sh and then "
+            "CTRANSLATE2_WHEEL=<wheel> scripts/bootstrap.sh",
         )
     where = f": PyPI's aarch64 torch wheels before {_TORCH_CUDA_SINCE} are CPU-only" if arm else ""
     return (
@@ -127,14 +129,22 @@ def _cpu_build(package: PackageCuda, machine: str) -> tuple[str, str]:
     )
 
 
-def check_accelerator(device_setting: str) -> AcceleratorCheck:
-    """Probe and diagnose, cheaply: CTranslate2 answers in milliseconds, so Whisper's weights
-    can start loading while torch is still being imported. torch is probed here only where
-    CTranslate2 sees no GPU that should be there (for the message); otherwise ``with_torch``
-    adds it later, from a loading thread (DEVICE=cuda waits for that answer before serving)."""
+def check_accelerator(device_setting: str, engine_setting: str = "auto") -> AcceleratorCheck:
+    """Probe and diagnose the libraries the GPU path uses.
+
+    With the torch engine (ENGINE auto or torch) that is torch alone: CTranslate2 then only
+    serves the CPU, and its CPU-only arm64 wheel is no problem. With ENGINE=ctranslate2 it is
+    both, cheaply: CTranslate2 answers in milliseconds, so Whisper's weights can start loading
+    while torch is still being imported; torch is probed here only where CTranslate2 sees no GPU
+    that should be there (for the message); otherwise ``with_torch`` adds it later, from a
+    loading thread (DEVICE=cuda waits for that answer before serving)."""
     if device_setting == "cpu":
         return AcceleratorCheck(GpuEvidence(), (), ())
     evidence = probe_gpu_evidence()
+    if engine_setting != "ctranslate2":
+        if device_setting == "auto" and not evidence.present:
+            return AcceleratorCheck(evidence, (), ())  # no GPU here: no reason to import torch for it
+        return _diagnosed(evidence, (probe_torch(),), device_setting)
     ctranslate2 = probe_ctranslate2()
     check = _diagnosed(evidence, (ctranslate2,), device_setting)
     if ctranslate2.devices == 0 and evidence.present:
@@ -224,6 +234,19 @@ def probe_torch() -> PackageCuda:
         return PackageCuda("torch", torch.__version__, True, torch.cuda.device_count())
     except (RuntimeError, AssertionError) as exc:  # torch raises AssertionError with no driver at all
         return PackageCuda("torch", torch.__version__, True, 0, str(exc).strip() or type(exc).__name__)
+
+
+def image_gpu_libraries_built(*, compiled_ctranslate2: bool) -> str | None:
+    """At image build (no GPU there): why the image could not use a GPU, or None."""
+    import torch
+
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} in the image is a CPU-only build"
+    if compiled_ctranslate2:
+        ctranslate2 = probe_ctranslate2()
+        if not ctranslate2.built_with_cuda:
+            return f"the compiled ctranslate2 {ctranslate2.version} in the image is a CPU-only build"
+    return None
 
 
 def machine() -> str:

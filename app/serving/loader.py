@@ -83,9 +83,9 @@ class ModelLoader:
             self._torch_probed.set()
 
     def check_accelerator(self) -> AcceleratorCheck:
-        """Can the GPU be used: CTranslate2's answer, at once (with DEVICE=cuda the lifespan asks before loading)."""
+        """Can the GPU be used: its libraries' answer (with DEVICE=cuda the lifespan asks before loading)."""
         if self.state.accelerator is None:
-            self.state.accelerator = check_accelerator(self.settings.device)
+            self.state.accelerator = check_accelerator(self.settings.device, self.settings.engine)
         return self.state.accelerator
 
     def verified_accelerator(self) -> AcceleratorCheck:

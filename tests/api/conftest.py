@@ -16,6 +16,7 @@ from app.control.cancellation import CancelToken
 from app.control.progress import Progress
 from app.engine.options import Capabilities, ResolvedOptions, TranscribeOptions, resolve
 from app.engine.whisper.batching import BatchScheduler
+from app.engine.whisper.stage import DecodedCount
 from app.main import create_app
 from app.runtime.timing import StepTimer
 from app.serving.status import ServiceState
@@ -37,7 +38,9 @@ class FakePipeline:
     default_batch_size = 16
     max_batch_size = 64
     # What /health and /metrics read of Whisper: an idle scheduler and no model calls.
-    whisper = SimpleNamespace(scheduler=BatchScheduler("fake-whisper"), model_seconds=StepTimer())
+    whisper = SimpleNamespace(
+        scheduler=BatchScheduler("fake-whisper"), model_seconds=StepTimer(), decoded=DecodedCount()
+    )
 
     def __init__(self) -> None:
         self.calls: list[tuple[np.ndarray, ResolvedOptions]] = []

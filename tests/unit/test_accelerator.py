@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.runtime import accelerator
 from app.runtime.accelerator import (
     AcceleratorCheck,
     AcceleratorUnavailable,
@@ -33,7 +34,8 @@ def test_cpu_only_ctranslate2_on_an_arm_gpu_box():
     [problem] = diagnose(GB10, [CT2_ARM_WHEEL, TORCH_CUDA], "aarch64")
     assert problem.package == "ctranslate2" and problem.version == "4.8.5"
     assert problem.reason == "ctranslate2 4.8.5 was built without CUDA: the aarch64 wheels on PyPI are CPU-only"
-    assert "Dockerfile.gpu" in problem.fix and "CTRANSLATE2_WHEEL" in problem.fix
+    assert "ENGINE=auto or torch" in problem.fix and "CTRANSLATE2=source" in problem.fix
+    assert "CTRANSLATE2_WHEEL" in problem.fix
 
 
 def test_cpu_only_torch_on_an_arm_gpu_box():
@@ -102,3 +104,23 @@ def test_probes_on_this_cpu_machine():
     assert check.problems == () and choose_device("auto", check) == "cpu"
     with pytest.raises(AcceleratorUnavailable, match="DEVICE=cuda, but the GPU cannot be used"):
         choose_device("cuda", check_accelerator("cuda"))
+
+
+def test_the_gpu_path_is_torch_unless_the_engine_is_ctranslate2(monkeypatch):
+    """A CPU-only CTranslate2 (PyPI's arm64 wheel) keeps no GPU idle when torch runs Whisper."""
+    monkeypatch.setattr(accelerator, "probe_gpu_evidence", lambda: GB10)
+    monkeypatch.setattr(accelerator, "probe_ctranslate2", lambda: CT2_ARM_WHEEL)
+    monkeypatch.setattr(accelerator, "probe_torch", lambda: TORCH_CUDA)
+    for engine in ("auto", "torch"):
+        check = check_accelerator("auto", engine)
+        assert [p.name for p in check.packages] == ["torch"]
+        assert check.problems == () and choose_device("auto", check) == "cuda"
+    check = check_accelerator("auto", "ctranslate2")
+    assert [p.package for p in check.problems] == ["ctranslate2"] and choose_device("auto", check) == "cpu"
+
+
+def test_without_gpu_signs_auto_imports_no_torch(monkeypatch):
+    monkeypatch.setattr(accelerator, "probe_gpu_evidence", lambda: NO_GPU)
+    monkeypatch.setattr(accelerator, "probe_torch", lambda: pytest.fail("torch probed with no GPU in sight"))
+    check = check_accelerator("auto", "auto")
+    assert check.packages == () and choose_device("auto", check) == "cpu"

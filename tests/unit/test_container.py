@@ -41,9 +41,17 @@ def _args() -> dict[str, str]:
     return {name: value.strip('"') for name, value in pairs}
 
 
-def test_ctranslate2_is_compiled_for_cuda_13_in_a_builder_stage():
-    assert _all("FROM") == ["${BUILD_IMAGE} AS ctranslate2", "${RUNTIME_IMAGE}"]
+def test_ctranslate2_is_pypis_wheel_unless_compiling_is_asked_for():
+    """The GPU engine is torch: by default CTranslate2 is PyPI's wheel (the CPU engine) and no
+    builder stage runs; CTRANSLATE2=source compiles it for CUDA 13 (ENGINE=ctranslate2 on a GPU)."""
+    assert _all("FROM") == [
+        "${BUILD_IMAGE} AS ctranslate2-source",
+        "${RUNTIME_IMAGE} AS ctranslate2-wheel",
+        "ctranslate2-${CTRANSLATE2} AS ctranslate2",
+        "${RUNTIME_IMAGE}",
+    ]
     args = _args()
+    assert args["CTRANSLATE2"] == "wheel"
     assert re.fullmatch(r"13\.\d+\.\d+", args["CUDA_VERSION"])
     assert args["BUILD_IMAGE"] == "nvidia/cuda:${CUDA_VERSION}-cudnn-devel-ubuntu24.04"
     assert {"80", "90", "100", "120", "121"} <= set(args["CUDA_ARCHS"].split())
@@ -51,7 +59,8 @@ def test_ctranslate2_is_compiled_for_cuda_13_in_a_builder_stage():
     runs = _all("RUN")
     assert any("scripts/build_ctranslate2.sh /wheels" in run for run in runs)
     assert any(
-        'CTRANSLATE2_WHEEL="$(echo /wheels/ctranslate2-*.whl)" scripts/bootstrap.sh image' in run for run in runs
+        "CTRANSLATE2_WHEEL=\"$(find /wheels -name 'ctranslate2-*.whl')\" scripts/bootstrap.sh image" in run
+        for run in runs
     )
     assert "COPY --from=ctranslate2 /opt/ctranslate2/lib /opt/ctranslate2/lib" in [f"COPY {c}" for c in _all("COPY")]
 

@@ -14,7 +14,7 @@ from app.engine.whisper.beam_search import BeamSearch, SearchBuffers, SearchShap
 from app.engine.whisper.torch_engine import batch_bucket
 from app.engine.whisper.torch_model import WhisperNetwork
 from app.engine.whisper.weights import Dimensions, read_weights
-from app.engine.whisper.word_timing import _negative_dtw
+from app.engine.whisper.word_timing import negative_dtw
 
 DIMS = Dimensions(
     n_mels=8, n_vocab=12, d_model=16, encoder_layers=2, encoder_heads=2, decoder_layers=2, decoder_heads=2,
@@ -180,10 +180,11 @@ def _loop_dtw(x: np.ndarray) -> list[tuple[int, int]]:
     return path[::-1]
 
 
-@pytest.mark.parametrize("shape", [(1, 5), (4, 30), (12, 40), (7, 7)])
-def test_dtw_scan_matches_the_cell_by_cell_loop(shape):
-    similarity = np.random.default_rng(sum(shape)).normal(size=shape)
-    assert _negative_dtw(similarity) == _loop_dtw(-similarity)
+def test_dtw_scan_matches_the_cell_by_cell_loop():
+    """Several matrices of different shapes at once, each as openai-whisper's loop finds it."""
+    rng = np.random.default_rng(0)
+    similarities = [rng.normal(size=shape) for shape in [(1, 5), (4, 30), (12, 40), (7, 7), (30, 12)]]
+    assert negative_dtw(similarities) == [_loop_dtw(-s) for s in similarities]
 
 
 @torch.inference_mode()

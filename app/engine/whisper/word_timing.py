@@ -46,17 +46,17 @@ def align(
     logits, scores = network.decoder.forward_with_attention(tokens, cross, heads)
     text_probs = logits[..., :eot].float().softmax(-1)
     offset = len(start)
-    results = []
+    matrices, probabilities = [], []
     for b, (sequence, text) in enumerate(zip(sequences, texts, strict=True)):
         length, frames = len(sequence), max(1, num_frames[b] // 2)  # the second convolution halves the frames
         targets = torch.tensor(text, device=cross.device)
-        probs = text_probs[b, offset : offset + len(text)].gather(1, targets[:, None])[:, 0]
+        probabilities.append(text_probs[b, offset : offset + len(text)].gather(1, targets[:, None])[:, 0])
         weights = scores[b, :, :length, :frames].float().softmax(-1)
         std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
         weights = _median_filter((weights - mean) / std, _MEDIAN_FILTER_WIDTH).mean(0)
-        matrix = weights[offset : length - 1].cpu().double().numpy()
-        results.append(TokenAlignment(_negative_dtw(matrix), probs.cpu().tolist()))
-    return results
+        matrices.append(weights[offset : length - 1].cpu().double().numpy())
+    paths = negative_dtw(matrices)
+    return [TokenAlignment(path, p.cpu().tolist()) for path, p in zip(paths, probabilities, strict=True)]
 
 
 def _median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
@@ -67,26 +67,40 @@ def _median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
     return padded.unfold(-1, width, 1).sort(dim=-1).values[..., pad]
 
 
-def _negative_dtw(similarity: np.ndarray) -> list[tuple[int, int]]:
-    """openai-whisper's ``dtw`` on ``-similarity``: the path as (token, frame) pairs, first to last.
+def negative_dtw(similarities: list[np.ndarray]) -> list[list[tuple[int, int]]]:
+    """openai-whisper's ``dtw`` on ``-similarity`` for each matrix: the cheapest monotonic path
+    from the first cell to the last, as (token, frame) pairs.
 
-    Each row is one prefix scan instead of a loop over frames: along a row the cost is
-    ``x[j] + min(up[j], cost[j - 1])``, so ``cost[j] = S[j] + min over k ≤ j of (up[k] - S[k - 1])``
-    with ``S`` the row's running sum.
+    All matrices at once, one row at a time: along a row the cost is
+    ``x[j] + min(entry[j], cost[j - 1])`` (``entry`` the best way in from the row above), so
+    ``cost[j] = S[j] + min over k ≤ j of (entry[k] - S[k - 1])`` with ``S`` the row's running
+    sum — a prefix scan instead of a loop over frames. Matrices are padded to the largest; a
+    cell's cost depends only on the cells above and left of it, so padding changes nothing.
     """
-    x = -similarity
-    rows, cols = x.shape
-    cost = np.full((rows + 1, cols + 1), np.inf)
-    trace = np.full((rows + 1, cols + 1), 2, dtype=np.int8)  # 0 diagonal, 1 up, 2 left
-    cost[0, 0] = 0.0
+    count = len(similarities)
+    rows = max(s.shape[0] for s in similarities)
+    cols = max(s.shape[1] for s in similarities)
+    x = np.zeros((count, rows, cols))
+    for k, similarity in enumerate(similarities):
+        x[k, : similarity.shape[0], : similarity.shape[1]] = -similarity
+    cost = np.full((count, rows + 1, cols + 1), np.inf)
+    trace = np.full((count, rows + 1, cols + 1), 2, dtype=np.int8)  # 0 diagonal, 1 up, 2 left
+    cost[:, 0, 0] = 0.0
     for i in range(1, rows + 1):
-        diagonal, up = cost[i - 1, :-1], cost[i - 1, 1:]
-        entry = np.minimum(diagonal, up)  # the best way into column j from the row above
-        running = np.cumsum(x[i - 1])
-        before = np.concatenate(([0.0], running[:-1]))
-        cost[i, 1:] = running + np.minimum.accumulate(entry - before)
-        left = cost[i, :-1]
-        trace[i, 1:] = np.where((diagonal < up) & (diagonal < left), 0, np.where((up < diagonal) & (up < left), 1, 2))
+        diagonal, up = cost[:, i - 1, :-1], cost[:, i - 1, 1:]
+        entry = np.minimum(diagonal, up)
+        running = np.cumsum(x[:, i - 1], axis=1)
+        before = np.concatenate([np.zeros((count, 1)), running[:, :-1]], axis=1)
+        cost[:, i, 1:] = running + np.minimum.accumulate(entry - before, axis=1)
+        left = cost[:, i, :-1]
+        trace[:, i, 1:] = np.where(
+            (diagonal < up) & (diagonal < left), 0, np.where((up < diagonal) & (up < left), 1, 2)
+        )
+    return [_backtrack(trace[k], *similarity.shape) for k, similarity in enumerate(similarities)]
+
+
+def _backtrack(trace: np.ndarray, rows: int, cols: int) -> list[tuple[int, int]]:
+    trace = trace.copy()
     trace[0, :] = 2
     trace[:, 0] = 1
     path = []
