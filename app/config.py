@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     """Where Whisper and the aligner run: `auto` (CUDA when available), `cuda` or `cpu`."""
 
     compute_type: ComputeType = "auto"
-    """CTranslate2 compute type: `auto` (float16 on CUDA, int8 on CPU) or an explicit type such as `int8_float16`."""
+    """Whisper's compute type: `auto` (float16 on CUDA, int8 on CPU) or an explicit CTranslate2 type such as `int8_float16`. The torch engine computes in float16 on CUDA (bfloat16 when the type names it) and float32 on the CPU."""
 
     batch_size: int = Field(default=16, ge=1, le=256)
     """Default number of 30 s speech chunks decoded together; a request may ask for fewer or more, up to `MAX_BATCH_SIZE`."""
@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     """Decode windows of concurrent requests (same language, task and prompt) in shared batches. On GPUs, float16 kernels round differently for different batch shapes, so a window's text can then differ slightly with its batch-mates, as it does between batch sizes in WhisperX; `false` makes each request's result depend on that request alone (concurrent requests then take turns)."""
 
     whisper_replicas: int = Field(default=0, ge=0, le=8)
-    """Batches Whisper runs at once, each on its own CTranslate2 worker (`num_workers`; workers on one GPU share the weights and CUDA's default stream). On a GPU one batch's host-side work (kernel launches, beam bookkeeping) overlaps another's device work: 2 gave 10–20 % more aggregate throughput on an H100 (bench/throughput.py), 4 no more. 0: 2 on CUDA, 1 on the CPU (where replicas would only split the cores)."""
+    """CTranslate2 engine: batches Whisper runs at once, each on its own CTranslate2 worker (`num_workers`; workers on one GPU share the weights and CUDA's default stream). On a GPU one batch's host-side work (kernel launches, beam bookkeeping) overlaps another's device work: 2 gave 10–20 % more aggregate throughput on an H100 (bench/throughput.py), 4 no more. 0: 2 on CUDA, 1 on the CPU (where replicas would only split the cores). The torch engine runs one batch at a time whatever this says."""
 
     max_new_tokens: int | None = Field(default=None, ge=1, le=224)
     """Cap on tokens decoded per 30 s window (unset: 224, what CTranslate2 decodes at most: half of the decoder's 448 positions, the other half left to the prompt). A bound keeps a hallucinating window from running long; both engines decode exactly this many tokens when no end of text comes."""
