@@ -26,13 +26,14 @@ TORCH_CPU_BUILD = AcceleratorProblem("torch", "2.10.0+cpu", "torch is a CPU-only
 
 @pytest.fixture
 def gpu_machine(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
-    """CTranslate2 sees a GPU; torch's answer is whatever the test puts in ``state["torch"]``.
+    """ENGINE=ctranslate2, whose quick check asks CTranslate2 first: it sees a GPU; torch's answer
+    is whatever the test puts in ``state["torch"]``.
 
     The load records that it began, then probes torch the way the loading threads do.
     """
     state: dict[str, object] = {"torch": (), "events": []}
     events: list[str] = state["events"]  # type: ignore[assignment]
-    monkeypatch.setattr(registry_module, "check_accelerator", lambda _: AcceleratorCheck(EVIDENCE, (CTRANSLATE2,), ()))
+    monkeypatch.setattr(registry_module, "check_accelerator", lambda *_: AcceleratorCheck(EVIDENCE, (CTRANSLATE2,), ()))
 
     def with_torch(check: AcceleratorCheck, _: str) -> AcceleratorCheck:
         events.append("torch probed")
@@ -51,7 +52,9 @@ def gpu_machine(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
 
 
 def test_models_load_while_torch_is_probed_and_a_usable_gpu_serves(gpu_machine, tmp_path):
-    app = create_app(Settings(device="cuda", model_cache_dir=tmp_path, jobs_dir=tmp_path / "jobs"))
+    app = create_app(
+        Settings(device="cuda", engine="ctranslate2", model_cache_dir=tmp_path, jobs_dir=tmp_path / "jobs")
+    )
     with TestClient(app) as client:
         assert client.get("/health/live").status_code == 200
     assert gpu_machine["events"] == ["loading began on model-loader", "torch probed"]
@@ -59,7 +62,9 @@ def test_models_load_while_torch_is_probed_and_a_usable_gpu_serves(gpu_machine, 
 
 def test_a_gpu_torch_cannot_use_stops_the_start_after_loading_began(gpu_machine, tmp_path):
     gpu_machine["torch"] = (TORCH_CPU_BUILD,)
-    app = create_app(Settings(device="cuda", model_cache_dir=tmp_path, jobs_dir=tmp_path / "jobs"))
+    app = create_app(
+        Settings(device="cuda", engine="ctranslate2", model_cache_dir=tmp_path, jobs_dir=tmp_path / "jobs")
+    )
     with pytest.raises(AcceleratorUnavailable, match="torch is a CPU-only build"), TestClient(app):
         pass
     assert gpu_machine["events"] == ["loading began on model-loader", "torch probed"]

@@ -1,4 +1,5 @@
-"""The throughput harness runs end to end on the CPU (bundled tiny.en, small sizes, no targets)."""
+"""The throughput harness runs end to end on the CPU (bundled tiny.en, small sizes, no targets),
+for both engines, one server after the other."""
 
 import subprocess
 import sys
@@ -16,5 +17,10 @@ def test_throughput_harness_smoke_run():
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    for section in ("## Direct WhisperX vs service", "## Concurrency", "## Service stages", "## Memory over"):
-        assert section in result.stdout
+    for section in ("## Concurrency: each client sends a different 15 s file (text only)", "## Service stages"):
+        assert result.stdout.count(section) == 2, section  # once per engine
+    assert result.stdout.count("## Memory over") == 2
+    assert "## Direct (WhisperX) vs service, engine ctranslate2" in result.stdout
+    assert "## Direct (the torch engine in this process) vs service, engine torch" in result.stdout
+    assert "| target | goal | ctranslate2 | torch |" in result.stdout
+    assert "| text tokens decoded per window (ASR section) | equal across engines |" in result.stdout

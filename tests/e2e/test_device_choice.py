@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.support.server import ServerDidNotStart, running_server
@@ -13,5 +15,6 @@ def test_device_cuda_without_a_usable_gpu_refuses_to_start(tmp_path):
         pass
     log = str(failure.value)
     assert "DEVICE=cuda, but the GPU cannot be used" in log
-    assert "ctranslate2 4.8.5 is a CUDA build but sees no GPU" in log
+    # ENGINE=auto on a GPU is the torch engine: torch is the library asked.
+    assert re.search(r"torch 2\.11\.0\S* is a CUDA build but sees no GPU", log)
     assert "Application startup failed" in log

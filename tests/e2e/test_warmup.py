@@ -23,6 +23,10 @@ def test_every_replica_gets_a_full_batch_of_windows_and_their_word_times(whisper
     class RecordingWhisper:
         feature_device = whisper.feature_device
 
+        def prepare(self, batch_size, decoding):
+            calls.append(("prepare", batch_size))
+            whisper.prepare(batch_size, decoding)
+
         def transcribe(self, audio, chunks, decoding, **kwargs):
             threads.add(threading.get_ident())
             calls.append(("transcribe", len(chunks), decoding.batch_size, audio.shape[0]))
@@ -36,6 +40,7 @@ def test_every_replica_gets_a_full_batch_of_windows_and_their_word_times(whisper
 
     clip = sample_speech()
     assert sorted(calls) == [
+        ("prepare", 3),  # once, before the replicas' batches (the torch engine captures its graphs)
         ("time_words", 3, 3),
         ("time_words", 3, 3),
         ("transcribe", 3, 3, clip.shape[0]),
@@ -45,4 +50,4 @@ def test_every_replica_gets_a_full_batch_of_windows_and_their_word_times(whisper
 
     calls.clear()
     warm_whisper_batches(RecordingWhisper(), batch_size=3, replicas=1, word_times=False)  # type: ignore[arg-type]
-    assert calls == [("transcribe", 3, 3, clip.shape[0])]
+    assert calls == [("prepare", 3), ("transcribe", 3, 3, clip.shape[0])]

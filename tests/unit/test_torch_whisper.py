@@ -134,6 +134,40 @@ def test_batched_beam_search_matches_the_plain_rules(beams, max_new, suppress):
 
 
 @torch.inference_mode()
+def test_padding_windows_are_neither_waited_for_nor_returned():
+    network = tiny_network(seed=5)
+    shape = SearchShape(3, 2, 16)
+    masks = {"suppress": token_mask(DIMS.n_vocab, [], torch.device("cpu")),
+             "suppress_begin": token_mask(DIMS.n_vocab, [EOT], torch.device("cpu"))}  # fmt: skip
+    search = BeamSearch(
+        network, SearchBuffers(network, shape, torch.float32, torch.device("cpu")), shape, eot=EOT, **masks
+    )
+    search.cross.copy_(audio_states(network, 3))
+    common = {"max_new_tokens": 10, "patience": 1.0, "temperature": 0.0, "no_speech_at": 0, "no_speech_token": 4}
+    everything, _ = search.run([10, 2], **common)
+    used, no_speech = search.run([10, 2], windows_used=2, **common)
+    assert len(used) == len(no_speech) == 2
+    assert [h.tokens for h in used] == [h.tokens for h in everything[:2]]
+
+
+@torch.inference_mode()
+def test_a_smaller_shape_on_larger_buffers_decodes_the_same():
+    """Fewer windows, slots or beams (greedy, sampling) are views of buffers made for more."""
+    network = tiny_network(seed=6)
+    masks = {"suppress": token_mask(DIMS.n_vocab, [], torch.device("cpu")),
+             "suppress_begin": token_mask(DIMS.n_vocab, [EOT], torch.device("cpu"))}  # fmt: skip
+    common = {"max_new_tokens": 10, "patience": 1.0, "temperature": 0.0, "no_speech_at": 0, "no_speech_token": 4}
+    small = SearchShape(2, 1, 16)
+    results = []
+    for buffers_shape in (small, SearchShape(4, 5, 32)):
+        buffers = SearchBuffers(network, buffers_shape, torch.float32, torch.device("cpu"))
+        search = BeamSearch(network, buffers, small, eot=EOT, **masks)
+        search.cross.copy_(audio_states(network, 2))
+        results.append(search.run([10, 2], **common)[0])
+    assert [h.tokens for h in results[1]] == [h.tokens for h in results[0]]
+
+
+@torch.inference_mode()
 def test_sampling_draws_from_the_distribution():
     network = tiny_network(seed=7)
     shape = SearchShape(1, 1, 8)

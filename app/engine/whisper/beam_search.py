@@ -70,7 +70,7 @@ class SearchBuffers:
 
     def holds(self, shape: SearchShape) -> bool:
         mine = self.shape
-        return shape.windows <= mine.windows and shape.beams == mine.beams and shape.slots <= mine.slots
+        return shape.windows <= mine.windows and shape.beams <= mine.beams and shape.slots <= mine.slots
 
 
 class BeamSearch:
@@ -90,14 +90,15 @@ class BeamSearch:
         self.network, self.shape, self.eot = network, shape, eot
         windows, beams, slots = shape.windows, shape.beams, shape.slots
         rows = windows * beams
-        self.cache = buffers.cache[:windows, :, :, :, :slots]
-        self.lineage = buffers.lineage[:windows, :, :slots]
+        # Views: fewer windows, slots or beams (sampling's one) than the buffers were made for.
+        self.cache = buffers.cache[:windows, :, :, :, :slots, :beams]
+        self.lineage = buffers.lineage[:windows, :beams, :slots]
         self.cross = buffers.cross[:windows]
-        self.top_tokens = buffers.top_tokens[:slots, :windows]
-        self.top_parents = buffers.top_parents[:slots, :windows]
-        self.top_scores = buffers.top_scores[:slots, :windows]
-        self.live = buffers.live[:slots, :windows]
-        self.finishing = buffers.finishing[:slots, :windows]
+        self.top_tokens = buffers.top_tokens[:slots, :windows, : 2 * beams]
+        self.top_parents = buffers.top_parents[:slots, :windows, : 2 * beams]
+        self.top_scores = buffers.top_scores[:slots, :windows, : 2 * beams]
+        self.live = buffers.live[:slots, :windows, :beams]
+        self.finishing = buffers.finishing[:slots, :windows, :beams]
         self.suppress, self.suppress_begin = suppress, suppress_begin
         device = buffers.cache.device
         self.tokens = torch.zeros(rows, dtype=torch.long, device=device)  # each beam's last token
@@ -191,11 +192,14 @@ class BeamSearch:
         temperature: float,
         no_speech_at: int,
         no_speech_token: int,
+        windows_used: int | None = None,
     ) -> tuple[list[Hypothesis], list[float]]:
-        """Decode after ``prompt`` from ``self.cross`` (filled by the caller): each window's best
-        hypothesis, and its no-speech probability at prompt position ``no_speech_at``."""
+        """Decode after ``prompt`` from ``self.cross`` (filled by the caller): the best hypothesis
+        of each of the first ``windows_used`` windows (the rest pad the batch to its shape and are
+        done from the start), and its no-speech probability at prompt position ``no_speech_at``."""
         shape = self.shape
         windows, beams = shape.windows, shape.beams
+        used = windows if windows_used is None else windows_used
         assert len(prompt) - 1 + max_new_tokens <= shape.slots and max_new_tokens >= 1
         assert temperature == 0 or beams == 1, "sampling draws one beam"
         assert 0 <= no_speech_at < len(prompt) - 1, "the start of transcript must come before the prompt's last token"
@@ -222,6 +226,7 @@ class BeamSearch:
         self.temperature.fill_(temperature)
         self.finished_count.zero_()
         self.done.zero_()
+        self.done[used:] = True  # padding: never waited for
         steps = 0
         while steps < max_new_tokens:
             slots = self.slot_view(len(prompt) - 1 + steps)
@@ -233,14 +238,14 @@ class BeamSearch:
             steps += 1
             if steps % _CHECK_EVERY == 0 and bool(self.done.all()):
                 break
-        return self._read_back(steps), no_speech.tolist()
+        return self._read_back(steps, used), no_speech[:used].tolist()
 
-    def _read_back(self, steps: int) -> list[Hypothesis]:
+    def _read_back(self, steps: int, windows: int) -> list[Hypothesis]:
         tokens, parents = self.top_tokens[:steps].cpu().numpy(), self.top_parents[:steps].cpu().numpy()
         scores, live = self.top_scores[:steps].cpu().numpy(), self.live[:steps].cpu().numpy()
         finishing = self.finishing[:steps].cpu().numpy()
         best: list[Hypothesis] = []
-        for window in range(self.shape.windows):
+        for window in range(windows):
             ranked: list[tuple[float, Hypothesis]] = []
             for step, beam in zip(*np.nonzero(finishing[:, window]), strict=True):
                 sequence, candidate = [], beam

@@ -92,6 +92,7 @@ class TorchEngine:
         self._graph_pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
         self._lock = threading.Lock()  # one batch at a time: the buffers are shared
         self._eot = tokenizer.token_to_id("<|endoftext|>")
+        self._sot = tokenizer.token_to_id("<|startoftranscript|>")
         self._no_speech = tokenizer.token_to_id("<|nospeech|>") or tokenizer.token_to_id("<|nocaptions|>")
 
     @classmethod
@@ -179,13 +180,14 @@ class TorchEngine:
                     max_new_tokens=new_tokens,
                     patience=self.options.patience,
                     temperature=sampling.temperature,
-                    no_speech_at=prompt.index(self._hf_tokenizer.token_to_id("<|startoftranscript|>")),
+                    no_speech_at=prompt.index(self._sot),
                     no_speech_token=self._no_speech,
+                    windows_used=count,
                 )
         return [
             # As WhisperX: the sum of log-probabilities over the tokens and the end of text.
             Decoded(tokens=h.tokens, avg_logprob=h.logprob / (len(h.tokens) + 1), no_speech_prob=p)
-            for h, p in zip(best[:count], no_speech[:count], strict=True)
+            for h, p in zip(best, no_speech, strict=True)
         ]
 
     def _search(self, shape: SearchShape) -> BeamSearch:
@@ -196,7 +198,9 @@ class TorchEngine:
         if self._buffers is None or not self._buffers.holds(shape):
             # Grow to the larger of the old and new shapes; views (and graphs) of the old go.
             old = self._buffers.shape if self._buffers is not None else shape
-            grown = SearchShape(max(old.windows, shape.windows), shape.beams, max(old.slots, shape.slots))
+            grown = SearchShape(
+                max(old.windows, shape.windows), max(old.beams, shape.beams), max(old.slots, shape.slots)
+            )
             self.drop_graphs()
             self._buffers = None
             self._buffers = SearchBuffers(self.network, grown, self.dtype, self.device)
@@ -221,21 +225,19 @@ class TorchEngine:
 
     @torch.inference_mode()
     def detect_language(self, features: np.ndarray) -> list[tuple[str, float]]:
+        count = features.shape[0]
         with self._lock:
             with self.model_seconds("encode"):
-                cross = self.network.decoder.cross_kv(self._encode(features, features.shape[0]))
+                # Batch sizes in buckets, as decoding's: the GPU libraries choose kernels per shape once.
+                cross = self.network.decoder.cross_kv(self._encode(features, batch_bucket(count)))
             with self.model_seconds("detect_language"):
-                start = torch.full((features.shape[0], 1), self._sot, device=self.device)
+                start = torch.full((cross.shape[0], 1), self._sot, device=self.device)
                 logits, _ = self.network.decoder.forward_with_attention(start, cross, [])
                 lang_ids = torch.tensor(self._lang_ids, device=self.device)
-                probs = logits[:, 0].float()[:, lang_ids].softmax(-1)
+                probs = logits[:count, 0].float()[:, lang_ids].softmax(-1)
                 best = probs.max(-1)
         tokens = [self._hf_tokenizer.id_to_token(self._lang_ids[i]) for i in best.indices.tolist()]
         return [(token[2:-2], float(p)) for token, p in zip(tokens, best.values.tolist(), strict=True)]
-
-    @property
-    def _sot(self) -> int:
-        return int(self._hf_tokenizer.token_to_id("<|startoftranscript|>"))
 
     def alignment_features(self, audio: np.ndarray) -> tuple[np.ndarray, int]:
         return alignment_features(self.n_mels, audio)
@@ -243,30 +245,22 @@ class TorchEngine:
     @torch.inference_mode()
     def align_words(self, inputs: list[AlignmentInput], tokenizer: Any) -> list[list[dict[str, Any]]]:
         features = np.stack([i.features for i in inputs])
+        texts = [i.tokens for i in inputs]
         with self._lock:
             with self.model_seconds("encode"):
-                cross = self.network.decoder.cross_kv(self._encode(features, len(inputs)))
+                cross = self.network.decoder.cross_kv(self._encode(features, batch_bucket(len(inputs))))
             with self.model_seconds("align_words"):
-                texts = [i.tokens for i in inputs]
-                nonempty = [k for k, text in enumerate(texts) if text]
-                found = (
-                    align(
-                        self.network,
-                        cross[nonempty],
-                        start=list(tokenizer.sot_sequence),
-                        no_timestamps=tokenizer.no_timestamps,
-                        eot=tokenizer.eot,
-                        texts=[texts[k] for k in nonempty],
-                        num_frames=[inputs[k].num_frames for k in nonempty],
-                        heads=self._alignment_heads,
-                    )
-                    if nonempty
-                    else []
+                paths = align(
+                    self.network,
+                    cross,
+                    start=list(tokenizer.sot_sequence),
+                    no_timestamps=tokenizer.no_timestamps,
+                    eot=tokenizer.eot,
+                    texts=texts,
+                    num_frames=[i.num_frames for i in inputs],
+                    heads=self._alignment_heads,
                 )
-        results: list[Any] = [None] * len(inputs)
-        for k, alignment in zip(nonempty, found, strict=True):
-            results[k] = alignment
-        return find_alignment(tokenizer, texts, results)
+        return find_alignment(tokenizer, texts, paths)
 
 
 def _torch_dtype(compute_type: str, device: str) -> torch.dtype:

@@ -132,32 +132,30 @@ def _from_ctranslate2(folder: Path) -> WhisperWeights:
     out["encoder.positions"] = variables["encoder/position_encodings/encodings"]
     norm("encoder.norm", "encoder/layer_norm")
 
-    def mlp(src: str, dst: str) -> None:
+    def layer(stack: str, i: int) -> tuple[str, str]:
+        """A layer's self-attention and MLP, the same in encoder and decoder; its two names."""
+        src, dst = f"{stack}/layer_{i}", f"{stack}.layers.{i}"
+        norm(f"{dst}.attn_norm", f"{src}/self_attention/layer_norm")
+        linear(f"{dst}.attn.qkv", f"{src}/self_attention/linear_0")
+        linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
         norm(f"{dst}.mlp_norm", f"{src}/ffn/layer_norm")
         linear(f"{dst}.fc1", f"{src}/ffn/linear_0")
         linear(f"{dst}.fc2", f"{src}/ffn/linear_1")
+        return src, dst
 
     encoder_layers = _layer_count(variables, "encoder/layer_{}/ffn/linear_0/bias")
     decoder_layers = _layer_count(variables, "decoder/layer_{}/ffn/linear_0/bias")
     for i in range(encoder_layers):
-        src, dst = f"encoder/layer_{i}", f"encoder.layers.{i}"
-        norm(f"{dst}.attn_norm", f"{src}/self_attention/layer_norm")
-        linear(f"{dst}.attn.qkv", f"{src}/self_attention/linear_0")
-        linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
-        mlp(src, dst)
+        layer("encoder", i)
     out["decoder.embedding"] = variables["decoder/embeddings/weight"]
     out["decoder.positions"] = variables["decoder/position_encodings/encodings"]
     norm("decoder.norm", "decoder/layer_norm")
     for i in range(decoder_layers):
-        src, dst = f"decoder/layer_{i}", f"decoder.layers.{i}"
-        norm(f"{dst}.attn_norm", f"{src}/self_attention/layer_norm")
-        linear(f"{dst}.attn.qkv", f"{src}/self_attention/linear_0")
-        linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+        src, dst = layer("decoder", i)
         norm(f"{dst}.cross_norm", f"{src}/attention/layer_norm")
         linear(f"{dst}.cross.q", f"{src}/attention/linear_0")
         linear(f"{dst}.cross.kv", f"{src}/attention/linear_1")
         linear(f"{dst}.cross.out", f"{src}/attention/linear_2")
-        mlp(src, dst)
 
     embedding = out["decoder.embedding"]
     dims = Dimensions(
@@ -219,33 +217,32 @@ def _from_transformers(folder: Path) -> WhisperWeights:
             [source.get(f"{p}.bias", torch.zeros(source[f"{p}.weight"].shape[0])) for p in parts]
         )
 
+    def layer(stack: str, i: int) -> tuple[str, str]:
+        """A layer's self-attention and MLP, the same in encoder and decoder; its two names."""
+        src = dst = f"{stack}.layers.{i}"
+        copy(f"{dst}.attn_norm", f"{src}.self_attn_layer_norm")
+        fused(f"{dst}.attn.qkv", [f"{src}.self_attn.{p}_proj" for p in "qkv"])
+        copy(f"{dst}.attn.out", f"{src}.self_attn.out_proj")
+        copy(f"{dst}.mlp_norm", f"{src}.final_layer_norm")
+        copy(f"{dst}.fc1", f"{src}.fc1")
+        copy(f"{dst}.fc2", f"{src}.fc2")
+        return src, dst
+
     for name in ("conv1", "conv2"):
         copy(f"encoder.{name}", f"encoder.{name}")
     out["encoder.positions"] = source["encoder.embed_positions.weight"]
     copy("encoder.norm", "encoder.layer_norm")
     for i in range(config["encoder_layers"]):
-        src, dst = f"encoder.layers.{i}", f"encoder.layers.{i}"
-        copy(f"{dst}.attn_norm", f"{src}.self_attn_layer_norm")
-        fused(f"{dst}.attn.qkv", [f"{src}.self_attn.{p}_proj" for p in "qkv"])
-        copy(f"{dst}.attn.out", f"{src}.self_attn.out_proj")
-        copy(f"{dst}.mlp_norm", f"{src}.final_layer_norm")
-        copy(f"{dst}.fc1", f"{src}.fc1")
-        copy(f"{dst}.fc2", f"{src}.fc2")
+        layer("encoder", i)
     out["decoder.embedding"] = source["decoder.embed_tokens.weight"]
     out["decoder.positions"] = source["decoder.embed_positions.weight"]
     copy("decoder.norm", "decoder.layer_norm")
     for i in range(config["decoder_layers"]):
-        src, dst = f"decoder.layers.{i}", f"decoder.layers.{i}"
-        copy(f"{dst}.attn_norm", f"{src}.self_attn_layer_norm")
-        fused(f"{dst}.attn.qkv", [f"{src}.self_attn.{p}_proj" for p in "qkv"])
-        copy(f"{dst}.attn.out", f"{src}.self_attn.out_proj")
+        src, dst = layer("decoder", i)
         copy(f"{dst}.cross_norm", f"{src}.encoder_attn_layer_norm")
         copy(f"{dst}.cross.q", f"{src}.encoder_attn.q_proj")
         fused(f"{dst}.cross.kv", [f"{src}.encoder_attn.{p}_proj" for p in "kv"])
         copy(f"{dst}.cross.out", f"{src}.encoder_attn.out_proj")
-        copy(f"{dst}.mlp_norm", f"{src}.final_layer_norm")
-        copy(f"{dst}.fc1", f"{src}.fc1")
-        copy(f"{dst}.fc2", f"{src}.fc2")
 
     dims = Dimensions(
         n_mels=config["num_mel_bins"],

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from app.engine.whisper.torch_model import WhisperNetwork
 
 _MEDIAN_FILTER_WIDTH = 7
+_LENGTH_STEP = 32
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,22 @@ def align(
     texts: list[list[int]],
     num_frames: list[int],
     heads: list[tuple[int, int]],
-) -> list[TokenAlignment]:
+) -> list[TokenAlignment | None]:
+    """The path of each text through its window's audio (``cross``: one row per text, and maybe
+    more rows, of padding); None for an empty text."""
     sequences = [[*start, no_timestamps, *text, eot] for text in texts]
-    longest = max(len(s) for s in sequences)
+    sequences += [[*start, no_timestamps, eot]] * (cross.shape[0] - len(texts))
+    # After the end of text, more of it changes nothing before (attention is causal); lengths in
+    # steps of 32 let the GPU libraries reuse the kernels they chose for a shape.
+    longest = -(-max(len(s) for s in sequences) // _LENGTH_STEP) * _LENGTH_STEP
     tokens = torch.tensor([s + [eot] * (longest - len(s)) for s in sequences], device=cross.device)
     logits, scores = network.decoder.forward_with_attention(tokens, cross, heads)
     text_probs = logits[..., :eot].float().softmax(-1)
     offset = len(start)
+    timed = [b for b, text in enumerate(texts) if text]
     matrices, probabilities = [], []
-    for b, (sequence, text) in enumerate(zip(sequences, texts, strict=True)):
+    for b in timed:
+        sequence, text = sequences[b], texts[b]
         length, frames = len(sequence), max(1, num_frames[b] // 2)  # the second convolution halves the frames
         targets = torch.tensor(text, device=cross.device)
         probabilities.append(text_probs[b, offset : offset + len(text)].gather(1, targets[:, None])[:, 0])
@@ -55,8 +63,12 @@ def align(
         std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
         weights = _median_filter((weights - mean) / std, _MEDIAN_FILTER_WIDTH).mean(0)
         matrices.append(weights[offset : length - 1].cpu().double().numpy())
-    paths = negative_dtw(matrices)
-    return [TokenAlignment(path, p.cpu().tolist()) for path, p in zip(paths, probabilities, strict=True)]
+    found: list[TokenAlignment | None] = [None] * len(texts)
+    if timed:
+        paths = negative_dtw(matrices)
+        for b, path, p in zip(timed, paths, probabilities, strict=True):
+            found[b] = TokenAlignment(path, p.cpu().tolist())
+    return found
 
 
 def _median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
