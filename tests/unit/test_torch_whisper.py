@@ -249,3 +249,14 @@ def test_a_hugging_face_checkpoint_reads_into_the_same_network(tmp_path):
     expected = reference(input_features=mel, decoder_input_ids=tokens).logits
     logits, _ = network.decoder.forward_with_attention(tokens, network.decoder.cross_kv(network.encoder(mel)), [(1, 0)])
     torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_int8_ctranslate2_weights_are_dequantised_by_row():
+    """CTranslate2 stores int8 rows as round(w × scale) with scale = 127 / max |row|."""
+    from app.engine.whisper.weights import _ct2_linear
+
+    weight = np.random.default_rng(1).normal(size=(6, 10)).astype(np.float32)
+    scale = (127 / np.abs(weight).max(axis=1)).astype(np.float32)
+    variables = {"w/weight": np.round(weight * scale[:, None]).astype(np.int8), "w/weight_scale": scale}
+    np.testing.assert_allclose(_ct2_linear(variables, "w"), weight, atol=float((0.5 / scale).max()))
+    assert _ct2_linear({"w/weight": weight}, "w") is weight  # float weights pass through
