@@ -238,10 +238,9 @@ def probe_torch() -> PackageCuda:
 
 def image_gpu_libraries_built(*, compiled_ctranslate2: bool) -> str | None:
     """At image build (no GPU there): why the image could not use a GPU, or None."""
-    import torch
-
-    if torch.version.cuda is None:
-        return f"torch {torch.__version__} in the image is a CPU-only build"
+    torch = probe_torch()
+    if not torch.built_with_cuda:
+        return f"torch {torch.version} in the image is a CPU-only build"
     if compiled_ctranslate2:
         ctranslate2 = probe_ctranslate2()
         if not ctranslate2.built_with_cuda:

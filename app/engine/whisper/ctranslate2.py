@@ -59,7 +59,7 @@ class CTranslate2Engine:
         self.options = BeamOptions()
         self.multilingual: bool = bool(model.model.is_multilingual)
         self._tokenizers = TokenizerCache(model.hf_tokenizer, self.multilingual)
-        self.languages: frozenset[str] = frozenset(model.supported_languages)
+        self.languages: frozenset[str] = frozenset(self._tokenizers.languages())
         self.n_mels = int(model.feat_kwargs.get("feature_size") or 80)
         ct2 = model.model
         self.feature_device = f"cuda:{ct2.device_index[0]}" if ct2.device == "cuda" else "cpu"

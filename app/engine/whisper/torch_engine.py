@@ -142,12 +142,13 @@ class TorchEngine:
         return whisper_prompt(tokenizer, initial_prompt)
 
     @torch.inference_mode()
-    def _encode(self, features: np.ndarray, windows: int) -> torch.Tensor:
-        """Audio states of a batch padded with silent windows to ``windows`` (its bucket)."""
+    def _cross(self, features: np.ndarray, windows: int) -> torch.Tensor:
+        """The decoder's cross-attention keys and values of a batch, padded with silent windows to
+        ``windows`` (its bucket)."""
         mel = torch.from_numpy(features).to(self.device, self.dtype)
         if windows > mel.shape[0]:
             mel = torch.cat([mel, mel.new_zeros(windows - mel.shape[0], *mel.shape[1:])])
-        return self.network.encoder(mel)
+        return self.network.decoder.cross_kv(self.network.encoder(mel))
 
     def _shape(self, windows: int, prompt: list[int], beams: int) -> tuple[SearchShape, int]:
         """The batch shape a batch runs at, and how many tokens it may decode."""
@@ -173,7 +174,7 @@ class TorchEngine:
         with self._lock:
             search = self._search(shape)
             with self.model_seconds("encode"):
-                search.cross.copy_(self.network.decoder.cross_kv(self._encode(features, shape.windows)))
+                search.cross.copy_(self._cross(features, shape.windows))
             with self.model_seconds("decode"):
                 best, no_speech = search.run(
                     prompt,
@@ -229,7 +230,7 @@ class TorchEngine:
         with self._lock:
             with self.model_seconds("encode"):
                 # Batch sizes in buckets, as decoding's: the GPU libraries choose kernels per shape once.
-                cross = self.network.decoder.cross_kv(self._encode(features, batch_bucket(count)))
+                cross = self._cross(features, batch_bucket(count))
             with self.model_seconds("detect_language"):
                 start = torch.full((cross.shape[0], 1), self._sot, device=self.device)
                 logits, _ = self.network.decoder.forward_with_attention(start, cross, [])
@@ -248,7 +249,7 @@ class TorchEngine:
         texts = [i.tokens for i in inputs]
         with self._lock:
             with self.model_seconds("encode"):
-                cross = self.network.decoder.cross_kv(self._encode(features, batch_bucket(len(inputs))))
+                cross = self._cross(features, batch_bucket(len(inputs)))
             with self.model_seconds("align_words"):
                 paths = align(
                     self.network,

@@ -97,6 +97,7 @@ def negative_dtw(similarities: list[np.ndarray]) -> list[list[tuple[int, int]]]:
         x[k, : similarity.shape[0], : similarity.shape[1]] = -similarity
     cost = np.full((count, rows + 1, cols + 1), np.inf)
     trace = np.full((count, rows + 1, cols + 1), 2, dtype=np.int8)  # 0 diagonal, 1 up, 2 left
+    trace[:, :, 0] = 1  # the borders: the first column leads up, the first row left
     cost[:, 0, 0] = 0.0
     for i in range(1, rows + 1):
         diagonal, up = cost[:, i - 1, :-1], cost[:, i - 1, 1:]
@@ -112,9 +113,6 @@ def negative_dtw(similarities: list[np.ndarray]) -> list[list[tuple[int, int]]]:
 
 
 def _backtrack(trace: np.ndarray, rows: int, cols: int) -> list[tuple[int, int]]:
-    trace = trace.copy()
-    trace[0, :] = 2
-    trace[:, 0] = 1
     path = []
     i, j = rows, cols
     while i > 0 or j > 0:
