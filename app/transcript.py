@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 from pydantic import Field, TypeAdapter
 
@@ -85,6 +85,37 @@ class Transcript:
     @property
     def words(self) -> list[Word]:
         return [w for s in self.segments for w in s.words]
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One decoded token with its log-probability (OpenAI's ``logprobs`` entries)."""
+
+    token: str
+    logprob: float
+    bytes: list[int]  # the token's UTF-8 bytes (a token may hold part of a character)
+
+
+@dataclass(frozen=True)
+class TextPiece:
+    """One Whisper window's text the moment it is decoded, before word times and speakers.
+
+    Pieces come in audio order; their texts joined by spaces are the transcript's ``text``.
+    """
+
+    index: int  # the piece's place among the request's pieces
+    start: float
+    end: float
+    text: str  # stripped, never empty
+    logprobs: list[TokenLogprob] | None  # when the listener asked for them
+
+
+class TextListener(Protocol):
+    """Hears a request's text as it is decoded (a streaming response, a live session)."""
+
+    logprobs: bool  # whether to score each token (an extra pass on CTranslate2)
+
+    def __call__(self, piece: TextPiece) -> None: ...
 
 
 def dump_transcript(transcript: Transcript) -> str:

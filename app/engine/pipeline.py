@@ -39,6 +39,7 @@ from app.transcript import (
     DiarizationReport,
     Segment,
     SpeakerTurn,
+    TextListener,
     Transcript,
     WordTimeSource,
 )
@@ -113,14 +114,16 @@ class TranscriptionPipeline:
         options: ResolvedOptions,
         cancel: CancelToken | None = None,
         progress: Progress | None = None,
+        listener: TextListener | None = None,
     ) -> Transcript:
         """Every stage in turn (diarization beside the words, with ``diarize_during_asr``);
         ``cancel`` stops the work at the next stage or batch boundary.
 
-        ``progress`` hears of every stage entered and every batch of windows sent to Whisper.
+        ``progress`` hears of every stage entered and every batch of windows sent to Whisper;
+        ``listener``, of each window's text as it is decoded.
         """
         with side_stream(self.device):  # not behind Whisper's decoding (gpu_streams)
-            return self._run(audio, options, cancel, progress)
+            return self._run(audio, options, cancel, progress, listener)
 
     def _run(
         self,
@@ -128,6 +131,7 @@ class TranscriptionPipeline:
         options: ResolvedOptions,
         cancel: CancelToken | None,
         progress: Progress | None,
+        listener: TextListener | None,
     ) -> Transcript:
         cancel = cancel or CancelToken()
         progress = progress or Progress(options.stages)
@@ -164,7 +168,7 @@ class TranscriptionPipeline:
                 return result
             early = self._start_diarization(audio, options, cancel)
             try:
-                self._words(audio, chunks, options, result, timer, stage, cancel, progress)
+                self._words(audio, chunks, options, result, timer, stage, cancel, progress, listener)
             except BaseException:
                 if early is not None:
                     early.cancel.cancel("the transcription stopped before its speakers were found")
@@ -186,6 +190,7 @@ class TranscriptionPipeline:
         stage: Callable[[str], AbstractContextManager[None]],
         cancel: CancelToken,
         progress: Progress,
+        listener: TextListener | None,
     ) -> None:
         """Language, text and word times into ``result``."""
         if options.language is None:
@@ -193,7 +198,9 @@ class TranscriptionPipeline:
                 result.language, result.language_probability = self.whisper.detect_language(audio, chunks, cancel)
         decoding = options.decoding(result.language or "en")
         with stage("asr"):
-            segments = self.whisper.transcribe(audio, chunks, decoding, timer=timer, cancel=cancel, progress=progress)
+            segments = self.whisper.transcribe(
+                audio, chunks, decoding, timer=timer, cancel=cancel, progress=progress, listener=listener
+            )
         if options.word_timestamps:
             cancel.check()
             with stage("alignment"):

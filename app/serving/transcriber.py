@@ -23,7 +23,7 @@ from app.engine.options import ResolvedOptions, TranscribeOptions
 from app.engine.pipeline import TranscriptionPipeline
 from app.errors import NotReady, retry_later
 from app.serving.status import Phase, ServiceState
-from app.transcript import Transcript
+from app.transcript import TextListener, Transcript
 
 TranscriptSink = Callable[[Transcript], None]
 
@@ -82,7 +82,12 @@ class Transcriber:
         return self.pipeline().resolve(options)
 
     def transcribe_file(
-        self, path: Path, options: ResolvedOptions, cancel: CancelToken, progress: Progress | None = None
+        self,
+        path: Path,
+        options: ResolvedOptions,
+        cancel: CancelToken,
+        progress: Progress | None = None,
+        listener: TextListener | None = None,
     ) -> Transcript:
         pipeline = self.pipeline()
         progress = progress or Progress()
@@ -98,7 +103,7 @@ class Transcriber:
                 ffmpeg=self.limits.ffmpeg,
             )
             decode_s = round(time.perf_counter() - started, 4)
-            transcript = pipeline.run(audio, options, cancel, progress)
+            transcript = pipeline.run(audio, options, cancel, progress, listener)
         transcript.timings["decode"] = decode_s
         self.on_transcript(transcript)
         return transcript

@@ -8,7 +8,7 @@ The format choices come from the one table in ``app/wire/rendering.py``.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
@@ -55,8 +55,14 @@ class OpenAITranscriptionParams(SpeakerOptions):
     )
     stream: bool = Field(
         default=False,
-        description="Not supported: the whole result comes at once (`true` is refused).",
-        json_schema_extra={"enum": [False]},
+        description="Server-sent events as the text is decoded: `transcript.text.delta` per Whisper window, "
+        "`transcript.text.segment` per speaker segment (diarized_json), `transcript.text.done` last. "
+        "With json, text or diarized_json; not for translations.",
+    )
+    include: Annotated[list[Literal["logprobs"]], BeforeValidator(_listed)] = Field(
+        default=[],
+        description="`logprobs`: each token's log-probability on the streamed deltas and the done event "
+        "(stream=true only). Sent as `include[]`.",
     )
 
     @field_validator("timestamp_granularities")

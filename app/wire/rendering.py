@@ -108,7 +108,7 @@ def transcript_json(transcript: Transcript) -> TranscriptionResponse:
 
 
 def openai_json(transcript: Transcript) -> Transcription:
-    return Transcription(text=transcript.text, usage=_usage(transcript))
+    return Transcription(text=transcript.text, usage=openai_usage(transcript))
 
 
 def openai_verbose(transcript: Transcript, granularities: Collection[Granularity]) -> TranscriptionVerbose:
@@ -123,7 +123,7 @@ def openai_verbose(transcript: Transcript, granularities: Collection[Granularity
         words=[TranscriptionWord(word=w.word, start=w.start, end=w.end) for w in transcript.words]
         if "word" in granularities
         else None,
-        usage=_usage(transcript),
+        usage=openai_usage(transcript),
     )
 
 
@@ -141,7 +141,7 @@ def openai_diarized(transcript: Transcript) -> TranscriptionDiarized:
         duration=round(transcript.duration, 3),
         text=transcript.text,
         segments=segments,
-        usage=_usage(transcript),
+        usage=openai_usage(transcript),
     )
 
 
@@ -181,7 +181,7 @@ def _compression_ratio(text: str) -> float:
     return round(len(data) / len(zlib.compress(data)), 3) if data else 0.0
 
 
-def _usage(transcript: Transcript) -> Usage:
+def openai_usage(transcript: Transcript) -> Usage:
     return Usage(seconds=round(transcript.duration, 3))
 
 

@@ -20,7 +20,16 @@ from app.engine.whisper.stage import DecodedCount
 from app.main import create_app
 from app.runtime.timing import StepTimer
 from app.serving.status import ServiceState
-from app.transcript import DiarizationReport, Segment, SpeakerTurn, Transcript, Word
+from app.transcript import (
+    DiarizationReport,
+    Segment,
+    SpeakerTurn,
+    TextListener,
+    TextPiece,
+    TokenLogprob,
+    Transcript,
+    Word,
+)
 from tests.support.waiting import wait_for, wait_for_job
 
 
@@ -41,6 +50,8 @@ class FakePipeline:
     whisper = SimpleNamespace(
         scheduler=BatchScheduler("fake-whisper"), model_seconds=StepTimer(), decoded=DecodedCount()
     )
+
+    window_texts = ("Hello there.", "Hi.")  # the text of the transcript below, window by window
 
     def __init__(self) -> None:
         self.calls: list[tuple[np.ndarray, ResolvedOptions]] = []
@@ -73,13 +84,20 @@ class FakePipeline:
         options: ResolvedOptions,
         cancel: CancelToken | None = None,
         progress: Progress | None = None,
+        listener: TextListener | None = None,
     ) -> Transcript:
         self.calls.append((audio, options))
+        if progress is not None:
+            progress.enter("asr")
         self.started.set()
         deadline = time.monotonic() + 30
         while not self.release.wait(0.05) and time.monotonic() < deadline:
             if cancel is not None:
                 cancel.check()  # a stage boundary, as the real pipeline checks
+        if listener is not None:  # each window's text, as Whisper hands it on
+            for index, text in enumerate(self.window_texts):
+                logprobs = [TokenLogprob(text, -0.25, list(text.encode()))] if listener.logprobs else None
+                listener(TextPiece(index, float(index), float(index + 1), text, logprobs))
         if self.fail_with is not None:
             raise self.fail_with
         assert isinstance(options, ResolvedOptions), "the route resolves options"

@@ -118,7 +118,8 @@ def test_the_loaded_model_id_and_the_alias_are_accepted(client, sample_bytes):
 @pytest.mark.parametrize(
     ("form", "status", "param"),
     [
-        ({"stream": "true"}, 400, "stream"),
+        ({"stream": "true", "response_format": "verbose_json"}, 422, "response_format"),
+        ({"include[]": "logprobs"}, 422, "include"),
         ({"response_format": "docx"}, 422, "response_format"),
         ({"temperature": "1.5"}, 422, "temperature"),
         ({"language": "klingon"}, 422, "language"),

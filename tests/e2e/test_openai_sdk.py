@@ -134,12 +134,6 @@ def test_not_audio_is_a_bad_request(sdk, tmp_path):
     assert raised.value.type == "invalid_request_error"
 
 
-def test_stream_is_refused_clearly(sdk, sample_wav):
-    with sample_wav.open("rb") as audio, pytest.raises(openai.BadRequestError) as raised:
-        sdk.audio.transcriptions.create(model="whisper-1", file=audio, stream=True)
-    assert raised.value.param == "stream" and "not supported" in raised.value.message
-
-
 def test_contradictory_fields_are_unprocessable(sdk, sample_wav):
     with sample_wav.open("rb") as audio, pytest.raises(openai.UnprocessableEntityError) as raised:
         sdk.audio.transcriptions.create(

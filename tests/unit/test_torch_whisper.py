@@ -131,6 +131,16 @@ def test_batched_beam_search_matches_the_plain_rules(beams, max_new, suppress):
     assert [h.logprob for h in best] == pytest.approx([score for _, _, score in expected], abs=1e-4)
     assert all(3 not in h.tokens for h in best)
     assert all(0.0 <= p <= 1.0 for p in no_speech)
+    for window, hypothesis in enumerate(best):  # each token's own log-probability, as streams report it
+        kv = search.cross[window : window + 1]
+        own = []
+        for step, token in enumerate(hypothesis.tokens):
+            mask = torch.zeros(DIMS.n_vocab)
+            mask[suppress] = -math.inf
+            if step == 0:
+                mask[EOT] = -math.inf
+            own.append(float(_masked_logprobs(network, kv, [*prompt, *hypothesis.tokens[:step]], mask)[token]))
+        assert hypothesis.token_logprobs == pytest.approx(own, abs=1e-4)
 
 
 @torch.inference_mode()

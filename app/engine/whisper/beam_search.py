@@ -42,6 +42,7 @@ class Hypothesis:
     tokens: list[int]  # without the end-of-text
     logprob: float  # sum of the tokens' log-probabilities, the end-of-text's included
     finished: bool  # ended with end-of-text (not cut by the length limit)
+    token_logprobs: list[float]  # each token's own (the end of text's excluded)
 
 
 class SearchBuffers:
@@ -248,16 +249,18 @@ class BeamSearch:
         for window in range(windows):
             ranked: list[tuple[float, Hypothesis]] = []
             for step, beam in zip(*np.nonzero(finishing[:, window]), strict=True):
-                sequence, candidate = [], beam
+                sequence, totals, candidate = [], [], beam
                 for back in range(step, -1, -1):
                     sequence.append(int(tokens[back, window, candidate]))
+                    totals.append(float(scores[back, window, candidate]))  # the running sum so far
                     if back:
                         candidate = live[back - 1, window, parents[back, window, candidate]]
                 sequence.reverse()
+                totals.reverse()
                 ended = sequence[-1] == self.eot
                 text = sequence[:-1] if ended else sequence
-                logprob = float(scores[step, window, beam])
-                ranked.append((logprob / max(1, len(text)), Hypothesis(text, logprob, ended)))
+                own = np.diff(totals, prepend=0.0)[: len(text)].tolist()
+                ranked.append((totals[-1] / max(1, len(text)), Hypothesis(text, totals[-1], ended, own)))
             best.append(max(ranked, key=lambda r: r[0])[1])
         return best
 

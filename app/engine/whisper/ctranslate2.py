@@ -115,18 +115,43 @@ class CTranslate2Engine:
         with self.model_seconds("encode"):
             return model.encode(get_ctranslate2_storage(features), to_cpu=to_cpu)
 
-    def decode(self, features: np.ndarray, prompt: list[int], sampling: Sampling) -> list[Decoded]:
+    def decode(
+        self, features: np.ndarray, prompt: list[int], sampling: Sampling, *, logprobs: bool = False
+    ) -> list[Decoded]:
         encoded = self.encode(features)
         with self.model_seconds("decode"):
             results = self.generate(encoded, [prompt] * features.shape[0], sampling.temperature)
+        sequences = [r.sequences_ids[0] for r in results]
+        token_logprobs = self._token_logprobs(encoded, prompt, sequences) if logprobs else [None] * len(results)
         return [
             Decoded(
-                tokens=r.sequences_ids[0],
-                avg_logprob=_avg_logprob(r.scores[0], len(r.sequences_ids[0]), self.options.length_penalty),
+                tokens=sequence,
+                avg_logprob=_avg_logprob(r.scores[0], len(sequence), self.options.length_penalty),
                 no_speech_prob=r.no_speech_prob,
+                token_logprobs=chosen,
             )
-            for r in results
+            for r, sequence, chosen in zip(results, sequences, token_logprobs, strict=True)
         ]
+
+    def _token_logprobs(self, encoded: Any, prompt: list[int], sequences: list[list[int]]) -> list[list[float] | None]:
+        """The decoder's log-probability of each decoded text token after ``prompt``.
+
+        CTranslate2's beam search does not return them (``return_logits_vocab`` is empty with
+        beams), so the chosen tokens are scored again in one teacher-forced pass: ``align``
+        with the decode's own prompt gives each token's probability.
+        """
+        eot = self.tokenizer("en", "transcribe").eot  # the same for every language and task
+        texts = [[t for t in sequence if t < eot] for sequence in sequences]
+        # A window with no text is scored on the end of text alone (align wants a token), then dropped.
+        with self.model_seconds("token_logprobs"):
+            results = self._model.model.align(
+                encoded, prompt, [text or [eot] for text in texts], [_WINDOW_FRAMES] * len(texts)
+            )
+        chosen: list[list[float] | None] = []
+        for text, result in zip(texts, results, strict=True):
+            probabilities = np.asarray(result.text_token_probs[: len(text)], dtype=np.float64)
+            chosen.append(np.log(np.maximum(probabilities, 1e-12)).tolist())
+        return chosen
 
     def generate(self, encoded: Any, prompts: list[list[int]], temperature: float) -> Any:
         o = self.options
@@ -165,6 +190,9 @@ class CTranslate2Engine:
                 tokenizer, [i.tokens for i in inputs], encoded, [i.num_frames for i in inputs]
             )
         return alignments
+
+
+_WINDOW_FRAMES = 3000  # 30 s of log-Mel frames: align's DTW length, unused by the probabilities
 
 
 def _avg_logprob(score: float, length: int, length_penalty: float) -> float:

@@ -31,6 +31,8 @@ class Decoded:
     tokens: list[int]  # text tokens, end-of-text included when decoded
     avg_logprob: float
     no_speech_prob: float
+    # Each text token's log-probability under the decoder (end of text excluded), when asked for.
+    token_logprobs: list[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,11 @@ class WhisperEngine(Protocol):
         """Make every batch of up to ``batch_size`` windows after such a prompt fast from its first
         call (the torch engine captures its CUDA graphs; CTranslate2 has nothing to do)."""
 
-    def decode(self, features: np.ndarray, prompt: list[int], sampling: Sampling) -> list[Decoded]:
-        """Encode and decode a batch of windows (beam search at temperature 0, sampling above)."""
+    def decode(
+        self, features: np.ndarray, prompt: list[int], sampling: Sampling, *, logprobs: bool = False
+    ) -> list[Decoded]:
+        """Encode and decode a batch of windows (beam search at temperature 0, sampling above);
+        with ``logprobs``, each text token's log-probability too."""
 
     def detect_language(self, features: np.ndarray) -> list[tuple[str, float]]:
         """The likeliest language of each window, with its probability."""

@@ -25,7 +25,7 @@ from app.engine.whisper.batching import BatchScheduler, Job, Operation
 from app.engine.whisper.engine import AlignmentInput, Decoded, WhisperEngine
 from app.engine.whisper.sources import WhisperSource
 from app.runtime.timing import StepTimer
-from app.transcript import Segment, Word
+from app.transcript import Segment, TextListener, TextPiece, TokenLogprob, Word
 
 logger = logging.getLogger(__name__)
 
@@ -98,34 +98,47 @@ class Whisper:
         timer: StepTimer | None = None,
         cancel: CancelToken | None = None,
         progress: Progress | None = None,
+        listener: TextListener | None = None,
     ) -> list[Segment]:
         """Decode every speech chunk into one segment of text (no word times yet).
 
         ``timer`` gets the seconds this thread spent computing features, under ``features``.
+        ``listener`` hears each window's text in audio order as soon as its batch and every
+        batch before it are decoded, while later batches are still on their way.
         """
         tokenizer = self.engine.tokenizer(decoding.language, decoding.task)
         prompt = self.engine.prompt(tokenizer, decoding.initial_prompt)
-        decoded = self._in_batches(
-            _Decode(self.engine, tuple(prompt), decoding.sampling),
+        segments: list[Segment] = []
+
+        def collect(first: int, decoded: list[Decoded]) -> None:
+            self.decoded.add(decoded)
+            for chunk, window in zip(chunks[first : first + len(decoded)], decoded, strict=True):
+                text_tokens = [t for t in window.tokens if t < tokenizer.eot]
+                segment = Segment(
+                    start=round(chunk.start, 3),
+                    end=round(chunk.end, 3),
+                    text=tokenizer.decode(text_tokens),
+                    avg_logprob=window.avg_logprob,
+                    no_speech_prob=round(window.no_speech_prob, 4),
+                )
+                if not segment.text.strip():
+                    continue
+                if listener is not None:
+                    logprobs = _token_logprobs(tokenizer, text_tokens, window) if listener.logprobs else None
+                    listener(TextPiece(len(segments), segment.start, segment.end, segment.text.strip(), logprobs))
+                segments.append(segment)
+
+        self._in_batches(
+            _Decode(self.engine, tuple(prompt), decoding.sampling, logprobs=listener is not None and listener.logprobs),
             chunks,
             decoding.batch_size,
             lambda c: self._features(_slice(audio, c)),
             timer,
             cancel,
             progress,
+            on_batch=collect,
         )
-        self.decoded.add(decoded)
-        segments = [
-            Segment(
-                start=round(chunk.start, 3),
-                end=round(chunk.end, 3),
-                text=tokenizer.decode([t for t in window.tokens if t < tokenizer.eot]),
-                avg_logprob=window.avg_logprob,
-                no_speech_prob=round(window.no_speech_prob, 4),
-            )
-            for chunk, window in zip(chunks, decoded, strict=True)
-        ]
-        return [s for s in segments if s.text.strip()]
+        return segments
 
     def time_words(
         self,
@@ -176,27 +189,42 @@ class Whisper:
         timer: StepTimer | None,
         cancel: CancelToken | None = None,
         progress: Progress | None = None,
+        on_batch: Callable[[int, list[Out]], None] | None = None,
     ) -> list[Out]:
         """Prepare ``spans`` a batch at a time in this thread while the scheduler runs the batch before.
 
         A cancelled request stops at the next batch boundary; its queued batches are withdrawn.
         ``progress`` hears of each batch as it is handed to the scheduler (at most
         ``_BATCHES_AHEAD`` batches ahead of the finished ones), with the audio it reaches.
+        ``on_batch`` gets each batch's outputs (with its first span's index) in order, as soon
+        as that batch and those before it are done.
         """
         timer = timer or StepTimer()
         jobs: list[Job[In, Out]] = []
+        handed = 0  # batches given to on_batch
+
+        def hand_on(wait: bool) -> None:
+            nonlocal handed
+            while handed < len(jobs) and (wait or jobs[handed].done):
+                outputs = jobs[handed].result(cancel)
+                if on_batch is not None:
+                    on_batch(handed * batch_size, outputs)
+                handed += 1
+
         try:
             for first in range(0, len(spans), batch_size):
                 if cancel is not None:
                     cancel.check()
                 if len(jobs) >= _BATCHES_AHEAD:
                     jobs[-_BATCHES_AHEAD].result(cancel)
+                hand_on(wait=False)
                 with timer("features"):
                     inputs = [prepare(span) for span in spans[first : first + batch_size]]
                 jobs.append(self.scheduler.submit(operation, inputs, batch_size))
                 if progress is not None:
                     done = first + len(inputs)
                     progress.advance(done / len(spans), spans[done - 1].end)
+            hand_on(wait=True)
             return [output for job in jobs for output in job.result(cancel)]
         except BaseException:
             for job in jobs:
@@ -244,9 +272,10 @@ class _Decode:
     engine: WhisperEngine
     prompt: tuple[int, ...]
     sampling: Sampling
+    logprobs: bool = False
 
     def __call__(self, features: list[np.ndarray]) -> list[Decoded]:
-        return self.engine.decode(np.stack(features), list(self.prompt), self.sampling)
+        return self.engine.decode(np.stack(features), list(self.prompt), self.sampling, logprobs=self.logprobs)
 
 
 @dataclass(frozen=True)
@@ -265,6 +294,39 @@ class _DetectLanguage:
 
     def __call__(self, features: list[np.ndarray]) -> list[tuple[str, float]]:
         return self.engine.detect_language(np.stack(features))
+
+
+def _token_logprobs(tokenizer: Any, tokens: list[int], window: Decoded) -> list[TokenLogprob]:
+    """Each text token of a window as OpenAI lists it: its text, log-probability and bytes."""
+    scores = window.token_logprobs or []
+    listed = []
+    for token, logprob in zip(tokens, scores, strict=False):
+        raw = token_bytes(tokenizer, token)
+        listed.append(TokenLogprob(raw.decode("utf-8", errors="replace"), round(logprob, 6), list(raw)))
+    return listed
+
+
+def token_bytes(tokenizer: Any, token: int) -> bytes:
+    """The bytes a Whisper token stands for (its byte-level BPE piece, mapped back to bytes)."""
+    piece = tokenizer.tokenizer.id_to_token(token) or ""
+    return bytes(_BYTE_OF_CHAR.get(char, 0x3F) for char in piece)
+
+
+def _bytes_to_unicode() -> dict[str, int]:
+    # GPT-2's byte-level alphabet (Whisper's tokenizer): printable bytes stand for themselves,
+    # the others are shifted to code points from 256 up.
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, shift = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            chars[chr(byte)] = byte
+        else:
+            chars[chr(256 + shift)] = byte
+            shift += 1
+    return chars
+
+
+_BYTE_OF_CHAR = _bytes_to_unicode()
 
 
 def _slice(audio: np.ndarray, span: SpeechChunk | Segment) -> np.ndarray:

@@ -167,7 +167,9 @@ class TorchEngine:
                 self._search(self._shape(windows, prompt, self.options.beam_size)[0])
 
     @torch.inference_mode()
-    def decode(self, features: np.ndarray, prompt: list[int], sampling: Sampling) -> list[Decoded]:
+    def decode(
+        self, features: np.ndarray, prompt: list[int], sampling: Sampling, *, logprobs: bool = False
+    ) -> list[Decoded]:
         count = features.shape[0]
         beams = 1 if sampling.temperature > 0 else self.options.beam_size
         shape, new_tokens = self._shape(count, prompt, beams)
@@ -186,8 +188,14 @@ class TorchEngine:
                     windows_used=count,
                 )
         return [
-            # As WhisperX: the sum of log-probabilities over the tokens and the end of text.
-            Decoded(tokens=h.tokens, avg_logprob=h.logprob / (len(h.tokens) + 1), no_speech_prob=p)
+            # As WhisperX: the sum of log-probabilities over the tokens and the end of text. The
+            # tokens' own log-probabilities come free with the search, so they always come.
+            Decoded(
+                tokens=h.tokens,
+                avg_logprob=h.logprob / (len(h.tokens) + 1),
+                no_speech_prob=p,
+                token_logprobs=h.token_logprobs,
+            )
             for h, p in zip(best, no_speech, strict=True)
         ]
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any, TypeVar
@@ -25,6 +26,7 @@ from app.control.budget import Budgets
 from app.control.cancellation import CancelToken
 from app.engine.options import TranscribeOptions
 from app.http.deps import SettingsDep, TranscriberDep
+from app.http.streaming import TextFeed, TranscriptStream
 from app.http.upload import UploadLimits, parse_fields, receive_upload
 from app.serving.transcriber import Transcriber
 from app.transcript import Transcript
@@ -61,15 +63,55 @@ class TranscriptionFlow:
         ``options_of`` turns the parsed form into options (and may refuse it); the transcriber
         then decides the defaults and checks them, before any audio is decoded.
         """
+        params, answer = await self.answer(request, form, options_of, lambda _: None)
+        assert isinstance(answer, Transcript)
+        return params, answer
+
+    async def answer(
+        self,
+        request: Request,
+        form: type[Params],
+        options_of: Callable[[Params], TranscribeOptions],
+        streaming: Callable[[Params], Streaming | None],
+    ) -> tuple[Params, Transcript | TranscriptStream]:
+        """As ``__call__``; but when ``streaming`` says so for the parsed form, the answer is a
+        ``TranscriptStream`` instead of the transcript: everything that can refuse the request
+        (a file that is not audio or too long included) has happened by then, so refusals keep
+        their usual status; the stream begins once the audio is decoded and holds the admission
+        slot and the upload until closed.
+        """
         transcriber = self.transcriber
-        with transcriber.gate.admit() as cancel:  # before a byte of the body is read
-            async with receive_upload(request, upload_limits(self.settings, transcriber.budgets)) as upload:
-                params = parse_fields(form, upload.fields)
-                options = transcriber.resolve(options_of(params))
-                transcript = await run_watching_client(
-                    request, cancel, partial(transcriber.transcribe_file, upload.path, options, cancel)
-                )
-        return params, transcript
+        resources = AsyncExitStack()
+        try:
+            cancel = resources.enter_context(transcriber.gate.admit())  # before a byte of the body is read
+            upload = await resources.enter_async_context(
+                receive_upload(request, upload_limits(self.settings, transcriber.budgets))
+            )
+            params = parse_fields(form, upload.fields)
+            options = transcriber.resolve(options_of(params))
+            stream = streaming(params)
+            if stream is None:
+                work = partial(transcriber.transcribe_file, upload.path, options, cancel)
+                transcript = await run_watching_client(request, cancel, work)
+                await resources.aclose()
+                return params, transcript
+            feed = TextFeed(asyncio.get_running_loop(), logprobs=stream.logprobs)
+            work = partial(transcriber.transcribe_file, upload.path, options, cancel, feed.progress, feed)
+            job = asyncio.ensure_future(run_in_threadpool(work))
+            job.add_done_callback(_retrieve)
+            answer = TranscriptStream(resources, job, feed, cancel)
+            await watch_client(request, cancel, answer.wait_started())
+            return params, answer
+        except BaseException:
+            await resources.aclose()
+            raise
+
+
+@dataclass(frozen=True)
+class Streaming:
+    """A request that asked for its text as it is decoded."""
+
+    logprobs: bool  # each token's log-probability with its text
 
 
 def get_flow(settings: SettingsDep, transcriber: TranscriberDep) -> TranscriptionFlow:
@@ -92,14 +134,19 @@ def upload_limits(settings: Settings, budgets: Budgets) -> UploadLimits:
 
 
 async def run_watching_client(request: Request, cancel: CancelToken, work: Callable[[], T]) -> T:
-    """Run ``work`` in the threadpool; stop waiting for it once it is cancelled.
+    """Run ``work`` in the threadpool, watching the client (``watch_client``)."""
+    return await watch_client(request, cancel, run_in_threadpool(work))
+
+
+async def watch_client(request: Request, cancel: CancelToken, awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable``; stop waiting for it once it is cancelled.
 
     A client that disconnects cancels the work. Cancelled work (client gone, or the drain's
     grace over) stops at its next stage or batch boundary; the answer does not wait for that
     boundary, so a shutdown answers every request with its 503 in time even while a long,
     uninterruptible stage (VAD of an hour on a CPU) finishes in the background.
     """
-    job = asyncio.ensure_future(run_in_threadpool(work))
+    job = asyncio.ensure_future(awaitable)
     job.add_done_callback(_retrieve)
     watchers = {asyncio.ensure_future(_disconnected(request)), asyncio.ensure_future(_cancelled(cancel))}
     try:
