@@ -28,8 +28,11 @@ def serve() -> None:
         workers=1,
         # After the drain, connections still open get this long before they are closed.
         timeout_graceful_shutdown=2,
+        # Live sessions answer a message over REALTIME_MAX_MESSAGE_MB with an error event; the
+        # transport cuts only what is far past it (close code 1009), so memory stays bounded.
+        ws_max_size=int(settings.realtime_max_message_mb * 2 * 1024 * 1024),
     )
-    server = DrainingServer(config, app.state.gate, grace_s=settings.shutdown_grace_s)
+    server = DrainingServer(config, app.state.gate, app.state.live, grace_s=settings.shutdown_grace_s)
     server.run()
     if not server.started:  # the lifespan refused to start (e.g. DEVICE=cuda without a usable GPU)
         sys.exit(3)

@@ -8,82 +8,20 @@ and a test keeps the two in step.
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.config_values import ApiKeyEntry, is_host, json_value, parse_api_keys
+
 ComputeType = Literal["auto", "float16", "bfloat16", "float32", "int8", "int8_float16", "int8_bfloat16", "int8_float32"]
 Device = Literal["auto", "cuda", "cpu"]
 DiarizerChoice = Literal["auto", "pyannote", "offline"]
-
-
-_PLACEHOLDER_KEYS = frozenset({"changeme-changeme", "your-api-key-here", "xxxxxxxxxxxxxxxx"})
-# `name:key` in API_KEYS: a tenant's name (for logs and /metrics), then its key.
-_NAMED_KEY = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):(.+)")
-
-
-_HOSTNAME = re.compile(
-    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*"
-)
-
-
-def _is_host(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return bool(_HOSTNAME.fullmatch(text))
-    return True
-
-
-def _json(text: str) -> object:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
-
-
-@dataclass(frozen=True)
-class ApiKeyEntry:
-    """One key of API_KEYS and the tenant it belongs to."""
-
-    name: str  # `name:key`'s name, or `key-N` by position for a bare key; never derived from the key
-    key: str = field(repr=False)
-    named: bool = False
-
-
-def _api_key_entries(secret: SecretStr | None) -> tuple[ApiKeyEntry, ...]:
-    if secret is None:
-        return ()
-    value = secret.get_secret_value().strip()
-    path = Path(value)
-    if "," not in value and (value.startswith(("/", "./")) or path.is_file()):
-        try:
-            lines = path.read_text().splitlines()
-        except OSError as exc:
-            raise ValueError(f"API_KEYS names a file that cannot be read: {path} ({exc.strerror})") from None
-        raw = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    else:
-        raw = [entry.strip() for entry in value.split(",") if entry.strip()]
-    if not raw:
-        raise ValueError("API_KEYS is set but holds no key")
-    entries: list[ApiKeyEntry] = []
-    for position, text in enumerate(raw, start=1):
-        named = _NAMED_KEY.fullmatch(text)
-        name, key = (named.group(1), named.group(2)) if named else (f"key-{position}", text)
-        if len(key) < 16 or key.lower() in _PLACEHOLDER_KEYS:
-            raise ValueError("every API key must be at least 16 characters and not a placeholder")
-        entries.append(ApiKeyEntry(name, key, named=named is not None))
-    if len({entry.key for entry in entries}) != len(entries):
-        raise ValueError("API_KEYS holds the same key twice")
-    return tuple(entries)
 
 
 class Settings(BaseSettings):
@@ -207,6 +145,21 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=20.0, ge=0)
     """On SIGTERM, transcriptions in flight get this long to finish (new ones and readiness get 503 at once); then they are cancelled with 503 and the process exits. Keep it under the orchestrator's stop timeout (Kubernetes: 30 s; run.sh gives Docker this plus 10 s)."""
 
+    max_realtime_sessions: int = Field(default=16, ge=0, le=1024)
+    """Live transcription sessions (`/v1/realtime` WebSockets) open at once; past it a new session gets an `error` event (`too_many_sessions`) and is closed. 0 turns live transcription off."""
+
+    realtime_idle_timeout_s: float = Field(default=60.0, gt=0)
+    """A live session whose client sends nothing for this long gets an `error` event (`idle_timeout`) and is closed."""
+
+    realtime_max_message_mb: float = Field(default=1.0, gt=0, le=16)
+    """Largest WebSocket message a live session accepts, in MiB (1 MiB of base64 is 22 s of 24 kHz PCM16); a larger one gets an `error` event and is dropped."""
+
+    realtime_max_buffer_s: float = Field(default=60.0, ge=1, le=600)
+    """Audio a live session may hold uncommitted, in seconds: with manual commits, appends past it get an `error` event; with server VAD a turn is committed when it reaches 30 s (one Whisper window)."""
+
+    realtime_partial_interval_ms: int = Field(default=500, ge=100, le=5000)
+    """How often an open turn of a live session is decoded again for its partial text (`...transcription.delta`), in milliseconds of new audio."""
+
     role: Literal["all", "api"] = "all"
     """`all`: load the models, serve every route and run jobs. `api`: load no model, take jobs (`/v1/jobs`) into the shared job store for workers elsewhere, and answer synchronous routes with 503 — an API front end that needs no GPU (with JOBS_DATABASE_URL)."""
 
@@ -277,7 +230,7 @@ class Settings(BaseSettings):
     def _comma_or_json_list(cls, value: object) -> object:
         if isinstance(value, str):
             text = value.strip()
-            return _json(text) if text.startswith("[") else [item for item in text.split(",") if item.strip()]
+            return json_value(text) if text.startswith("[") else [item for item in text.split(",") if item.strip()]
         return value
 
     @field_validator("align_models", mode="before")
@@ -287,7 +240,7 @@ class Settings(BaseSettings):
             return value
         text = value.strip()
         if text.startswith("{"):
-            return _json(text)
+            return json_value(text)
         pairs = [item.partition("=") for item in text.split(",") if item.strip()]
         if any(not sep or not lang.strip() or not model.strip() for lang, sep, model in pairs):
             raise ValueError("expected `language=model` pairs separated by commas, or a JSON object")
@@ -305,7 +258,7 @@ class Settings(BaseSettings):
     @classmethod
     def _host_patterns(cls, value: list[str]) -> list[str]:
         hosts = [host.strip().lower() for host in value if host.strip()]
-        if bad := [host for host in hosts if not _is_host(host.removeprefix("*.").strip("[]"))]:
+        if bad := [host for host in hosts if not is_host(host.removeprefix("*.").strip("[]"))]:
             raise ValueError(f"{', '.join(map(repr, bad))}: a host is a name or an address, without scheme or port")
         return hosts
 
@@ -362,7 +315,7 @@ class Settings(BaseSettings):
     @field_validator("host")
     @classmethod
     def _bindable_host(cls, value: str) -> str:
-        if not _is_host(value):
+        if not is_host(value):
             raise ValueError(f"{value!r} is neither an IP address nor a host name")
         return value
 
@@ -378,7 +331,7 @@ class Settings(BaseSettings):
     @field_validator("api_keys")
     @classmethod
     def _usable_api_keys(cls, value: SecretStr | None) -> SecretStr | None:
-        _api_key_entries(value)  # refuses a file that cannot be read, short keys, placeholders
+        parse_api_keys(value)  # refuses a file that cannot be read, short keys, placeholders
         return value
 
     def api_key_entries(self) -> tuple[ApiKeyEntry, ...]:
@@ -387,7 +340,7 @@ class Settings(BaseSettings):
         An entry is ``key`` or ``name:key``; entries that share a name are one tenant (rotation:
         add the new key under the old name, then drop the old key).
         """
-        return _api_key_entries(self.api_keys)
+        return parse_api_keys(self.api_keys)
 
     def webhook_allowed_host_list(self) -> tuple[str, ...]:
         return tuple(self.webhook_allowed_hosts)  # stripped and lowercased by _host_patterns

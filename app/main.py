@@ -27,9 +27,10 @@ from app.http.auth import ApiKeyRequired, ApiKeys
 from app.http.body_limit import BodySizeLimit
 from app.http.error_handlers import install_error_handlers
 from app.http.metrics import RequestMetrics, ServiceMetrics, StateCollector
-from app.http.routes import health, openai_audio, transcribe, web
+from app.http.routes import health, openai_audio, realtime, transcribe, web
 from app.http.routes import jobs as jobs_routes
 from app.jobs.system import JobSystem
+from app.live.sessions import LiveSessions
 from app.runtime.accelerator import AcceleratorUnavailable, choose_device
 from app.runtime.network import apply_download_policy
 from app.serving.loader import ModelLoader
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.state.budgets = budgets
     app.state.transcriber = transcriber
     app.state.jobs = jobs
+    app.state.live = LiveSessions(settings.max_realtime_sessions)
     app.state.metrics = service_metrics
     app.add_middleware(RequestMetrics, metrics=service_metrics)  # outermost: it sees every answer, 413s too
     app.state.api_keys = ApiKeys(settings)
@@ -106,6 +108,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.include_router(transcribe.router, dependencies=[ApiKeyRequired])
     app.include_router(openai_audio.router, dependencies=[ApiKeyRequired])
     app.include_router(jobs_routes.router, dependencies=[ApiKeyRequired])
+    app.include_router(realtime.router)  # checks the key itself: browsers send it as a subprotocol
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=web.WEB_DIR), name="static")
     return app

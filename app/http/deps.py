@@ -14,6 +14,7 @@ from app.errors import NotReady, retry_later
 from app.http.auth import CurrentTenant
 from app.jobs.service import JobService
 from app.jobs.system import JobSystem
+from app.live.sessions import LiveSessions
 from app.serving.status import ServiceState
 from app.serving.transcriber import Transcriber
 
@@ -31,6 +32,11 @@ def get_service_state(request: Request) -> ServiceState:
 def get_gate(request: Request) -> AdmissionGate:
     gate: AdmissionGate = request.app.state.gate
     return gate
+
+
+def get_live_sessions(request: Request) -> LiveSessions:
+    live: LiveSessions = request.app.state.live
+    return live
 
 
 def get_budgets(request: Request) -> Budgets:
@@ -63,6 +69,7 @@ def get_job_tenant(tenant: CurrentTenant, jobs: Annotated[JobService, Depends(ge
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceStateDep = Annotated[ServiceState, Depends(get_service_state)]
 GateDep = Annotated[AdmissionGate, Depends(get_gate)]
+LiveSessionsDep = Annotated[LiveSessions, Depends(get_live_sessions)]
 BudgetsDep = Annotated[Budgets, Depends(get_budgets)]
 TranscriberDep = Annotated[Transcriber, Depends(get_transcriber)]
 PipelineDep = Annotated[TranscriptionPipeline, Depends(get_pipeline)]

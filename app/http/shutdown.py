@@ -7,6 +7,8 @@ flight without a limit: probes get "connection refused" and Docker (10 s) or Kub
   ``draining``, while liveness and the listener stay up;
 - transcriptions in flight get ``grace_s`` to finish; what is left is cancelled (each gets
   a clean 503) and given a few seconds to answer;
+- live sessions see the drain at once: each transcribes its open turn, sends a last
+  ``error`` event (``server_shutting_down``) and closes (within the same grace);
 - then uvicorn's normal shutdown runs (lifespan end, scheduler closed).
 A second signal exits at once.
 """
@@ -21,6 +23,7 @@ from types import FrameType
 import uvicorn
 
 from app.control.admission import AdmissionGate
+from app.live.sessions import LiveSessions
 
 logger = logging.getLogger("app.http.shutdown")
 
@@ -29,9 +32,10 @@ _CANCEL_SETTLE_S = 1.0
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, gate: AdmissionGate, *, grace_s: float) -> None:
+    def __init__(self, config: uvicorn.Config, gate: AdmissionGate, live: LiveSessions, *, grace_s: float) -> None:
         super().__init__(config)
         self.gate = gate
+        self.live = live
         self.grace_s = grace_s
         self._drain: threading.Thread | None = None
 
@@ -54,5 +58,7 @@ class DrainingServer(uvicorn.Server):
             cancelled = self.gate.cancel_all("the server is shutting down")
             logger.warning("Grace period over: cancelled %d transcription(s)", cancelled)
             self.gate.wait_idle(_CANCEL_SETTLE_S)
+        if not self.live.wait_closed(max(self.grace_s - (time.monotonic() - started), _CANCEL_SETTLE_S)):
+            logger.warning("%d live session(s) still open at the end of the grace period", self.live.open)
         logger.info("Drained in %.1f s; shutting down", time.monotonic() - started)
         super().handle_exit(sig, frame)

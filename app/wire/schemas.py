@@ -130,6 +130,13 @@ class BudgetOut(BaseModel):
     refused: int = Field(description="Reservations refused (each a 503 with Retry-After).")
 
 
+class RealtimeOut(BaseModel):
+    sessions: int = Field(description="Live sessions (`/v1/realtime`) open now.")
+    limit: int = Field(description="MAX_REALTIME_SESSIONS: past it a new session is refused.")
+    opened: int = Field(description="Live sessions opened since start-up.")
+    refused: int = Field(description="Live sessions refused at the limit since start-up.")
+
+
 class QueueOut(BaseModel):
     in_flight: int = Field(description="Transcriptions admitted: uploading, decoding, queued or running.")
     limit: int = Field(description="MAX_PENDING_REQUESTS: past it, requests get 503 with Retry-After.")
@@ -140,6 +147,7 @@ class QueueOut(BaseModel):
         default_factory=dict, description="`memory`: decoded audio held; `disk`: uploads spooled (bytes in flight)."
     )
     batching: BatchingOut | None = None
+    realtime: RealtimeOut | None = None
 
 
 class HealthResponse(BaseModel):

@@ -16,7 +16,7 @@ from app.control.admission import AdmissionGate
 from app.control.budget import ByteBudget
 from app.errors import retry_later
 from app.http.auth import require_api_key_for_health
-from app.http.deps import BudgetsDep, GateDep, ServiceStateDep, SettingsDep
+from app.http.deps import BudgetsDep, GateDep, LiveSessionsDep, ServiceStateDep, SettingsDep
 from app.runtime.accelerator import AcceleratorCheck
 from app.serving.status import BatchingStatus, Phase, ServiceStatus
 from app.wire.schemas import (
@@ -30,6 +30,7 @@ from app.wire.schemas import (
     HealthResponse,
     JitCacheOut,
     QueueOut,
+    RealtimeOut,
     StageOut,
     WarmupOut,
 )
@@ -53,7 +54,9 @@ def _status(status: ServiceStatus, gate: AdmissionGate) -> str:
         503: {"model": HealthResponse, "description": "Loading, warming up, failed to start, or draining for shutdown."}
     },
 )
-async def health(state: ServiceStateDep, gate: GateDep, budgets: BudgetsDep, settings: SettingsDep) -> JSONResponse:
+async def health(
+    state: ServiceStateDep, gate: GateDep, budgets: BudgetsDep, settings: SettingsDep, live: LiveSessionsDep
+) -> JSONResponse:
     status = state.snapshot()
     gpu = status.gpu
     ready = status.ready and not gate.draining
@@ -92,6 +95,7 @@ async def health(state: ServiceStateDep, gate: GateDep, budgets: BudgetsDep, set
             draining=gate.draining,
             budgets={"memory": _budget(budgets.memory), "disk": _budget(budgets.disk)},
             batching=_batching(status.batching) if status.batching else None,
+            realtime=RealtimeOut(sessions=live.open, limit=live.limit, opened=live.opened, refused=live.refused),
         ),
         gpu_memory=GpuMemoryOut(**asdict(status.gpu_memory)) if status.gpu_memory else None,
     )

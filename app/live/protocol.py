@@ -1,0 +1,161 @@
+"""The subset of OpenAI's realtime protocol that transcription needs: session settings and events.
+
+Client events: ``session.update``, ``input_audio_buffer.append`` / ``.commit`` / ``.clear``.
+Server events: ``session.created`` / ``.updated``, ``input_audio_buffer.speech_started`` /
+``.speech_stopped`` / ``.committed`` / ``.cleared``, ``conversation.item.input_audio_transcription.delta``
+/ ``.completed`` / ``.failed``, and ``error``. Field names follow OpenAI's GA realtime API (the
+``openai`` SDK's ``client.realtime.connect``); what this service adds is marked as ours.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.live.pcm import INPUT_RATES
+from app.live.turns import ServerVad
+
+LOGPROBS = "item.input_audio_transcription.logprobs"
+
+
+class ProtocolError(ValueError):
+    """A client event this session cannot act on: sent back as an ``error`` event."""
+
+    def __init__(self, message: str, *, code: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.code, self.param = message, code, param
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """A session's settings: OpenAI's defaults until ``session.update`` changes them."""
+
+    rate: int = 24000
+    model: str | None = None
+    language: str | None = None
+    prompt: str | None = None
+    turn_detection: ServerVad | None = field(default_factory=ServerVad)  # None: the client commits turns
+    diarize: bool = False  # ours: speakers of each turn on its completed event
+    logprobs: bool = False
+
+    def described(self, session_id: str, model: str) -> dict[str, Any]:
+        """The session object of ``session.created`` / ``session.updated``."""
+        vad = self.turn_detection
+        return {
+            "type": "transcription",
+            "object": "realtime.transcription_session",
+            "id": session_id,
+            "audio": {
+                "input": {
+                    "format": {"type": "audio/pcm", "rate": self.rate},
+                    "transcription": {
+                        "model": self.model or model,
+                        "language": self.language,
+                        "prompt": self.prompt,
+                        "diarize": self.diarize,
+                    },
+                    "turn_detection": None
+                    if vad is None
+                    else {
+                        "type": "server_vad",
+                        "threshold": vad.threshold,
+                        "prefix_padding_ms": vad.prefix_padding_ms,
+                        "silence_duration_ms": vad.silence_duration_ms,
+                    },
+                    "noise_reduction": None,
+                }
+            },
+            "include": [LOGPROBS] if self.logprobs else [],
+        }
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _Format(_Lenient):
+    type: Literal["audio/pcm"] = "audio/pcm"
+    rate: int = 24000
+
+
+class _Transcription(_Lenient):
+    model: str | None = None
+    language: str | None = Field(default=None, max_length=16)
+    prompt: str | None = Field(default=None, max_length=4000)
+    diarize: bool = False
+
+
+class _TurnDetection(_Lenient):
+    type: Literal["server_vad"] = "server_vad"
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    prefix_padding_ms: int = Field(default=300, ge=0, le=5000)
+    silence_duration_ms: int = Field(default=500, ge=100, le=10000)
+
+
+class _Input(_Lenient):
+    format: _Format | None = None
+    transcription: _Transcription | None = None
+    turn_detection: _TurnDetection | None = None
+
+
+class _Audio(_Lenient):
+    input: _Input | None = None
+
+
+class _Session(_Lenient):
+    type: Literal["transcription"] = "transcription"
+    audio: _Audio | None = None
+    include: list[Literal["item.input_audio_transcription.logprobs"]] | None = None
+
+
+def updated(config: LiveConfig, session: object) -> LiveConfig:
+    """``config`` with what a ``session.update``'s ``session`` sets (fields left out stay)."""
+    try:
+        parsed = _Session.model_validate(session)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise ProtocolError(
+            f"session.{where}: {error['msg']}", code="invalid_value", param=f"session.{where}"
+        ) from None
+    changes: dict[str, Any] = {}
+    if parsed.include is not None:
+        changes["logprobs"] = LOGPROBS in parsed.include
+    audio_input = parsed.audio.input if parsed.audio is not None else None
+    if audio_input is not None:
+        given = audio_input.model_fields_set
+        if audio_input.format is not None:
+            if audio_input.format.rate not in INPUT_RATES:
+                raise ProtocolError(
+                    f"audio/pcm at {audio_input.format.rate} Hz is not taken here: "
+                    f"send {', '.join(map(str, INPUT_RATES))} Hz.",
+                    code="invalid_value",
+                    param="session.audio.input.format.rate",
+                )
+            changes["rate"] = audio_input.format.rate
+        if audio_input.transcription is not None:
+            transcription = audio_input.transcription
+            for name in transcription.model_fields_set:
+                changes[name] = getattr(transcription, name)
+        if "turn_detection" in given:
+            vad = audio_input.turn_detection
+            changes["turn_detection"] = (
+                None if vad is None else ServerVad(vad.threshold, vad.prefix_padding_ms, vad.silence_duration_ms)
+            )
+    return replace(config, **changes)
+
+
+def event(kind: str, **fields: Any) -> dict[str, Any]:
+    """A server event: its type, a fresh ``event_id``, its fields."""
+    return {"type": kind, "event_id": f"event_{secrets.token_hex(8)}", **fields}
+
+
+def error(message: str, *, code: str, kind: str = "invalid_request_error", **details: Any) -> dict[str, Any]:
+    return event("error", error={"type": kind, "code": code, "message": message, **details})
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"

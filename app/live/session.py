@@ -1,0 +1,382 @@
+"""One live transcription session: its audio, its turns, and the events its client is sent.
+
+Audio arrives in ``input_audio_buffer.append`` events and is resampled to 16 kHz. With server
+VAD (the default) the session finds turns itself (``turns.py``); with ``turn_detection: null``
+the client commits them. While a turn is open it is decoded again every
+``partial_interval`` of new audio and the words two decodes agree on go out as ``delta``
+events (``agreement.py``); once the turn is committed it is transcribed whole — words with
+times and, when asked, speakers — and its ``completed`` event follows. Every decode goes
+through the loaded pipeline, so live turns share the Whisper scheduler's batches with file
+requests. No FastAPI here: the WebSocket route feeds events in and sends what comes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from app.control.cancellation import CancelToken
+from app.engine.audio import SAMPLE_RATE
+from app.engine.options import ResolvedOptions, TranscribeOptions
+from app.errors import ServiceError
+from app.live.agreement import LocalAgreement
+from app.live.pcm import BadAudio, Resampler, pcm16_from_base64
+from app.live.protocol import LiveConfig, ProtocolError, error, event, new_id, updated
+from app.live.turns import StreamingSilero, TurnDetector, TurnEnded, TurnStarted
+from app.serving.transcriber import Transcriber
+from app.transcript import TextPiece, TokenLogprob, Transcript
+
+logger = logging.getLogger(__name__)
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_MIN_COMMIT_S = 0.1  # OpenAI refuses to commit less than 100 ms of audio
+_MIN_PARTIAL_S = 0.3  # too little speech for a first decode
+_MAX_TURN_S = 30.0  # one Whisper window
+
+
+@dataclass(frozen=True)
+class LiveLimits:
+    max_buffer_s: float
+    partial_interval_s: float
+
+
+class LiveSession:
+    def __init__(self, transcriber: Transcriber, limits: LiveLimits, send: Send) -> None:
+        self.id = new_id("sess")
+        self._transcriber = transcriber
+        self._limits = limits
+        self._send = send
+        self._model = transcriber.pipeline().model_name
+        self.config = LiveConfig()
+        self._options = self._resolve(self.config, partial=False)
+        self._resampler = Resampler(self.config.rate)
+        self._samples = 0  # 16 kHz samples received this session: the session's clock
+        self._kept: list[np.ndarray] = []  # the audio from _kept_from to _samples
+        self._kept_from = 0
+        self._vad: StreamingSilero | None = None
+        self._turns: TurnDetector | None = None
+        self._item: str | None = None  # the open turn's item
+        self._previous_item: str | None = None
+        self._agreement = LocalAgreement()
+        self._turn_language: str | None = None  # identified by a partial, reused by the next ones
+        self._partial: asyncio.Task[None] | None = None
+        self._partial_at = 0  # the turn's length when its last partial decode began
+        self._finals = asyncio.Lock()  # completed events go out in the order turns were committed
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._cancel = CancelToken()
+        self._start_vad()
+
+    # --- client events ---
+
+    async def start(self) -> None:
+        await self._send(event("session.created", session=self.config.described(self.id, self._model)))
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        handlers = {
+            "session.update": self._update,
+            "transcription_session.update": self._update,
+            "input_audio_buffer.append": self._append,
+            "input_audio_buffer.commit": self._commit_requested,
+            "input_audio_buffer.clear": self._clear,
+        }
+        handler = handlers.get(kind) if isinstance(kind, str) else None
+        try:
+            if handler is None:
+                raise ProtocolError(
+                    f"Unknown or unsupported event type {kind!r}: this server transcribes; it takes "
+                    f"{', '.join(sorted(handlers))}.",
+                    code="unknown_event",
+                    param="type",
+                )
+            await handler(message)
+        except ProtocolError as exc:
+            await self._send(error(exc.message, code=exc.code, param=exc.param, event_id=message.get("event_id")))
+
+    async def _update(self, message: dict[str, Any]) -> None:
+        config = updated(self.config, message.get("session") or {})
+        model = config.model
+        can = self._transcriber.pipeline().capabilities
+        if model is not None and model not in (can.model, "whisper-1"):
+            raise ProtocolError(
+                f"The model `{model}` does not exist. This server has `{can.model}` (also called `whisper-1`).",
+                code="model_not_found",
+                param="session.audio.input.transcription.model",
+            )
+        try:
+            options = self._resolve(config, partial=False)
+        except ValidationError as exc:
+            detail = exc.errors()[0]
+            reason = str(detail["msg"]).removeprefix("Value error, ")
+            where = f"session.audio.input.transcription.{detail['loc'][0]}" if detail["loc"] else None
+            raise ProtocolError(reason, code="invalid_parameter", param=where) from None
+        except ServiceError as exc:
+            param = f"session.audio.input.transcription.{exc.param}" if exc.param else None
+            raise ProtocolError(exc.message, code=exc.code, param=param) from None
+        if config.rate != self.config.rate:
+            if self._samples_uncommitted():
+                raise ProtocolError(
+                    "The input rate cannot change while audio is buffered: commit or clear it first.",
+                    code="invalid_value",
+                    param="session.audio.input.format.rate",
+                )
+            self._resampler = Resampler(config.rate)
+        vad_changed = config.turn_detection != self.config.turn_detection
+        self.config, self._options = config, options
+        if vad_changed:
+            await self._drop_turn()
+            self._start_vad()
+        await self._send(event("session.updated", session=config.described(self.id, self._model)))
+
+    async def _append(self, message: dict[str, Any]) -> None:
+        audio = message.get("audio")
+        if not isinstance(audio, str):
+            raise ProtocolError("`audio` must be base64 PCM16 text.", code="invalid_value", param="audio")
+        try:
+            pcm = pcm16_from_base64(audio)
+        except BadAudio as exc:
+            raise ProtocolError(str(exc), code="invalid_value", param="audio") from None
+        if self._turns is None and (self._samples - self._kept_from) / SAMPLE_RATE >= self._limits.max_buffer_s:
+            raise ProtocolError(
+                f"The input audio buffer holds {self._limits.max_buffer_s:.0f} s, its limit: commit or clear it.",
+                code="input_audio_buffer_full",
+            )
+        samples = self._resampler(pcm)
+        self._kept.append(samples)
+        self._samples += len(samples)
+        if self._turns is None or self._vad is None:
+            return
+        for change in self._turns.push(self._vad(samples)):
+            if isinstance(change, TurnStarted):
+                await self._turn_started(change)
+            else:
+                await self._turn_ended(change)
+        if self._turns.turn_start is None:
+            keep = self._turns.vad.prefix_padding_ms * SAMPLE_RATE // 1000 + 2 * 512
+            self._forget_before(self._samples - keep)
+        else:
+            self._maybe_partial()
+
+    async def _commit_requested(self, message: dict[str, Any]) -> None:
+        ended = self._turns.end_now() if self._turns is not None else None
+        if ended is not None:
+            await self._turn_ended(ended)
+            return
+        start = self._kept_from
+        if (self._samples - start) / SAMPLE_RATE < _MIN_COMMIT_S:
+            raise ProtocolError(
+                f"The input audio buffer holds less than {_MIN_COMMIT_S * 1000:.0f} ms of audio: nothing to commit.",
+                code="input_audio_buffer_commit_empty",
+            )
+        await self._commit(self._item or new_id("item"), start, self._samples)
+
+    async def _clear(self, message: dict[str, Any]) -> None:
+        await self._drop_turn()
+        self._forget_before(self._samples)
+        await self._send(event("input_audio_buffer.cleared"))
+
+    # --- turns ---
+
+    async def _turn_started(self, started: TurnStarted) -> None:
+        self._item = new_id("item")
+        self._agreement, self._turn_language, self._partial_at = LocalAgreement(), None, 0
+        await self._send(event("input_audio_buffer.speech_started", audio_start_ms=_ms(started.at), item_id=self._item))
+
+    async def _turn_ended(self, ended: TurnEnded) -> None:
+        item = self._item or new_id("item")
+        await self._send(event("input_audio_buffer.speech_stopped", audio_end_ms=_ms(ended.speech_end), item_id=item))
+        await self._commit(item, ended.start, ended.at)
+
+    async def _commit(self, item: str, start: int, end: int) -> None:
+        audio = self._span(start, end)
+        await self._send(event("input_audio_buffer.committed", item_id=item, previous_item_id=self._previous_item))
+        self._previous_item, self._item = item, None
+        self._forget_before(end)
+        agreement, self._agreement = self._agreement, LocalAgreement()
+        self._spawn(self._complete(item, audio, start / SAMPLE_RATE, agreement))
+
+    async def _drop_turn(self) -> None:
+        """Forget the open turn without transcribing it (a clear, or a new way of finding turns)."""
+        if self._turns is not None:
+            self._turns.end_now()
+        self._item = None
+        self._agreement = LocalAgreement()
+
+    def _start_vad(self) -> None:
+        vad = self.config.turn_detection
+        if vad is None:
+            self._vad, self._turns = None, None
+            return
+        self._vad = StreamingSilero()
+        self._turns = TurnDetector(vad, _MAX_TURN_S, offset=self._samples)
+
+    # --- decoding ---
+
+    def _maybe_partial(self) -> None:
+        turns = self._turns
+        if self._partial is not None or turns is None or turns.turn_start is None:
+            return
+        length = self._samples - turns.turn_start
+        due = length - self._partial_at >= self._limits.partial_interval_s * SAMPLE_RATE
+        if not due or length < _MIN_PARTIAL_S * SAMPLE_RATE:
+            return
+        self._partial_at = length
+        audio = self._span(max(turns.turn_start, self._samples - int(_MAX_TURN_S * SAMPLE_RATE)), self._samples)
+        self._partial = self._spawn(self._decode_partial(self._item, audio))
+
+    async def _decode_partial(self, item: str | None, audio: np.ndarray) -> None:
+        try:
+            options = self._resolve(self.config, partial=True, language=self._turn_language)
+            transcript = await self._run(audio, options)
+        finally:
+            self._partial = None
+        if item is None or item != self._item:
+            return  # the turn ended meanwhile: its final transcript speaks for it
+        self._turn_language = self._turn_language or transcript.language
+        delta = self._agreement.update(transcript.text)
+        logger.debug("Partial of %s over %.1f s: %r -> %r", item, len(audio) / SAMPLE_RATE, transcript.text, delta)
+        if delta:
+            await self._send(_delta(item, delta))
+
+    async def _complete(self, item: str, audio: np.ndarray, offset_s: float, agreement: LocalAgreement) -> None:
+        async with self._finals:
+            collected = _Collected(self.config.logprobs)
+            try:
+                transcript = await self._run(audio, self._options, collected)
+            except Exception as exc:
+                if not isinstance(exc, ServiceError):
+                    logger.exception("A live turn failed")
+                await self._send(_failed(item, exc))
+                return
+            rest = agreement.finish(transcript.text)
+            if rest:
+                await self._send(_delta(item, rest))
+            await self._send(_completed(item, transcript, offset_s, collected.entries))
+
+    async def _run(self, audio: np.ndarray, options: ResolvedOptions, listener: _Collected | None = None) -> Transcript:
+        pipeline = self._transcriber.pipeline()
+        return await asyncio.to_thread(pipeline.run, audio, options, self._cancel.child(), None, listener)
+
+    def _resolve(self, config: LiveConfig, *, partial: bool, language: str | None = None) -> ResolvedOptions:
+        options = TranscribeOptions(
+            language=config.language or language,
+            initial_prompt=config.prompt,
+            word_timestamps=not partial,
+            diarize=config.diarize and not partial,
+        )
+        return self._transcriber.resolve(options)
+
+    # --- the session's audio ---
+
+    def _samples_uncommitted(self) -> int:
+        return self._samples - self._kept_from
+
+    def _span(self, start: int, end: int) -> np.ndarray:
+        """The session's audio from ``start`` to ``end`` (what is still kept of it)."""
+        audio = np.concatenate(self._kept) if self._kept else np.zeros(0, dtype=np.float32)
+        start, end = max(start, self._kept_from), max(end, self._kept_from)
+        return audio[start - self._kept_from : end - self._kept_from].copy()
+
+    def _forget_before(self, sample: int) -> None:
+        sample = min(max(sample, self._kept_from), self._samples)
+        if sample == self._kept_from:
+            return
+        audio = np.concatenate(self._kept) if self._kept else np.zeros(0, dtype=np.float32)
+        rest = audio[sample - self._kept_from :]
+        self._kept, self._kept_from = ([rest.copy()] if len(rest) else []), sample
+
+    # --- the end ---
+
+    def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+        return task
+
+    async def finish(self, reason: str) -> None:
+        """Before a server shutdown: transcribe the open turn, then say why the session ends."""
+        if self._turns is not None and (ended := self._turns.end_now()) is not None:
+            await self._turn_ended(ended)
+        elif self._turns is None and self._samples_uncommitted() / SAMPLE_RATE >= _MIN_COMMIT_S:
+            await self._commit(new_id("item"), self._kept_from, self._samples)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+        await self._send(error(reason, code="server_shutting_down", kind="server_error"))
+
+    async def close(self) -> None:
+        """Stop everything this session started; drop its audio."""
+        self._cancel.cancel("the live session closed")
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
+        self._kept, self._vad, self._turns = [], None, None
+
+
+class _Collected:
+    """The pipeline's text listener for a final decode: collects its token log-probabilities."""
+
+    def __init__(self, logprobs: bool) -> None:
+        self.logprobs = logprobs
+        self.entries: list[TokenLogprob] | None = [] if logprobs else None
+
+    def __call__(self, piece: TextPiece) -> None:
+        if self.entries is not None and piece.logprobs:
+            self.entries.extend(piece.logprobs)
+
+
+def _delta(item: str, text: str) -> dict[str, Any]:
+    return event("conversation.item.input_audio_transcription.delta", item_id=item, content_index=0, delta=text)
+
+
+def _failed(item: str, exc: Exception) -> dict[str, Any]:
+    detail = {
+        "type": "transcription_error",
+        "code": exc.code if isinstance(exc, ServiceError) else "internal_error",
+        "message": exc.message if isinstance(exc, ServiceError) else "The turn could not be transcribed.",
+    }
+    return event("conversation.item.input_audio_transcription.failed", item_id=item, content_index=0, error=detail)
+
+
+def _completed(
+    item: str, transcript: Transcript, offset_s: float, logprobs: list[TokenLogprob] | None
+) -> dict[str, Any]:
+    def at(seconds: float) -> float:
+        return round(offset_s + seconds, 3)
+
+    fields: dict[str, Any] = {
+        "item_id": item,
+        "content_index": 0,
+        "transcript": transcript.text,
+        "usage": {"type": "duration", "seconds": round(transcript.duration, 3)},
+        # Ours: the language, each word's time in the session's audio, and the speakers when asked.
+        "language": transcript.language,
+        "words": [
+            {"word": w.word, "start": at(w.start), "end": at(w.end), "probability": w.score, "speaker": w.speaker}
+            for w in transcript.words
+        ],
+    }
+    if transcript.diarization.requested:
+        fields["segments"] = [
+            {"start": at(s.start), "end": at(s.end), "text": s.text, "speaker": s.speaker} for s in transcript.segments
+        ]
+    if logprobs is not None:
+        fields["logprobs"] = [{"token": e.token, "logprob": e.logprob, "bytes": e.bytes} for e in logprobs]
+    return event("conversation.item.input_audio_transcription.completed", **fields)
+
+
+def _ms(sample: int) -> int:
+    return sample * 1000 // SAMPLE_RATE
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None and not isinstance(exc, ServiceError):
+        logger.error("A live session's task failed", exc_info=exc)

@@ -1,0 +1,250 @@
+"""/v1/realtime against the fake pipeline: the protocol's edges, keys, limits and the shutdown.
+
+Turn finding (Silero) is real and runs on the real sample call; what the fake pipeline
+"transcribes" is always "Hello there. Hi.".
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+from starlette.testclient import WebSocketTestSession
+from starlette.websockets import WebSocketDisconnect
+
+KEY = "live-test-key-0123456789"
+URL = "/v1/realtime?intent=transcription"
+
+
+@pytest.fixture(scope="module")
+def call_pcm24(sample_wav) -> bytes:
+    """The sample call as OpenAI's realtime audio: 24 kHz mono PCM16."""
+    from faster_whisper.audio import decode_audio
+
+    audio = decode_audio(str(sample_wav), sampling_rate=24000)
+    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+@contextmanager
+def _session(client, url: str = URL, **kwargs: Any) -> Iterator[WebSocketTestSession]:
+    with client.websocket_connect(url, **kwargs) as ws:
+        created = ws.receive_json()
+        assert created["type"] == "session.created", created
+        yield ws
+
+
+def _append(ws: WebSocketTestSession, pcm: bytes, chunk_bytes: int = 9600) -> None:
+    for at in range(0, len(pcm), chunk_bytes):
+        ws.send_json(
+            {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm[at : at + chunk_bytes]).decode()}
+        )
+
+
+def _until(ws: WebSocketTestSession, kind: str, limit: int = 500) -> list[dict[str, Any]]:
+    seen = []
+    for _ in range(limit):
+        event = ws.receive_json()
+        seen.append(event)
+        if event["type"] == kind:
+            return seen
+    raise AssertionError(f"no {kind} in {[e['type'] for e in seen]}")
+
+
+def _refusal(ws: WebSocketTestSession) -> tuple[dict[str, Any], int]:
+    event = ws.receive_json()
+    with pytest.raises(WebSocketDisconnect) as closed:
+        ws.receive_json()
+    return event, closed.value.code
+
+
+def test_server_vad_finds_the_turns_of_a_real_call(client, call_pcm24):
+    with _session(client) as ws:
+        ws.send_json({"type": "session.update", "session": {"type": "transcription"}})
+        updated = _until(ws, "session.updated")[-1]["session"]
+        assert updated["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+        _append(ws, call_pcm24 + bytes(24000 * 2))  # and one second of silence after it
+        events = _until(ws, "conversation.item.input_audio_transcription.completed")
+    kinds = [e["type"] for e in events]
+    started = kinds.index("input_audio_buffer.speech_started")
+    assert kinds.index("input_audio_buffer.speech_stopped") > started
+    committed = events[kinds.index("input_audio_buffer.committed")]
+    completed = events[-1]
+    assert committed["item_id"] == events[started]["item_id"] == completed["item_id"]
+    assert committed["previous_item_id"] is None
+    assert 6000 <= events[started]["audio_start_ms"] <= 7000  # the call's first word is at 6.7 s
+    assert completed["transcript"] == "Hello there. Hi." and completed["content_index"] == 0
+    assert completed["usage"]["type"] == "duration" and completed["usage"]["seconds"] > 0
+    words = completed["words"]
+    assert [w["word"] for w in words] == ["Hello", "there.", "Hi."]
+    assert all(w["start"] >= events[started]["audio_start_ms"] / 1000 for w in words), "times are the session's"
+
+
+def test_manual_commits_at_16_khz_with_logprobs(client, call_pcm24):
+    session = {
+        "type": "transcription",
+        "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}, "turn_detection": None}},
+        "include": ["item.input_audio_transcription.logprobs"],
+    }
+    with _session(client) as ws:
+        ws.send_json({"type": "session.update", "session": session})
+        updated = _until(ws, "session.updated")[-1]["session"]
+        assert updated["audio"]["input"]["turn_detection"] is None
+        assert updated["audio"]["input"]["format"]["rate"] == 16000
+        _append(ws, call_pcm24[: 24000 * 2 * 5])
+        ws.send_json({"type": "input_audio_buffer.commit", "event_id": "mine"})
+        events = _until(ws, "conversation.item.input_audio_transcription.completed")
+        assert [e["type"] for e in events] == [
+            "input_audio_buffer.committed",
+            "conversation.item.input_audio_transcription.delta",
+            "conversation.item.input_audio_transcription.completed",
+        ]
+        assert events[1]["delta"] == events[2]["transcript"] == "Hello there. Hi."
+        assert [entry["token"] for entry in events[2]["logprobs"]] == ["Hello there.", "Hi."]
+        assert events[2]["usage"]["seconds"] == pytest.approx(7.5, abs=0.01)  # 5 s at 24 kHz read as 16 kHz
+        ws.send_json({"type": "input_audio_buffer.commit", "event_id": "again"})
+        empty = ws.receive_json()
+        assert empty["error"]["code"] == "input_audio_buffer_commit_empty" and empty["error"]["event_id"] == "again"
+        _append(ws, call_pcm24[:9600])
+        ws.send_json({"type": "input_audio_buffer.clear"})
+        assert ws.receive_json()["type"] == "input_audio_buffer.cleared"
+        ws.send_json({"type": "input_audio_buffer.commit"})
+        assert ws.receive_json()["error"]["code"] == "input_audio_buffer_commit_empty"
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ("{not json", "invalid_json"),
+        ("[1, 2]", "invalid_event"),
+        (json.dumps({"type": "response.create"}), "unknown_event"),
+        (json.dumps({"type": "input_audio_buffer.append", "audio": "%%%"}), "invalid_value"),
+        (json.dumps({"type": "input_audio_buffer.append"}), "invalid_value"),
+        (
+            json.dumps({"type": "session.update", "session": {"audio": {"input": {"format": {"rate": 11025}}}}}),
+            "invalid_value",
+        ),
+        (
+            json.dumps(
+                {
+                    "type": "session.update",
+                    "session": {"audio": {"input": {"transcription": {"model": "gpt-4o-transcribe"}}}},
+                }
+            ),
+            "model_not_found",
+        ),
+        (
+            json.dumps(
+                {"type": "session.update", "session": {"audio": {"input": {"transcription": {"language": "xx"}}}}}
+            ),
+            "invalid_parameter",
+        ),
+    ],
+)
+def test_a_bad_event_gets_an_error_event_and_the_session_goes_on(client, message, code):
+    with _session(client) as ws:
+        ws.send_text(message)
+        event = ws.receive_json()
+        assert event["type"] == "error" and event["error"]["code"] == code, event
+        assert event["error"]["type"] == "invalid_request_error" and event["error"]["message"]
+        ws.send_json({"type": "input_audio_buffer.clear"})
+        assert ws.receive_json()["type"] == "input_audio_buffer.cleared"
+
+
+def test_binary_and_oversize_messages_are_refused(make_client):
+    client = make_client(realtime_max_message_mb=0.01)
+    with _session(client) as ws:
+        ws.send_bytes(b"\x00\x01")
+        assert ws.receive_json()["error"]["code"] == "binary"
+        ws.send_json({"type": "input_audio_buffer.append", "audio": "A" * 20000})
+        event = ws.receive_json()
+        assert event["error"]["code"] == "too_large" and "0.01 MiB" in event["error"]["message"]
+
+
+def test_manual_buffer_is_bounded(make_client, call_pcm24):
+    client = make_client(realtime_max_buffer_s=1)
+    with _session(client) as ws:
+        ws.send_json({"type": "session.update", "session": {"audio": {"input": {"turn_detection": None}}}})
+        _until(ws, "session.updated")
+        _append(ws, call_pcm24[: 24000 * 2 * 2], chunk_bytes=24000 * 2)  # two appends of a second each
+        ws.send_json({"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(480)).decode()})
+        assert ws.receive_json()["error"]["code"] == "input_audio_buffer_full"
+
+
+@pytest.mark.parametrize(
+    ("how", "accepted"),
+    [
+        ({"headers": {"Authorization": f"Bearer {KEY}"}}, True),
+        ({"subprotocols": ["realtime", f"openai-insecure-api-key.{KEY}"]}, True),
+        ({"url": f"{URL}&api_key={KEY}"}, True),
+        ({"headers": {"Authorization": "Bearer wrong-key-0123456789"}}, False),
+        ({"subprotocols": ["realtime", "openai-insecure-api-key.wrong-key-0123456789"]}, False),
+        ({}, False),
+    ],
+    ids=["header", "subprotocol", "query", "wrong-header", "wrong-subprotocol", "none"],
+)
+def test_the_api_key_comes_as_a_header_a_subprotocol_or_a_query(make_client, how, accepted):
+    client = make_client(api_keys=KEY)
+    url = how.pop("url", URL)
+    with client.websocket_connect(url, **how) as ws:
+        if accepted:
+            assert ws.receive_json()["type"] == "session.created"
+            if "subprotocols" in how:
+                assert ws.accepted_subprotocol == "realtime"  # never the key
+            return
+        event, code = _refusal(ws)
+    assert event["error"]["code"] == "invalid_api_key" and code == 1008
+    assert KEY not in json.dumps(event)
+
+
+def test_sessions_past_the_limit_are_refused_and_counted(make_client):
+    client = make_client(max_realtime_sessions=1)
+    with _session(client):
+        with client.websocket_connect(URL) as second:
+            event, code = _refusal(second)
+        assert event["error"]["code"] == "too_many_sessions" and code == 1013
+        realtime = client.get("/health").json()["queue"]["realtime"]
+        assert realtime == {"sessions": 1, "limit": 1, "opened": 1, "refused": 1}
+    assert client.get("/health").json()["queue"]["realtime"]["sessions"] == 0
+
+
+def test_other_intents_and_a_disabled_service_are_refused(make_client):
+    client = make_client()
+    with client.websocket_connect("/v1/realtime?intent=conversation") as ws:
+        event, code = _refusal(ws)
+    assert event["error"]["code"] == "unsupported_intent" and code == 1008
+    off = make_client(max_realtime_sessions=0)
+    with off.websocket_connect(URL) as ws:
+        event, code = _refusal(ws)
+    assert event["error"]["code"] == "realtime_off"
+
+
+def test_a_quiet_session_is_closed_after_the_idle_timeout(make_client):
+    client = make_client(realtime_idle_timeout_s=0.5)
+    with _session(client) as ws:
+        event, code = _refusal(ws)
+    assert event["error"]["code"] == "idle_timeout" and code == 1000
+
+
+def test_shutdown_transcribes_the_open_turn_then_says_goodbye(client, call_pcm24):
+    with _session(client) as ws:
+        ws.send_json({"type": "session.update", "session": {"audio": {"input": {"turn_detection": None}}}})
+        _until(ws, "session.updated")
+        _append(ws, call_pcm24[: 24000 * 2 * 3])
+        ws.send_json({"type": "input_audio_buffer.clear"})  # a round trip: every append was taken
+        assert ws.receive_json()["type"] == "input_audio_buffer.cleared"
+        _append(ws, call_pcm24[: 24000 * 2 * 3])
+        ws.send_json({"type": "session.update", "session": {}})
+        _until(ws, "session.updated")
+        client.app.state.gate.drain()
+        events = _until(ws, "error")
+        assert [e["type"] for e in events][-2:] == ["conversation.item.input_audio_transcription.completed", "error"]
+        assert events[-1]["error"]["code"] == "server_shutting_down"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 1012
+    assert client.get("/health").json()["queue"]["realtime"]["sessions"] == 0

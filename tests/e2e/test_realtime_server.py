@@ -1,0 +1,162 @@
+"""Live transcription as its users reach it: the ``openai`` SDK's realtime client, and raw
+WebSockets, against the real server with the bundled model, on the real two-speaker call."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+from websockets.sync.client import connect
+
+from tests.support.live_player import COMPLETED, DELTA, pcm16, play
+from tests.support.scoring import read_stm_text, word_error_rate
+from tests.support.server import RunningServer
+from tests.support.waiting import wait_for
+
+SPEED = 1.5  # a little faster than a speaker: the test takes 20 s of audio time, not 30
+
+
+@pytest.fixture(scope="module")
+def sdk(server: RunningServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="not-needed", max_retries=0, timeout=600) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def call_pcm24(sample_wav: Path) -> bytes:
+    return pcm16(sample_wav)
+
+
+@pytest.fixture(scope="module")
+def file_text(sdk: openai.OpenAI, sample_wav: Path) -> str:
+    with sample_wav.open("rb") as audio:
+        return sdk.audio.transcriptions.create(model="whisper-1", file=audio).text
+
+
+def _ws_url(server: RunningServer) -> str:
+    return server.url.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
+
+
+def test_the_sdk_transcribes_a_live_call_turn_by_turn(sdk, call_pcm24, sample_stm, file_text):
+    events: list[tuple[float, object]] = []
+    with sdk.realtime.connect(extra_query={"intent": "transcription"}) as connection:
+        connection.session.update(
+            session={
+                "type": "transcription",
+                "audio": {
+                    "input": {
+                        "format": {"type": "audio/pcm", "rate": 24000},
+                        "transcription": {"model": "whisper-1", "language": "en"},
+                        "turn_detection": {"type": "server_vad", "threshold": 0.5, "silence_duration_ms": 500},
+                    }
+                },
+            }
+        )
+        audio = call_pcm24 + bytes(24000 * 2 * 2)
+        started = time.monotonic()
+
+        def speak() -> None:
+            step = 24000 * 2 // 10  # 100 ms
+            for index, at in enumerate(range(0, len(audio), step)):
+                connection.input_audio_buffer.append(audio=base64.b64encode(audio[at : at + step]).decode())
+                time.sleep(max(0.0, started + (index + 1) * 0.1 / SPEED - time.monotonic()))
+
+        speaker = threading.Thread(target=speak)
+        speaker.start()
+        committed = completed = 0
+        for event in connection:
+            events.append((time.monotonic() - started, event))
+            committed += event.type == "input_audio_buffer.committed"
+            completed += event.type == COMPLETED
+            if not speaker.is_alive() and committed and completed == committed:
+                break
+        speaker.join()
+    kinds = [e.type for _, e in events]
+    assert kinds[:2] == ["session.created", "session.updated"]
+    by_item: dict[str, list[str]] = {}
+    for _, event in events:
+        if getattr(event, "item_id", None):
+            by_item.setdefault(event.item_id, []).append(event.type)
+    assert len(by_item) >= 2, "the call has pauses: several turns"
+    for item, order in by_item.items():
+        assert order[0] == "input_audio_buffer.speech_started", (item, order)
+        assert order.index("input_audio_buffer.speech_stopped") < order.index("input_audio_buffer.committed")
+        assert order[-1] == COMPLETED and order.count(COMPLETED) == 1
+    # Partial words while the long turn was still being spoken, before its commit.
+    assert any(o.index(DELTA) < o.index("input_audio_buffer.committed") for o in by_item.values() if DELTA in o)
+    finals = [e for _, e in events if e.type == COMPLETED]
+    live_text = " ".join(f.transcript for f in finals if f.transcript)
+    assert word_error_rate(file_text, live_text) <= 0.25
+    assert word_error_rate(read_stm_text(sample_stm), live_text) <= 0.40
+    for final in finals:
+        # A turn's deltas add up to its transcript, or, where a partial decode was wrong (the
+        # final decode hears the whole turn), to nearly as many of its first words.
+        shown = "".join(e.delta for _, e in events if e.type == DELTA and e.item_id == final.item_id).split()
+        said = final.transcript.split()
+        assert shown == said or word_error_rate(" ".join(said[: len(shown)]), " ".join(shown)) <= 0.2
+    words = [w for f in finals for w in f.model_dump()["words"]]
+    assert [w["start"] for w in words] == sorted(w["start"] for w in words)
+    assert words[0]["start"] >= 6.0 and words[-1]["end"] <= 31.0
+
+
+def test_manual_commit_with_16_khz_logprobs_and_speakers(sdk, sample_wav, file_text):
+    pcm = pcm16(sample_wav, rate=16000)
+    with sdk.realtime.connect(extra_query={"intent": "transcription"}) as connection:
+        connection.session.update(
+            session={
+                "type": "transcription",
+                "audio": {
+                    "input": {
+                        "format": {"type": "audio/pcm", "rate": 16000},
+                        "transcription": {"model": "whisper-1", "diarize": True},
+                        "turn_detection": None,
+                    }
+                },
+                "include": ["item.input_audio_transcription.logprobs"],
+            }
+        )
+        for at in range(0, len(pcm), 64000):
+            connection.input_audio_buffer.append(audio=base64.b64encode(pcm[at : at + 64000]).decode())
+        connection.input_audio_buffer.commit()
+        for event in connection:
+            if event.type == "error":
+                pytest.fail(str(event))
+            if event.type == COMPLETED:
+                break
+    assert word_error_rate(file_text, event.transcript) <= 0.10
+    assert event.logprobs and all(entry.logprob <= 0 for entry in event.logprobs)
+    body = event.model_dump()
+    assert len({segment["speaker"] for segment in body["segments"]}) == 2
+    assert body["language"] == "en" and body["usage"]["seconds"] == pytest.approx(30.0, abs=0.1)
+
+
+def test_raw_socket_edges_and_a_client_that_vanishes(server, http):
+    with connect(_ws_url(server)) as ws:
+        assert json.loads(ws.recv())["type"] == "session.created"
+        for message, code in (
+            ("{oops", "invalid_json"),
+            (json.dumps({"type": "conversation.item.create"}), "unknown_event"),
+            (json.dumps({"type": "input_audio_buffer.append", "audio": "A" * (1024 * 1024 + 8)}), "too_large"),
+        ):
+            ws.send(message)
+            event = json.loads(ws.recv())
+            assert event["type"] == "error" and event["error"]["code"] == code
+        assert http.get("/health").json()["queue"]["realtime"]["sessions"] == 1
+        ws.socket.shutdown(socket.SHUT_RDWR)  # gone without a close frame, as a phone off the network
+        ws.socket.close()
+    wait_for(lambda: http.get("/health").json()["queue"]["realtime"]["sessions"] == 0, timeout_s=30, what="cleanup")
+
+
+def test_a_turn_played_by_the_shared_player_is_timed(server, call_pcm24):
+    run = asyncio.run(play(_ws_url(server), call_pcm24[: 24000 * 2 * 10], speed=4.0))
+    [stopped, *_] = run.of_type("input_audio_buffer.speech_stopped")
+    assert run.arrival(COMPLETED, stopped["item_id"]) is not None
+    assert run.sent_at(stopped["audio_end_ms"]) < run.arrival("input_audio_buffer.speech_stopped", stopped["item_id"])

@@ -1,0 +1,71 @@
+"""Live sessions' rules as pure functions: local agreement, and session.update into settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.live.agreement import LocalAgreement
+from app.live.protocol import LOGPROBS, LiveConfig, ProtocolError, updated
+from app.live.turns import ServerVad
+
+
+def test_words_are_shown_once_two_decodes_agree_and_never_taken_back():
+    agreement = LocalAgreement()
+    assert agreement.update("Hello") == ""  # nothing to agree with yet
+    assert agreement.update("Hello there, how") == "Hello"
+    assert agreement.update("Hello, there, how are") == " there, how"  # case and punctuation aside
+    assert agreement.update("Yellow there") == ""  # a decode that rewrites what was shown shows nothing
+    assert agreement.update("Hello there how are you") == ""  # agrees only with the last decode's two words
+    assert agreement.update("Hello there how are you doing") == " are you"
+    assert agreement.shown == ["Hello", "there,", "how", "are", "you"]
+
+
+def test_the_final_text_completes_what_was_shown_or_corrects_it():
+    shown = LocalAgreement()
+    shown.update("It is raining")
+    shown.update("It is raining in")
+    assert shown.finish("It is raining in Spain.") == " in Spain."
+    wrong = LocalAgreement()
+    wrong.update("It is raining")
+    wrong.update("It is raining")
+    assert wrong.finish("It was raining.") is None  # the completed event's transcript is the truth
+    nothing = LocalAgreement()
+    assert nothing.finish("Hi.") == "Hi."
+
+
+def test_session_update_changes_only_what_it_names():
+    config = updated(
+        LiveConfig(),
+        {
+            "type": "transcription",
+            "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}, "transcription": {"language": "de"}}},
+            "include": [LOGPROBS],
+        },
+    )
+    assert (config.rate, config.language, config.logprobs) == (16000, "de", True)
+    assert config.turn_detection == ServerVad() and config.prompt is None
+    config = updated(config, {"audio": {"input": {"transcription": {"prompt": "Glossary: Kubernetes"}}}})
+    assert (config.language, config.prompt) == ("de", "Glossary: Kubernetes")
+    manual = updated(config, {"audio": {"input": {"turn_detection": None}}})
+    assert manual.turn_detection is None
+    tuned = updated(
+        manual, {"audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 300}}}}
+    )
+    assert tuned.turn_detection == ServerVad(silence_duration_ms=300)
+
+
+@pytest.mark.parametrize(
+    ("session", "param"),
+    [
+        ({"audio": {"input": {"format": {"type": "audio/pcm", "rate": 44100}}}}, "session.audio.input.format.rate"),
+        ({"audio": {"input": {"format": {"type": "audio/pcmu"}}}}, "session.audio.input.format.type"),
+        ({"audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": 2}}}}, "session.audio"),
+        ({"audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}}, "session.audio"),
+        ({"type": "realtime"}, "session.type"),
+    ],
+)
+def test_what_cannot_be_served_is_refused_with_where(session, param):
+    with pytest.raises(ProtocolError) as raised:
+        updated(LiveConfig(), session)
+    assert raised.value.param is not None and raised.value.param.startswith(param)
+    assert raised.value.code == "invalid_value"
