@@ -39,6 +39,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 _MIN_COMMIT_S = 0.1  # OpenAI refuses to commit less than 100 ms of audio
 _MIN_PARTIAL_S = 0.3  # too little speech for a first decode
 _MAX_TURN_S = 30.0  # one Whisper window
+_LANGUAGE_AFTER_S = 2.0  # a turn this long tells its language reliably enough to keep it
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,6 @@ class LiveSession:
         self._send = send
         self._model = transcriber.pipeline().model_name
         self.config = LiveConfig()
-        self._options = self._resolve(self.config, partial=False)
         self._resampler = Resampler(self.config.rate)
         self._samples = 0  # 16 kHz samples received this session: the session's clock
         self._kept: list[np.ndarray] = []  # the audio from _kept_from to _samples
@@ -66,6 +66,9 @@ class LiveSession:
         self._previous_item: str | None = None
         self._agreement = LocalAgreement()
         self._turn_language: str | None = None  # identified by a partial, reused by the next ones
+        # Identified on an earlier turn long enough to tell (a half-second "Hello" is not): when
+        # no language is set, later turns are decoded in it instead of guessing again.
+        self._session_language: str | None = None
         self._partial: asyncio.Task[None] | None = None
         self._partial_at = 0  # the turn's length when its last partial decode began
         self._finals = asyncio.Lock()  # completed events go out in the order turns were committed
@@ -111,7 +114,7 @@ class LiveSession:
                 param="session.audio.input.transcription.model",
             )
         try:
-            options = self._resolve(config, partial=False)
+            self._resolve(config, partial=False)  # refuse what could not be decoded, now
         except ValidationError as exc:
             detail = exc.errors()[0]
             reason = str(detail["msg"]).removeprefix("Value error, ")
@@ -129,7 +132,7 @@ class LiveSession:
                 )
             self._resampler = Resampler(config.rate)
         vad_changed = config.turn_detection != self.config.turn_detection
-        self.config, self._options = config, options
+        self.config = config
         if vad_changed:
             await self._drop_turn()
             self._start_vad()
@@ -233,13 +236,14 @@ class LiveSession:
 
     async def _decode_partial(self, item: str | None, audio: np.ndarray) -> None:
         try:
-            options = self._resolve(self.config, partial=True, language=self._turn_language)
+            options = self._resolve(self.config, partial=True, language=self._turn_language or self._session_language)
             transcript = await self._run(audio, options)
         finally:
             self._partial = None
         if item is None or item != self._item:
             return  # the turn ended meanwhile: its final transcript speaks for it
-        self._turn_language = self._turn_language or transcript.language
+        if transcript.duration >= _LANGUAGE_AFTER_S and self._turn_language is None:
+            self._turn_language = transcript.language
         delta = self._agreement.update(transcript.text)
         logger.debug("Partial of %s over %.1f s: %r -> %r", item, len(audio) / SAMPLE_RATE, transcript.text, delta)
         if delta:
@@ -249,12 +253,15 @@ class LiveSession:
         async with self._finals:
             collected = _Collected(self.config.logprobs)
             try:
-                transcript = await self._run(audio, self._options, collected)
+                options = self._resolve(self.config, partial=False, language=self._session_language)
+                transcript = await self._run(audio, options, collected)
             except Exception as exc:
                 if not isinstance(exc, ServiceError):
                     logger.exception("A live turn failed")
                 await self._send(_failed(item, exc))
                 return
+            if transcript.duration >= _LANGUAGE_AFTER_S and (transcript.language_probability or 0) >= 0.5:
+                self._session_language = transcript.language
             rest = agreement.finish(transcript.text)
             if rest:
                 await self._send(_delta(item, rest))

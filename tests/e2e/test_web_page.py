@@ -1,6 +1,7 @@
 """The page at /, driven in a real browser (Debian's chromium, headless, through its chromedriver)
 against the real server on the bundled model: upload the two-speaker call, wait for the
-transcript, click a word, rename a speaker, download the SRT, and an error in words.
+transcript, click a word, rename a speaker, download the SRT, and an error in words; and the
+live mode, with the call played into a fake microphone.
 
 Screenshots (desktop and phone width) go to $SCREENSHOT_DIR when it is set.
 """
@@ -21,6 +22,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.support.scoring import read_stm_text, word_error_rate
 from tests.support.server import RunningServer
 
 DESKTOP = (1280, 900)
@@ -33,7 +35,7 @@ def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def browser(downloads: Path) -> Iterator[WebDriver]:
+def browser(downloads: Path, sample_wav: Path) -> Iterator[WebDriver]:
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not driver:
         pytest.fail("Debian's chromium and chromium-driver are needed (scripts/bootstrap.sh dev installs them)")
@@ -44,6 +46,10 @@ def browser(downloads: Path) -> Iterator[WebDriver]:
         "--no-sandbox",  # CI runs as root
         "--disable-dev-shm-usage",
         "--autoplay-policy=no-user-gesture-required",
+        # Live mode: a microphone that plays the sample call (in a loop), granted without asking.
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={sample_wav}",
         f"--window-size={DESKTOP[0]},{DESKTOP[1]}",
     ):
         options.add_argument(argument)
@@ -145,3 +151,37 @@ def test_the_page_is_labelled_for_keyboards_and_screen_readers(browser: WebDrive
     assert zone.get_attribute("tabindex") == "0" and zone.get_attribute("role") == "button"
     assert browser.find_element(By.ID, "status").get_attribute("role") == "status"
     assert browser.find_element(By.ID, "error").get_attribute("role") == "alert"
+
+
+def test_live_mode_shows_grey_partial_words_then_black_final_ones(
+    browser: WebDriver, server: RunningServer, downloads: Path, sample_stm: Path
+) -> None:
+    browser.set_window_size(*DESKTOP)
+    browser.get(f"{server.url}/")
+    browser.find_element(By.ID, "live-start").click()
+    wait = WebDriverWait(browser, 120, poll_frequency=0.1)
+
+    def partial_words(driver: WebDriver) -> list:
+        return [e for e in driver.find_elements(By.CSS_SELECTOR, "#live-transcript .partial") if e.text.strip()]
+
+    partial = wait.until(partial_words)[0]  # heard while the long turn is still being spoken
+    _screenshot(browser, "desktop-live-partial")
+    grey = partial.value_of_css_property("color")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#live-transcript .word.final")) >= 30)
+    final = browser.find_element(By.CSS_SELECTOR, "#live-transcript .word.final")
+    assert final.value_of_css_property("color") != grey
+    _screenshot(browser, "desktop-live-final")
+    browser.find_element(By.ID, "live-stop").click()
+    wait.until(lambda d: d.find_element(By.ID, "live-state").text.startswith("Stopped"))
+    assert browser.find_element(By.ID, "live-start").is_enabled()
+
+    browser.find_element(By.CSS_SELECTOR, '.live-downloads button[data-format="txt"]').click()
+    text_file = downloads / "live-transcript.txt"
+    deadline = time.monotonic() + 20
+    while not text_file.is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    said = text_file.read_text()
+    reference = read_stm_text(sample_stm)
+    # The fake microphone loops the call: score the first pass of it.
+    heard = " ".join(said.split()[: len(reference.split())])
+    assert word_error_rate(reference, heard) <= 0.5, said
