@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         jobs.start()
         yield
         jobs.close()  # running jobs go back to the queue before the models stop
+        live.close()
         state.close()
 
     app = FastAPI(
@@ -98,7 +99,8 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.state.budgets = budgets
     app.state.transcriber = transcriber
     app.state.jobs = jobs
-    app.state.live = LiveSessions(settings.max_realtime_sessions)
+    live = LiveSessions(settings.max_realtime_sessions)
+    app.state.live = live
     app.state.metrics = service_metrics
     app.add_middleware(RequestMetrics, metrics=service_metrics)  # outermost: it sees every answer, 413s too
     app.state.api_keys = ApiKeys(settings)

@@ -114,16 +114,19 @@ class TranscriptionPipeline:
         options: ResolvedOptions,
         cancel: CancelToken | None = None,
         progress: Progress | None = None,
+        *,
         listener: TextListener | None = None,
+        speech: list[SpeechChunk] | None = None,
     ) -> Transcript:
         """Every stage in turn (diarization beside the words, with ``diarize_during_asr``);
         ``cancel`` stops the work at the next stage or batch boundary.
 
         ``progress`` hears of every stage entered and every batch of windows sent to Whisper;
-        ``listener``, of each window's text as it is decoded.
+        ``listener``, of each window's text as it is decoded. ``speech`` is where the speech
+        is when the caller knows already (a live turn its own VAD found): no VAD runs then.
         """
         with side_stream(self.device):  # not behind Whisper's decoding (gpu_streams)
-            return self._run(audio, options, cancel, progress, listener)
+            return self._run(audio, options, cancel, progress, listener, speech)
 
     def _run(
         self,
@@ -132,6 +135,7 @@ class TranscriptionPipeline:
         cancel: CancelToken | None,
         progress: Progress | None,
         listener: TextListener | None,
+        speech: list[SpeechChunk] | None,
     ) -> Transcript:
         cancel = cancel or CancelToken()
         progress = progress or Progress(options.stages)
@@ -163,7 +167,7 @@ class TranscriptionPipeline:
                 return result
             cancel.check()
             with stage("vad"):
-                chunks = self.vad(audio)
+                chunks = self.vad(audio) if speech is None else speech
             if not chunks:
                 return result
             early = self._start_diarization(audio, options, cancel)

@@ -13,9 +13,12 @@ requests. No FastAPI here: the WebSocket route feeds events in and sends what co
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,6 +27,8 @@ from pydantic import ValidationError
 from app.control.cancellation import CancelToken
 from app.engine.audio import SAMPLE_RATE
 from app.engine.options import ResolvedOptions, TranscribeOptions
+from app.engine.vad import SpeechChunk
+from app.engine.whisper.batching import urgent
 from app.errors import ServiceError
 from app.live.agreement import LocalAgreement
 from app.live.pcm import BadAudio, Resampler, pcm16_from_base64
@@ -39,6 +44,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 _MIN_COMMIT_S = 0.1  # OpenAI refuses to commit less than 100 ms of audio
 _MIN_PARTIAL_S = 0.3  # too little speech for a first decode
 _MAX_TURN_S = 30.0  # one Whisper window
+_FINAL_BATCH = 4
+_PARTIAL, _FINAL = 1, 2  # urgency of a live session's decodes in the Whisper scheduler (files: 0)
 _LANGUAGE_AFTER_S = 2.0  # a turn this long tells its language reliably enough to keep it
 
 
@@ -49,8 +56,9 @@ class LiveLimits:
 
 
 class LiveSession:
-    def __init__(self, transcriber: Transcriber, limits: LiveLimits, send: Send) -> None:
+    def __init__(self, transcriber: Transcriber, limits: LiveLimits, send: Send, threads: Executor) -> None:
         self.id = new_id("sess")
+        self._threads = threads
         self._transcriber = transcriber
         self._limits = limits
         self._send = send
@@ -237,7 +245,7 @@ class LiveSession:
     async def _decode_partial(self, item: str | None, audio: np.ndarray) -> None:
         try:
             options = self._resolve(self.config, partial=True, language=self._turn_language or self._session_language)
-            transcript = await self._run(audio, options)
+            transcript = await self._run(audio, options, _PARTIAL)
         finally:
             self._partial = None
         if item is None or item != self._item:
@@ -254,7 +262,7 @@ class LiveSession:
             collected = _Collected(self.config.logprobs)
             try:
                 options = self._resolve(self.config, partial=False, language=self._session_language)
-                transcript = await self._run(audio, options, collected)
+                transcript = await self._run(audio, options, _FINAL, collected)
             except Exception as exc:
                 if not isinstance(exc, ServiceError):
                     logger.exception("A live turn failed")
@@ -267,9 +275,18 @@ class LiveSession:
                 await self._send(_delta(item, rest))
             await self._send(_completed(item, transcript, offset_s, collected.entries))
 
-    async def _run(self, audio: np.ndarray, options: ResolvedOptions, listener: _Collected | None = None) -> Transcript:
+    async def _run(
+        self, audio: np.ndarray, options: ResolvedOptions, urgency: int, listener: _Collected | None = None
+    ) -> Transcript:
+        """One decode of a turn's audio. The session's VAD found its speech, so the pipeline's
+        does not run again; its windows go ahead of queued file work (someone is waiting), a
+        committed turn's ahead of partial decodes. Live work has threads of its own, so it
+        never waits for one behind file requests."""
         pipeline = self._transcriber.pipeline()
-        return await asyncio.to_thread(pipeline.run, audio, options, self._cancel.child(), None, listener)
+        speech = [SpeechChunk(0.0, len(audio) / SAMPLE_RATE)]
+        work = partial(pipeline.run, audio, options, self._cancel.child(), listener=listener, speech=speech)
+        with urgent(urgency):
+            return await asyncio.get_running_loop().run_in_executor(self._threads, contextvars.copy_context().run, work)
 
     def _resolve(self, config: LiveConfig, *, partial: bool, language: str | None = None) -> ResolvedOptions:
         options = TranscribeOptions(
@@ -277,6 +294,10 @@ class LiveSession:
             initial_prompt=config.prompt,
             word_timestamps=not partial,
             diarize=config.diarize and not partial,
+            # A committed turn leads a small batch of its own (it goes first and is topped up
+            # with at most a few other windows), so it is not held up by a large batch of
+            # partials; partials share the service's batches, with file windows too.
+            batch_size=None if partial else min(_FINAL_BATCH, self._transcriber.pipeline().capabilities.max_batch_size),
         )
         return self._transcriber.resolve(options)
 

@@ -103,7 +103,7 @@ class Transcriber:
                 ffmpeg=self.limits.ffmpeg,
             )
             decode_s = round(time.perf_counter() - started, 4)
-            transcript = pipeline.run(audio, options, cancel, progress, listener)
+            transcript = pipeline.run(audio, options, cancel, progress, listener=listener)
         transcript.timings["decode"] = decode_s
         self.on_transcript(transcript)
         return transcript

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from app.control.cancellation import CancelToken
 from app.control.progress import Progress
 from app.engine.options import Capabilities, ResolvedOptions, TranscribeOptions, resolve
+from app.engine.vad import SpeechChunk
 from app.engine.whisper.batching import BatchScheduler
 from app.engine.whisper.stage import DecodedCount
 from app.main import create_app
@@ -84,7 +85,9 @@ class FakePipeline:
         options: ResolvedOptions,
         cancel: CancelToken | None = None,
         progress: Progress | None = None,
+        *,
         listener: TextListener | None = None,
+        speech: list[SpeechChunk] | None = None,
     ) -> Transcript:
         self.calls.append((audio, options))
         if progress is not None:

@@ -22,10 +22,19 @@ DELTA = "conversation.item.input_audio_transcription.delta"
 
 
 def pcm16(path: Path, rate: int = 24000) -> bytes:
-    """A recording as mono PCM16 at ``rate`` (OpenAI's realtime audio is 24 kHz)."""
-    from faster_whisper.audio import decode_audio
+    """A 16 kHz mono WAV as mono PCM16 at ``rate`` (OpenAI's realtime audio is 24 kHz).
 
-    audio = decode_audio(str(path), sampling_rate=rate)
+    Read without ffmpeg or PyAV, so it runs where only numpy and scipy are installed."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    from app.engine.audio import SAMPLE_RATE, read_pcm16_wav
+
+    audio = read_pcm16_wav(path)
+    if rate != SAMPLE_RATE:
+        divisor = gcd(rate, SAMPLE_RATE)
+        audio = resample_poly(audio, rate // divisor, SAMPLE_RATE // divisor)
     return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from app.engine.whisper.batching import BatchScheduler, is_out_of_memory
+from app.engine.whisper.batching import BatchScheduler, is_out_of_memory, urgent
 from app.errors import Cancelled, GpuOutOfMemory
 
 CT2_OOM = RuntimeError("CUDA failed with error out of memory")
@@ -83,6 +83,22 @@ def test_the_oldest_job_sets_the_batch_size_and_order_is_kept(scheduler, recorde
     recorder.gate.set()
     assert [job.result() for job in jobs] == [[0, 10, 20], [100, 110, 120], [200, 210, 220]]
     assert recorder.batches[1:] == [[0, 1, 2, 10], [11, 12, 20, 21], [22]]
+
+
+def test_urgent_work_goes_ahead_of_queued_work_and_shares_its_batch(scheduler, recorder):
+    _hold(scheduler, recorder)
+    files = [scheduler.submit(Times(100, recorder), [n, n + 1], 2) for n in (10, 20)]
+    with urgent():
+        live = scheduler.submit(Times(10, recorder), [1], 2)
+        later_live = scheduler.submit(Times(100, recorder), [2], 2)
+    with urgent(2):
+        most = scheduler.submit(Times(1000, recorder), [3], 2)
+    recorder.gate.set()
+    assert most.result() == [3000] and live.result() == [10] and later_live.result() == [200]
+    assert [job.result() for job in files] == [[1000, 1100], [2000, 2100]]
+    # The most urgent first, then the live windows in their order (the second topped up with
+    # file windows that decode the same way); file work keeps its order.
+    assert recorder.batches[1:] == [[3], [1], [2, 10], [11, 20], [21]]
 
 
 def test_sharing_can_be_turned_off(recorder):

@@ -30,7 +30,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -43,6 +45,22 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 
 OOM_RETRY_AFTER_SECONDS = 10
+
+# Work someone is waiting on right now (a live turn) goes ahead of queued file work: jobs
+# wait in order of urgency, then of arrival. Set by ``urgent()`` around the call that submits;
+# a context variable, so it follows the request into the thread ``asyncio.to_thread`` runs
+# it on, and nothing between has to carry it.
+_URGENCY: ContextVar[int] = ContextVar("model_work_urgency", default=0)
+
+
+@contextmanager
+def urgent(level: int = 1) -> Iterator[None]:
+    """Jobs submitted inside this (and in threads started from it) go ahead of less urgent ones."""
+    token = _URGENCY.set(level)
+    try:
+        yield
+    finally:
+        _URGENCY.reset(token)
 
 
 class Operation(Hashable, Protocol[In, Out]):
@@ -59,6 +77,7 @@ class Job(Generic[In, Out]):
     items: list[In]
     batch_size: int
     results: list[Any] = field(init=False)
+    urgency: int = 0  # queued ahead of less urgent jobs
     taken: int = 0  # items already handed to a batch
     finished_items: int = 0
     error: BaseException | None = None
@@ -124,14 +143,17 @@ class BatchScheduler:
 
     def submit(self, operation: Operation[In, Out], items: list[In], batch_size: int) -> Job[In, Out]:
         """Queue ``items``; the returned job's ``result()`` gives their outputs, in order."""
-        job: Job[In, Out] = Job(operation, list(items), max(1, batch_size))
+        job: Job[In, Out] = Job(operation, list(items), max(1, batch_size), urgency=_URGENCY.get())
         if not job.items:
             job._done.set()
             return job
         with self._changed:
             if self._closed:
                 raise RuntimeError(f"the {self.name} scheduler is closed")
-            self._queue.append(job)
+            # After every job at least as urgent, before the first less urgent one.
+            queue = self._queue
+            position = next((i for i, queued in enumerate(queue) if queued.urgency < job.urgency), len(queue))
+            queue.insert(position, job)
             self._changed.notify_all()
         return job
 

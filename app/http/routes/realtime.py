@@ -77,7 +77,7 @@ async def realtime(websocket: WebSocket) -> None:
 async def _serve(websocket: WebSocket, send: Any, live: LiveSessions, state: Any) -> None:
     settings = state.settings
     limits = LiveLimits(settings.realtime_max_buffer_s, settings.realtime_partial_interval_ms / 1000)
-    session = LiveSession(state.transcriber, limits, send)
+    session = LiveSession(state.transcriber, limits, send, live.threads)
     heard = time.monotonic()
     try:
         await session.start()
