@@ -15,8 +15,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.errors import ServiceError
 from app.live.pcm import INPUT_RATES
 from app.live.turns import ServerVad
+from app.transcript import TokenLogprob, Transcript
 
 LOGPROBS = "item.input_audio_transcription.logprobs"
 
@@ -159,3 +161,43 @@ def error(message: str, *, code: str, kind: str = "invalid_request_error", **det
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def transcription_delta(item: str, text: str) -> dict[str, Any]:
+    return event("conversation.item.input_audio_transcription.delta", item_id=item, content_index=0, delta=text)
+
+
+def transcription_failed(item: str, exc: Exception) -> dict[str, Any]:
+    detail = {
+        "type": "transcription_error",
+        "code": exc.code if isinstance(exc, ServiceError) else "internal_error",
+        "message": exc.message if isinstance(exc, ServiceError) else "The turn could not be transcribed.",
+    }
+    return event("conversation.item.input_audio_transcription.failed", item_id=item, content_index=0, error=detail)
+
+
+def transcription_completed(
+    item: str, transcript: Transcript, offset_s: float, logprobs: list[TokenLogprob] | None
+) -> dict[str, Any]:
+    def at(seconds: float) -> float:
+        return round(offset_s + seconds, 3)
+
+    fields: dict[str, Any] = {
+        "item_id": item,
+        "content_index": 0,
+        "transcript": transcript.text,
+        "usage": {"type": "duration", "seconds": round(transcript.duration, 3)},
+        # Ours: the language, each word's time in the session's audio, and the speakers when asked.
+        "language": transcript.language,
+        "words": [
+            {"word": w.word, "start": at(w.start), "end": at(w.end), "probability": w.score, "speaker": w.speaker}
+            for w in transcript.words
+        ],
+    }
+    if transcript.diarization.requested:
+        fields["segments"] = [
+            {"start": at(s.start), "end": at(s.end), "text": s.text, "speaker": s.speaker} for s in transcript.segments
+        ]
+    if logprobs is not None:
+        fields["logprobs"] = [{"token": e.token, "logprob": e.logprob, "bytes": e.bytes} for e in logprobs]
+    return event("conversation.item.input_audio_transcription.completed", **fields)

@@ -32,7 +32,17 @@ from app.engine.whisper.batching import urgent
 from app.errors import ServiceError
 from app.live.agreement import LocalAgreement
 from app.live.pcm import BadAudio, Resampler, pcm16_from_base64
-from app.live.protocol import LiveConfig, ProtocolError, error, event, new_id, updated
+from app.live.protocol import (
+    LiveConfig,
+    ProtocolError,
+    error,
+    event,
+    new_id,
+    transcription_completed,
+    transcription_delta,
+    transcription_failed,
+    updated,
+)
 from app.live.turns import StreamingSilero, TurnDetector, TurnEnded, TurnStarted
 from app.serving.transcriber import Transcriber
 from app.transcript import TextPiece, TokenLogprob, Transcript
@@ -255,7 +265,7 @@ class LiveSession:
         delta = self._agreement.update(transcript.text)
         logger.debug("Partial of %s over %.1f s: %r -> %r", item, len(audio) / SAMPLE_RATE, transcript.text, delta)
         if delta:
-            await self._send(_delta(item, delta))
+            await self._send(transcription_delta(item, delta))
 
     async def _complete(self, item: str, audio: np.ndarray, offset_s: float, agreement: LocalAgreement) -> None:
         async with self._finals:
@@ -266,14 +276,14 @@ class LiveSession:
             except Exception as exc:
                 if not isinstance(exc, ServiceError):
                     logger.exception("A live turn failed")
-                await self._send(_failed(item, exc))
+                await self._send(transcription_failed(item, exc))
                 return
             if transcript.duration >= _LANGUAGE_AFTER_S and (transcript.language_probability or 0) >= 0.5:
                 self._session_language = transcript.language
             rest = agreement.finish(transcript.text)
             if rest:
-                await self._send(_delta(item, rest))
-            await self._send(_completed(item, transcript, offset_s, collected.entries))
+                await self._send(transcription_delta(item, rest))
+            await self._send(transcription_completed(item, transcript, offset_s, collected.entries))
 
     async def _run(
         self, audio: np.ndarray, options: ResolvedOptions, urgency: int, listener: _Collected | None = None
@@ -359,46 +369,6 @@ class _Collected:
     def __call__(self, piece: TextPiece) -> None:
         if self.entries is not None and piece.logprobs:
             self.entries.extend(piece.logprobs)
-
-
-def _delta(item: str, text: str) -> dict[str, Any]:
-    return event("conversation.item.input_audio_transcription.delta", item_id=item, content_index=0, delta=text)
-
-
-def _failed(item: str, exc: Exception) -> dict[str, Any]:
-    detail = {
-        "type": "transcription_error",
-        "code": exc.code if isinstance(exc, ServiceError) else "internal_error",
-        "message": exc.message if isinstance(exc, ServiceError) else "The turn could not be transcribed.",
-    }
-    return event("conversation.item.input_audio_transcription.failed", item_id=item, content_index=0, error=detail)
-
-
-def _completed(
-    item: str, transcript: Transcript, offset_s: float, logprobs: list[TokenLogprob] | None
-) -> dict[str, Any]:
-    def at(seconds: float) -> float:
-        return round(offset_s + seconds, 3)
-
-    fields: dict[str, Any] = {
-        "item_id": item,
-        "content_index": 0,
-        "transcript": transcript.text,
-        "usage": {"type": "duration", "seconds": round(transcript.duration, 3)},
-        # Ours: the language, each word's time in the session's audio, and the speakers when asked.
-        "language": transcript.language,
-        "words": [
-            {"word": w.word, "start": at(w.start), "end": at(w.end), "probability": w.score, "speaker": w.speaker}
-            for w in transcript.words
-        ],
-    }
-    if transcript.diarization.requested:
-        fields["segments"] = [
-            {"start": at(s.start), "end": at(s.end), "text": s.text, "speaker": s.speaker} for s in transcript.segments
-        ]
-    if logprobs is not None:
-        fields["logprobs"] = [{"token": e.token, "logprob": e.logprob, "bytes": e.bytes} for e in logprobs]
-    return event("conversation.item.input_audio_transcription.completed", **fields)
 
 
 def _ms(sample: int) -> int:
