@@ -455,10 +455,15 @@ async function download(format) {
     const reply = await api(`/v1/jobs/${job.id}?format=${format}`);
     text = renameInText(await reply.text());
   }
+  saveText(text, format, `${baseName(state.file.name)}.${format}`);
+}
+
+// Hands `text` to the browser as a download named `name` (also used by live.js).
+function saveText(text, format, name) {
   const types = { json: "application/json", srt: "application/x-subrip", vtt: "text/vtt", txt: "text/plain", tsv: "text/tab-separated-values" };
   const link = document.createElement("a");
   link.href = URL.createObjectURL(new Blob([text], { type: types[format] }));
-  link.download = `${baseName(state.file.name)}.${format}`;
+  link.download = name;
   document.body.append(link);
   link.click();
   setTimeout(() => {

@@ -232,16 +232,7 @@ function downloadLive(format) {
   } else {
     text = turns.map((t) => t.final.transcript).join("\n") + "\n";
   }
-  const types = { json: "application/json", srt: "application/x-subrip", txt: "text/plain" };
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(new Blob([text], { type: types[format] }));
-  link.download = `live-transcript.${format}`;
-  document.body.append(link);
-  link.click();
-  setTimeout(() => {
-    URL.revokeObjectURL(link.href);
-    link.remove();
-  }, 1000);
+  saveText(text, format, `live-transcript.${format}`);
 }
 
 function srtTime(seconds) {

@@ -41,6 +41,12 @@ def file_text(sdk: openai.OpenAI, sample_wav: Path) -> str:
         return sdk.audio.transcriptions.create(model="whisper-1", file=audio).text
 
 
+def _session(audio_input: dict, **extra: object) -> dict:
+    """A transcription session's settings: whisper-1, and ``audio_input``."""
+    transcription = {"model": "whisper-1", **audio_input.pop("transcription", {})}
+    return {"type": "transcription", "audio": {"input": {**audio_input, "transcription": transcription}}, **extra}
+
+
 def _ws_url(server: RunningServer) -> str:
     return server.url.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
 
@@ -49,16 +55,13 @@ def test_the_sdk_transcribes_a_live_call_turn_by_turn(sdk, call_pcm24, sample_st
     events: list[tuple[float, object]] = []
     with sdk.realtime.connect(extra_query={"intent": "transcription"}) as connection:
         connection.session.update(
-            session={
-                "type": "transcription",
-                "audio": {
-                    "input": {
-                        "format": {"type": "audio/pcm", "rate": 24000},
-                        "transcription": {"model": "whisper-1", "language": "en"},
-                        "turn_detection": {"type": "server_vad", "threshold": 0.5, "silence_duration_ms": 500},
-                    }
-                },
-            }
+            session=_session(
+                {
+                    "format": {"type": "audio/pcm", "rate": 24000},
+                    "transcription": {"language": "en"},
+                    "turn_detection": {"type": "server_vad", "threshold": 0.5, "silence_duration_ms": 500},
+                }
+            )
         )
         audio = call_pcm24 + bytes(24000 * 2 * 2)
         started = time.monotonic()
@@ -111,17 +114,14 @@ def test_manual_commit_with_16_khz_logprobs_and_speakers(sdk, sample_wav, file_t
     pcm = pcm16(sample_wav, rate=16000)
     with sdk.realtime.connect(extra_query={"intent": "transcription"}) as connection:
         connection.session.update(
-            session={
-                "type": "transcription",
-                "audio": {
-                    "input": {
-                        "format": {"type": "audio/pcm", "rate": 16000},
-                        "transcription": {"model": "whisper-1", "diarize": True},
-                        "turn_detection": None,
-                    }
+            session=_session(
+                {
+                    "format": {"type": "audio/pcm", "rate": 16000},
+                    "transcription": {"diarize": True},
+                    "turn_detection": None,
                 },
-                "include": ["item.input_audio_transcription.logprobs"],
-            }
+                include=["item.input_audio_transcription.logprobs"],
+            )
         )
         for at in range(0, len(pcm), 64000):
             connection.input_audio_buffer.append(audio=base64.b64encode(pcm[at : at + 64000]).decode())

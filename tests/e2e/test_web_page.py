@@ -64,6 +64,14 @@ def browser(downloads: Path, sample_wav: Path) -> Iterator[WebDriver]:
         browser.quit()
 
 
+def _downloaded(path: Path) -> str:
+    """The text of a file the browser downloads, once it is there."""
+    deadline = time.monotonic() + 20
+    while not path.is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return path.read_text()
+
+
 def _screenshot(browser: WebDriver, name: str) -> None:
     folder = os.environ.get("SCREENSHOT_DIR")
     if folder:
@@ -111,11 +119,7 @@ def test_upload_read_play_rename_and_download(
     _screenshot(browser, "desktop-result")
 
     browser.find_element(By.CSS_SELECTOR, '.downloads button[data-format="srt"]').click()
-    srt = downloads / "sample.srt"
-    deadline = time.monotonic() + 20
-    while not srt.is_file() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    content = srt.read_text()
+    content = _downloaded(downloads / "sample.srt")
     assert content.startswith("1\n") and " --> " in content
     assert "Alice" in content and "SPEAKER_00" not in content
 
@@ -176,11 +180,7 @@ def test_live_mode_shows_grey_partial_words_then_black_final_ones(
     assert browser.find_element(By.ID, "live-start").is_enabled()
 
     browser.find_element(By.CSS_SELECTOR, '.live-downloads button[data-format="txt"]').click()
-    text_file = downloads / "live-transcript.txt"
-    deadline = time.monotonic() + 20
-    while not text_file.is_file() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    said = text_file.read_text()
+    said = _downloaded(downloads / "live-transcript.txt")
     reference = read_stm_text(sample_stm)
     # The fake microphone loops the call: score the first pass of it.
     heard = " ".join(said.split()[: len(reference.split())])

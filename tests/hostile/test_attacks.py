@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import threading
@@ -10,10 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
 
 from tests.hostile.conftest import MAX_AUDIO_SECONDS, STALL_S, start, uploads_dir
 from tests.support.bombs import flac_without_total, one_hz_wav, silent_flac, silent_opus
 from tests.support.hostile_clients import PeakRss, health, multipart_head, open_upload, read_status, trickle
+from tests.support.live_player import pcm16
 from tests.support.server import write_tiled_sample
 from tests.support.waiting import wait_for
 
@@ -141,11 +146,12 @@ def test_a_client_that_leaves_stops_its_transcription(server, tmp_path):
     print(f"\nclient left: work stopped {seconds:.1f} s later")
 
 
-def test_sigterm_drains_within_the_grace_period(tmp_path):
+def test_sigterm_drains_within_the_grace_period(tmp_path, sample_wav):
     grace = 3.0
     audio = write_tiled_sample(tmp_path / "long.wav", 600)
     with start(tmp_path / "drain", SHUTDOWN_GRACE_S=str(grace)) as server:
         replies: list[httpx.Response] = []
+        live = _live_session_with_a_pending_turn(server.url, sample_wav)
 
         def long_request() -> None:
             with audio.open("rb") as f:
@@ -165,11 +171,36 @@ def test_sigterm_drains_within_the_grace_period(tmp_path):
         running.join(30)
         [reply] = replies
         assert reply.status_code == 503 and reply.json()["error"]["code"] == "cancelled", reply.text
+        # The live session transcribed its open turn, said why it ends, and was closed.
+        events, code = _until_closed(live)
+        assert [e["type"] for e in events][-2:] == ["conversation.item.input_audio_transcription.completed", "error"]
+        assert "Hello" in events[-2]["transcript"] and events[-1]["error"]["code"] == "server_shutting_down"
+        assert code == 1012
         server.process.wait(timeout=grace + 10)
         exited_after = time.monotonic() - signalled
         assert exited_after < grace + 8
         assert not list((tmp_path / "drain" / "uploads").iterdir())
         print(f"\nSIGTERM with a request in flight: exited after {exited_after:.1f} s (grace {grace:g} s)")
+
+
+def _live_session_with_a_pending_turn(url: str, sample_wav: Path) -> ClientConnection:
+    """A live session with manual commits, holding 8 s of the call uncommitted."""
+    socket = connect(url.replace("http://", "ws://") + "/v1/realtime?intent=transcription")
+    assert json.loads(socket.recv())["type"] == "session.created"
+    socket.send(json.dumps({"type": "session.update", "session": {"audio": {"input": {"turn_detection": None}}}}))
+    assert json.loads(socket.recv())["type"] == "session.updated"
+    pcm = pcm16(sample_wav)[: 24000 * 2 * 8]
+    socket.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()}))
+    return socket
+
+
+def _until_closed(socket: ClientConnection) -> tuple[list[dict], int | None]:
+    events = []
+    try:
+        while True:
+            events.append(json.loads(socket.recv(timeout=30)))
+    except ConnectionClosed as closed:
+        return events, closed.rcvd.code if closed.rcvd else None
 
 
 def test_zz_no_temp_file_remains(server):
