@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from app.engine.vad import CHUNK_SECONDS, DEFAULT_SPEECH, VAD_ONSET, SpeechParams
 from app.errors import InvalidParameter
 from app.transcript import Task
 
@@ -102,7 +103,47 @@ class SpeakerOptions(BaseModel):
         return SpeakerHints(self.num_speakers, self.min_speakers, self.max_speakers)
 
 
-class TranscribeOptions(SpeakerOptions):
+class RecognitionOptions(BaseModel):
+    """Words to listen for and how speech is found: shared by the service's own options and
+    (as extensions) OpenAI's form. ``None``: the server's default."""
+
+    model_config = ConfigDict(frozen=True)
+
+    hotwords: Prompt = Field(
+        default=None,
+        description="Words to expect (names, jargon), as faster-whisper's `hotwords`: put before the prompt's "
+        "previous text, so the decoder leans toward them.",
+    )
+    vad_onset: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description=f"Speech starts where the VAD's score rises over this ({VAD_ONSET})."
+    )
+    vad_offset: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="Speech goes on until the score falls under this (at most vad_onset)."
+    )
+    chunk_size: float | None = Field(
+        default=None,
+        ge=1.0,
+        le=CHUNK_SECONDS,
+        description=f"The longest stretch of speech decoded as one Whisper window, seconds ({CHUNK_SECONDS}).",
+    )
+
+    @model_validator(mode="after")
+    def _offset_under_onset(self) -> RecognitionOptions:
+        onset = VAD_ONSET if self.vad_onset is None else self.vad_onset
+        if self.vad_offset is not None and self.vad_offset > onset:
+            raise ValueError(f"vad_offset ({self.vad_offset}) is greater than vad_onset ({onset})")
+        return self
+
+    @property
+    def speech(self) -> SpeechParams:
+        return SpeechParams(
+            onset=VAD_ONSET if self.vad_onset is None else self.vad_onset,
+            offset=self.vad_offset,
+            chunk_size=CHUNK_SECONDS if self.chunk_size is None else self.chunk_size,
+        )
+
+
+class TranscribeOptions(SpeakerOptions, RecognitionOptions):
     """What one request asks for; ``None`` means "the server's default" (``resolve`` decides it)."""
 
     language: LanguageCode = None
@@ -148,6 +189,7 @@ class Decoding:
     initial_prompt: str | None
     temperature: float
     batch_size: int
+    hotwords: str | None = None
 
     @property
     def sampling(self) -> Sampling:
@@ -166,6 +208,8 @@ class ResolvedOptions:
     batch_size: int
     word_timestamps: bool
     temperature: float
+    hotwords: str | None = None
+    speech: SpeechParams = DEFAULT_SPEECH
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -180,7 +224,7 @@ class ResolvedOptions:
 
     def decoding(self, language: str) -> Decoding:
         """Whisper's part, in ``language`` (the one asked for, or the one identified)."""
-        return Decoding(language, self.task, self.initial_prompt, self.temperature, self.batch_size)
+        return Decoding(language, self.task, self.initial_prompt, self.temperature, self.batch_size, self.hotwords)
 
 
 def resolve(options: TranscribeOptions, can: Capabilities) -> ResolvedOptions:
@@ -221,4 +265,6 @@ def resolve(options: TranscribeOptions, can: Capabilities) -> ResolvedOptions:
         batch_size=batch_size,
         word_timestamps=options.word_timestamps,
         temperature=options.temperature,
+        hotwords=options.hotwords,
+        speech=options.speech,
     )

@@ -167,7 +167,7 @@ class TranscriptionPipeline:
                 return result
             cancel.check()
             with stage("vad"):
-                chunks = self.vad(audio) if speech is None else speech
+                chunks = self.vad(audio, options.speech) if speech is None else speech
             if not chunks:
                 return result
             early = self._start_diarization(audio, options, cancel)

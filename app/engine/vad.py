@@ -24,6 +24,19 @@ _GPU_INFERENCE_BATCH = 128
 
 
 @dataclass(frozen=True)
+class SpeechParams:
+    """How speech is told from silence and cut into windows: WhisperX's ``vad_onset``,
+    ``vad_offset`` and ``chunk_size``, per request."""
+
+    onset: float = VAD_ONSET  # a stretch becomes speech where the score rises over this
+    offset: float | None = None  # and stays speech until it falls under this (None: the detector's own)
+    chunk_size: float = CHUNK_SECONDS  # the longest window speech is merged into, seconds
+
+
+DEFAULT_SPEECH = SpeechParams()
+
+
+@dataclass(frozen=True)
 class SpeechChunk:
     """Up to 30 s of audio with speech, decoded as one Whisper window."""
 
@@ -34,7 +47,7 @@ class SpeechChunk:
 class SpeechDetector(Protocol):
     name: str
 
-    def __call__(self, audio: np.ndarray) -> list[SpeechChunk]: ...
+    def __call__(self, audio: np.ndarray, params: SpeechParams = DEFAULT_SPEECH) -> list[SpeechChunk]: ...
 
 
 class PyannoteVad:
@@ -54,14 +67,16 @@ class PyannoteVad:
             self._vad.vad_pipeline._segmentation.batch_size = _GPU_INFERENCE_BATCH
         self._lock = threading.Lock()
 
-    def __call__(self, audio: np.ndarray) -> list[SpeechChunk]:
+    def __call__(self, audio: np.ndarray, params: SpeechParams = DEFAULT_SPEECH) -> list[SpeechChunk]:
         # The model slides 10 s windows with a 1 s step, so pyannote cuts the waveform into ten
         # overlapping copies of itself. On the device those are views of one upload; from host
         # memory they would be ten host-to-device copies (most of the VAD's time on a GPU).
         waveform = self._vad.preprocess_audio(audio).to(self._device)
         with self._lock:
             scores = self._vad({"waveform": waveform, "sample_rate": SAMPLE_RATE})
-        merged = self._vad.merge_chunks(scores, CHUNK_SECONDS, onset=VAD_ONSET, offset=VAD_OFFSET)
+        # The scores do not depend on the thresholds: each request binarises them its own way.
+        offset = VAD_OFFSET if params.offset is None else params.offset
+        merged = self._vad.merge_chunks(scores, params.chunk_size, onset=params.onset, offset=offset)
         return [SpeechChunk(float(c["start"]), float(c["end"])) for c in merged]
 
 
@@ -69,16 +84,18 @@ class SileroVad:
     name = "silero"
 
     def __init__(self) -> None:
-        from faster_whisper.vad import VadOptions, get_vad_model
+        from faster_whisper.vad import get_vad_model
 
         get_vad_model()  # load the ONNX session now, not at the first request
-        self._options = VadOptions(threshold=VAD_ONSET, max_speech_duration_s=CHUNK_SECONDS)
 
-    def __call__(self, audio: np.ndarray) -> list[SpeechChunk]:
-        from faster_whisper.vad import get_speech_timestamps
+    def __call__(self, audio: np.ndarray, params: SpeechParams = DEFAULT_SPEECH) -> list[SpeechChunk]:
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-        spans = get_speech_timestamps(audio, self._options, sampling_rate=SAMPLE_RATE)
-        return merge_spans([(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in spans])
+        options = VadOptions(
+            threshold=params.onset, neg_threshold=params.offset, max_speech_duration_s=params.chunk_size
+        )
+        spans = get_speech_timestamps(audio, options, sampling_rate=SAMPLE_RATE)
+        return merge_spans([(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in spans], params.chunk_size)
 
 
 def merge_spans(spans: list[tuple[float, float]], limit: float = CHUNK_SECONDS) -> list[SpeechChunk]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -39,6 +39,7 @@ class LiveConfig:
     model: str | None = None
     language: str | None = None
     prompt: str | None = None
+    keywords: tuple[str, ...] = ()  # OpenAI's transcription keywords: our hotwords
     turn_detection: ServerVad | None = field(default_factory=ServerVad)  # None: the client commits turns
     diarize: bool = False  # ours: speakers of each turn on its completed event
     logprobs: bool = False
@@ -57,6 +58,7 @@ class LiveConfig:
                         "model": self.model or model,
                         "language": self.language,
                         "prompt": self.prompt,
+                        "keywords": list(self.keywords),
                         "diarize": self.diarize,
                     },
                     "turn_detection": None
@@ -87,6 +89,7 @@ class _Transcription(_Lenient):
     model: str | None = None
     language: str | None = Field(default=None, max_length=16)
     prompt: str | None = Field(default=None, max_length=4000)
+    keywords: list[Annotated[str, Field(max_length=100)]] = Field(default=[], max_length=100)
     diarize: bool = False
 
 
@@ -141,7 +144,8 @@ def updated(config: LiveConfig, session: object) -> LiveConfig:
         if audio_input.transcription is not None:
             transcription = audio_input.transcription
             for name in transcription.model_fields_set:
-                changes[name] = getattr(transcription, name)
+                value = getattr(transcription, name)
+                changes[name] = tuple(value) if name == "keywords" else value
         if "turn_detection" in given:
             vad = audio_input.turn_detection
             changes["turn_detection"] = (

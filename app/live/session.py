@@ -54,7 +54,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 _MIN_COMMIT_S = 0.1  # OpenAI refuses to commit less than 100 ms of audio
 _MIN_PARTIAL_S = 0.3  # too little speech for a first decode
 _MAX_TURN_S = 30.0  # one Whisper window
-_FINAL_BATCH = 4
+_FINAL_BATCH = 4  # the most windows a committed turn's batch holds (see _resolve)
 _PARTIAL, _FINAL = 1, 2  # urgency of a live session's decodes in the Whisper scheduler (files: 0)
 _LANGUAGE_AFTER_S = 2.0  # a turn this long tells its language reliably enough to keep it
 
@@ -164,7 +164,7 @@ class LiveSession:
             pcm = pcm16_from_base64(audio)
         except BadAudio as exc:
             raise ProtocolError(str(exc), code="invalid_value", param="audio") from None
-        if self._turns is None and (self._samples - self._kept_from) / SAMPLE_RATE >= self._limits.max_buffer_s:
+        if self._turns is None and self._samples_uncommitted() / SAMPLE_RATE >= self._limits.max_buffer_s:
             raise ProtocolError(
                 f"The input audio buffer holds {self._limits.max_buffer_s:.0f} s, its limit: commit or clear it.",
                 code="input_audio_buffer_full",
@@ -190,13 +190,12 @@ class LiveSession:
         if ended is not None:
             await self._turn_ended(ended)
             return
-        start = self._kept_from
-        if (self._samples - start) / SAMPLE_RATE < _MIN_COMMIT_S:
+        if self._samples_uncommitted() / SAMPLE_RATE < _MIN_COMMIT_S:
             raise ProtocolError(
                 f"The input audio buffer holds less than {_MIN_COMMIT_S * 1000:.0f} ms of audio: nothing to commit.",
                 code="input_audio_buffer_commit_empty",
             )
-        await self._commit(self._item or new_id("item"), start, self._samples)
+        await self._commit(self._item or new_id("item"), self._kept_from, self._samples)
 
     async def _clear(self, message: dict[str, Any]) -> None:
         await self._drop_turn()
@@ -302,6 +301,7 @@ class LiveSession:
         options = TranscribeOptions(
             language=config.language or language,
             initial_prompt=config.prompt,
+            hotwords=", ".join(config.keywords) or None,
             word_timestamps=not partial,
             diarize=config.diarize and not partial,
             # A committed turn leads a small batch of its own (it goes first and is topped up
@@ -314,6 +314,7 @@ class LiveSession:
     # --- the session's audio ---
 
     def _samples_uncommitted(self) -> int:
+        """Samples kept and not yet committed: with manual commits, the input audio buffer."""
         return self._samples - self._kept_from
 
     def _span(self, start: int, end: int) -> np.ndarray:

@@ -12,7 +12,14 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
-from app.engine.options import LanguageCode, Prompt, SpeakerOptions, Temperature, TranscribeOptions
+from app.engine.options import (
+    LanguageCode,
+    Prompt,
+    RecognitionOptions,
+    SpeakerOptions,
+    Temperature,
+    TranscribeOptions,
+)
 from app.transcript import Task
 from app.wire.openai_schemas import OPENAI_MODEL_ALIAS, Granularity
 from app.wire.rendering import OutputFormat, ResponseFormat, TranslationFormat
@@ -41,8 +48,9 @@ def _listed(value: object) -> object:
     return value
 
 
-class OpenAITranscriptionParams(SpeakerOptions):
-    """The form fields of POST /v1/audio/transcriptions, besides the file (speaker fields are our extension)."""
+class OpenAITranscriptionParams(SpeakerOptions, RecognitionOptions):
+    """The form fields of POST /v1/audio/transcriptions, besides the file (speaker, hotword and VAD
+    fields are our extensions)."""
 
     model: str = Field(description=f"The loaded model's id, or `{OPENAI_MODEL_ALIAS}` for it.")
     language: LanguageCode = None
@@ -96,6 +104,10 @@ class OpenAITranscriptionParams(SpeakerOptions):
             initial_prompt=self.prompt,
             word_timestamps=timed,
             temperature=self.temperature,
+            hotwords=self.hotwords,
+            vad_onset=self.vad_onset,
+            vad_offset=self.vad_offset,
+            chunk_size=self.chunk_size,
         )
 
 

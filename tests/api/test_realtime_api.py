@@ -116,6 +116,22 @@ def test_manual_commits_at_16_khz_with_logprobs(client, call_pcm24):
         assert ws.receive_json()["error"]["code"] == "input_audio_buffer_commit_empty"
 
 
+def test_keywords_are_hotwords_of_every_decode(client, fake_pipeline, call_pcm24):
+    transcription = {"keywords": ["Kubernetes", "Grafana"], "language": "en"}
+    session = {"audio": {"input": {"turn_detection": None, "transcription": transcription}}}
+    with _session(client) as ws:
+        ws.send_json({"type": "session.update", "session": session})
+        assert _until(ws, "session.updated")[-1]["session"]["audio"]["input"]["transcription"]["keywords"] == [
+            "Kubernetes",
+            "Grafana",
+        ]
+        _append(ws, call_pcm24[:48000])
+        ws.send_json({"type": "input_audio_buffer.commit"})
+        _until(ws, "conversation.item.input_audio_transcription.completed")
+    _, options = fake_pipeline.calls[-1]
+    assert options.hotwords == "Kubernetes, Grafana" and options.language == "en"
+
+
 @pytest.mark.parametrize(
     ("message", "code"),
     [

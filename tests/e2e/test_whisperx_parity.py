@@ -54,10 +54,10 @@ def test_out_of_memory_mid_request_gives_the_same_text(whisper, monkeypatch):
 
     decode = whisper.engine.decode
 
-    def decode_or_oom(features, prompt, sampling):
+    def decode_or_oom(features, prompt, sampling, *, logprobs=False):
         if features.shape[0] > 1:
             raise RuntimeError("CUDA failed with error out of memory")
-        return decode(features, prompt, sampling)
+        return decode(features, prompt, sampling, logprobs=logprobs)
 
     monkeypatch.setattr(whisper.engine, "decode", decode_or_oom)
     assert [s.text for s in whisper.transcribe(audio, chunks, decoding)] == [s.text for s in expected]

@@ -42,7 +42,7 @@ class _Engine:
     def tokenizer(self, language: str, task: str) -> _Tokenizer:
         return _Tokenizer()
 
-    def prompt(self, tokenizer: _Tokenizer, initial_prompt: str | None) -> list[int]:
+    def prompt(self, tokenizer: _Tokenizer, initial_prompt: str | None, hotwords: str | None = None) -> list[int]:
         return [1]
 
     def decode(self, features: np.ndarray, prompt: list[int], sampling: Sampling, *, logprobs: bool = False):

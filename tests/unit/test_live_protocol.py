@@ -44,8 +44,8 @@ def test_session_update_changes_only_what_it_names():
     )
     assert (config.rate, config.language, config.logprobs) == (16000, "de", True)
     assert config.turn_detection == ServerVad() and config.prompt is None
-    config = updated(config, {"audio": {"input": {"transcription": {"prompt": "Glossary: Kubernetes"}}}})
-    assert (config.language, config.prompt) == ("de", "Glossary: Kubernetes")
+    config = updated(config, {"audio": {"input": {"transcription": {"prompt": "Glossary", "keywords": ["Grafana"]}}}})
+    assert (config.language, config.prompt, config.keywords) == ("de", "Glossary", ("Grafana",))
     manual = updated(config, {"audio": {"input": {"turn_detection": None}}})
     assert manual.turn_detection is None
     tuned = updated(

@@ -100,8 +100,8 @@ class CTranslate2Engine:
     def tokenizer(self, language: str, task: str) -> Any:
         return self._tokenizers.get(language, task)
 
-    def prompt(self, tokenizer: Any, initial_prompt: str | None) -> list[int]:
-        return whisper_prompt(tokenizer, initial_prompt)
+    def prompt(self, tokenizer: Any, initial_prompt: str | None, hotwords: str | None = None) -> list[int]:
+        return whisper_prompt(tokenizer, initial_prompt, hotwords)
 
     def prepare(self, batch_size: int, prompt: list[int]) -> None:
         pass  # its kernels are chosen (and JIT-compiled) by the warmup's decoding itself

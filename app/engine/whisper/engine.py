@@ -57,8 +57,8 @@ class WhisperEngine(Protocol):
     def tokenizer(self, language: str, task: str) -> Any:
         """faster-whisper's ``Tokenizer`` for this model, language and task."""
 
-    def prompt(self, tokenizer: Any, initial_prompt: str | None) -> list[int]:
-        """The decoder's prompt: previous text, start of transcript, language, task, no timestamps."""
+    def prompt(self, tokenizer: Any, initial_prompt: str | None, hotwords: str | None = None) -> list[int]:
+        """The decoder's prompt: hotwords and previous text, start of transcript, language, task, no timestamps."""
 
     def prepare(self, batch_size: int, prompt: list[int]) -> None:
         """Make every batch of up to ``batch_size`` windows after such a prompt fast from its first
@@ -116,13 +116,17 @@ class TokenizerCache:
             return self._built[key]
 
 
-def whisper_prompt(tokenizer: Any, initial_prompt: str | None) -> list[int]:
-    """The decoder's prompt: previous text, start of transcript, language, task, no timestamps."""
-    prompt: list[int] = []
-    if initial_prompt and initial_prompt.strip():
-        previous = tokenizer.encode(" " + initial_prompt.strip())
-        prompt = [tokenizer.sot_prev, *previous[-_PREVIOUS_TEXT_TOKENS:]]
-    return [*prompt, *tokenizer.sot_sequence, tokenizer.no_timestamps]
+def whisper_prompt(tokenizer: Any, initial_prompt: str | None, hotwords: str | None = None) -> list[int]:
+    """The decoder's prompt: previous text, start of transcript, language, task, no timestamps.
+
+    Hotwords go first in the previous-text slot, then the end of the initial prompt in the room
+    left (faster-whisper's ``get_prompt`` order), so the decoder leans toward their spelling."""
+    hot = tokenizer.encode(" " + hotwords.strip())[:_PREVIOUS_TEXT_TOKENS] if hotwords and hotwords.strip() else []
+    previous = tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt and initial_prompt.strip() else []
+    room = _PREVIOUS_TEXT_TOKENS - len(hot)
+    context = [*hot, *(previous[-room:] if room > 0 else [])]
+    head = [tokenizer.sot_prev, *context] if context else []
+    return [*head, *tokenizer.sot_sequence, tokenizer.no_timestamps]
 
 
 def alignment_features(n_mels: int, audio: np.ndarray) -> tuple[np.ndarray, int]:

@@ -87,7 +87,7 @@ class Whisper:
     def prepare(self, batch_size: int, decoding: Decoding) -> None:
         """Ready the engine for batches of up to ``batch_size`` windows decoded like ``decoding``."""
         tokenizer = self.engine.tokenizer(decoding.language, decoding.task)
-        self.engine.prepare(batch_size, self.engine.prompt(tokenizer, decoding.initial_prompt))
+        self.engine.prepare(batch_size, self.engine.prompt(tokenizer, decoding.initial_prompt, decoding.hotwords))
 
     def transcribe(
         self,
@@ -107,7 +107,7 @@ class Whisper:
         batch before it are decoded, while later batches are still on their way.
         """
         tokenizer = self.engine.tokenizer(decoding.language, decoding.task)
-        prompt = self.engine.prompt(tokenizer, decoding.initial_prompt)
+        prompt = self.engine.prompt(tokenizer, decoding.initial_prompt, decoding.hotwords)
         segments: list[Segment] = []
 
         def collect(first: int, decoded: list[Decoded]) -> None:

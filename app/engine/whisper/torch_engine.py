@@ -138,8 +138,8 @@ class TorchEngine:
     def tokenizer(self, language: str, task: str) -> Any:
         return self._tokenizers.get(language, task)
 
-    def prompt(self, tokenizer: Any, initial_prompt: str | None) -> list[int]:
-        return whisper_prompt(tokenizer, initial_prompt)
+    def prompt(self, tokenizer: Any, initial_prompt: str | None, hotwords: str | None = None) -> list[int]:
+        return whisper_prompt(tokenizer, initial_prompt, hotwords)
 
     @torch.inference_mode()
     def _cross(self, features: np.ndarray, windows: int) -> torch.Tensor:
