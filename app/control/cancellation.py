@@ -7,6 +7,7 @@ model leave the scheduler (``WhisperEngine`` cancels its jobs on the way out).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 from app.errors import Cancelled, retry_later
@@ -45,6 +46,11 @@ class CancelToken:
     def pause(self, seconds: float) -> bool:
         """Sleep up to ``seconds``, waking when cancelled; whether it was."""
         return self._event.wait(seconds)
+
+    async def until_cancelled(self) -> None:
+        """Return once the token is cancelled (for the event loop, which must not block on it)."""
+        while not self.cancelled:
+            await asyncio.sleep(_POLL_S)
 
     def wait(self, done: threading.Event) -> None:
         """Wait for ``done``, giving up with ``Cancelled`` as soon as the token is cancelled."""

@@ -129,7 +129,7 @@ class RecognitionOptions(BaseModel):
 
     @model_validator(mode="after")
     def _offset_under_onset(self) -> RecognitionOptions:
-        onset = VAD_ONSET if self.vad_onset is None else self.vad_onset
+        onset = self.speech.onset
         if self.vad_offset is not None and self.vad_offset > onset:
             raise ValueError(f"vad_offset ({self.vad_offset}) is greater than vad_onset ({onset})")
         return self

@@ -85,7 +85,7 @@ class TranscriptStream:
         pieces = self._feed.pieces
         while True:
             waiting = asyncio.ensure_future(pieces.get())
-            cancelled = asyncio.ensure_future(_cancelled(self._cancel))
+            cancelled = asyncio.ensure_future(self._cancel.until_cancelled())
             watched: set[asyncio.Future[Any]] = {waiting, self._work, cancelled}
             done, _ = await asyncio.wait(watched, timeout=_KEEP_ALIVE_S, return_when=asyncio.FIRST_COMPLETED)
             cancelled.cancel()
@@ -107,11 +107,6 @@ class TranscriptStream:
             self._cancel.cancel("the client disconnected")
             logger.info("Client left a streaming transcription: it stops at the next boundary")
         await self._resources.aclose()
-
-
-async def _cancelled(cancel: CancelToken) -> None:
-    while not cancel.cancelled:
-        await asyncio.sleep(0.1)
 
 
 class EventStreamResponse(StreamingResponse):

@@ -43,7 +43,7 @@ from app.live.protocol import (
     transcription_failed,
     updated,
 )
-from app.live.turns import StreamingSilero, TurnDetector, TurnEnded, TurnStarted
+from app.live.turns import FRAME, StreamingSilero, TurnDetector, TurnEnded, TurnStarted
 from app.serving.transcriber import Transcriber
 from app.transcript import TextPiece, TokenLogprob, Transcript
 
@@ -180,7 +180,7 @@ class LiveSession:
             else:
                 await self._turn_ended(change)
         if self._turns.turn_start is None:
-            keep = self._turns.vad.prefix_padding_ms * SAMPLE_RATE // 1000 + 2 * 512
+            keep = self._turns.vad.prefix_padding_ms * SAMPLE_RATE // 1000 + 2 * FRAME
             self._forget_before(self._samples - keep)
         else:
             self._maybe_partial()

@@ -148,7 +148,7 @@ async def watch_client(request: Request, cancel: CancelToken, awaitable: Awaitab
     """
     job = asyncio.ensure_future(awaitable)
     job.add_done_callback(_retrieve)
-    watchers = {asyncio.ensure_future(_disconnected(request)), asyncio.ensure_future(_cancelled(cancel))}
+    watchers = {asyncio.ensure_future(_disconnected(request)), asyncio.ensure_future(cancel.until_cancelled())}
     try:
         done, _ = await asyncio.wait({job, *watchers}, return_when=asyncio.FIRST_COMPLETED)
         if job in done:
@@ -160,11 +160,6 @@ async def watch_client(request: Request, cancel: CancelToken, awaitable: Awaitab
     finally:
         for watcher in watchers:
             watcher.cancel()
-
-
-async def _cancelled(cancel: CancelToken) -> None:
-    while not cancel.cancelled:
-        await asyncio.sleep(0.1)
 
 
 def _retrieve(job: asyncio.Future[Any]) -> None:
