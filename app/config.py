@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     whisper_model: str = "auto"
     """Whisper model: `auto` (`large-v3` on CUDA, the bundled multilingual base on CPU), `bundled-base`, `bundled-tiny.en`, a hub name (`large-v3`, `Systran/faster-whisper-small`; the torch engine reads `openai/whisper-*` checkpoints and maps short names to them) or a local model directory (CTranslate2 for either engine, a Hugging Face Whisper checkpoint for torch)."""
 
+    whisper_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """More Whisper models a request may choose with `model` besides `WHISPER_MODEL` (the default, loaded and warmed at start-up): comma-separated or JSON, each as `WHISPER_MODEL` takes it (`large-v3-turbo,distil-large-v3,/models/my-whisper`). Each is loaded on its first request (that request waits, the others go on) and unloaded after `MODEL_IDLE_S` unused or when a load needs room in `MODEL_MEMORY_BUDGET_MB`."""
+
+    model_idle_s: float = Field(default=600.0, ge=0)
+    """Unload a model other than the default after this many seconds unused (0: keep it loaded). Never while a request or batch uses it."""
+
+    model_memory_budget_mb: float = Field(default=0.0, ge=0)
+    """Memory the Whisper models may take together (GPU memory on CUDA, measured per load): a load that would go over it first unloads the least recently used idle models, or waits for one to become idle. 0: no budget."""
+
     device: Device = "auto"
     """Where Whisper and the aligner run: `auto` (CUDA when available), `cuda` or `cpu`."""
 
@@ -225,7 +234,7 @@ class Settings(BaseSettings):
     def _empty_token_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("preload_align_languages", "webhook_allowed_hosts", mode="before")
+    @field_validator("preload_align_languages", "webhook_allowed_hosts", "whisper_models", mode="before")
     @classmethod
     def _comma_or_json_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -303,6 +312,13 @@ class Settings(BaseSettings):
         looks_local = value.startswith(("/", "./", "../", "~"))
         if looks_local and not Path(value).expanduser().exists():
             raise ValueError(f"{value} does not exist (a local model is a folder, or a pipeline's config.yaml)")
+        return value
+
+    @field_validator("whisper_models")
+    @classmethod
+    def _local_models_exist(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            cls._local_model_exists(entry)
         return value
 
     @field_validator("jobs_database_url")

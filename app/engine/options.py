@@ -146,6 +146,11 @@ class RecognitionOptions(BaseModel):
 class TranscribeOptions(SpeakerOptions, RecognitionOptions):
     """What one request asks for; ``None`` means "the server's default" (``resolve`` decides it)."""
 
+    model: Annotated[str | None, BeforeValidator(_blank_is_none)] = Field(
+        default=None,
+        max_length=500,
+        description="The Whisper model (one of GET /v1/models; default: the server's default model).",
+    )
     language: LanguageCode = None
     task: Task = "transcribe"
     initial_prompt: Prompt = Field(default=None, description="Text that came before, or the spelling of names.")
@@ -164,7 +169,7 @@ class TranscribeOptions(SpeakerOptions, RecognitionOptions):
 class Capabilities:
     """What options are resolved against: the loaded models' abilities and the server's limits."""
 
-    model: str
+    model: str  # the model the options are resolved for (its id)
     multilingual: bool
     languages: frozenset[str]
     diarizer: bool
@@ -210,6 +215,7 @@ class ResolvedOptions:
     temperature: float
     hotwords: str | None = None
     speech: SpeechParams = DEFAULT_SPEECH
+    model: str | None = None  # the Whisper model's id (None: the pipeline's default, for callers that build these)
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -237,13 +243,13 @@ def resolve(options: TranscribeOptions, can: Capabilities) -> ResolvedOptions:
     language = options.language
     if language is not None and language not in can.languages:
         if can.multilingual:
-            raise InvalidParameter(f"The loaded model {can.model} has no language {language!r}.", param="language")
+            raise InvalidParameter(f"The model {can.model} has no language {language!r}.", param="language")
         raise InvalidParameter(
-            f"The loaded model {can.model} is English-only; language {language!r} is not available.",
+            f"The model {can.model} is English-only; language {language!r} is not available.",
             param="language",
         )
     if options.task == "translate" and not can.multilingual:
-        raise InvalidParameter(f"The loaded model {can.model} is English-only and cannot translate.")
+        raise InvalidParameter(f"The model {can.model} is English-only and cannot translate.")
     hints = options.hints
     diarize = options.diarize
     if diarize is None:
@@ -267,4 +273,5 @@ def resolve(options: TranscribeOptions, can: Capabilities) -> ResolvedOptions:
         temperature=options.temperature,
         hotwords=options.hotwords,
         speech=options.speech,
+        model=can.model,
     )

@@ -29,10 +29,12 @@ from app.engine.options import (
     SpeakerHints,
     TranscribeOptions,
     resolve,
+    whisper_languages,
 )
 from app.engine.speakers.diarization import Diarizer, assign_speakers
 from app.engine.vad import SpeechChunk, SpeechDetector
 from app.engine.whisper.stage import Whisper
+from app.engine.whisper_models import WhisperModels
 from app.runtime.gpu_streams import side_stream
 from app.runtime.timing import StepTimer
 from app.transcript import (
@@ -52,7 +54,7 @@ _MIN_AUDIO_SECONDS = 0.1  # shorter clips cannot hold a word; VAD models also re
 class TranscriptionPipeline:
     def __init__(
         self,
-        whisper: Whisper,
+        whisper: Whisper | WhisperModels,
         *,
         vad: SpeechDetector,
         device: str,
@@ -62,11 +64,13 @@ class TranscriptionPipeline:
         default_batch_size: int = 16,
         max_batch_size: int = 64,
         diarize_during_asr: bool = False,
-        fingerprint: str = "",
+        fingerprint: Callable[[str, str], str] | None = None,
     ) -> None:
-        self.whisper = whisper
-        # What these models produce, as a digest (app/serving/fingerprint.py): the job cache's key.
-        self.fingerprint = fingerprint
+        """``whisper``: the models a request may choose from (WHISPER_MODELS), or just one."""
+        self.models = whisper if isinstance(whisper, WhisperModels) else WhisperModels.serving(whisper)
+        # What a model's weights with these stages produce, as a digest (app/serving/fingerprint.py):
+        # the job cache's key; from the model's id and its weights' identity.
+        self._fingerprint = fingerprint or (lambda model, weights: f"{model}:{weights}")
         self.vad = vad
         self.device = device
         self.aligners = aligners
@@ -83,16 +87,27 @@ class TranscriptionPipeline:
         )
 
     @property
+    def whisper(self) -> Whisper:
+        """The default model (loaded at start-up, never unloaded)."""
+        return self.models.default_whisper
+
+    @property
     def model_name(self) -> str:
-        return self.whisper.source.display_name
+        return self.models.default
 
     @property
     def capabilities(self) -> Capabilities:
-        """What a request's options are resolved against (``app/engine/options.py``)."""
+        """What a request's options are resolved against, for the default model (``app/engine/options.py``)."""
+        return self.capabilities_of(self.models.default)
+
+    def capabilities_of(self, model: str) -> Capabilities:
+        """For ``model``: its languages once it has been loaded; before, what its name says (``*.en``)."""
+        english_only = self.models.english_only(model)
+        languages = self.models.languages(model) or (frozenset({"en"}) if english_only else whisper_languages())
         return Capabilities(
-            model=self.model_name,
-            multilingual=self.whisper.multilingual,
-            languages=self.whisper.languages,
+            model=model,
+            multilingual=not english_only,
+            languages=languages,
             diarizer=self.diarizer is not None,
             diarizer_unavailable=self.diarizer_unavailable,
             default_batch_size=self.default_batch_size,
@@ -100,11 +115,17 @@ class TranscriptionPipeline:
         )
 
     def resolve(self, options: TranscribeOptions) -> ResolvedOptions:
-        return resolve(options, self.capabilities)
+        """Every default decided, for the model ``options`` name (ModelNotFound, a 404, for another)."""
+        return resolve(options, self.capabilities_of(self.models.id_of(options.model)))
+
+    def fingerprint(self, model: str | None = None) -> str:
+        """The job cache's digest of what ``model`` (default: the default) produces with these stages."""
+        model = model or self.models.default
+        return self._fingerprint(model, self.models.weights(model))
 
     def close(self) -> None:
         """At shutdown: queued Whisper work fails fast instead of hanging."""
-        self.whisper.scheduler.close()
+        self.models.close()
         if self._diarization_thread is not None:
             self._diarization_thread.shutdown(wait=False, cancel_futures=True)
 
@@ -125,11 +146,13 @@ class TranscriptionPipeline:
         ``listener``, of each window's text as it is decoded. ``speech`` is where the speech
         is when the caller knows already (a live turn its own VAD found): no VAD runs then.
         """
-        with side_stream(self.device):  # not behind Whisper's decoding (gpu_streams)
-            return self._run(audio, options, cancel, progress, listener, speech)
+        model = options.model or self.models.default
+        with self.models.use(model) as whisper, side_stream(self.device):  # not behind Whisper's decoding
+            return self._run(whisper, audio, options, cancel, progress, listener, speech)
 
     def _run(
         self,
+        whisper: Whisper,
         audio: np.ndarray,
         options: ResolvedOptions,
         cancel: CancelToken | None,
@@ -150,7 +173,7 @@ class TranscriptionPipeline:
             None,
             report,
             task=options.task,
-            model=self.model_name,
+            model=whisper.source.display_name if options.model is None else options.model,
             temperature=options.temperature,
         )
         timer = StepTimer(result.timings)
@@ -172,7 +195,7 @@ class TranscriptionPipeline:
                 return result
             early = self._start_diarization(audio, options, cancel)
             try:
-                self._words(audio, chunks, options, result, timer, stage, cancel, progress, listener)
+                self._words(whisper, audio, chunks, options, result, timer, stage, cancel, progress, listener)
             except BaseException:
                 if early is not None:
                     early.cancel.cancel("the transcription stopped before its speakers were found")
@@ -186,6 +209,7 @@ class TranscriptionPipeline:
 
     def _words(
         self,
+        whisper: Whisper,
         audio: np.ndarray,
         chunks: list[SpeechChunk],
         options: ResolvedOptions,
@@ -199,26 +223,27 @@ class TranscriptionPipeline:
         """Language, text and word times into ``result``."""
         if options.language is None:
             with stage("language_detection"):
-                result.language, result.language_probability = self.whisper.detect_language(audio, chunks, cancel)
+                result.language, result.language_probability = whisper.detect_language(audio, chunks, cancel)
         decoding = options.decoding(result.language or "en")
         with stage("asr"):
-            segments = self.whisper.transcribe(
+            segments = whisper.transcribe(
                 audio, chunks, decoding, timer=timer, cancel=cancel, progress=progress, listener=listener
             )
         if options.word_timestamps:
             cancel.check()
             with stage("alignment"):
                 segments, result.word_time_source = self._time_words(
-                    audio, segments, decoding, result, timer, cancel, progress
+                    whisper, audio, segments, decoding, result, timer, cancel, progress
                 )
         result.segments = _tidy_times(segments, result.duration)
         texts = [segment.text for segment in result.segments]
-        tokens = self.whisper.text_tokens(texts, decoding)
+        tokens = whisper.text_tokens(texts, decoding)
         for segment, segment_tokens in zip(result.segments, tokens, strict=True):
             segment.tokens = segment_tokens
 
     def _time_words(
         self,
+        whisper: Whisper,
         audio: np.ndarray,
         segments: list[Segment],
         decoding: Decoding,
@@ -238,7 +263,7 @@ class TranscriptionPipeline:
             except Exception:
                 logger.exception("wav2vec2 alignment failed; falling back to Whisper word times")
                 result.warnings.append("wav2vec2 alignment failed on this audio; word times come from Whisper.")
-        timed = self.whisper.time_words(audio, segments, decoding, timer=timer, cancel=cancel, progress=progress)
+        timed = whisper.time_words(audio, segments, decoding, timer=timer, cancel=cancel, progress=progress)
         return timed, "whisper"
 
     def _start_diarization(

@@ -138,6 +138,7 @@ class StateCollector(Collector):
         yield from self._service(status)
         yield from self._admission()
         yield from self._scheduler(status)
+        yield from self._models(status)
         yield from self._gpu(status)
         yield from self._jobs()
 
@@ -230,6 +231,20 @@ class StateCollector(Collector):
         yield _counter(
             "decoded_tokens", "Text tokens Whisper decoded (end of text not counted).", status.batching.decoded_tokens
         )
+
+    def _models(self, status: ServiceStatus) -> Iterator[Metric]:
+        loads = CounterMetricFamily(f"{_PREFIX}_model_loads", "Loads of each Whisper model.", labels=["model"])
+        unloads = CounterMetricFamily(
+            f"{_PREFIX}_model_unloads", "Unloads of each Whisper model (idle, or for room).", labels=["model"]
+        )
+        loaded = GaugeMetricFamily(f"{_PREFIX}_model_loaded", "1 while the model is loaded.", labels=["model"])
+        in_use = GaugeMetricFamily(f"{_PREFIX}_model_in_use", "Requests using the model now.", labels=["model"])
+        for model in status.models:
+            loads.add_metric([model.id], model.loads)
+            unloads.add_metric([model.id], model.unloads)
+            loaded.add_metric([model.id], 1.0 if model.state == "loaded" else 0.0)
+            in_use.add_metric([model.id], model.in_use)
+        yield from (loads, unloads, loaded, in_use)
 
     def _gpu(self, status: ServiceStatus) -> Iterator[Metric]:
         memory = status.gpu_memory

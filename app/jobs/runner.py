@@ -139,7 +139,7 @@ class JobRunner:
         if options is None:
             return
         scope = cache_scope(job.tenant, shared=self.settings.jobs_shared_cache)
-        reusable = result_key(job.audio_sha256, options, pipeline.fingerprint, scope)
+        reusable = result_key(job.audio_sha256, options, pipeline.fingerprint(options.model), scope)
         cached = self.store.cached(reusable)
         if cached is not None and cached.result is not None:  # made by these models since it was queued
             reused = self.store.succeed(

@@ -80,7 +80,8 @@ class JobService:
         reusable = None
         if local is not None:
             scope = cache_scope(tenant, shared=self.settings.jobs_shared_cache)
-            reusable = result_key(audio_sha256, local.resolve(options), local.fingerprint, scope)
+            resolved = local.resolve(options)
+            reusable = result_key(audio_sha256, resolved, local.fingerprint(resolved.model), scope)
         cached = self.store.cached(reusable) if reusable is not None else None
         if cached is None and self.store.count(JobState.QUEUED) >= self.settings.max_queued_jobs:
             raise Busy(

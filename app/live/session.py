@@ -29,7 +29,7 @@ from app.engine.audio import SAMPLE_RATE
 from app.engine.options import ResolvedOptions, TranscribeOptions
 from app.engine.vad import SpeechChunk
 from app.engine.whisper.batching import urgent
-from app.errors import ServiceError
+from app.errors import ModelNotFound, ServiceError
 from app.live.agreement import LocalAgreement
 from app.live.pcm import BadAudio, Resampler, pcm16_from_base64
 from app.live.protocol import (
@@ -123,14 +123,10 @@ class LiveSession:
 
     async def _update(self, message: dict[str, Any]) -> None:
         config = updated(self.config, message.get("session") or {})
-        model = config.model
-        can = self._transcriber.pipeline().capabilities
-        if model is not None and model not in (can.model, "whisper-1"):
-            raise ProtocolError(
-                f"The model `{model}` does not exist. This server has `{can.model}` (also called `whisper-1`).",
-                code="model_not_found",
-                param="session.audio.input.transcription.model",
-            )
+        try:
+            self._transcriber.pipeline().models.id_of(config.model)
+        except ModelNotFound as exc:
+            raise ProtocolError(exc.message, code=exc.code, param="session.audio.input.transcription.model") from None
         try:
             self._resolve(config, partial=False)  # refuse what could not be decoded, now
         except ValidationError as exc:
@@ -299,6 +295,7 @@ class LiveSession:
 
     def _resolve(self, config: LiveConfig, *, partial: bool, language: str | None = None) -> ResolvedOptions:
         options = TranscribeOptions(
+            model=config.model,
             language=config.language or language,
             initial_prompt=config.prompt,
             hotwords=", ".join(config.keywords) or None,

@@ -10,12 +10,14 @@ that cannot load (no aligner for a language, no diarization pipeline) leave the 
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from app.config import Settings
@@ -24,11 +26,12 @@ from app.engine.align.models import TORCHAUDIO_MODELS
 from app.engine.pipeline import TranscriptionPipeline
 from app.engine.speakers.diarization import Diarizer, DiarizerUnavailable, load_diarizer
 from app.engine.vad import load_speech_detector
-from app.engine.whisper.batching import BatchScheduler
+from app.engine.whisper.batching import BatchScheduler, release_cached_gpu_memory
 from app.engine.whisper.ctranslate2 import CTranslate2Engine
 from app.engine.whisper.engine import WhisperEngine, choose_engine
 from app.engine.whisper.sources import resolve_whisper_source
 from app.engine.whisper.stage import Whisper
+from app.engine.whisper_models import LoadedWhisper, ModelSpec, WhisperModels, model_spec
 from app.runtime.accelerator import AcceleratorCheck, check_accelerator, choose_device, with_torch
 from app.runtime.device import (
     GpuInfo,
@@ -49,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 # Whisper batches in flight on one GPU when WHISPER_REPLICAS is 0 (bench/throughput.py).
 DEFAULT_GPU_REPLICAS = 2
+# The longest a request waits for its model to load (a first download included) or for room in the budget.
+MODEL_WAIT_S = 600.0
 
 
 class ModelLoader:
@@ -56,6 +61,7 @@ class ModelLoader:
         self.settings = settings
         self.state = state
         self._torch_probed = threading.Event()  # the accelerator check has torch's answer too (or loading ended)
+        self._startup_timer: StepTimer | None = None  # while start-up loads the default model
 
     def load(self) -> None:
         """Load every stage and warm up, then serve; never raises (the outcome is in the state's ``phase``)."""
@@ -144,9 +150,9 @@ class ModelLoader:
                 timer,
             )
             state.gpu = gpu.result()
-            loaded_whisper, loaded_diarizer = whisper.result(), diarizer.result()
+            models, loaded_diarizer = whisper.result(), diarizer.result()
             return TranscriptionPipeline(
-                loaded_whisper,
+                models,
                 vad=vad.result(),
                 device=device,
                 aligners=aligners.result(),
@@ -155,18 +161,18 @@ class ModelLoader:
                 default_batch_size=settings.batch_size,
                 max_batch_size=settings.max_batch_size,
                 diarize_during_asr=settings.diarize_during_asr,
-                fingerprint=self._fingerprint(loaded_whisper, loaded_diarizer).digest,
+                fingerprint=self._fingerprint(loaded_diarizer),
             )
 
-    def _fingerprint(self, whisper: Whisper, diarizer: Diarizer | None) -> ModelsFingerprint:
+    def _fingerprint(self, diarizer: Diarizer | None) -> Callable[[str, str], str]:
+        """A model's id and weights → the digest of what it produces with these stages (the job cache's key)."""
         settings = self.settings
-        device, compute_type = self.state.device, self.state.compute_type
-        assert device is not None and compute_type is not None
-        weights = whisper.engine.model_path
-        return ModelsFingerprint(
-            whisper=whisper.source.display_name,
-            weights=weights_digest(weights) if weights is not None else whisper.source.location,
-            engine=whisper.engine.name,
+        device, compute_type, engine = self.state.device, self.state.compute_type, self.state.engine
+        assert device is not None and compute_type is not None and engine is not None
+        stages = ModelsFingerprint(
+            whisper="",
+            weights="",
+            engine=engine,
             compute_type=compute_type,
             device=device,
             max_new_tokens=settings.max_new_tokens,
@@ -174,22 +180,54 @@ class ModelLoader:
             alignment=dict(settings.align_models) if settings.enable_alignment else None,
             diarizer=diarizer.name if diarizer is not None else None,
         )
+        return lambda model, weights: dataclasses.replace(stages, whisper=model, weights=weights).digest
 
     @staticmethod
     def _timed(timer: StepTimer, step: str, load: Callable[..., T], *args: Any) -> T:
         with timer(step):
             return load(*args)
 
-    def _load_whisper(self, timer: StepTimer) -> Whisper:
+    def _load_whisper(self, timer: StepTimer) -> WhisperModels:
+        """The models WHISPER_MODEL(S) name, with the default loaded (and warmed on a GPU)."""
         settings, asr = self.settings, self.state.stages["asr"]
-        device, compute_type = self.state.device, self.state.compute_type
-        assert device is not None and compute_type is not None
+        device = self.state.device
+        assert device is not None
         asr.device = device
+        self.state.engine = choose_engine(settings.engine, device)
+        default = model_spec(settings.whisper_model, device)
+        specs = {default.id: default}
+        for entry in settings.whisper_models:
+            spec = model_spec(entry, device)
+            if specs.setdefault(spec.id, spec).source != spec.source:
+                raise ValueError(f"WHISPER_MODELS: {specs[spec.id].source} and {spec.source} are both called {spec.id}")
+        asr.model = default.id
+        models = WhisperModels(
+            list(specs.values()),
+            default.id,
+            self._load_model,
+            _release_model,
+            budget_mb=settings.model_memory_budget_mb,
+            idle_s=settings.model_idle_s,
+            wait_s=MODEL_WAIT_S,
+        )
+        self._startup_timer = timer  # the default's load and warmup are start-up steps
+        try:
+            models.start()
+        finally:
+            self._startup_timer = None
+        asr.loaded = True
+        return models
+
+    def _load_model(self, spec: ModelSpec) -> LoadedWhisper:
+        """Load one Whisper model (start-up's default, or another on its first request) and warm it on a GPU."""
+        settings = self.settings
+        device, compute_type, engine_name = self.state.device, self.state.compute_type, self.state.engine
+        assert device is not None and compute_type is not None and engine_name is not None
+        timer = self._startup_timer or StepTimer()
+        memory_before = _device_memory_in_use_mb(device)
         with timer("whisper"):
-            source = resolve_whisper_source(settings.whisper_model, device, settings.model_cache_dir)
-            asr.model = source.display_name
-            logger.info("Loading Whisper %s on %s (%s)", source.display_name, device, compute_type)
-            self.state.engine = engine_name = choose_engine(settings.engine, device)
+            source = resolve_whisper_source(spec.source, device, settings.model_cache_dir)
+            logger.info("Loading Whisper %s on %s (%s, %s)", source.display_name, device, compute_type, engine_name)
             engine: WhisperEngine
             if engine_name == "torch":
                 from app.engine.whisper.torch_engine import TorchEngine
@@ -218,14 +256,22 @@ class ModelLoader:
                     hf_token=self._token,
                     max_new_tokens=settings.max_new_tokens,
                 )
-            scheduler = BatchScheduler("whisper", share=settings.batch_across_requests, workers=replicas)
+            scheduler = BatchScheduler(f"whisper:{spec.id}", share=settings.batch_across_requests, workers=replicas)
             whisper = Whisper(engine, scheduler)
         if settings.warmup and device == "cuda":
             with timer("whisper_warmup"):
                 # With alignment on, only languages without a wav2vec2 aligner use Whisper's word times.
                 warm_whisper_batches(whisper, settings.batch_size, replicas, word_times=not settings.enable_alignment)
-        asr.loaded = True
-        return whisper
+        weights = engine.model_path
+        if memory_before is not None:  # the GPU's memory in use before and after (other work meanwhile counts in)
+            memory_mb = max((_device_memory_in_use_mb(device) or 0.0) - memory_before, 0.0)
+        else:  # on the CPU: the weights' files
+            memory_mb = _folder_mb(weights) if weights is not None else spec.size_mb or 0.0
+        return LoadedWhisper(
+            whisper,
+            memory_mb,
+            weights=weights_digest(weights) if weights is not None else source.location,
+        )
 
     def _load_aligners(self, timer: StepTimer) -> AlignerCache | None:
         settings = self.settings
@@ -298,6 +344,27 @@ def _after_imports(modules: tuple[str, ...], device: str, load: Callable[..., T]
             import_stage_module(module)
     with side_stream(device):  # weights go up beside Whisper's warmup decoding, not queued behind it
         return load(*args)
+
+
+def _release_model(whisper: Whisper) -> None:
+    """Unload a model: its scheduler's threads end, its engine lets go, the freed GPU memory goes back."""
+    whisper.scheduler.close()
+    whisper.engine.release()
+    gc.collect()
+    release_cached_gpu_memory()
+
+
+def _device_memory_in_use_mb(device: str) -> float | None:
+    if device != "cuda":
+        return None
+    import torch
+
+    free, total = torch.cuda.mem_get_info()
+    return (total - free) / 2**20
+
+
+def _folder_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
 
 
 def freeze_startup_objects() -> None:

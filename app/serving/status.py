@@ -17,6 +17,7 @@ from types import MappingProxyType
 from app.config import Settings
 from app.engine.pipeline import TranscriptionPipeline
 from app.engine.whisper.batching import SchedulerStats
+from app.engine.whisper_models import ModelStatus
 from app.runtime.accelerator import AcceleratorCheck
 from app.runtime.device import GpuInfo, GpuMemory, GpuMemorySampler, JitCacheInfo
 from app.serving.warmup import WarmupReport
@@ -67,6 +68,7 @@ class ServiceStatus:
     ready_at: float | None  # Unix time the models were ready (OpenAI's model `created`)
     batching: BatchingStatus | None
     gpu_memory: GpuMemory | None
+    models: tuple[ModelStatus, ...] = ()  # every Whisper model a request may name, and its state
 
     @property
     def ready(self) -> bool:
@@ -155,6 +157,7 @@ class ServiceState:
             ready_at=self.ready_at,
             batching=batching,
             gpu_memory=self.gpu_memory.latest(),
+            models=tuple(pipeline.models.statuses()) if pipeline is not None else (),
         )
 
     def _alignment_status(self) -> StageStatus:

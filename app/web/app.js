@@ -23,6 +23,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const input = $("file");
   const zone = $("drop-zone");
   $("api_key").value = sessionStorage.getItem("apiKey") || "";
+  listModels();
+  $("api_key").addEventListener("change", listModels);
 
   input.addEventListener("change", () => chooseFile(input.files[0]));
   zone.tabIndex = 0;
@@ -86,7 +88,8 @@ function authHeaders() {
 function formFields() {
   const data = new FormData();
   data.append("file", state.file, state.file.name);
-  for (const id of ["language", "task", "diarize", "num_speakers", "min_speakers", "max_speakers", "initial_prompt"]) {
+  const fields = ["model", "language", "task", "diarize", "num_speakers", "min_speakers", "max_speakers"];
+  for (const id of [...fields, "hotwords", "initial_prompt"]) {
     const value = $(id).value.trim();
     if (value) data.append(id, value);
   }
@@ -171,6 +174,28 @@ async function follow(job) {
 async function cancel() {
   if (!state.job) return;
   await api(`/v1/jobs/${state.job.id}/cancel`, { method: "POST" });
+}
+
+// The models this server may use (GET /v1/models), in the Model choice; the default stays first.
+async function listModels() {
+  const choice = $("model");
+  let models;
+  try {
+    models = (await (await api("/v1/models")).json()).data;
+  } catch (_) {
+    return; // a key is needed first, or the server is starting: the default still works
+  }
+  const chosen = choice.value;
+  choice.length = 1;
+  for (const model of models) {
+    if (model.id === "whisper-1") continue;
+    if (model.default) {
+      choice.options[0].text = `${model.id} (the default)`;
+    } else {
+      choice.add(new Option(model.state === "loaded" ? model.id : `${model.id} (loads on first use)`, model.id));
+    }
+  }
+  choice.value = [...choice.options].some((option) => option.value === chosen) ? chosen : "";
 }
 
 async function api(path, options = {}) {

@@ -76,7 +76,12 @@ function liveSession() {
     audio: {
       input: {
         format: { type: "audio/pcm", rate: 16000 },
-        transcription: { model: "whisper-1", language: language || null, diarize: $("diarize").value === "true" },
+        transcription: {
+          model: $("model").value || "whisper-1",
+          language: language || null,
+          keywords: $("hotwords").value.split(",").map((word) => word.trim()).filter(Boolean),
+          diarize: $("diarize").value === "true",
+        },
         turn_detection: { type: "server_vad", threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 500 },
       },
     },

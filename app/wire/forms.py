@@ -52,7 +52,9 @@ class OpenAITranscriptionParams(SpeakerOptions, RecognitionOptions):
     """The form fields of POST /v1/audio/transcriptions, besides the file (speaker, hotword and VAD
     fields are our extensions)."""
 
-    model: str = Field(description=f"The loaded model's id, or `{OPENAI_MODEL_ALIAS}` for it.")
+    model: str = Field(
+        max_length=500, description=f"One of GET /v1/models (`{OPENAI_MODEL_ALIAS}`: the server's default model)."
+    )
     language: LanguageCode = None
     prompt: Prompt = Field(default=None, description="Text that came before, or the spelling of names.")
     temperature: Temperature = 0.0
@@ -95,6 +97,7 @@ class OpenAITranscriptionParams(SpeakerOptions, RecognitionOptions):
         # are assigned word by word; plain json and text need neither.
         timed = fmt not in ("json", "text") or bool(diarize) or self.hints.given
         return TranscribeOptions(
+            model=self.model,
             language=self.language,
             task=task,
             diarize=diarize,

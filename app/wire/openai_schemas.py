@@ -10,10 +10,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.engine.whisper_models import DEFAULT_MODEL_ALIAS
 from app.transcript import Task
+from app.wire.schemas import ModelOut
 
-# The model id every OpenAI client sends by default; it names the loaded Whisper here.
-OPENAI_MODEL_ALIAS = "whisper-1"
+# The model id every OpenAI client sends by default; it names the server's default model here.
+OPENAI_MODEL_ALIAS = DEFAULT_MODEL_ALIAS
 
 Granularity = Literal["word", "segment"]
 
@@ -74,10 +76,11 @@ class TranscriptionDiarized(BaseModel):
     usage: Usage
 
 
-class ModelCard(BaseModel):
-    id: str
+class ModelCard(ModelOut):
+    """OpenAI's model object, with our state of the model beside its fields (the SDKs keep unknown fields)."""
+
     object: Literal["model"] = "model"
-    created: int = Field(description="When the model was loaded (Unix seconds).")
+    created: int = Field(description="When the server became ready (Unix seconds).")
     owned_by: str
 
 

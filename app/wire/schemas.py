@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field
 
+from app.engine.whisper_models import ModelStatus
 from app.transcript import DiarizationReport, Segment, Word, WordTimeSource
 
 
@@ -150,6 +151,30 @@ class QueueOut(BaseModel):
     realtime: RealtimeOut | None = None
 
 
+class ModelOut(BaseModel):
+    """One Whisper model this server may serve (WHISPER_MODELS) and its state now."""
+
+    id: str
+    default: bool = Field(description="The model a request gets without `model` (or with `whisper-1`).")
+    state: Literal["loaded", "loading", "unloading", "unloaded"] = Field(
+        description="`unloaded` models load on their first request (that request waits)."
+    )
+    in_use: int = Field(description="Requests using the model now.")
+    loaded_at: float | None = Field(description="When the current load finished (Unix seconds).")
+    idle_since: float | None = Field(
+        description="Loaded and unused since then (Unix seconds); unloaded after MODEL_IDLE_S."
+    )
+    loads: int
+    unloads: int
+    memory_mb: float | None = Field(description="What the model took at its last load (GPU memory on CUDA).")
+    last_error: str | None = Field(description="Why its last load failed, if it did.")
+
+    @classmethod
+    def of(cls, model: ModelStatus, model_id: str | None = None, **more: Any) -> Self:
+        fields = {name: getattr(model, name) for name in ModelOut.model_fields if name != "id"}
+        return cls(id=model_id or model.id, **{**fields, "state": model.state.value}, **more)
+
+
 class HealthResponse(BaseModel):
     status: Literal["loading", "warming", "healthy", "degraded", "failed", "draining"]
     service: str
@@ -174,6 +199,9 @@ class HealthResponse(BaseModel):
     jit_cache: JitCacheOut | None = None
     queue: QueueOut
     gpu_memory: GpuMemoryOut | None = None
+    models: list[ModelOut] = Field(
+        default_factory=list, description="Every Whisper model a request may name (`model`), and its state."
+    )
 
 
 class JobProgressOut(BaseModel):

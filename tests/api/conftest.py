@@ -18,6 +18,7 @@ from app.engine.options import Capabilities, ResolvedOptions, TranscribeOptions,
 from app.engine.vad import SpeechChunk
 from app.engine.whisper.batching import BatchScheduler
 from app.engine.whisper.stage import DecodedCount
+from app.engine.whisper_models import LoadedWhisper, ModelSpec, WhisperModels
 from app.main import create_app
 from app.runtime.timing import StepTimer
 from app.serving.status import ServiceState
@@ -41,7 +42,6 @@ class FakePipeline:
     """
 
     model_name = "fake-whisper"
-    fingerprint = "fake-whisper-weights"
     aligners = None
     diarizer: object | None = None  # as if none is loaded: speakers only when asked for
     diarizer_unavailable: str | None = None
@@ -49,24 +49,45 @@ class FakePipeline:
     max_batch_size = 64
     # What /health and /metrics read of Whisper: an idle scheduler and no model calls.
     whisper = SimpleNamespace(
-        scheduler=BatchScheduler("fake-whisper"), model_seconds=StepTimer(), decoded=DecodedCount()
+        scheduler=BatchScheduler("fake-whisper"),
+        model_seconds=StepTimer(),
+        decoded=DecodedCount(),
+        languages=frozenset({"en", "de"}),
     )
 
     window_texts = ("Hello there.", "Hi.")  # the text of the transcript below, window by window
 
-    def __init__(self) -> None:
+    def __init__(self, more_models: tuple[str, ...] = ()) -> None:
+        """``more_models``: models besides the default a request may name, each loaded on first use
+        (``self.loaded``) by the real ``WhisperModels``."""
+        specs = [ModelSpec(name, name, english_only=name.endswith(".en")) for name in (self.model_name, *more_models)]
+        self.loaded: list[str] = []
+        self.models = WhisperModels(specs, self.model_name, self._load, lambda _: None)
+        self.models.start()
         self.calls: list[tuple[np.ndarray, ResolvedOptions]] = []
         self.release = threading.Event()
         self.release.set()
         self.started = threading.Event()
         self.fail_with: Exception | None = None
 
+    def _load(self, spec: ModelSpec) -> LoadedWhisper:
+        self.loaded.append(spec.id)
+        languages = frozenset({"en"}) if spec.english_only else self.whisper.languages
+        return LoadedWhisper(SimpleNamespace(**{**vars(self.whisper), "languages": languages}), 1.0, spec.id)  # type: ignore[arg-type]
+
+    def fingerprint(self, model: str | None = None) -> str:
+        return f"{model or self.model_name}-weights"
+
     @property
     def capabilities(self) -> Capabilities:
+        return self.capabilities_of(self.model_name)
+
+    def capabilities_of(self, model: str) -> Capabilities:
+        english_only = self.models.english_only(model)
         return Capabilities(
-            model=self.model_name,
-            multilingual=True,
-            languages=frozenset({"en", "de"}),
+            model=model,
+            multilingual=not english_only,
+            languages=frozenset({"en"}) if english_only else frozenset({"en", "de"}),
             diarizer=self.diarizer is not None,
             diarizer_unavailable=self.diarizer_unavailable,
             default_batch_size=self.default_batch_size,
@@ -74,7 +95,7 @@ class FakePipeline:
         )
 
     def resolve(self, options: TranscribeOptions) -> ResolvedOptions:
-        return resolve(options, self.capabilities)
+        return resolve(options, self.capabilities_of(self.models.id_of(options.model)))
 
     def close(self) -> None:
         pass
@@ -88,6 +109,17 @@ class FakePipeline:
         *,
         listener: TextListener | None = None,
         speech: list[SpeechChunk] | None = None,
+    ) -> Transcript:
+        with self.models.use(options.model or self.model_name):
+            return self._run(audio, options, cancel, progress, listener)
+
+    def _run(
+        self,
+        audio: np.ndarray,
+        options: ResolvedOptions,
+        cancel: CancelToken | None,
+        progress: Progress | None,
+        listener: TextListener | None,
     ) -> Transcript:
         self.calls.append((audio, options))
         if progress is not None:
@@ -123,7 +155,7 @@ class FakePipeline:
                 requested=diarize, performed=diarize, diarizer="fake" if diarize else None, device="cpu", turns=turns
             ),
             task=options.task,
-            model=self.model_name,
+            model=options.model or self.model_name,
             temperature=options.temperature,
             timings={"asr": 0.01, "total": 0.02},
         )

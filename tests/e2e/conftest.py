@@ -29,6 +29,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, upload_dir: Path) -> Iterat
         "TEMP_DIR": str(upload_dir),
         "DEVICE": "cpu",
         "WHISPER_MODEL": "auto",
+        # A second model a request may name: loaded on first use, unloaded 3 s after (test_models_server.py).
+        "WHISPER_MODELS": "bundled-tiny.en",
+        "MODEL_IDLE_S": "3",
         "HF_HUB_OFFLINE": "1",
         "HF_TOKEN": "",
     }

@@ -111,7 +111,7 @@ def test_translation(sdk, sample_wav):
 
 def test_models_list_the_loaded_model_and_the_alias(sdk, server):
     ids = [m.id for m in sdk.models.list()]
-    assert ids == [server.health["model"], "whisper-1"]
+    assert ids == [server.health["model"], "bundled-tiny.en", "whisper-1"]
     assert sdk.models.retrieve("whisper-1").id == "whisper-1"
     with pytest.raises(openai.NotFoundError) as raised:
         sdk.models.retrieve("gpt-4o-transcribe")

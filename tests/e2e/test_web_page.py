@@ -20,7 +20,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ready
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.support.scoring import read_stm_text, word_error_rate
 from tests.support.server import RunningServer
@@ -141,6 +141,27 @@ def test_an_error_is_shown_in_words(browser: WebDriver, server: RunningServer, t
     assert "does not look like audio" in error.text
     assert browser.find_element(By.ID, "start").is_enabled(), "the user can try another file"
     _screenshot(browser, "desktop-error")
+
+
+def test_the_model_choice_lists_the_servers_models_and_the_transcript_comes_from_the_chosen_one(
+    browser: WebDriver, server: RunningServer, sample_wav: Path
+) -> None:
+    browser.set_window_size(*DESKTOP)
+    browser.get(f"{server.url}/")
+    choice = Select(browser.find_element(By.ID, "model"))
+    WebDriverWait(browser, 10).until(lambda _: len(choice.options) > 1)
+    labels = [option.get_attribute("textContent") for option in choice.options]
+    assert labels[0] == "bundled-base (the default)" and choice.options[0].get_attribute("value") == ""
+    assert labels[1].startswith("bundled-tiny.en") and len(labels) == 2
+    browser.find_element(By.CSS_SELECTOR, "details.options summary").click()
+    choice.select_by_value("bundled-tiny.en")
+    browser.find_element(By.ID, "word_timestamps").click()  # untimed: the fast path
+    browser.find_element(By.ID, "hotwords").send_keys("Yankee")
+    browser.find_element(By.ID, "file").send_keys(str(sample_wav))
+    browser.find_element(By.ID, "start").click()
+    WebDriverWait(browser, 300).until(ready.visibility_of_element_located((By.ID, "result")))
+    assert browser.execute_script("return state.result.model") == "bundled-tiny.en"
+    assert browser.execute_script("return state.job.id")
 
 
 def test_the_page_is_labelled_for_keyboards_and_screen_readers(browser: WebDriver, server: RunningServer) -> None:

@@ -29,6 +29,7 @@ def bad_values(field: str, tmp_path: Path) -> list[str]:
     a_file.write_text("not a folder")
     special = {
         "whisper_model": ["./no-such-model-folder"],
+        "whisper_models": ["bundled-tiny.en,./no-such-model-folder", "[not json"],
         "diarization_pipeline": ["/no/such/pipeline.yaml"],
         "ffmpeg_binary": ["/no/such/ffmpeg"],
         "host": ["not a host!"],

@@ -97,6 +97,9 @@ class CTranslate2Engine:
             model.max_length = ctranslate2_max_length(max_new_tokens)
         return cls(model, source, model_path=Path(location))
 
+    def release(self) -> None:
+        self._model.model.unload_model()  # frees the weights on the device now, not whenever Python collects
+
     def tokenizer(self, language: str, task: str) -> Any:
         return self._tokenizers.get(language, task)
 

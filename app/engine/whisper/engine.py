@@ -79,6 +79,9 @@ class WhisperEngine(Protocol):
     def align_words(self, inputs: list[AlignmentInput], tokenizer: Any) -> list[list[dict[str, Any]]]:
         """Each segment's words with start, end and probability (faster-whisper's word dictionaries)."""
 
+    def release(self) -> None:
+        """Let go of the weights and buffers (the model is being unloaded; no call comes after)."""
+
 
 def choose_engine(setting: str, device: str) -> str:
     """``ENGINE``'s engine on ``device``: ``auto`` is torch on CUDA, CTranslate2 on the CPU."""

@@ -226,6 +226,12 @@ class TorchEngine:
         self._searches[shape] = search
         return search
 
+    def release(self) -> None:
+        with self._lock:
+            self.drop_graphs()
+            self._buffers = None
+            self.network.to_empty(device="meta")  # the parameters' memory goes now, whoever still holds the module
+
     def drop_graphs(self) -> None:
         """Forget every batch shape's search and graphs (their memory pool goes with them)."""
         self._searches.clear()

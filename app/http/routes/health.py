@@ -29,6 +29,7 @@ from app.wire.schemas import (
     GpuMemoryOut,
     HealthResponse,
     JitCacheOut,
+    ModelOut,
     QueueOut,
     RealtimeOut,
     StageOut,
@@ -98,6 +99,7 @@ async def health(
             realtime=RealtimeOut(sessions=live.open, limit=live.limit, opened=live.opened, refused=live.refused),
         ),
         gpu_memory=GpuMemoryOut(**asdict(status.gpu_memory)) if status.gpu_memory else None,
+        models=[ModelOut.of(model) for model in status.models],
     )
     if ready:
         return JSONResponse(body.model_dump())

@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import APIRouter, Request, Response
 
 from app.engine.options import Capabilities, TranscribeOptions
-from app.errors import InvalidParameter, ModelNotFound, ServiceError, Unsupported
+from app.engine.whisper_models import ModelStatus
+from app.errors import InvalidParameter, ServiceError, Unsupported
 from app.http.deps import PipelineDep, ServiceStateDep
 from app.http.error_handlers import error_body
 from app.http.routes.flow import ERROR_RESPONSES, FlowDep, Streaming, TranscriptionFlow
@@ -41,7 +42,7 @@ logger = logging.getLogger(__name__)
 _OWNER = "transcription-service"
 _RESPONSES = {
     **{status: {**answer, "model": ErrorResponse} for status, answer in ERROR_RESPONSES.items()},
-    404: {"description": "`model` is neither the loaded model nor whisper-1.", "model": ErrorResponse},
+    404: {"description": "`model` is none of GET /v1/models.", "model": ErrorResponse},
     200: {
         "description": "`json`, `verbose_json` or `diarized_json` as JSON; `text`, `srt` and `vtt` as text; "
         "with `stream=true`, server-sent events: `transcript.text.delta` as each window is decoded, "
@@ -110,18 +111,20 @@ async def _events(stream: TranscriptStream, params: OpenAITranscriptionParams, p
 
 @router.get("/models", response_model=ModelList)
 def list_models(pipeline: PipelineDep, state: ServiceStateDep) -> ModelList:
-    return ModelList(data=[_card(name, state) for name in (pipeline.model_name, OPENAI_MODEL_ALIAS)])
+    """Every model a request may name, with its state (loaded, loading, unloaded), and `whisper-1` (the default)."""
+    statuses = pipeline.models.statuses()
+    default = next(s for s in statuses if s.default)
+    return ModelList(data=[*(_card(s.id, s, state) for s in statuses), _card(OPENAI_MODEL_ALIAS, default, state)])
 
 
 @router.get("/models/{model_id:path}", response_model=ModelCard, responses={404: {"model": ErrorResponse}})
 def get_model(model_id: str, pipeline: PipelineDep, state: ServiceStateDep) -> ModelCard:
-    _check_model(model_id, pipeline.capabilities)
-    return _card(model_id, state)
+    named = pipeline.models.id_of(model_id)
+    return _card(model_id, next(s for s in pipeline.models.statuses() if s.id == named), state)
 
 
 def _options_of(can: Capabilities, task: Task) -> Callable[[OpenAITranscriptionParams], TranscribeOptions]:
     def options_of(params: OpenAITranscriptionParams) -> TranscribeOptions:
-        _check_model(params.model, can)
         if params.stream and task == "translate":
             raise Unsupported(
                 "stream=true is for transcriptions: a translation comes whole. Send stream=false (the default).",
@@ -149,13 +152,5 @@ def _options_of(can: Capabilities, task: Task) -> Callable[[OpenAITranscriptionP
     return options_of
 
 
-def _check_model(model: str, can: Capabilities) -> None:
-    if model not in (can.model, OPENAI_MODEL_ALIAS):
-        raise ModelNotFound(
-            f"The model `{model}` does not exist. This server has `{can.model}` (also called `{OPENAI_MODEL_ALIAS}`).",
-            param="model",
-        )
-
-
-def _card(model_id: str, state: ServiceState) -> ModelCard:
-    return ModelCard(id=model_id, created=int(state.ready_at or 0), owned_by=_OWNER)
+def _card(model_id: str, model: ModelStatus, state: ServiceState) -> ModelCard:
+    return ModelCard.of(model, model_id, created=int(state.ready_at or 0), owned_by=_OWNER)
