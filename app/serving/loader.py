@@ -263,9 +263,11 @@ class ModelLoader:
                 # With alignment on, only languages without a wav2vec2 aligner use Whisper's word times.
                 warm_whisper_batches(whisper, settings.batch_size, replicas, word_times=not settings.enable_alignment)
         weights = engine.model_path
-        if memory_before is not None:  # the GPU's memory in use before and after (other work meanwhile counts in)
+        memory_mb = engine.device_memory_mb() if device == "cuda" else None
+        if memory_mb is None and memory_before is not None:
+            # The GPU's memory in use before and after the load (other work meanwhile counts in).
             memory_mb = max((_device_memory_in_use_mb(device) or 0.0) - memory_before, 0.0)
-        else:  # on the CPU: the weights' files
+        if memory_mb is None:  # on the CPU: the weights' files
             memory_mb = _folder_mb(weights) if weights is not None else spec.size_mb or 0.0
         return LoadedWhisper(
             whisper,

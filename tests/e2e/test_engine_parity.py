@@ -93,3 +93,15 @@ def test_same_language_and_the_multilingual_text(tmp_path_factory):
     assert our_p == pytest.approx(their_p, abs=0.01)
     decoding = replace(ENGLISH, task="transcribe", initial_prompt="A phone call between Diane and Sheila.")
     assert word_error_rate(_text(ctranslate2, audio, decoding), _text(torch_engine, audio, decoding)) <= 0.01
+
+
+def test_both_engines_let_go_of_their_weights_when_unloaded(tmp_path):
+    """What WhisperModels' unload calls: the weights go at once, not when Python gets round to it."""
+    ctranslate2, torch_engine = _both("bundled-tiny.en", tmp_path)
+    held = torch_engine.engine.device_memory_mb()
+    assert held is not None and 100 < held < 200  # tiny.en's 39 M parameters in float32
+    assert ctranslate2.engine.device_memory_mb() is None  # CTranslate2 does not say (the loader measures it)
+    for whisper in (ctranslate2, torch_engine):
+        whisper.engine.release()
+    assert all(p.device.type == "meta" for p in torch_engine.engine.network.parameters())
+    assert not ctranslate2.engine._model.model.model_is_loaded

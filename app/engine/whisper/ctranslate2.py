@@ -100,6 +100,9 @@ class CTranslate2Engine:
     def release(self) -> None:
         self._model.model.unload_model()  # frees the weights on the device now, not whenever Python collects
 
+    def device_memory_mb(self) -> float | None:
+        return None  # CTranslate2 does not say; its memory is outside torch's allocator (the loader measures it)
+
     def tokenizer(self, language: str, task: str) -> Any:
         return self._tokenizers.get(language, task)
 

@@ -82,6 +82,9 @@ class WhisperEngine(Protocol):
     def release(self) -> None:
         """Let go of the weights and buffers (the model is being unloaded; no call comes after)."""
 
+    def device_memory_mb(self) -> float | None:
+        """What the model holds on its device (weights, decoding buffers), when the engine can tell."""
+
 
 def choose_engine(setting: str, device: str) -> str:
     """``ENGINE``'s engine on ``device``: ``auto`` is torch on CUDA, CTranslate2 on the CPU."""

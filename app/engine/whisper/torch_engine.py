@@ -232,6 +232,14 @@ class TorchEngine:
             self._buffers = None
             self.network.to_empty(device="meta")  # the parameters' memory goes now, whoever still holds the module
 
+    def device_memory_mb(self) -> float | None:
+        """Weights and the decoding buffers (torch's allocator pools free memory, so the GPU's
+        memory in use before and after a load does not show what a model took)."""
+        tensors = [*self.network.parameters(), *self.network.buffers()]
+        if self._buffers is not None:
+            tensors += [t for t in vars(self._buffers).values() if isinstance(t, torch.Tensor)]
+        return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+
     def drop_graphs(self) -> None:
         """Forget every batch shape's search and graphs (their memory pool goes with them)."""
         self._searches.clear()
