@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     diarize_during_asr: bool = True
     """Start a request's diarization (which needs only the audio) as soon as its speech is found, on a thread beside Whisper and the word times, instead of after them. Diarizations still run one at a time."""
 
+    known_speaker_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
+    """Known speakers (`known_speaker_names[]`/`known_speaker_references[]`): the cosine similarity of a diarized speaker's voice and a reference clip at which the speaker takes the name. Unset: the diarizer's own — 0.84 for the offline diarizer's GE2E encoder (bench/known_speakers.py), 0.5 for pyannote's pretrained pipelines (WeSpeaker; not measured here)."""
+
     hf_token: SecretStr | None = Field(default=None, validation_alias="HF_TOKEN")
     """Hugging Face token for gated models (pyannote). Never logged, never shown by /health."""
 

@@ -54,7 +54,9 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     gate = AdmissionGate(settings.max_pending_requests)
     budgets = Budgets.for_settings(settings)
     service_metrics = ServiceMetrics()
-    limits = DecodeLimits(settings.decode_timeout_s, settings.max_audio_seconds, settings.ffmpeg_binary)
+    limits = DecodeLimits(
+        settings.decode_timeout_s, settings.max_audio_seconds, settings.ffmpeg_binary, temp_dir=settings.temp_dir
+    )
     transcriber = Transcriber(
         state, gate, budgets, limits, service_metrics.observe_transcript, loads_models=settings.role == "all"
     )

@@ -61,6 +61,17 @@ class DiarizationReport:
     turns: Annotated[
         list[SpeakerTurn], Field(description="Who speaks when, as the diarizer found it (turns may overlap).")
     ] = field(default_factory=list)
+    known_speakers: Annotated[
+        list[KnownSpeakerMatch],
+        Field(description="The known speakers recognised: which diarized speaker took each name, and how alike."),
+    ] = field(default_factory=list)
+
+
+@dataclass
+class KnownSpeakerMatch:
+    name: str
+    speaker: Annotated[str, Field(description="The diarizer's label the name replaced (SPEAKER_nn).")]
+    similarity: Annotated[float, Field(description="Cosine similarity of the voice and its reference clip.")]
 
 
 @dataclass

@@ -61,6 +61,32 @@ LanguageCode = Annotated[
 Prompt = Annotated[Annotated[str, Field(max_length=1000)] | None, BeforeValidator(_blank_is_none)]
 Temperature = Annotated[float, Field(ge=0.0, le=1.0, description="0: beam search (deterministic). Above 0: sampling.")]
 
+MAX_KNOWN_SPEAKERS = 8
+# A reference clip is 2–10 s: as 16-bit 48 kHz stereo WAV, under 2 MB; base64 adds a third.
+MAX_REFERENCE_CHARS = 3 * 2**20
+
+
+def _speaker_name(value: object) -> object:
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            raise ValueError("a known speaker's name is empty")
+    return value
+
+
+def _data_url(value: object) -> object:
+    if isinstance(value, str) and not value.startswith("data:"):
+        raise ValueError("a known speaker reference is a data URL of a clip: data:audio/wav;base64,…")
+    return value
+
+
+def _one_is_a_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value  # a form field sent once is one value
+
+
+SpeakerName = Annotated[str, BeforeValidator(_speaker_name), Field(max_length=100)]
+ReferenceClip = Annotated[str, BeforeValidator(_data_url), Field(max_length=MAX_REFERENCE_CHARS)]
+
 
 @dataclass(frozen=True)
 class SpeakerHints:
@@ -86,6 +112,19 @@ class SpeakerOptions(BaseModel):
     num_speakers: int | None = Field(default=None, ge=1, le=64)
     min_speakers: int | None = Field(default=None, ge=1, le=64)
     max_speakers: int | None = Field(default=None, ge=1, le=64)
+    known_speaker_names: Annotated[list[SpeakerName], BeforeValidator(_one_is_a_list)] = Field(
+        default=[],
+        max_length=MAX_KNOWN_SPEAKERS,
+        description="Names for the speakers whose voices `known_speaker_references` holds, in the same order: "
+        "a diarized speaker whose voice matches a reference is labelled with its name (OpenAI's field; "
+        "sent as `known_speaker_names[]`).",
+    )
+    known_speaker_references: Annotated[list[ReferenceClip], BeforeValidator(_one_is_a_list)] = Field(
+        default=[],
+        max_length=MAX_KNOWN_SPEAKERS,
+        description="2–10 s of each named speaker's voice alone, as data URLs (`data:audio/wav;base64,…`; "
+        "on /transcribe also as file parts), one per name (sent as `known_speaker_references[]`).",
+    )
 
     @model_validator(mode="after")
     def _consistent_speakers(self) -> SpeakerOptions:
@@ -96,7 +135,22 @@ class SpeakerOptions(BaseModel):
             raise ValueError(f"num_speakers ({exact}) is outside min_speakers/max_speakers")
         if self.diarize is False and self.hints.given:
             raise ValueError("speaker hints were given but diarize is false")
+        names, references = self.known_speaker_names, self.known_speaker_references
+        if len(names) != len(references):
+            raise ValueError(
+                f"{len(names)} known_speaker_names but {len(references)} known_speaker_references: "
+                "send one reference clip per name, in the same order"
+            )
+        if len(set(names)) != len(names):
+            raise ValueError("known_speaker_names has the same name twice; each name is one voice")
+        if names and self.diarize is False:
+            raise ValueError("known speakers name diarized speakers, but diarize is false")
         return self
+
+    @property
+    def known_speakers(self) -> tuple[tuple[str, str], ...]:
+        """(name, reference clip as a data URL), in the order sent."""
+        return tuple(zip(self.known_speaker_names, self.known_speaker_references, strict=True))
 
     @property
     def hints(self) -> SpeakerHints:
@@ -216,6 +270,7 @@ class ResolvedOptions:
     hotwords: str | None = None
     speech: SpeechParams = DEFAULT_SPEECH
     model: str | None = None  # the Whisper model's id (None: the pipeline's default, for callers that build these)
+    known_speakers: tuple[tuple[str, str], ...] = ()  # (name, reference clip's data URL)
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -255,7 +310,7 @@ def resolve(options: TranscribeOptions, can: Capabilities) -> ResolvedOptions:
     if diarize is None:
         # Hints ask for speakers; otherwise label them when a diarizer is loaded and there are
         # word times to label (speakers are assigned word by word).
-        diarize = hints.given or (options.word_timestamps and can.diarizer)
+        diarize = hints.given or bool(options.known_speakers) or (options.word_timestamps and can.diarizer)
     if diarize and not options.word_timestamps:
         raise InvalidParameter(
             "Speakers need word times (they are assigned word by word): "
@@ -274,4 +329,5 @@ def resolve(options: TranscribeOptions, can: Capabilities) -> ResolvedOptions:
         hotwords=options.hotwords,
         speech=options.speech,
         model=can.model,
+        known_speakers=options.known_speakers,
     )

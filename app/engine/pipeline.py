@@ -32,6 +32,7 @@ from app.engine.options import (
     whisper_languages,
 )
 from app.engine.speakers.diarization import Diarizer, assign_speakers
+from app.engine.speakers.known import KnownSpeaker, name_speakers
 from app.engine.vad import SpeechChunk, SpeechDetector
 from app.engine.whisper.stage import Whisper
 from app.engine.whisper_models import WhisperModels
@@ -39,6 +40,7 @@ from app.runtime.gpu_streams import side_stream
 from app.runtime.timing import StepTimer
 from app.transcript import (
     DiarizationReport,
+    KnownSpeakerMatch,
     Segment,
     SpeakerTurn,
     TextListener,
@@ -65,6 +67,7 @@ class TranscriptionPipeline:
         max_batch_size: int = 64,
         diarize_during_asr: bool = False,
         fingerprint: Callable[[str, str], str] | None = None,
+        known_speaker_threshold: float | None = None,
     ) -> None:
         """``whisper``: the models a request may choose from (WHISPER_MODELS), or just one."""
         self.models = whisper if isinstance(whisper, WhisperModels) else WhisperModels.serving(whisper)
@@ -78,6 +81,8 @@ class TranscriptionPipeline:
         self.diarizer_unavailable = diarizer_unavailable
         self.default_batch_size = default_batch_size
         self.max_batch_size = max_batch_size
+        # None: the diarizer's own (its embedding model's scale).
+        self.known_speaker_threshold = known_speaker_threshold
         # Diarization needs only the audio: with ``diarize_during_asr`` it starts on this thread
         # once a request's speech is found. One thread: the diarizer runs one request at a time.
         self._diarization_thread = (
@@ -138,6 +143,7 @@ class TranscriptionPipeline:
         *,
         listener: TextListener | None = None,
         speech: list[SpeechChunk] | None = None,
+        known: list[KnownSpeaker] | None = None,
     ) -> Transcript:
         """Every stage in turn (diarization beside the words, with ``diarize_during_asr``);
         ``cancel`` stops the work at the next stage or batch boundary.
@@ -145,10 +151,11 @@ class TranscriptionPipeline:
         ``progress`` hears of every stage entered and every batch of windows sent to Whisper;
         ``listener``, of each window's text as it is decoded. ``speech`` is where the speech
         is when the caller knows already (a live turn its own VAD found): no VAD runs then.
+        ``known``: the known speakers' decoded reference clips, to name the diarized speakers by.
         """
         model = options.model or self.models.default
         with self.models.use(model) as whisper, side_stream(self.device):  # not behind Whisper's decoding
-            return self._run(whisper, audio, options, cancel, progress, listener, speech)
+            return self._run(whisper, audio, options, cancel, progress, listener, speech, known or [])
 
     def _run(
         self,
@@ -159,6 +166,7 @@ class TranscriptionPipeline:
         progress: Progress | None,
         listener: TextListener | None,
         speech: list[SpeechChunk] | None,
+        known: list[KnownSpeaker],
     ) -> Transcript:
         cancel = cancel or CancelToken()
         progress = progress or Progress(options.stages)
@@ -203,7 +211,7 @@ class TranscriptionPipeline:
             if options.diarize:
                 cancel.check()
                 with stage("diarization"):
-                    self._diarize(audio, options.hints, result, cancel, early)
+                    self._diarize(audio, options.hints, result, cancel, early, known)
         progress.finish()
         return result
 
@@ -292,6 +300,7 @@ class TranscriptionPipeline:
         result: Transcript,
         cancel: CancelToken,
         early: _EarlyDiarization | None,
+        known: list[KnownSpeaker],
     ) -> None:
         report = result.diarization
         if self.diarizer is None:
@@ -310,6 +319,12 @@ class TranscriptionPipeline:
         for step, seconds in steps.items():  # pyannote's steps, for the timings a response shows
             result.timings[f"diarization_{step}"] = seconds
         report.turns = [SpeakerTurn(round(t.start, 3), round(t.end, 3), t.speaker) for t in turns]
+        if known:
+            cancel.check()
+            with StepTimer(result.timings)("diarization_known_speakers"):
+                threshold = self.known_speaker_threshold or self.diarizer.same_voice
+                report.turns, matches = name_speakers(audio, report.turns, known, self.diarizer.embed, threshold)
+            report.known_speakers = [KnownSpeakerMatch(m.name, m.speaker, m.similarity) for m in matches]
         report.performed = True
         assign_speakers(result.segments, report.turns)
 

@@ -30,6 +30,8 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from app.control.budget import ByteBudget, Reservation
+from app.engine.options import MAX_KNOWN_SPEAKERS
+from app.engine.speakers.references import data_url
 from app.errors import EmptyUpload, MissingFile, ServiceError, UploadTooLarge, UploadTooSlow
 
 logger = logging.getLogger(__name__)
@@ -37,6 +39,9 @@ logger = logging.getLogger(__name__)
 FILE_FIELD = "file"
 _MAX_FIELDS = 100
 _MAX_FIELD_BYTES = 64 * 1024
+# Known speakers' reference clips come as long data-URL fields or as file parts (a 10 s clip).
+REFERENCE_FIELDS = ("known_speaker_references", "known_speaker_references[]")
+_MAX_REFERENCE_BYTES = 2 * 2**20
 
 
 class BadUpload(ServiceError):
@@ -154,6 +159,8 @@ class _Parts:
         self._headers: dict[bytes, bytes] = {}
         self._name: str | None = None
         self._is_file = False
+        self._reference_type: str | None = None  # a reference clip sent as a file part: its media type
+        self._references = 0
         self._value = bytearray()
         self._ended = False
 
@@ -197,12 +204,20 @@ class _Parts:
             self._field_count += 1
             if self._field_count > _MAX_FIELDS:
                 raise BadUpload(f"Too many form fields (more than {_MAX_FIELDS}).")
+            self._reference_type = None
+            if self._name in REFERENCE_FIELDS:
+                self._references += 1
+                if self._references > MAX_KNOWN_SPEAKERS:  # each may be megabytes: bound them here
+                    raise BadUpload(f"More than {MAX_KNOWN_SPEAKERS} known_speaker_references.")
+            if self._name in REFERENCE_FIELDS and b"filename" in params:
+                self._reference_type = self._headers.get(b"content-type", b"").decode("latin-1") or None
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         size = end - start
         if not self._is_file:
-            if len(self._value) + size > _MAX_FIELD_BYTES:
-                raise BadUpload(f"The form field '{self._name}' is longer than {_MAX_FIELD_BYTES // 1024} KiB.")
+            limit = _MAX_REFERENCE_BYTES if self._name in REFERENCE_FIELDS else _MAX_FIELD_BYTES
+            if len(self._value) + size > limit:
+                raise BadUpload(f"The form field '{self._name}' is longer than {limit // 1024} KiB.")
             self._value.extend(data[start:end])
             return
         if self.file_bytes + size > self.limits.max_bytes:
@@ -212,8 +227,13 @@ class _Parts:
         self.file_bytes += size
 
     def _part_end(self) -> None:
-        if not self._is_file and self._name is not None:
-            self.fields.setdefault(self._name, []).append(self._value.decode("utf-8", "replace"))
+        if self._is_file or self._name is None:
+            return
+        if self._name in REFERENCE_FIELDS and self._reference_type is not None:  # a clip as a file part
+            value = data_url(bytes(self._value), self._reference_type)
+        else:
+            value = self._value.decode("utf-8", "replace")
+        self.fields.setdefault(self._name, []).append(value)
 
     def finish(self) -> None:
         if not self._ended:

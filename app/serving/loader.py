@@ -161,6 +161,7 @@ class ModelLoader:
                 default_batch_size=settings.batch_size,
                 max_batch_size=settings.max_batch_size,
                 diarize_during_asr=settings.diarize_during_asr,
+                known_speaker_threshold=settings.known_speaker_threshold,
                 fingerprint=self._fingerprint(loaded_diarizer),
             )
 

@@ -21,6 +21,8 @@ from app.control.progress import Progress
 from app.engine.audio import decode_audio
 from app.engine.options import ResolvedOptions, TranscribeOptions
 from app.engine.pipeline import TranscriptionPipeline
+from app.engine.speakers.known import KnownSpeaker
+from app.engine.speakers.references import decode_references
 from app.errors import NotReady, retry_later
 from app.serving.status import Phase, ServiceState
 from app.transcript import TextListener, Transcript
@@ -35,6 +37,7 @@ class DecodeLimits:
     timeout_s: float
     max_seconds: float
     ffmpeg: str
+    temp_dir: Path | None = None  # where reference clips are written for ffmpeg (TEMP_DIR)
 
 
 class Transcriber:
@@ -81,6 +84,18 @@ class Transcriber:
         """Every default decided and checked against the loaded models (InvalidParameter: a 422)."""
         return self.pipeline().resolve(options)
 
+    def known_speakers(self, options: ResolvedOptions | TranscribeOptions) -> list[KnownSpeaker]:
+        """The known speakers' reference clips, decoded and checked (InvalidParameter, a 422, for a bad one)."""
+        if not options.known_speakers:
+            return []
+        limits = self.limits
+        return decode_references(
+            options.known_speakers,
+            timeout_s=min(limits.timeout_s, 30.0),
+            ffmpeg=limits.ffmpeg,
+            temp_dir=limits.temp_dir,
+        )
+
     def transcribe_file(
         self,
         path: Path,
@@ -94,6 +109,7 @@ class Transcriber:
         progress.plan(("decode", *options.stages))
         progress.enter("decode")
         started = time.perf_counter()
+        known = self.known_speakers(options)
         with self.budgets.memory.reservation() as memory:
             audio = decode_audio(
                 path,
@@ -103,7 +119,7 @@ class Transcriber:
                 ffmpeg=self.limits.ffmpeg,
             )
             decode_s = round(time.perf_counter() - started, 4)
-            transcript = pipeline.run(audio, options, cancel, progress, listener=listener)
+            transcript = pipeline.run(audio, options, cancel, progress, listener=listener, known=known)
         transcript.timings["decode"] = decode_s
         self.on_transcript(transcript)
         return transcript

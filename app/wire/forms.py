@@ -95,7 +95,7 @@ class OpenAITranscriptionParams(SpeakerOptions, RecognitionOptions):
         diarize = True if fmt == "diarized_json" else self.diarize
         # Word times cost an alignment pass: take it for timed formats and for speakers, which
         # are assigned word by word; plain json and text need neither.
-        timed = fmt not in ("json", "text") or bool(diarize) or self.hints.given
+        timed = fmt not in ("json", "text") or bool(diarize) or self.hints.given or bool(self.known_speaker_names)
         return TranscribeOptions(
             model=self.model,
             language=self.language,
@@ -104,6 +104,8 @@ class OpenAITranscriptionParams(SpeakerOptions, RecognitionOptions):
             num_speakers=self.num_speakers,
             min_speakers=self.min_speakers,
             max_speakers=self.max_speakers,
+            known_speaker_names=self.known_speaker_names,
+            known_speaker_references=self.known_speaker_references,
             initial_prompt=self.prompt,
             word_timestamps=timed,
             temperature=self.temperature,

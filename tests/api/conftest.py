@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from app.control.cancellation import CancelToken
 from app.control.progress import Progress
 from app.engine.options import Capabilities, ResolvedOptions, TranscribeOptions, resolve
+from app.engine.speakers.known import KnownSpeaker
 from app.engine.vad import SpeechChunk
 from app.engine.whisper.batching import BatchScheduler
 from app.engine.whisper.stage import DecodedCount
@@ -24,6 +25,7 @@ from app.runtime.timing import StepTimer
 from app.serving.status import ServiceState
 from app.transcript import (
     DiarizationReport,
+    KnownSpeakerMatch,
     Segment,
     SpeakerTurn,
     TextListener,
@@ -65,6 +67,7 @@ class FakePipeline:
         self.models = WhisperModels(specs, self.model_name, self._load, lambda _: None)
         self.models.start()
         self.calls: list[tuple[np.ndarray, ResolvedOptions]] = []
+        self.known: list[list[KnownSpeaker]] = []  # each run's known speakers
         self.release = threading.Event()
         self.release.set()
         self.started = threading.Event()
@@ -109,9 +112,21 @@ class FakePipeline:
         *,
         listener: TextListener | None = None,
         speech: list[SpeechChunk] | None = None,
+        known: list[KnownSpeaker] | None = None,
     ) -> Transcript:
+        self.known.append(known or [])
         with self.models.use(options.model or self.model_name):
-            return self._run(audio, options, cancel, progress, listener)
+            transcript = self._run(audio, options, cancel, progress, listener)
+        if known:  # the first known speaker is the first voice, as if its reference matched
+            rename = {"SPEAKER_00": known[0].name}
+            for segment in transcript.segments:
+                segment.speaker = rename.get(segment.speaker or "", segment.speaker)
+                for word in segment.words:
+                    word.speaker = rename.get(word.speaker or "", word.speaker)
+            report = transcript.diarization
+            report.turns = [SpeakerTurn(t.start, t.end, rename.get(t.speaker, t.speaker)) for t in report.turns]
+            report.known_speakers = [KnownSpeakerMatch(known[0].name, "SPEAKER_00", 0.93)]
+        return transcript
 
     def _run(
         self,

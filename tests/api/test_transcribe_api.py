@@ -35,6 +35,7 @@ def test_json_reply_keeps_the_documented_shape(client, sample_bytes, fake_pipeli
             {"start": 0.4, "end": 1.6, "speaker": "SPEAKER_00"},
             {"start": 1.9, "end": 3.1, "speaker": "SPEAKER_01"},
         ],
+        "known_speakers": [],
     }
     assert body["diarization_device"] == "cpu"
     first = body["segments"][0]

