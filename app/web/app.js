@@ -25,6 +25,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("api_key").value = sessionStorage.getItem("apiKey") || "";
   listModels();
   $("api_key").addEventListener("change", listModels);
+  $("add-known-speaker").addEventListener("click", addKnownSpeaker);
 
   input.addEventListener("change", () => chooseFile(input.files[0]));
   zone.tabIndex = 0;
@@ -94,7 +95,26 @@ function formFields() {
     if (value) data.append(id, value);
   }
   data.append("word_timestamps", $("word_timestamps").checked ? "true" : "false");
+  for (const row of document.querySelectorAll(".known-speaker")) {
+    const name = row.querySelector(".known-name").value.trim();
+    const clip = row.querySelector(".known-clip").files[0];
+    if (!name && !clip) continue;
+    if (!name || !clip) throw new UserError("Each known speaker needs both a name and a voice clip.");
+    data.append("known_speaker_names[]", name);
+    data.append("known_speaker_references[]", clip, clip.name);
+  }
   return data;
+}
+
+const MAX_KNOWN_SPEAKERS = 8;
+
+function addKnownSpeaker() {
+  const rows = document.querySelectorAll(".known-speaker");
+  const row = rows[0].cloneNode(true);
+  for (const input of row.querySelectorAll("input")) input.value = "";
+  rows[rows.length - 1].after(row);
+  $("add-known-speaker").disabled = rows.length + 1 >= MAX_KNOWN_SPEAKERS;
+  row.querySelector(".known-name").focus();
 }
 
 async function start() {

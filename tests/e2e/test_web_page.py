@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -22,6 +24,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from app.engine.audio import read_pcm16_wav
 from tests.support.scoring import read_stm_text, word_error_rate
 from tests.support.server import RunningServer
 
@@ -162,6 +165,32 @@ def test_the_model_choice_lists_the_servers_models_and_the_transcript_comes_from
     WebDriverWait(browser, 300).until(ready.visibility_of_element_located((By.ID, "result")))
     assert browser.execute_script("return state.result.model") == "bundled-tiny.en"
     assert browser.execute_script("return state.job.id")
+
+
+def test_a_known_speaker_is_called_by_the_name_given_on_the_page(
+    browser: WebDriver, server: RunningServer, sample_wav: Path, tmp_path: Path
+) -> None:
+    clip = tmp_path / "ann.wav"
+    audio = read_pcm16_wav(sample_wav)[int(10.6 * 16000) : int(14.6 * 16000)]  # one of speaker90's turns
+    with wave.open(str(clip), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    browser.set_window_size(*DESKTOP)
+    browser.get(f"{server.url}/")
+    browser.find_element(By.CSS_SELECTOR, "details.options summary").click()
+    browser.find_element(By.ID, "add-known-speaker").click()
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".known-speaker")) == 2
+    browser.find_element(By.CSS_SELECTOR, ".known-speaker .known-name").send_keys("Ann")
+    browser.find_element(By.CSS_SELECTOR, ".known-speaker .known-clip").send_keys(str(clip))
+    browser.find_element(By.ID, "file").send_keys(str(sample_wav))
+    browser.find_element(By.ID, "start").click()
+    WebDriverWait(browser, 300).until(ready.visibility_of_element_located((By.ID, "result")))
+    names = [n.get_attribute("value") for n in browser.find_elements(By.CSS_SELECTOR, "#speakers input")]
+    assert "Ann" in names and len(names) == 2, names
+    assert "Ann" in [w.text for w in browser.find_elements(By.CSS_SELECTOR, "#transcript .who")]
+    _screenshot(browser, "desktop-known-speaker")
 
 
 def test_the_page_is_labelled_for_keyboards_and_screen_readers(browser: WebDriver, server: RunningServer) -> None:
