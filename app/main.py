@@ -27,7 +27,7 @@ from app.http.auth import ApiKeyRequired, ApiKeys
 from app.http.body_limit import BodySizeLimit
 from app.http.error_handlers import install_error_handlers
 from app.http.metrics import RequestMetrics, ServiceMetrics, StateCollector
-from app.http.routes import health, openai_audio, realtime, transcribe, web
+from app.http.routes import health, openai_audio, realtime, speakers, transcribe, web
 from app.http.routes import jobs as jobs_routes
 from app.jobs.system import JobSystem
 from app.live.sessions import LiveSessions
@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.include_router(transcribe.router, dependencies=[ApiKeyRequired])
     app.include_router(openai_audio.router, dependencies=[ApiKeyRequired])
     app.include_router(jobs_routes.router, dependencies=[ApiKeyRequired])
+    app.include_router(speakers.router, dependencies=[ApiKeyRequired])
     app.include_router(realtime.router)  # checks the key itself: browsers send it as a subprotocol
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=web.WEB_DIR), name="static")

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -136,10 +136,10 @@ class SpeakerOptions(BaseModel):
         if self.diarize is False and self.hints.given:
             raise ValueError("speaker hints were given but diarize is false")
         names, references = self.known_speaker_names, self.known_speaker_references
-        if len(names) != len(references):
+        if len(references) > len(names):
             raise ValueError(
                 f"{len(names)} known_speaker_names but {len(references)} known_speaker_references: "
-                "send one reference clip per name, in the same order"
+                "send one name per reference clip, in the same order"
             )
         if len(set(names)) != len(names):
             raise ValueError("known_speaker_names has the same name twice; each name is one voice")
@@ -149,8 +149,22 @@ class SpeakerOptions(BaseModel):
 
     @property
     def known_speakers(self) -> tuple[tuple[str, str], ...]:
-        """(name, reference clip as a data URL), in the order sent."""
-        return tuple(zip(self.known_speaker_names, self.known_speaker_references, strict=True))
+        """(name, reference clip as a data URL), in the order sent, for the names that have a clip."""
+        return tuple(zip(self.known_speaker_names, self.known_speaker_references, strict=False))
+
+    @property
+    def names_without_clips(self) -> list[str]:
+        """Names sent beyond the clips: voices to take from the tenant's voice book (/v1/speakers)."""
+        return self.known_speaker_names[len(self.known_speaker_references) :]
+
+    def with_stored_clips(self, stored: dict[str, str]) -> Self:
+        """These options with the clips of ``names_without_clips`` found in ``stored`` (name → data URL)."""
+        missing = self.names_without_clips
+        if not missing or not all(name in stored for name in missing):
+            return self  # resolve says which name has no clip
+        return self.model_copy(
+            update={"known_speaker_references": [*self.known_speaker_references, *(stored[n] for n in missing)]}
+        )
 
     @property
     def hints(self) -> SpeakerHints:
@@ -288,6 +302,17 @@ class ResolvedOptions:
         return Decoding(language, self.task, self.initial_prompt, self.temperature, self.batch_size, self.hotwords)
 
 
+def require_clips(options: SpeakerOptions) -> None:
+    """InvalidParameter (a 422) when a known speaker's name has no reference clip (sent or stored)."""
+    if options.names_without_clips:
+        listed = ", ".join(repr(name) for name in options.names_without_clips)
+        raise InvalidParameter(
+            f"No reference clip for {listed}: send one in known_speaker_references[] (one per name, in order), "
+            "or store the voice with POST /v1/speakers.",
+            param="known_speaker_references",
+        )
+
+
 def resolve(options: TranscribeOptions, can: Capabilities) -> ResolvedOptions:
     """``options`` with every default decided, or InvalidParameter (a 422) when the models cannot do them."""
     batch_size = options.batch_size or can.default_batch_size
@@ -311,6 +336,7 @@ def resolve(options: TranscribeOptions, can: Capabilities) -> ResolvedOptions:
         # Hints ask for speakers; otherwise label them when a diarizer is loaded and there are
         # word times to label (speakers are assigned word by word).
         diarize = hints.given or bool(options.known_speakers) or (options.word_timestamps and can.diarizer)
+    require_clips(options)
     if diarize and not options.word_timestamps:
         raise InvalidParameter(
             "Speakers need word times (they are assigned word by word): "

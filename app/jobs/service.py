@@ -27,6 +27,7 @@ from app.jobs.keys import cache_scope, request_key, result_key, tenant_id
 from app.jobs.options import dump_options
 from app.jobs.records import JobRecord, JobState, NewJob
 from app.jobs.store import DuplicateIdempotencyKey, JobStore
+from app.jobs.voices import VoiceBook
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class JobService:
         self.audio = audio
         self.settings = settings
         self.queued = queued  # set on each submission: this process's idle workers claim at once
+        self.voices = VoiceBook(store)
 
     @classmethod
     def open(cls, settings: Settings, queued: threading.Event) -> JobService:

@@ -119,6 +119,8 @@ class JobStore(ABC):
     def _run(self, template: str, **params: Any) -> list[dict[str, Any]]:
         return self._rows(self._sql(template), params)
 
+    run_sql = _run  # for the store's other tables (app/jobs/voices.py)
+
     def _job(self, template: str, **params: Any) -> JobRecord | None:
         rows = self._run(template, **params)
         return JobRecord.from_row(rows[0]) if rows else None

@@ -175,6 +175,19 @@ class ModelOut(BaseModel):
         return cls(id=model_id or model.id, **{**fields, "state": model.state.value}, **more)
 
 
+class VoiceOut(BaseModel):
+    """A stored voice (its clip is not sent back)."""
+
+    name: str
+    seconds: float = Field(description="The clip's length.")
+    created_at: float = Field(description="When it was stored (Unix seconds).")
+
+
+class VoiceList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[VoiceOut]
+
+
 class HealthResponse(BaseModel):
     status: Literal["loading", "warming", "healthy", "degraded", "failed", "draining"]
     service: str

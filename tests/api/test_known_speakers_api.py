@@ -78,7 +78,7 @@ def test_references_as_file_parts_on_transcribe(client, sample_bytes, fake_pipel
 @pytest.mark.parametrize(
     ("names", "references", "words"),
     [
-        (["Alice", "Bob"], [data_url(wav(3.0))], "2 known_speaker_names but 1 known_speaker_references"),
+        (["Alice", "Bob"], [data_url(wav(3.0))], "No reference clip for 'Bob'"),
         ([], [data_url(wav(3.0))], "0 known_speaker_names but 1"),
         (["Alice", "Alice"], [data_url(wav(3.0)), data_url(wav(3.0))], "the same name twice"),
         (["Alice"], ["https://example.com/alice.wav"], "is a data URL"),

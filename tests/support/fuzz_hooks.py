@@ -27,7 +27,8 @@ def _speech_clips() -> list[bytes]:
 
     speech = sample_speech()
     clips = []
-    for start_s, seconds in ((6.5, 1.5), (9.0, 2.0), (15.0, 1.0), (21.0, 2.5)):
+    # 2–3 s each: long enough to be a voice book's clip (POST /v1/speakers) as well.
+    for start_s, seconds in ((6.5, 2.5), (9.0, 2.0), (15.0, 2.2), (21.0, 2.5)):
         samples = speech[int(start_s * 16000) : int((start_s + seconds) * 16000)]
         buffer = io.BytesIO()
         with wave.open(buffer, "wb") as out:
@@ -71,6 +72,8 @@ def contradictory(body: dict[str, Any], translation: bool = False) -> bool:
         return True
     if streaming and (translation or body.get("response_format") in ("verbose_json", "srt", "vtt")):
         return True
+    if isinstance(body.get("name"), str) and not body["name"].strip():
+        return True  # a voice's name (POST /v1/speakers) is not blank
     if body.get("known_speaker_names") or body.get("known_speaker_references"):
         return True  # a name per reference, and each reference 2–10 s of real speech: tested on their own
     return body.get("callback_url") is not None  # the server under test sends no webhooks

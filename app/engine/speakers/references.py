@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import tempfile
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,37 @@ def decode_references(
 ) -> list[KnownSpeaker]:
     """The clips of ``known`` ((name, data URL) pairs) as 16 kHz audio; InvalidParameter for a bad one."""
     return [_decode(index, name, url, timeout_s, ffmpeg, temp_dir) for index, (name, url) in enumerate(known)]
+
+
+def decode_reference_file(path: Path, which: str, param: str, *, timeout_s: float, ffmpeg: str) -> np.ndarray:
+    """A reference clip's file as 16 kHz audio, checked: 2–10 s of sound (InvalidParameter naming ``which``)."""
+    try:
+        audio = decode_audio(path, timeout_s=timeout_s, max_seconds=MAX_REFERENCE_S + _TOLERANCE_S, ffmpeg=ffmpeg)
+    except UndecodableAudio:
+        raise InvalidParameter(f"{which} is not audio that can be decoded.", param=param) from None
+    except UploadTooLarge:
+        raise InvalidParameter(
+            f"{which} is longer than {MAX_REFERENCE_S:g} s: send 2–10 s of this voice alone.", param=param
+        ) from None
+    seconds = audio.shape[0] / SAMPLE_RATE
+    if seconds < MIN_REFERENCE_S - _TOLERANCE_S:
+        raise InvalidParameter(
+            f"{which} is {seconds:.1f} s long, too short to know a voice by: send 2–10 s of it.", param=param
+        )
+    if float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) < _SILENCE_RMS:
+        raise InvalidParameter(f"{which} is silent.", param=param)
+    return audio
+
+
+def wav_data_url(audio: np.ndarray) -> str:
+    """16 kHz audio as a 16-bit WAV data URL (how the voice book stores a clip)."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as file:
+        file.setnchannels(1)
+        file.setsampwidth(2)
+        file.setframerate(SAMPLE_RATE)
+        file.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    return data_url(out.getvalue(), "audio/wav")
 
 
 def data_url(content: bytes, media_type: str | None) -> str:
@@ -50,21 +83,5 @@ def _decode(index: int, name: str, url: str, timeout_s: float, ffmpeg: str, temp
     with tempfile.NamedTemporaryFile(prefix="reference-", suffix=".bin", dir=temp_dir) as file:
         file.write(content)
         file.flush()
-        try:
-            audio = decode_audio(
-                Path(file.name), timeout_s=timeout_s, max_seconds=MAX_REFERENCE_S + _TOLERANCE_S, ffmpeg=ffmpeg
-            )
-        except UndecodableAudio:
-            raise InvalidParameter(f"{which} is not audio that can be decoded.", param=param) from None
-        except UploadTooLarge:
-            raise InvalidParameter(
-                f"{which} is longer than {MAX_REFERENCE_S:g} s: send 2–10 s of this voice alone.", param=param
-            ) from None
-    seconds = audio.shape[0] / SAMPLE_RATE
-    if seconds < MIN_REFERENCE_S - _TOLERANCE_S:
-        raise InvalidParameter(
-            f"{which} is {seconds:.1f} s long, too short to know a voice by: send 2–10 s of it.", param=param
-        )
-    if float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) < _SILENCE_RMS:
-        raise InvalidParameter(f"{which} is silent.", param=param)
+        audio = decode_reference_file(Path(file.name), which, param, timeout_s=timeout_s, ffmpeg=ffmpeg)
     return KnownSpeaker(name, audio)

@@ -25,6 +25,7 @@ from app.config import Settings
 from app.control.budget import Budgets
 from app.control.cancellation import CancelToken
 from app.engine.options import TranscribeOptions
+from app.http.auth import CurrentTenant
 from app.http.deps import SettingsDep, TranscriberDep
 from app.http.streaming import TextFeed, TranscriptStream
 from app.http.upload import UploadLimits, parse_fields, receive_upload
@@ -55,6 +56,8 @@ class TranscriptionFlow:
 
     settings: Settings
     transcriber: Transcriber
+    # The request's tenant's stored voices (name → clip) among the names asked (the voice book).
+    stored_voices: Callable[[list[str]], dict[str, str]] = lambda _: {}
 
     async def __call__(
         self, request: Request, form: type[Params], options_of: Callable[[Params], TranscribeOptions]
@@ -89,7 +92,10 @@ class TranscriptionFlow:
                 receive_upload(request, upload_limits(self.settings, transcriber.budgets))
             )
             params = parse_fields(form, upload.fields)
-            options = transcriber.resolve(options_of(params))
+            asked = options_of(params)
+            if asked.names_without_clips:
+                asked = asked.with_stored_clips(await run_in_threadpool(self.stored_voices, asked.names_without_clips))
+            options = transcriber.resolve(asked)
             stream = streaming(params)
             if stream is None:
                 work = partial(transcriber.transcribe_file, upload.path, options, cancel)
@@ -115,9 +121,16 @@ class Streaming:
     logprobs: bool  # each token's log-probability with its text
 
 
-def get_flow(settings: SettingsDep, transcriber: TranscriberDep) -> TranscriptionFlow:
+def get_flow(
+    request: Request, settings: SettingsDep, transcriber: TranscriberDep, tenant: CurrentTenant
+) -> TranscriptionFlow:
     transcriber.pipeline()  # loading, failed or API-only: 503 before the upload is read
-    return TranscriptionFlow(settings, transcriber)
+
+    def stored_voices(names: list[str]) -> dict[str, str]:
+        service = request.app.state.jobs.service  # None until the job store is open
+        return service.voices.clips(service.tenant_of(tenant.identity), names) if service is not None else {}
+
+    return TranscriptionFlow(settings, transcriber, stored_voices)
 
 
 FlowDep = Annotated[TranscriptionFlow, Depends(get_flow)]

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.config import Settings
 from app.engine.audio import check_decodable
+from app.engine.options import require_clips
 from app.errors import Conflict, InvalidParameter, JobNotFound
 from app.http.auth import CurrentTenant
 from app.http.deps import BudgetsDep, GateDep, JobsDep, JobTenantDep, SettingsDep, TranscriberDep
@@ -73,6 +74,9 @@ async def submit_job(
         async with receive_upload(request, upload_limits(settings, budgets)) as upload:
             params = parse_fields(JobParams, upload.fields)
             options = params.options()
+            if missing := options.names_without_clips:
+                options = options.with_stored_clips(await run_in_threadpool(jobs.voices.clips, tenant_id, missing))
+            require_clips(options)
             callback_url = params.callback_url
             if callback_url is not None:
                 await run_in_threadpool(_check_callback, callback_url, settings)
