@@ -23,12 +23,10 @@ the two real speakers (one telephone line, similar voices) with only one of them
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import random
 import tempfile
 import time
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ import httpx
 import numpy as np
 
 from app.engine.audio import read_pcm16_wav
+from app.engine.speakers.references import wav_bytes
 from app.serving.warmup import sample_speech_path
 from tests.support.conversations import SENTENCES, VOICES, speaker_order, synthesise_clip, tools_available
 from tests.support.server import running_server
@@ -120,16 +119,6 @@ def conversation(voices: list[Voice], seed: int) -> tuple[np.ndarray, list[tuple
         pieces += [clip, pause]
         cursor += len(clip) + len(pause)
     return np.concatenate(pieces), turns
-
-
-def wav_bytes(audio: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as file:
-        file.setnchannels(1)
-        file.setsampwidth(2)
-        file.setframerate(RATE)
-        file.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-    return out.getvalue()
 
 
 def voice_at(turns: list[tuple[float, float, str]], start: float, end: float) -> str | None:

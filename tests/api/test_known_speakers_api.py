@@ -5,13 +5,12 @@ checked, bad ones refused in words. Matching real voices: tests/e2e/test_known_s
 from __future__ import annotations
 
 import base64
-import io
-import wave
 
 import numpy as np
 import pytest
 
 from app.engine.audio import read_pcm16_wav
+from app.engine.speakers.references import wav_bytes
 from app.serving.warmup import sample_speech_path
 from tests.api.conftest import FakePipeline, submit, wait_until
 
@@ -28,14 +27,7 @@ def fake_pipeline() -> FakePipeline:
 def wav(seconds: float, offset: float = 6.0, silent: bool = False) -> bytes:
     """A clip of the sample call's speech (or silence), as 16 kHz WAV bytes."""
     audio = read_pcm16_wav(sample_speech_path())[int(offset * 16000) : int((offset + seconds) * 16000)]
-    samples = np.zeros_like(audio) if silent else audio
-    out = io.BytesIO()
-    with wave.open(out, "wb") as file:
-        file.setnchannels(1)
-        file.setsampwidth(2)
-        file.setframerate(16000)
-        file.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return out.getvalue()
+    return wav_bytes(np.zeros_like(audio) if silent else audio)
 
 
 def data_url(content: bytes) -> str:

@@ -5,9 +5,6 @@ bench/known_speakers.py's."""
 
 from __future__ import annotations
 
-import base64
-import io
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import openai
 import pytest
 
 from app.engine.audio import read_pcm16_wav
+from app.engine.speakers.references import wav_bytes, wav_data_url
 from tests.support.conversations import VOICES, synthesise_clip, tools_available
 from tests.support.server import RunningServer
 
@@ -29,18 +27,7 @@ def sdk(server: RunningServer) -> Iterator[openai.OpenAI]:
         yield client
 
 
-def wav_bytes(audio: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as file:
-        file.setnchannels(1)
-        file.setsampwidth(2)
-        file.setframerate(RATE)
-        file.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-    return out.getvalue()
-
-
-def data_url(audio: np.ndarray) -> str:
-    return "data:audio/wav;base64," + base64.b64encode(wav_bytes(audio)).decode()
+data_url = wav_data_url
 
 
 def turns_of(rttm: Path) -> list[tuple[float, float, str]]:

@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -25,6 +23,7 @@ from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from app.engine.audio import read_pcm16_wav
+from app.engine.speakers.references import wav_bytes
 from tests.support.scoring import read_stm_text, word_error_rate
 from tests.support.server import RunningServer
 
@@ -172,11 +171,7 @@ def test_a_known_speaker_is_called_by_the_name_given_on_the_page(
 ) -> None:
     clip = tmp_path / "ann.wav"
     audio = read_pcm16_wav(sample_wav)[int(10.6 * 16000) : int(14.6 * 16000)]  # one of speaker90's turns
-    with wave.open(str(clip), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    clip.write_bytes(wav_bytes(audio))
     browser.set_window_size(*DESKTOP)
     browser.get(f"{server.url}/")
     browser.find_element(By.CSS_SELECTOR, "details.options summary").click()

@@ -52,15 +52,20 @@ def decode_reference_file(path: Path, which: str, param: str, *, timeout_s: floa
     return audio
 
 
-def wav_data_url(audio: np.ndarray) -> str:
-    """16 kHz audio as a 16-bit WAV data URL (how the voice book stores a clip)."""
+def wav_bytes(audio: np.ndarray) -> bytes:
+    """16 kHz float audio as a 16-bit mono WAV file's bytes."""
     out = io.BytesIO()
     with wave.open(out, "wb") as file:
         file.setnchannels(1)
         file.setsampwidth(2)
         file.setframerate(SAMPLE_RATE)
         file.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-    return data_url(out.getvalue(), "audio/wav")
+    return out.getvalue()
+
+
+def wav_data_url(audio: np.ndarray) -> str:
+    """16 kHz audio as a 16-bit WAV data URL (how the voice book stores a clip)."""
+    return data_url(wav_bytes(audio), "audio/wav")
 
 
 def data_url(content: bytes, media_type: str | None) -> str:
