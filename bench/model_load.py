@@ -116,7 +116,9 @@ def main() -> None:
         started = time.perf_counter()
         while _card(url, args.model)["state"] != "unloaded" and time.perf_counter() - started < 900:
             time.sleep(0.5)
-        unloaded_s, gpu_unloaded = round(time.perf_counter() - started, 1), _gpu_used_mb(url)
+        unloaded_s = round(time.perf_counter() - started, 1)
+        time.sleep(3)  # /health's GPU memory is sampled every second
+        gpu_unloaded = _gpu_used_mb(url)
         result |= {"unloaded_s_after_traffic": unloaded_s, "gpu_used_mb_unloaded": gpu_unloaded}
         print(f"unloaded (idle) {unloaded_s} s after the traffic ended; GPU in use {gpu_unloaded} MB")
     print(json.dumps(result))

@@ -213,12 +213,14 @@ class WhisperModels:
                     break
                 self._wait(deadline, f"The model `{entry.spec.id}` is still {entry.state.value}")
         try:
-            return self._load_entry(entry, deadline)
+            whisper = self._load_entry(entry, deadline)
         except BaseException:
             with self._changed:
                 entry.state = ModelState.UNLOADED
                 self._changed.notify_all()
             raise
+        self._trim(entry)
+        return whisper
 
     def _load_entry(self, entry: _Entry, deadline: float) -> Whisper:
         self._make_room(entry, deadline)
@@ -242,7 +244,6 @@ class WhisperModels:
         logger.info(
             "Whisper model %s loaded in %.2f s (%.0f MB)", entry.spec.id, self._clock() - started, loaded.memory_mb
         )
-        self._trim(entry)
         return loaded.whisper
 
     def _make_room(self, entry: _Entry, deadline: float) -> None:
@@ -258,8 +259,15 @@ class WhisperModels:
             while self._used_mb(but=entry) + needed > self.budget_mb:
                 if self._unload_least_recent(but=entry):
                     continue
-                if all(e.state is ModelState.UNLOADED for e in self._entries.values() if e is not entry):
+                held = [e for e in self._entries.values() if e is not entry and e.state is not ModelState.UNLOADED]
+                if not held:
                     return  # alone and still over: load anyway (the budget is smaller than one model)
+                if all(e.spec.id == self.default for e in held):  # waiting cannot make room: say so now
+                    raise Busy(
+                        f"The model `{entry.spec.id}` needs {needed:.0f} MB, and the {self.budget_mb:.0f} MB model "
+                        f"budget leaves {self.budget_mb - self._used_mb(but=entry):.0f} MB beside the default model: "
+                        "raise MODEL_MEMORY_BUDGET_MB to serve both."
+                    )
                 busy = ", ".join(e.spec.id for e in self._entries.values() if e.users or e.spec.id == self.default)
                 self._wait(
                     deadline,

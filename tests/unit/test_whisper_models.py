@@ -169,11 +169,11 @@ def test_a_load_waits_for_room_while_every_other_model_is_in_use_then_loads():
 
 
 def test_a_load_that_cannot_get_room_in_time_is_a_503_in_words():
-    shelf, clock = Shelf({"large": 500, "small": 500}), Clock()
-    built = models(shelf, "large", "small", clock=clock, budget_mb=700, wait_s=0.0)
-    with pytest.raises(Busy) as refused:
+    shelf = Shelf({"large": 300, "turbo": 300, "small": 300})
+    built = models(shelf, "large", "turbo", "small", budget_mb=700, wait_s=0.0)
+    with built.use("turbo"), pytest.raises(Busy) as refused:
         _use(built, "small")
-    assert "needs 500 MB of the 700 MB model budget" in refused.value.message and "large" in refused.value.message
+    assert "needs 300 MB of the 700 MB model budget" in refused.value.message and "turbo" in refused.value.message
     assert refused.value.status_code == 503 and refused.value.headers
     assert states(built)["small"] is ModelState.UNLOADED  # a later request may try again
 
@@ -237,3 +237,10 @@ def test_after_close_requests_are_refused_not_hung():
 def _use(built: WhisperModels, name: str) -> str:
     with built.use(name) as whisper:
         return str(whisper.name)
+
+
+def test_a_model_that_can_never_fit_beside_the_default_is_refused_at_once():
+    shelf = Shelf({"large": 500, "small": 300})
+    built = models(shelf, "large", "small", budget_mb=700)
+    with pytest.raises(Busy, match="leaves 200 MB beside the default model: raise MODEL_MEMORY_BUDGET_MB"):
+        _use(built, "small")
