@@ -1,11 +1,17 @@
 """Known speakers: diarized speakers named after reference clips of their voices.
 
-Each diarized speaker's own speech (its turns, less the moments another speaker talks over
-it) is embedded by the diarizer's embedding model in pieces of a reference's length, and
-the pieces averaged; each reference clip is embedded the same way. Names go to speakers by
-the best one-to-one assignment of cosine similarities (Hungarian), and only where the
-similarity reaches the threshold: at most one speaker per name and one name per speaker;
-the others keep their ``SPEAKER_nn``.
+Every diarized turn (its speech where no other speaker overlaps it, in pieces of a
+reference's length) and every reference clip is embedded by the diarizer's own embedding
+model. Then, by cosine similarity:
+
+1. speakers (their turns' voices averaged) take names one to one, by the best assignment
+   (Hungarian), where the similarity reaches the threshold; a speaker left over that plainly
+   is one of the voices — a voice the diarizer split in two — takes that name as well;
+2. each turn is judged on its own voice: a turn plainly of one reference takes its name, and
+   a named speaker's turn well under its name's threshold drops it — a diarizer that merged
+   an unknown voice into a known one does not give both the name.
+
+Everything else keeps the diarizer's ``SPEAKER_nn``.
 """
 
 from __future__ import annotations
@@ -47,37 +53,13 @@ class SpeakerMatch:
 def name_speakers(
     audio: np.ndarray, turns: list[SpeakerTurn], known: list[KnownSpeaker], embed: Embed, threshold: float
 ) -> tuple[list[SpeakerTurn], list[SpeakerMatch]]:
-    """The turns with known speakers' names where the voice matches, and the speakers that took a name.
-
-    First each diarized speaker (all its turns) is matched to the references, one to one, at
-    ``threshold``; a speaker left over that plainly is one of the voices (a voice the diarizer
-    split in two) takes its name as well. Then each turn long enough to know a voice by is checked on its own: a
-    turn that clearly sounds like one reference (``threshold`` plus a little, and ahead of the
-    other references) takes that name, and a turn of a named speaker that does not sound like
-    the name keeps the speaker's anonymous label — so a diarizer that put two voices in one
-    speaker does not give both one name.
-    """
+    """The turns, named where their voice matches a reference (steps 1 and 2 above), and the
+    speakers that took a name."""
     if not turns or not known:
         return list(turns), []
     references = np.stack([_unit(_mean(embed([k.audio]))) for k in known])
     voices = [_voice(embed, _own_speech(audio, turns, index)) for index in range(len(turns))]
-    labels = sorted({turn.speaker for turn in turns})
-    speaker_voice = {label: _speaker_voice(turns, voices, label) for label in labels}
-    heard = [label for label in labels if speaker_voice[label] is not None]
-    matches: list[SpeakerMatch] = []
-    if heard:
-        similarity = np.nan_to_num(np.stack([speaker_voice[label] for label in heard]) @ references.T, nan=-1.0)  # type: ignore[misc]
-        from scipy.optimize import linear_sum_assignment
-
-        rows, columns = linear_sum_assignment(-similarity)
-        paired = dict(zip(rows.tolist(), columns.tolist(), strict=True))
-        for row, label in enumerate(heard):
-            column = paired.get(row)
-            if column is not None and similarity[row, column] >= threshold:
-                matches.append(SpeakerMatch(label, known[column].name, round(float(similarity[row, column]), 4)))
-            elif (column := _plainly(similarity[row], threshold)) is not None:
-                # A voice the diarizer split in two: the other part, if it plainly is that voice, too.
-                matches.append(SpeakerMatch(label, known[column].name, round(float(similarity[row, column]), 4)))
+    matches = _speaker_matches(turns, voices, references, known, threshold)
     named = {match.speaker: match.name for match in matches}
     index_of = {k.name: i for i, k in enumerate(known)}
     renamed = []
@@ -91,6 +73,33 @@ def name_speakers(
                 name = None  # the speaker's name, but not this voice: the diarizer merged two
         renamed.append(SpeakerTurn(turn.start, turn.end, name or turn.speaker))
     return renamed, matches
+
+
+def _speaker_matches(
+    turns: list[SpeakerTurn],
+    voices: list[np.ndarray | None],
+    references: np.ndarray,
+    known: list[KnownSpeaker],
+    threshold: float,
+) -> list[SpeakerMatch]:
+    """Step 1: names for whole speakers."""
+    from scipy.optimize import linear_sum_assignment
+
+    speaker_voices = {label: _speaker_voice(turns, voices, label) for label in sorted({t.speaker for t in turns})}
+    heard = [(label, voice) for label, voice in speaker_voices.items() if voice is not None]
+    if not heard:
+        return []
+    similarity = np.nan_to_num(np.stack([voice for _, voice in heard]) @ references.T, nan=-1.0)
+    rows, columns = linear_sum_assignment(-similarity)
+    paired = dict(zip(rows.tolist(), columns.tolist(), strict=True))
+    matches = []
+    for row, (label, _) in enumerate(heard):
+        column = paired.get(row)
+        if column is None or similarity[row, column] < threshold:
+            column = _plainly(similarity[row], threshold)  # the other part of a voice split in two
+        if column is not None:
+            matches.append(SpeakerMatch(label, known[column].name, round(float(similarity[row, column]), 4)))
+    return matches
 
 
 def _plainly(scores: np.ndarray, threshold: float) -> int | None:
