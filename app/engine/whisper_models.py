@@ -121,17 +121,12 @@ class WhisperModels:
     def serving(cls, whisper: Whisper) -> WhisperModels:
         """Just ``whisper``, loaded already (a pipeline built around one model: tests, benchmarks)."""
         spec = ModelSpec(whisper.source.display_name, whisper.source.location, not whisper.multilingual)
-        model_path = getattr(whisper.engine, "model_path", None)
-        loaded = LoadedWhisper(whisper, 0.0, str(model_path or whisper.source.location))
+        loaded = LoadedWhisper(whisper, 0.0, str(whisper.engine.model_path or whisper.source.location))
         models = cls([spec], spec.id, lambda _: loaded, lambda _: None)
         models.start()
         return models
 
     # --- names ---
-
-    @property
-    def ids(self) -> list[str]:
-        return list(self._entries)
 
     def id_of(self, requested: str | None) -> str:
         """The id a request's ``model`` names (None and ``whisper-1``: the default); ModelNotFound (404) else."""
@@ -173,9 +168,6 @@ class WhisperModels:
             self._reaper = threading.Thread(target=self._reap_forever, name="model-reaper", daemon=True)
             self._reaper.start()
         return whisper
-
-    def loaded(self, model_id: str) -> Whisper | None:
-        return self._entries[model_id].whisper
 
     @property
     def default_whisper(self) -> Whisper:
@@ -387,16 +379,12 @@ class WhisperModels:
 
 def model_spec(entry: str, device: str) -> ModelSpec:
     """A WHISPER_MODEL(S) entry as a servable model, without loading or downloading it."""
-    from app.engine.whisper.sources import BASE_MODEL_BIN_SIZE, BUNDLED_BASE, BUNDLED_TINY_EN, GPU_DEFAULT_MODEL
+    from app.engine.whisper.sources import BASE_MODEL_BIN_SIZE, BUNDLED_BASE, folder_mb, whisper_name
 
-    if entry == "auto":
-        entry = GPU_DEFAULT_MODEL if device == "cuda" else BUNDLED_BASE
-    if entry == BUNDLED_BASE:
-        return ModelSpec(entry, entry, english_only=False, size_mb=BASE_MODEL_BIN_SIZE / 2**20)
-    if entry == BUNDLED_TINY_EN:
-        return ModelSpec(entry, entry, english_only=True)
-    path = Path(entry).expanduser()
-    if path.is_dir():
-        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-        return ModelSpec(path.name, entry, english_only=path.name.endswith(".en"), size_mb=size / 2**20)
-    return ModelSpec(entry, entry, english_only=entry.endswith(".en"))
+    name = whisper_name(entry, device)
+    path = Path(name.spec).expanduser()
+    if name.spec == BUNDLED_BASE:
+        size_mb: float | None = BASE_MODEL_BIN_SIZE / 2**20
+    else:
+        size_mb = folder_mb(path) if path.is_dir() else None
+    return ModelSpec(name.display_name, name.spec, name.english_only, size_mb)

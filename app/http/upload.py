@@ -209,8 +209,8 @@ class _Parts:
                 self._references += 1
                 if self._references > MAX_KNOWN_SPEAKERS:  # each may be megabytes: bound them here
                     raise BadUpload(f"More than {MAX_KNOWN_SPEAKERS} known_speaker_references.")
-            if self._name in REFERENCE_FIELDS and b"filename" in params:
-                self._reference_type = self._headers.get(b"content-type", b"").decode("latin-1") or None
+                if b"filename" in params:
+                    self._reference_type = self._headers.get(b"content-type", b"").decode("latin-1") or None
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         size = end - start

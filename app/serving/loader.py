@@ -17,7 +17,6 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 from app.config import Settings
@@ -29,7 +28,7 @@ from app.engine.vad import load_speech_detector
 from app.engine.whisper.batching import BatchScheduler, release_cached_gpu_memory
 from app.engine.whisper.ctranslate2 import CTranslate2Engine
 from app.engine.whisper.engine import WhisperEngine, choose_engine
-from app.engine.whisper.sources import resolve_whisper_source
+from app.engine.whisper.sources import folder_mb, resolve_whisper_source
 from app.engine.whisper.stage import Whisper
 from app.engine.whisper_models import LoadedWhisper, ModelSpec, WhisperModels, model_spec
 from app.runtime.accelerator import AcceleratorCheck, check_accelerator, choose_device, with_torch
@@ -269,7 +268,7 @@ class ModelLoader:
             # The GPU's memory in use before and after the load (other work meanwhile counts in).
             memory_mb = max((_device_memory_in_use_mb(device) or 0.0) - memory_before, 0.0)
         if memory_mb is None:  # on the CPU: the weights' files
-            memory_mb = _folder_mb(weights) if weights is not None else spec.size_mb or 0.0
+            memory_mb = folder_mb(weights) if weights is not None else spec.size_mb or 0.0
         return LoadedWhisper(
             whisper,
             memory_mb,
@@ -358,16 +357,14 @@ def _release_model(whisper: Whisper) -> None:
 
 
 def _device_memory_in_use_mb(device: str) -> float | None:
+    """The GPU's memory in use, all processes (unlike ``runtime.device.gpu_memory``, this may
+    initialise CUDA: the load is about to)."""
     if device != "cuda":
         return None
     import torch
 
     free, total = torch.cuda.mem_get_info()
     return (total - free) / 2**20
-
-
-def _folder_mb(folder: Path) -> float:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
 
 
 def freeze_startup_objects() -> None:

@@ -57,7 +57,7 @@ def name_speakers(
     speakers that took a name."""
     if not turns or not known:
         return list(turns), []
-    references = np.stack([_unit(_mean(embed([k.audio]))) for k in known])
+    references = np.stack([_unit(row) for row in embed([k.audio for k in known]).astype(np.float64)])
     voices = [_voice(embed, _own_speech(audio, turns, index)) for index in range(len(turns))]
     matches = _speaker_matches(turns, voices, references, known, threshold)
     named = {match.speaker: match.name for match in matches}

