@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     offline: bool = False
     """Never download at run time: the Hugging Face hub (Whisper, aligners, pyannote), torchaudio's aligners and NLTK data come from MODEL_CACHE_DIR and installed packages only, and nothing is looked up on the network."""
 
+    stage_wait_s: float = Field(default=120.0, gt=0, le=3600)
+    """How long a request that wants speakers waits for the diarizer while it is still loading at start-up (the service is ready for transcription first: `/health` lists `loading` stages, and `/health?require=all` answers 200 only once every stage is in); past it, 503 with Retry-After."""
+
     download_timeout_s: float = Field(default=60.0, gt=0)
     """When downloads are allowed: how long a model download may wait on the network before it fails (it is retried on a later request, after a back-off)."""
 

@@ -67,15 +67,22 @@ if [[ -n "${CTRANSLATE2_WHEEL:-}" ]]; then extra=("$CTRANSLATE2_WHEEL"); fi
 "$venv/bin/python" "$repo/patches/torchaudio_complex_abs.py"
 "$venv/bin/python" "$repo/patches/torchaudio_complex_abs.py" --check
 
+# Bytecode for every module, now (uv writes none): the image's venv is read-only to the
+# service's user and PYTHONDONTWRITEBYTECODE machines never write any, so each start would
+# compile its imports from source again — torch's import 2.7 → 1.3 s with it on a 2-core
+# machine, pyannote.audio's 7.7 → 3 s. A few files in packages' test data are not Python 3:
+# compileall reports them and exits 1, which does not matter here.
+site_packages=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+"$venv/bin/python" -m compileall -q -j 0 "$site_packages" "$repo/app" "$repo/patches" >/dev/null || true
+
 if [[ $mode == image ]]; then
   # WhisperX's aligner splits sentences with NLTK punkt_tab and would download it mid-request.
   "$venv/bin/python" -m nltk.downloader -q -d "${NLTK_DATA:-/opt/nltk_data}" punkt_tab
   # CTranslate2 links cuDNN and dlopens cuBLAS by soname. The image has no system CUDA: both
   # come from torch's CUDA wheels, and a source-built libctranslate2 lives in its own prefix.
-  site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
   {
     if [[ -n ${CTRANSLATE2_WHEEL:-} ]]; then echo "${CTRANSLATE2_PREFIX:-/opt/ctranslate2}/lib"; fi
-    printf '%s\n' "$site"/nvidia/*/lib
+    printf '%s\n' "$site_packages"/nvidia/*/lib
   } > /etc/ld.so.conf.d/transcription-service.conf
   ldconfig
   # The image exists to use the GPU: refuse to build one whose GPU engine cannot (torch, and

@@ -36,6 +36,7 @@ from app.engine.speakers.known import KnownSpeaker, name_speakers
 from app.engine.vad import SpeechChunk, SpeechDetector
 from app.engine.whisper.stage import Whisper
 from app.engine.whisper_models import WhisperModels
+from app.errors import NotReady, retry_later
 from app.runtime.gpu_streams import side_stream
 from app.runtime.timing import StepTimer
 from app.transcript import (
@@ -63,33 +64,62 @@ class TranscriptionPipeline:
         aligners: AlignerCache | None,
         diarizer: Diarizer | None,
         diarizer_unavailable: str | None = None,
+        diarizer_loading: bool = False,
+        stage_wait_s: float = 120.0,
         default_batch_size: int = 16,
         max_batch_size: int = 64,
         diarize_during_asr: bool = False,
-        fingerprint: Callable[[str, str], str] | None = None,
+        fingerprint: Callable[[str, str, str | None], str] | None = None,
         known_speaker_threshold: float | None = None,
     ) -> None:
-        """``whisper``: the models a request may choose from (WHISPER_MODELS), or just one."""
+        """``whisper``: the models a request may choose from (WHISPER_MODELS), or just one.
+
+        ``diarizer_loading``: the diarizer comes later (``attach_diarizer``); a request that wants
+        speakers meanwhile waits for it, up to ``stage_wait_s``."""
         self.models = whisper if isinstance(whisper, WhisperModels) else WhisperModels.serving(whisper)
         # What a model's weights with these stages produce, as a digest (app/serving/fingerprint.py):
-        # the job cache's key; from the model's id and its weights' identity.
-        self._fingerprint = fingerprint or (lambda model, weights: f"{model}:{weights}")
+        # the job cache's key; from the model's id, its weights' identity and the diarizer's name.
+        self._fingerprint = fingerprint or (lambda model, weights, diarizer: f"{model}:{weights}:{diarizer}")
         self.vad = vad
         self.device = device
         self.aligners = aligners
-        self.diarizer = diarizer
-        self.diarizer_unavailable = diarizer_unavailable
+        self.diarizer: Diarizer | None = None
+        self.diarizer_unavailable: str | None = None
+        self.stage_wait_s = stage_wait_s
         self.default_batch_size = default_batch_size
         self.max_batch_size = max_batch_size
         # None: the diarizer's own (its embedding model's scale).
         self.known_speaker_threshold = known_speaker_threshold
-        # Diarization needs only the audio: with ``diarize_during_asr`` it starts on this thread
-        # once a request's speech is found. One thread: the diarizer runs one request at a time.
-        self._diarization_thread = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="diarize")
-            if diarize_during_asr and diarizer is not None
-            else None
-        )
+        self._diarize_during_asr = diarize_during_asr
+        self._diarization_thread: ThreadPoolExecutor | None = None
+        self._diarizer_settled = threading.Event()  # the diarizer is attached, or known to be unavailable
+        if not diarizer_loading:
+            self.attach_diarizer(diarizer, diarizer_unavailable)
+
+    def attach_diarizer(self, diarizer: Diarizer | None, unavailable: str | None = None) -> None:
+        """The diarizer once loaded, or why there is none (start-up loads it after the service is ready)."""
+        self.diarizer, self.diarizer_unavailable = diarizer, unavailable
+        if self._diarize_during_asr and diarizer is not None and self._diarization_thread is None:
+            # Diarization needs only the audio: it starts on this thread once a request's speech
+            # is found. One thread: the diarizer runs one request at a time.
+            self._diarization_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diarize")
+        self._diarizer_settled.set()
+
+    @property
+    def diarizer_loading(self) -> bool:
+        return not self._diarizer_settled.is_set()
+
+    def _await_diarizer(self, cancel: CancelToken) -> None:
+        """Wait (within ``stage_wait_s``) for a diarizer that is still loading; 503 past that."""
+        deadline = time.monotonic() + self.stage_wait_s
+        while not self._diarizer_settled.wait(0.05):
+            cancel.check()
+            if time.monotonic() > deadline:
+                raise NotReady(
+                    f"Speakers were asked for, and the diarizer is still loading after {self.stage_wait_s:g} s "
+                    "of waiting (start-up). Retry shortly, or send diarize=false for the words alone.",
+                    headers=retry_later(),
+                )
 
     @property
     def whisper(self) -> Whisper:
@@ -113,7 +143,7 @@ class TranscriptionPipeline:
             model=model,
             multilingual=not english_only,
             languages=languages,
-            diarizer=self.diarizer is not None,
+            diarizer=self.diarizer is not None or self.diarizer_loading,
             diarizer_unavailable=self.diarizer_unavailable,
             default_batch_size=self.default_batch_size,
             max_batch_size=self.max_batch_size,
@@ -126,7 +156,10 @@ class TranscriptionPipeline:
     def fingerprint(self, model: str | None = None) -> str:
         """The job cache's digest of what ``model`` (default: the default) produces with these stages."""
         model = model or self.models.default
-        return self._fingerprint(model, self.models.weights(model))
+        # While it loads, which diarizer will serve is not known yet (a pretrained pipeline may
+        # fall back to the offline one): such keys never match a later one.
+        diarizer = "loading" if self.diarizer_loading else self.diarizer.name if self.diarizer else None
+        return self._fingerprint(model, self.models.weights(model), diarizer)
 
     def close(self) -> None:
         """At shutdown: queued Whisper work fails fast instead of hanging."""
@@ -303,6 +336,7 @@ class TranscriptionPipeline:
         known: list[KnownSpeaker],
     ) -> None:
         report = result.diarization
+        self._await_diarizer(cancel)
         if self.diarizer is None:
             report.detail = self.diarizer_unavailable or "diarization is disabled (ENABLE_DIARIZATION=false)"
             result.warnings.append(f"Diarization was requested but is unavailable: {report.detail}")

@@ -7,17 +7,32 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Span:
+    """One step on the process's time axis: seconds since the process started, and its thread."""
+
+    step: str
+    start: float
+    end: float
+    thread: str
 
 
 class StepTimer:
     """``with timer("asr"): ...`` adds the seconds spent to ``timings["asr"]``.
 
     Threads may share one (start-up loads, the scheduler's replicas): additions are locked.
+    With ``spans``, each step is also recorded as a ``Span`` on the process's time axis (start-up's
+    timeline: which step ran when, on which thread, beside which other).
     """
 
-    def __init__(self, sink: dict[str, float] | None = None) -> None:
+    def __init__(self, sink: dict[str, float] | None = None, spans: list[Span] | None = None) -> None:
         self.timings: dict[str, float] = sink if sink is not None else {}
+        self.spans = spans
+        self._origin = time.perf_counter() - (process_age_s() or 0.0) if spans is not None else 0.0
         self._lock = threading.Lock()
 
     @contextmanager
@@ -26,9 +41,24 @@ class StepTimer:
         try:
             yield
         finally:
-            elapsed = time.perf_counter() - started
+            ended = time.perf_counter()
             with self._lock:
-                self.timings[step] = round(self.timings.get(step, 0.0) + elapsed, 4)
+                self.timings[step] = round(self.timings.get(step, 0.0) + ended - started, 4)
+                if self.spans is not None:
+                    thread = threading.current_thread().name
+                    self.spans.append(Span(step, self.at(started), self.at(ended), thread))
+
+    def at(self, moment: float | None = None) -> float:
+        """``moment`` (``time.perf_counter()``; default now) as seconds since the process started."""
+        return round((time.perf_counter() if moment is None else moment) - self._origin, 3)
+
+    def mark(self, step: str, start: float = 0.0) -> None:
+        """A step that ends now and began at ``start`` on the process's axis (the time before loading)."""
+        end = self.at()
+        with self._lock:
+            self.timings[step] = round(end - start, 4)
+            if self.spans is not None:
+                self.spans.append(Span(step, round(start, 3), end, threading.current_thread().name))
 
 
 def process_age_s() -> float | None:

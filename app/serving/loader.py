@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
-import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,12 +25,8 @@ from app.engine.align.models import TORCHAUDIO_MODELS
 from app.engine.pipeline import TranscriptionPipeline
 from app.engine.speakers.diarization import Diarizer, DiarizerUnavailable, load_diarizer
 from app.engine.vad import load_speech_detector
-from app.engine.whisper.batching import BatchScheduler, release_cached_gpu_memory
-from app.engine.whisper.ctranslate2 import CTranslate2Engine
-from app.engine.whisper.engine import WhisperEngine, choose_engine
-from app.engine.whisper.sources import folder_mb, resolve_whisper_source
-from app.engine.whisper.stage import Whisper
-from app.engine.whisper_models import LoadedWhisper, ModelSpec, WhisperModels, model_spec
+from app.engine.whisper.engine import choose_engine
+from app.engine.whisper_models import WhisperModels, model_spec
 from app.runtime.accelerator import AcceleratorCheck, check_accelerator, choose_device, with_torch
 from app.runtime.device import (
     GpuInfo,
@@ -41,16 +37,20 @@ from app.runtime.device import (
 from app.runtime.gpu_streams import side_stream
 from app.runtime.lean_imports import import_stage_module
 from app.runtime.timing import StepTimer, process_age_s
-from app.serving.fingerprint import ModelsFingerprint, weights_digest
+from app.serving.fingerprint import ModelsFingerprint
 from app.serving.status import Phase, ServiceState
-from app.serving.warmup import warm_up, warm_whisper_batches
+from app.serving.warmup import warm_diarizer, warm_up
+from app.serving.whisper_loader import WhisperLoader, hf_token
 
 T = TypeVar("T")
 
+# While the diarizer's imports (seconds of Python) run beside requests: a request thread that
+# waits for the GIL gets it back after this long instead of Python's 5 ms. The torch engine's
+# decoding takes the GIL back once per token, so 5 ms would add a second to 200 tokens.
+SWITCH_INTERVAL_WHILE_LOADING_S = 0.0005
+
 logger = logging.getLogger(__name__)
 
-# Whisper batches in flight on one GPU when WHISPER_REPLICAS is 0 (bench/throughput.py).
-DEFAULT_GPU_REPLICAS = 2
 # The longest a request waits for its model to load (a first download included) or for room in the budget.
 MODEL_WAIT_S = 600.0
 
@@ -60,14 +60,20 @@ class ModelLoader:
         self.settings = settings
         self.state = state
         self._torch_probed = threading.Event()  # the accelerator check has torch's answer too (or loading ended)
-        self._startup_timer: StepTimer | None = None  # while start-up loads the default model
+        self._whisper = WhisperLoader(settings, state)
 
     def load(self) -> None:
-        """Load every stage and warm up, then serve; never raises (the outcome is in the state's ``phase``)."""
+        """Load and warm the transcription stages, serve, then load the diarizer beside the serving.
+
+        Never raises: the outcome is in the state's ``phase`` and the stages. The diarizer comes
+        after ready because its imports (pyannote.audio → Lightning → torchmetrics, torch._dynamo)
+        take longer than everything else start-up does; a request that wants speakers meanwhile
+        waits for it (``TranscriptionPipeline.attach_diarizer``), one that does not is served.
+        """
         state = self.state
-        timer = StepTimer(state.startup_timings)
-        if (age := process_age_s()) is not None:  # Python's start, the app's imports, the accelerator check
-            state.startup_timings["before_load"] = round(age, 2)
+        timer = StepTimer(state.startup_timings, state.startup_spans)
+        if process_age_s() is not None:  # Python's start, the app's imports, the accelerator check
+            timer.mark("before_load")
         state.gpu_memory.start()
         try:
             with timer("load_total"):
@@ -80,12 +86,45 @@ class ModelLoader:
             state.jit_cache = describe_jit_cache()
             freeze_startup_objects()
             state.ready(pipeline)
+            state.startup_timings["ready"] = timer.at()
             logger.info("Ready: %s", ", ".join(f"{k} {v:.2f} s" for k, v in state.startup_timings.items()))
         except Exception as exc:
             logger.exception("Startup failed")
             state.failed(f"{type(exc).__name__}: {exc}")
+            state.stages["diarization"].loading = False
+            return
         finally:
             self._torch_probed.set()
+        self._load_diarizer_after_ready(pipeline, timer)
+
+    def _load_diarizer_after_ready(self, pipeline: TranscriptionPipeline, timer: StepTimer) -> None:
+        """The diarizer, imported, loaded and warmed while the service serves; never raises."""
+        state, stage = self.state, self.state.stages["diarization"]
+        if not stage.loading:  # disabled: the pipeline knew from the start
+            return
+        diarizer: Diarizer | None = None
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_WHILE_LOADING_S)
+        try:
+            device = state.diarization_device
+            assert device is not None
+            diarizer = _after_imports(timer, ("pyannote.audio",), device, self._load_diarizer, timer)
+            if diarizer is not None and self.settings.warmup:
+                with timer("diarizer_warmup"):
+                    seconds = warm_diarizer(diarizer)
+                if state.warmup is not None:
+                    state.warmup = dataclasses.replace(state.warmup, diarization_s=seconds)
+        except Exception as exc:
+            logger.exception("Diarization could not be loaded")
+            diarizer, stage.loaded = None, False
+            stage.detail = f"the diarizer failed to load: {type(exc).__name__}: {exc}"
+        finally:
+            sys.setswitchinterval(switch_interval)
+        pipeline.attach_diarizer(diarizer, None if diarizer is not None else stage.detail)
+        stage.loading = False
+        state.startup_timings["diarization_ready"] = timer.at()
+        freeze_startup_objects()
+        logger.info("Diarization ready %.2f s after the process started", state.startup_timings["diarization_ready"])
 
     def check_accelerator(self) -> AcceleratorCheck:
         """Can the GPU be used: its libraries' answer (with DEVICE=cuda the lifespan asks before loading)."""
@@ -118,19 +157,26 @@ class ModelLoader:
         _configure_cpu_threads(settings.cpu_threads)
         settings.model_cache_dir.mkdir(parents=True, exist_ok=True)
 
-        # Every stage loads at once; each thread first imports its packages one at a time
-        # (``_after_imports``). Whisper goes first: its imports are the shortest, and reading its
-        # weights and (on a GPU) its full-batch warmup release the GIL, so they overlap the
-        # Python imports of the others (pyannote, Lightning: most of the start-up).
-        pyannote = ("pyannote.audio",)
-        with ThreadPoolExecutor(max_workers=5, thread_name_prefix="load") as pool:
+        # Every transcription stage loads at once; each thread first imports its packages one at a
+        # time (``_after_imports``). Whisper goes first: reading its weights and (on a GPU) its
+        # full-batch warmup release the GIL, so they overlap the other stages' Python work.
+        diarize = state.stages["diarization"]
+        if settings.enable_diarization:  # loads after ready; /health shows what is coming meanwhile
+            diarize.loading, diarize.device = True, state.diarization_device
+            diarize.model = "offline" if settings.diarizer == "offline" else settings.diarization_pipeline
+        else:
+            diarize.detail = "disabled (ENABLE_DIARIZATION=false)"
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="load") as pool:
             whisper = pool.submit(
-                _after_imports, ("faster_whisper", "whisperx.audio"), device, self._load_whisper, timer
+                _after_imports, timer, ("torch", "faster_whisper", "whisperx.audio"), device, self._load_whisper, timer
             )
-            gpu = pool.submit(_after_imports, ("torch",), "cpu", self._timed, timer, "cuda_init", self._describe_gpu)
+            gpu = pool.submit(
+                _after_imports, timer, ("torch",), "cpu", self._timed, timer, "cuda_init", self._describe_gpu
+            )
             vad = pool.submit(
                 _after_imports,
-                pyannote if settings.vad_method == "pyannote" else (),
+                timer,
+                (),  # the pyannote VAD's model runs without pyannote.audio (app/engine/pyannet.py)
                 device,
                 self._timed,
                 timer,
@@ -140,32 +186,27 @@ class ModelLoader:
                 device,
             )
             align_imports = ("torchaudio.pipelines",) if settings.enable_alignment else ()
-            aligners = pool.submit(_after_imports, align_imports, device, self._load_aligners, timer)
-            diarizer = pool.submit(
-                _after_imports,
-                pyannote if settings.enable_diarization else (),
-                state.diarization_device,
-                self._load_diarizer,
-                timer,
-            )
+            aligners = pool.submit(_after_imports, timer, align_imports, device, self._load_aligners, timer)
             state.gpu = gpu.result()
-            models, loaded_diarizer = whisper.result(), diarizer.result()
             return TranscriptionPipeline(
-                models,
+                whisper.result(),
                 vad=vad.result(),
                 device=device,
                 aligners=aligners.result(),
-                diarizer=loaded_diarizer,
-                diarizer_unavailable=state.stages["diarization"].detail,
+                diarizer=None,
+                diarizer_unavailable=diarize.detail,
+                diarizer_loading=settings.enable_diarization,
+                stage_wait_s=settings.stage_wait_s,
                 default_batch_size=settings.batch_size,
                 max_batch_size=settings.max_batch_size,
                 diarize_during_asr=settings.diarize_during_asr,
                 known_speaker_threshold=settings.known_speaker_threshold,
-                fingerprint=self._fingerprint(loaded_diarizer),
+                fingerprint=self._fingerprint(),
             )
 
-    def _fingerprint(self, diarizer: Diarizer | None) -> Callable[[str, str], str]:
-        """A model's id and weights → the digest of what it produces with these stages (the job cache's key)."""
+    def _fingerprint(self) -> Callable[[str, str, str | None], str]:
+        """A model's id and weights and the diarizer's name → the digest of what they produce with
+        these stages (the job cache's key)."""
         settings = self.settings
         device, compute_type, engine = self.state.device, self.state.compute_type, self.state.engine
         assert device is not None and compute_type is not None and engine is not None
@@ -178,9 +219,11 @@ class ModelLoader:
             max_new_tokens=settings.max_new_tokens,
             vad=settings.vad_method,
             alignment=dict(settings.align_models) if settings.enable_alignment else None,
-            diarizer=diarizer.name if diarizer is not None else None,
+            diarizer=None,
         )
-        return lambda model, weights: dataclasses.replace(stages, whisper=model, weights=weights).digest
+        return lambda model, weights, diarizer: (
+            dataclasses.replace(stages, whisper=model, weights=weights, diarizer=diarizer).digest
+        )
 
     @staticmethod
     def _timed(timer: StepTimer, step: str, load: Callable[..., T], *args: Any) -> T:
@@ -204,76 +247,19 @@ class ModelLoader:
         models = WhisperModels(
             list(specs.values()),
             default.id,
-            self._load_model,
-            _release_model,
+            self._whisper.load,
+            self._whisper.release,
             budget_mb=settings.model_memory_budget_mb,
             idle_s=settings.model_idle_s,
             wait_s=MODEL_WAIT_S,
         )
-        self._startup_timer = timer  # the default's load and warmup are start-up steps
+        self._whisper.startup_timer = timer  # the default's load and warmup are start-up steps
         try:
             models.start()
         finally:
-            self._startup_timer = None
+            self._whisper.startup_timer = None
         asr.loaded = True
         return models
-
-    def _load_model(self, spec: ModelSpec) -> LoadedWhisper:
-        """Load one Whisper model (start-up's default, or another on its first request) and warm it on a GPU."""
-        settings = self.settings
-        device, compute_type, engine_name = self.state.device, self.state.compute_type, self.state.engine
-        assert device is not None and compute_type is not None and engine_name is not None
-        timer = self._startup_timer or StepTimer()
-        memory_before = _device_memory_in_use_mb(device)
-        with timer("whisper"):
-            source = resolve_whisper_source(spec.source, device, settings.model_cache_dir)
-            logger.info("Loading Whisper %s on %s (%s, %s)", source.display_name, device, compute_type, engine_name)
-            engine: WhisperEngine
-            if engine_name == "torch":
-                from app.engine.whisper.torch_engine import TorchEngine
-
-                # One batch at a time: its step is a CUDA graph on buffers sized for the largest batch.
-                replicas = 1
-                engine = TorchEngine.load(
-                    source,
-                    device=device,
-                    compute_type=compute_type,
-                    cpu_threads=settings.cpu_threads or os.cpu_count() or 1,
-                    download_root=str(settings.model_cache_dir / "whisper-hf"),
-                    hf_token=self._token,
-                    max_new_tokens=settings.max_new_tokens,
-                    cuda_graphs=settings.cuda_graphs,
-                )
-            else:
-                replicas = settings.whisper_replicas or (DEFAULT_GPU_REPLICAS if device == "cuda" else 1)
-                engine = CTranslate2Engine.load(
-                    source,
-                    device=device,
-                    compute_type=compute_type,
-                    cpu_threads=settings.cpu_threads or os.cpu_count() or 1,
-                    replicas=replicas,
-                    download_root=str(settings.model_cache_dir / "whisper"),
-                    hf_token=self._token,
-                    max_new_tokens=settings.max_new_tokens,
-                )
-            scheduler = BatchScheduler(f"whisper:{spec.id}", share=settings.batch_across_requests, workers=replicas)
-            whisper = Whisper(engine, scheduler)
-        if settings.warmup and device == "cuda":
-            with timer("whisper_warmup"):
-                # With alignment on, only languages without a wav2vec2 aligner use Whisper's word times.
-                warm_whisper_batches(whisper, settings.batch_size, replicas, word_times=not settings.enable_alignment)
-        weights = engine.model_path
-        memory_mb = engine.device_memory_mb() if device == "cuda" else None
-        if memory_mb is None and memory_before is not None:
-            # The GPU's memory in use before and after the load (other work meanwhile counts in).
-            memory_mb = max((_device_memory_in_use_mb(device) or 0.0) - memory_before, 0.0)
-        if memory_mb is None:  # on the CPU: the weights' files
-            memory_mb = folder_mb(weights) if weights is not None else spec.size_mb or 0.0
-        return LoadedWhisper(
-            whisper,
-            memory_mb,
-            weights=weights_digest(weights) if weights is not None else source.location,
-        )
 
     def _load_aligners(self, timer: StepTimer) -> AlignerCache | None:
         settings = self.settings
@@ -300,13 +286,8 @@ class ModelLoader:
 
     def _load_diarizer(self, timer: StepTimer) -> Diarizer | None:
         settings, stage = self.settings, self.state.stages["diarization"]
-        if not settings.enable_diarization:
-            stage.detail = "disabled (ENABLE_DIARIZATION=false)"
-            return None
         device = self.state.diarization_device
         assert device is not None
-        stage.device = device
-        stage.model = "offline" if settings.diarizer == "offline" else settings.diarization_pipeline
         with timer("diarizer"):
             try:
                 loaded = load_diarizer(
@@ -327,8 +308,7 @@ class ModelLoader:
 
     @property
     def _token(self) -> str | None:
-        token = self.settings.hf_token
-        return token.get_secret_value() if token else None
+        return hf_token(self.settings)
 
 
 # First imports, from several loading threads at once, of packages that import each other
@@ -340,31 +320,15 @@ class ModelLoader:
 _IMPORTS = threading.Lock()
 
 
-def _after_imports(modules: tuple[str, ...], device: str, load: Callable[..., T], *args: Any) -> T:
+def _after_imports(timer: StepTimer, modules: tuple[str, ...], device: str, load: Callable[..., T], *args: Any) -> T:
     with _IMPORTS:
         for module in modules:
-            import_stage_module(module)
+            if module in sys.modules:
+                continue
+            with timer(f"import {module}"):  # on start-up's timeline: which thread paid for which import
+                import_stage_module(module)
     with side_stream(device):  # weights go up beside Whisper's warmup decoding, not queued behind it
         return load(*args)
-
-
-def _release_model(whisper: Whisper) -> None:
-    """Unload a model: its scheduler's threads end, its engine lets go, the freed GPU memory goes back."""
-    whisper.scheduler.close()
-    whisper.engine.release()
-    gc.collect()
-    release_cached_gpu_memory()
-
-
-def _device_memory_in_use_mb(device: str) -> float | None:
-    """The GPU's memory in use, all processes (unlike ``runtime.device.gpu_memory``, this may
-    initialise CUDA: the load is about to)."""
-    if device != "cuda":
-        return None
-    import torch
-
-    free, total = torch.cuda.mem_get_info()
-    return (total - free) / 2**20
 
 
 def freeze_startup_objects() -> None:

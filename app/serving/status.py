@@ -20,6 +20,7 @@ from app.engine.whisper.batching import SchedulerStats
 from app.engine.whisper_models import ModelStatus
 from app.runtime.accelerator import AcceleratorCheck
 from app.runtime.device import GpuInfo, GpuMemory, GpuMemorySampler, JitCacheInfo
+from app.runtime.timing import Span
 from app.serving.warmup import WarmupReport
 
 
@@ -34,6 +35,7 @@ class Phase(StrEnum):
 class StageStatus:
     enabled: bool
     loaded: bool = False
+    loading: bool = False  # loading after the service became ready (diarization: see ModelLoader)
     model: str | None = None
     device: str | None = None
     detail: str | None = None
@@ -63,6 +65,7 @@ class ServiceStatus:
     stages: MappingProxyType[str, StageStatus]
     degraded: tuple[str, ...]  # the stages (or the accelerator) that keep the service from healthy
     startup_s: MappingProxyType[str, float]
+    startup_timeline: tuple[Span, ...]  # each start-up step's start and end since the process started
     warmup: WarmupReport | None
     jit_cache: JitCacheInfo | None
     ready_at: float | None  # Unix time the models were ready (OpenAI's model `created`)
@@ -73,6 +76,11 @@ class ServiceStatus:
     @property
     def ready(self) -> bool:
         return self.phase is Phase.READY
+
+    @property
+    def loading(self) -> tuple[str, ...]:
+        """Stages still loading while the service already serves (requests that need one wait for it)."""
+        return tuple(name for name, stage in self.stages.items() if stage.loading)
 
 
 class ServiceState:
@@ -91,6 +99,7 @@ class ServiceState:
         self.warmup: WarmupReport | None = None
         self.jit_cache: JitCacheInfo | None = None
         self.startup_timings: dict[str, float] = {}
+        self.startup_spans: list[Span] = []
         self.ready_at: float | None = None
         self.pipeline: TranscriptionPipeline | None = None
         self.gpu_memory = GpuMemorySampler()  # started by the loader
@@ -152,6 +161,7 @@ class ServiceState:
             stages=MappingProxyType(stages),
             degraded=self._degraded(stages) if self.phase is Phase.READY else (),
             startup_s=MappingProxyType(dict(self.startup_timings)),
+            startup_timeline=tuple(sorted(self.startup_spans, key=lambda span: (span.start, span.end))),
             warmup=self.warmup,
             jit_cache=self.jit_cache,
             ready_at=self.ready_at,
@@ -187,5 +197,9 @@ class ServiceState:
         reasons: list[str] = []
         if self.accelerator is not None and self.accelerator.problems:
             reasons.append("accelerator")
-        reasons += [name for name in ("alignment", "diarization") if stages[name].enabled and not stages[name].loaded]
+        reasons += [
+            name
+            for name in ("alignment", "diarization")
+            if stages[name].enabled and not stages[name].loaded and not stages[name].loading
+        ]
         return tuple(reasons)

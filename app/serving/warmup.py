@@ -1,4 +1,5 @@
-"""Run real speech through every loaded stage before the service calls itself ready.
+"""Run real speech through every stage: the transcription stages before the service calls itself
+ready, the diarizer once it has loaded (after ready: ``ModelLoader``).
 
 The first call of each stage pays for lazy imports, allocator growth and — on GPUs the
 installed CTranslate2 has no SASS for — the JIT compilation of every kernel. Warming up with
@@ -17,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from app.control.cancellation import CancelToken
 from app.engine.audio import SAMPLE_RATE, read_pcm16_wav
-from app.engine.options import Decoding, TranscribeOptions
+from app.engine.options import Decoding, SpeakerHints, TranscribeOptions
 from app.engine.pipeline import TranscriptionPipeline
+from app.engine.speakers.diarization import Diarizer
 from app.engine.vad import SpeechChunk
 from app.engine.whisper.stage import Whisper
 from app.runtime.gpu_streams import side_stream
@@ -28,6 +31,7 @@ from app.runtime.package_files import package_file
 logger = logging.getLogger(__name__)
 
 GPU_WARMUP_SECONDS = 90  # at 0.5 s per 5 s chunk: both of the offline diarizer's GPU batches full
+CPU_WARMUP_SPAN = (6.0, 10.0)  # seconds of the sample with its first words: every stage's code runs
 
 
 @dataclass(frozen=True)
@@ -51,34 +55,51 @@ def sample_speech() -> np.ndarray:
 
 
 def warm_up(pipeline: TranscriptionPipeline, batch_size: int) -> WarmupReport:
-    """Every loaded stage once on the sample (Whisper's full batches are ``warm_whisper_batches``).
+    """The transcription stages once on the sample (Whisper's full batches are
+    ``warm_whisper_batches``; the diarizer, which loads after, is ``warm_diarizer``).
 
-    On a GPU the sample is repeated to ``GPU_WARMUP_SECONDS``: the diarizer's batches (128
-    segmentation chunks, 256 speaker-chunk embeddings) fill up only after a minute or so of
-    a conversation, and a first full batch allocates and picks kernels for its shape.
+    On a GPU the sample is repeated to ``GPU_WARMUP_SECONDS`` (a first full batch allocates
+    and picks kernels for its shape). On the CPU nothing is compiled and a first request costs
+    what the next one does (3.65 against 3.71 s without warmup, bench/cold_start.py), so a
+    couple of seconds in English only prove every stage runs: the whole sample would add 2 s
+    to the ready time and buy nothing.
     """
-    clip = sample_speech()
-    if pipeline.device == "cuda":
-        clip = np.tile(clip, math.ceil(GPU_WARMUP_SECONDS * SAMPLE_RATE / clip.shape[0]))
+    clip = _warmup_clip(pipeline.device)
     started = time.perf_counter()
-    transcript = pipeline.run(clip, pipeline.resolve(TranscribeOptions(batch_size=batch_size)))
+    language = None if pipeline.device == "cuda" else "en"  # detection: one more encoder pass on a CPU
+    options = TranscribeOptions(batch_size=batch_size, diarize=False, language=language)
+    transcript = pipeline.run(clip, pipeline.resolve(options))
     t = transcript.timings
     report = WarmupReport(
         total_s=round(time.perf_counter() - started, 3),
         asr_s=round(t.get("vad", 0.0) + t.get("language_detection", 0.0) + t.get("asr", 0.0), 3),
         alignment_s=round(t.get("alignment", 0.0), 3),
-        # Beside the words (DIARIZE_DURING_ASR) the stage's own timing is only the wait after them.
-        diarization_s=t.get("diarization_beside_words", t.get("diarization", 0.0)),
+        diarization_s=0.0,
         audio_s=round(clip.shape[0] / SAMPLE_RATE, 1),
     )
-    logger.info(
-        "Warmup: total %.2f s (asr %.2f s, alignment %.2f s, diarization %.2f s)",
-        report.total_s,
-        report.asr_s,
-        report.alignment_s,
-        report.diarization_s,
-    )
+    logger.info("Warmup: total %.2f s (asr %.2f s, alignment %.2f s)", report.total_s, report.asr_s, report.alignment_s)
     return report
+
+
+def warm_diarizer(diarizer: Diarizer) -> float:
+    """The diarizer once on the sample, on a GPU repeated to ``GPU_WARMUP_SECONDS``: its batches
+    (128 segmentation chunks, 256 speaker-chunk embeddings) fill up only after a minute or so of
+    a conversation. Returns the seconds it took."""
+    clip = _warmup_clip(diarizer.device)
+    started = time.perf_counter()
+    with side_stream(diarizer.device, "diarization"):
+        diarizer(clip, SpeakerHints(), CancelToken(), {})
+    seconds = round(time.perf_counter() - started, 3)
+    logger.info("Warmup: diarization %.2f s", seconds)
+    return seconds
+
+
+def _warmup_clip(device: str) -> np.ndarray:
+    clip = sample_speech()
+    if device == "cuda":
+        return np.tile(clip, math.ceil(GPU_WARMUP_SECONDS * SAMPLE_RATE / clip.shape[0]))
+    start, end = CPU_WARMUP_SPAN
+    return clip[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
 
 
 def warm_whisper_batches(whisper: Whisper, batch_size: int, replicas: int, *, word_times: bool) -> None:

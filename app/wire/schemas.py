@@ -43,6 +43,9 @@ class TranscriptionResponse(BaseModel):
 class StageOut(BaseModel):
     enabled: bool
     loaded: bool
+    loading: bool = Field(
+        default=False, description="Still loading while the service serves (diarization loads after ready)."
+    )
     model: str | None = None
     device: str | None = None
     detail: str | None = None
@@ -188,6 +191,13 @@ class VoiceList(BaseModel):
     data: list[VoiceOut]
 
 
+class StartupSpanOut(BaseModel):
+    step: str
+    start: float
+    end: float
+    thread: str
+
+
 class HealthResponse(BaseModel):
     status: Literal["loading", "warming", "healthy", "degraded", "failed", "draining"]
     service: str
@@ -204,9 +214,20 @@ class HealthResponse(BaseModel):
     accelerator: AcceleratorOut | None = None
     stages: dict[str, StageOut]
     degraded: list[str]
+    loading: list[str] = Field(
+        default_factory=list,
+        description="Stages still loading while the service serves: a request that needs one waits for it "
+        "(STAGE_WAIT_S). `/health?require=all` answers 503 until this is empty.",
+    )
     failure: str | None = None
     startup_s: dict[str, float] = Field(
-        default_factory=dict, description="Seconds spent in each startup step (imports, model loads, warmup)."
+        default_factory=dict,
+        description="Seconds spent in each startup step (imports, model loads, warmup); `ready` and "
+        "`diarization_ready`: seconds from the process's start until then.",
+    )
+    startup_timeline: list[StartupSpanOut] = Field(
+        default_factory=list,
+        description="Each startup step's start and end, in seconds since the process started, and its thread.",
     )
     warmup: WarmupOut | None = None
     jit_cache: JitCacheOut | None = None

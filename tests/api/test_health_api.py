@@ -106,3 +106,47 @@ def test_a_gpu_that_cannot_be_used_is_degraded_with_the_fix(make_client, ready_s
     assert problem["reason"] == "ctranslate2 4.8.5 was built without CUDA: the aarch64 wheels on PyPI are CPU-only"
     assert "ENGINE=auto or torch" in problem["fix"] and "CTRANSLATE2=source" in problem["fix"]
     assert [lib["name"] for lib in accelerator["libraries"]] == ["ctranslate2", "torch"]
+
+
+def test_a_stage_loading_after_ready_is_listed_and_require_waits_for_it(make_client, ready_state):
+    state = ready_state(enable_alignment=False)
+    diarization = state.stages["diarization"]
+    diarization.loaded, diarization.loading, diarization.model = False, True, "offline"
+    client = make_client(state)
+
+    reply = client.get("/health")
+    assert reply.status_code == 200, "ready to transcribe while the diarizer loads"
+    body = reply.json()
+    assert body["status"] == "healthy" and body["degraded"] == []  # loading is not missing
+    assert body["loading"] == ["diarization"] and body["stages"]["diarization"]["loading"] is True
+    for require in ("all", "diarization", "asr,diarization", "diarization,"):
+        held = client.get("/health", params={"require": require})
+        assert held.status_code == 503 and held.headers["retry-after"], require
+        assert held.json()["status"] == "loading" and held.json()["loading"] == ["diarization"]
+    assert client.get("/health", params={"require": "asr"}).status_code == 200
+    unknown = client.get("/health", params={"require": "speakers"})
+    assert unknown.status_code == 422 and "asr, alignment, diarization" in unknown.json()["error"]["message"]
+    assert client.get("/health", params={"require": "ALL;drop"}).status_code == 422
+
+    diarization.loading, diarization.loaded = False, True
+    assert client.get("/health", params={"require": "all"}).status_code == 200
+    diarization.loaded, diarization.detail = False, "the diarizer failed to load: OSError: gone"
+    failed = client.get("/health", params={"require": "all"})
+    assert failed.status_code == 200 and failed.json()["degraded"] == ["diarization"], "it will never load: degraded"
+
+
+def test_the_startup_timeline_is_on_one_axis(make_client, ready_state):
+    from app.runtime.timing import StepTimer
+
+    state = ready_state()
+    timer = StepTimer(state.startup_timings, state.startup_spans)
+    timer.mark("before_load", 0.0)
+    with timer("import torch"):
+        pass
+    state.startup_timings["ready"] = timer.at()
+    body = make_client(state).get("/health").json()
+    steps = [span["step"] for span in body["startup_timeline"]]
+    assert steps == ["before_load", "import torch"]
+    first, second = body["startup_timeline"]
+    assert first["start"] == 0.0 and first["end"] <= second["start"] <= second["end"] <= body["startup_s"]["ready"]
+    assert second["thread"] and set(body["startup_s"]) >= {"before_load", "import torch", "ready"}

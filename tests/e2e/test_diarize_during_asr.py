@@ -1,4 +1,5 @@
-"""Diarization started beside the words (DIARIZE_DURING_ASR): same speakers, and it stops with its request."""
+"""Diarization started beside the words (DIARIZE_DURING_ASR): same speakers, and it stops with its
+request; a diarizer attached after ready (start-up loads it last) serves the requests that waited."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import time
 import pytest
 
 from app.control.cancellation import CancelToken
-from app.engine.options import ResolvedOptions, SpeakerHints
+from app.engine.options import ResolvedOptions, SpeakerHints, TranscribeOptions
 from app.engine.pipeline import TranscriptionPipeline
 from app.engine.speakers.diarization import PyannoteDiarizer
 from app.engine.vad import load_speech_detector
-from app.errors import Cancelled
+from app.errors import Cancelled, NotReady
 from app.serving.warmup import sample_speech
 from app.transcript import SpeakerTurn
 
@@ -95,3 +96,55 @@ def test_a_request_cancelled_while_waiting_for_its_speakers_stops_at_once(whispe
     while diarizer.stopped_by is None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert isinstance(diarizer.stopped_by, Cancelled)  # the child token saw its parent cancelled
+
+
+@pytest.mark.parametrize("during_asr", [False, True])
+def test_a_diarizer_attached_after_ready_serves_the_requests_that_waited_for_it(whisper, during_asr):
+    diarizer = PyannoteDiarizer.offline("cpu")
+    audio = sample_speech()
+    late = TranscriptionPipeline(
+        whisper,
+        vad=load_speech_detector("silero", "cpu"),
+        device="cpu",
+        aligners=None,
+        diarizer=None,
+        diarizer_loading=True,
+        diarize_during_asr=during_asr,
+    )
+    assert late.diarizer_loading and late.capabilities.diarizer, "requests resolve as if it were there"
+    assert late.resolve(TranscribeOptions()).diarize, "by default they want speakers, so they wait"
+    loading_key = late.fingerprint()
+    answers: list = []
+    waiting = threading.Thread(target=lambda: answers.append(late.run(audio, late.resolve(TranscribeOptions()))))
+    waiting.start()
+    time.sleep(1.0)
+    assert not answers, "a request that wants speakers waits for the diarizer"
+    late.attach_diarizer(diarizer)
+    waiting.join(timeout=300)
+    expected = pipeline(whisper, diarizer, during_asr=False).run(audio, OPTIONS)
+    assert answers[0].diarization.performed and answers[0].diarization.turns == expected.diarization.turns
+    assert late.fingerprint() != loading_key, "no job cached while it loaded matches one after"
+
+
+def test_a_diarizer_that_never_comes_is_a_503_then_unavailable(whisper):
+    late = TranscriptionPipeline(
+        whisper,
+        vad=load_speech_detector("silero", "cpu"),
+        device="cpu",
+        aligners=None,
+        diarizer=None,
+        diarizer_loading=True,
+        stage_wait_s=0.5,
+    )
+    audio = sample_speech()
+    with pytest.raises(NotReady) as refused:
+        late.run(audio, late.resolve(TranscribeOptions(diarize=True)))
+    assert refused.value.headers and refused.value.headers["Retry-After"]
+    assert "diarize=false" in refused.value.message
+    words = late.run(audio, late.resolve(TranscribeOptions(diarize=False)))
+    assert words.segments and not words.diarization.requested, "words alone never wait"
+
+    late.attach_diarizer(None, "the diarizer failed to load: OSError: gone")
+    assert not late.capabilities.diarizer and not late.resolve(TranscribeOptions()).diarize
+    asked = late.run(audio, late.resolve(TranscribeOptions(diarize=True)))
+    assert not asked.diarization.performed and "OSError: gone" in asked.warnings[0]

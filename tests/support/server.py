@@ -74,6 +74,22 @@ def running_server(
             process.kill()
 
 
+def wait_for_every_stage(server: RunningServer, timeout_s: float = 600.0) -> float:
+    """Wait until ``/health?require=all`` says every stage is in (diarization loads after ready);
+    the seconds since the server's process started."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            reply = httpx.get(f"{server.url}/health", params={"require": "all"}, timeout=2)
+            if reply.status_code == 200:
+                server.health = reply.json()
+                return time.monotonic() - server.started_at
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise ServerDidNotStart(f"stages still loading after {timeout_s} s:\n{server.log.read_text()[-4000:]}")
+
+
 def _wait_until_ready(server: RunningServer, timeout_s: float) -> None:
     deadline = server.started_at + timeout_s
     while time.monotonic() < deadline:

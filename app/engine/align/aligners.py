@@ -125,7 +125,6 @@ class AlignerCache:
         from app.engine.align.models import load_align_model
         from app.engine.align.sentences import ensure_sentence_splitter
 
-        ensure_sentence_splitter(language, self._cache_dir / "nltk_data")
         model_name = self._overrides.get(language)
         model_dir = self._cache_dir / "align"
         if self._offline:
@@ -133,6 +132,8 @@ class AlignerCache:
         model, metadata = load_align_model(language, self.device, model_name, str(model_dir), self._offline)
         if model is None:  # whisperx prints a hub error and returns None instead of raising
             raise OSError(f"{model_name or _default_model_name(language)} could not be loaded")
+        # After the model: NLTK's import is a second of start-up, wasted when the weights are missing.
+        ensure_sentence_splitter(language, self._cache_dir / "nltk_data")
         model.eval()
         name = model_name or _default_model_name(language)
         logger.info("Loaded wav2vec2 aligner %s for %r on %s", name, language, self.device)

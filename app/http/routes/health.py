@@ -7,14 +7,15 @@ worker thread is busy transcribing.
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
 from app import __version__
 from app.control.admission import AdmissionGate
 from app.control.budget import ByteBudget
-from app.errors import retry_later
+from app.errors import InvalidParameter, retry_later
 from app.http.auth import require_api_key_for_health
 from app.http.deps import BudgetsDep, GateDep, LiveSessionsDep, ServiceStateDep, SettingsDep
 from app.runtime.accelerator import AcceleratorCheck
@@ -33,6 +34,7 @@ from app.wire.schemas import (
     QueueOut,
     RealtimeOut,
     StageOut,
+    StartupSpanOut,
     WarmupOut,
 )
 
@@ -56,13 +58,28 @@ def _status(status: ServiceStatus, gate: AdmissionGate) -> str:
     },
 )
 async def health(
-    state: ServiceStateDep, gate: GateDep, budgets: BudgetsDep, settings: SettingsDep, live: LiveSessionsDep
+    state: ServiceStateDep,
+    gate: GateDep,
+    budgets: BudgetsDep,
+    settings: SettingsDep,
+    live: LiveSessionsDep,
+    require: Annotated[
+        str | None,
+        Query(
+            description="`all` (or a comma list of stages: `diarization`): answer 503 while any of them is still "
+            "loading after ready. Without it, 200 means ready to transcribe; requests wanting a stage that "
+            "still loads wait for it.",
+            pattern=r"^[a-z,]*$",
+            max_length=64,
+        ),
+    ] = None,
 ) -> JSONResponse:
     status = state.snapshot()
     gpu = status.gpu
-    ready = status.ready and not gate.draining
+    waiting = _still_loading(status, require)
+    ready = status.ready and not gate.draining and not waiting
     body = HealthResponse(
-        status=_status(status, gate),  # type: ignore[arg-type]
+        status="loading" if status.ready and waiting else _status(status, gate),  # type: ignore[arg-type]
         service=settings.service_name,
         version=__version__,
         device=status.device,
@@ -84,8 +101,10 @@ async def health(
         accelerator=_accelerator(status.accelerator) if status.accelerator else None,
         stages={name: StageOut(**asdict(stage)) for name, stage in status.stages.items()},
         degraded=list(status.degraded) if ready else [],
+        loading=list(status.loading),
         failure=status.failure,
         startup_s=dict(status.startup_s),
+        startup_timeline=[StartupSpanOut(**asdict(span)) for span in status.startup_timeline],
         warmup=WarmupOut(**asdict(status.warmup)) if status.warmup else None,
         jit_cache=JitCacheOut(**asdict(status.jit_cache)) if status.jit_cache else None,
         queue=QueueOut(
@@ -104,6 +123,22 @@ async def health(
     if ready:
         return JSONResponse(body.model_dump())
     return JSONResponse(body.model_dump(), status_code=503, headers=retry_later())
+
+
+def _still_loading(status: ServiceStatus, require: str | None) -> list[str]:
+    """The stages ``require`` names (``all``: every one) that are still loading."""
+    if not require:
+        return []
+    wanted = {name.strip() for name in require.split(",") if name.strip()}
+    if "all" in wanted:
+        return list(status.loading)
+    unknown = wanted - set(status.stages)
+    if unknown:
+        raise InvalidParameter(
+            f"require: no stage {', '.join(sorted(unknown))}; the stages are {', '.join(status.stages)} (or all).",
+            param="require",
+        )
+    return [name for name in status.loading if name in wanted]
 
 
 def _budget(budget: ByteBudget) -> BudgetOut:
