@@ -14,7 +14,7 @@ def test_warmup_reports_each_stage(whisper):
     report = warm_up(pipeline, batch_size=4)
     assert report.asr_s > 0 and report.alignment_s > 0 and report.diarization_s == 0.0
     assert report.total_s >= report.asr_s + report.alignment_s - 0.002  # each rounded to the millisecond
-    assert report.audio_s == 30.0
+    assert report.audio_s == 4.0  # on the CPU: a few seconds of the sample with speech in them
 
 
 def test_every_replica_gets_a_full_batch_of_windows_and_their_word_times(whisper):
