@@ -167,7 +167,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="accuracy-") as tmp:
         cases = sample_cases() + synthetic_cases(Path(tmp), args.quick)
         env = {"DIARIZER": args.diarizer, "WARMUP": "false"}
-        with running_server(env, Path(tmp) / "server.log") as server:
+        with running_server(env, Path(tmp) / "server.log", every_stage=True) as server:
             diarizer = server.health["stages"]["diarization"]["model"]
             rows = []
             for case in cases:

@@ -214,7 +214,7 @@ def main() -> None:
             rows = run(args.url, voices, args.timeout)
         else:
             env = {"DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "MODEL_CACHE_DIR": str(Path(work) / "models")}
-            with running_server(env, Path(work) / "server.log", timeout_s=900) as server:
+            with running_server(env, Path(work) / "server.log", timeout_s=900, every_stage=True) as server:
                 rows = run(server.url, voices, args.timeout)
     known = sum(r["known_words"] for r in rows)
     right = sum(r["named_right"] for r in rows)

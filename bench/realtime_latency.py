@@ -157,7 +157,7 @@ def main() -> None:
     if args.url:
         report(args, args.url, recording, pcm, seconds)
         return
-    with running_server(env, work / "server.log", timeout_s=900) as server:
+    with running_server(env, work / "server.log", timeout_s=900, every_stage=True) as server:
         report(args, server.url, recording, pcm, seconds)
 
 

@@ -1,11 +1,13 @@
 """Loading the models: once at start-up, in parallel, warmed up, then handed to ``ServiceState``.
 
-``ModelLoader.load`` runs in a background thread started by the app's lifespan, so the
-process answers ``/health`` (503, ``loading``/``warming``) while weights load and kernels
-compile. Everything it learns on the way (devices, each stage, the steps' seconds) it writes
-to the ``ServiceState`` (app/serving/status.py), which is what readers see. Optional stages
-that cannot load (no aligner for a language, no diarization pipeline) leave the service
-*degraded*, with the reason in words; only a Whisper model that cannot load makes it *failed*.
+``ModelLoader.load`` runs in a background thread started by the app's lifespan, so the process
+answers ``/health`` (503, ``loading``/``warming``) while weights load and kernels compile. The
+transcription stages come first and make the service ready; the diarizer loads after, while requests
+are served (``/health`` lists it under ``loading``). Everything it learns on the way (devices, each
+stage, the steps' seconds) it writes to the ``ServiceState`` (app/serving/status.py), which is what
+readers see. Optional stages that cannot load (no aligner for a language, no diarization pipeline)
+leave the service *degraded*, with the reason in words; only a Whisper model that cannot load makes
+it *failed*.
 """
 
 from __future__ import annotations

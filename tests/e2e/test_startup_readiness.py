@@ -20,7 +20,7 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_ready_for_words_first_speakers_when_the_diarizer_is_in(tmp_path: Path, speech: Path):
     env = {"MODEL_CACHE_DIR": str(tmp_path / "models"), "DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "HF_TOKEN": ""}
-    with server_or_fail(env, tmp_path / "server.log", timeout_s=600) as server:
+    with server_or_fail(env, tmp_path / "server.log", timeout_s=600, every_stage=False) as server:
         at_ready = server.health
         # pyannote.audio alone takes seconds to import after ready: the first 200 comes before it.
         assert at_ready["loading"] == ["diarization"]
@@ -34,7 +34,7 @@ def test_ready_for_words_first_speakers_when_the_diarizer_is_in(tmp_path: Path, 
         assert httpx.get(f"{server.url}/health", params={"require": "diarization"}).status_code == 503
         assert httpx.get(f"{server.url}/health", params={"require": "asr"}).status_code == 200
         unknown = httpx.get(f"{server.url}/health", params={"require": "speakers"})
-        assert unknown.status_code == 422 and "diarization" in unknown.json()["error"]["message"]
+        assert unknown.status_code == 422 and "require" in unknown.text
 
         with server.client() as client:
             # Sent while the diarizer loads: the one that wants speakers waits for it and gets them.

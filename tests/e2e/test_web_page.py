@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -208,14 +209,15 @@ def test_live_mode_shows_grey_partial_words_then_black_final_ones(
     browser.set_window_size(*DESKTOP)
     browser.get(f"{server.url}/")
     browser.find_element(By.ID, "live-start").click()
-    wait = WebDriverWait(browser, 120, poll_frequency=0.1)
+    # The transcript is re-rendered as words come: an element found may be gone when read.
+    wait = WebDriverWait(browser, 120, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException])
 
-    def partial_words(driver: WebDriver) -> list:
-        return [e for e in driver.find_elements(By.CSS_SELECTOR, "#live-transcript .partial") if e.text.strip()]
+    def partial_word_color(driver: WebDriver) -> str | None:
+        words = [e for e in driver.find_elements(By.CSS_SELECTOR, "#live-transcript .partial") if e.text.strip()]
+        return words[0].value_of_css_property("color") if words else None
 
-    partial = wait.until(partial_words)[0]  # heard while the long turn is still being spoken
+    grey = wait.until(partial_word_color)  # heard while the long turn is still being spoken
     _screenshot(browser, "desktop-live-partial")
-    grey = partial.value_of_css_property("color")
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#live-transcript .word.final")) >= 30)
     final = browser.find_element(By.CSS_SELECTOR, "#live-transcript .word.final")
     assert final.value_of_css_property("color") != grey

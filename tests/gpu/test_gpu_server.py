@@ -29,7 +29,7 @@ def gpu_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServ
         "HF_HUB_OFFLINE": "1",
         "HF_TOKEN": "",
     }
-    with running_server(env, root / "server.log", timeout_s=900) as server:
+    with running_server(env, root / "server.log", timeout_s=900, every_stage=True) as server:
         yield server
 
 

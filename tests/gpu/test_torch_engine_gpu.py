@@ -36,7 +36,9 @@ def test_graph_replay_equals_eager(beams):
     for graphs in (False, True):
         search = BeamSearch(network, buffers, shape, eot=EOT, **masks)
         if graphs:
-            search.capture(torch.cuda.graph_pool_handle())
+            pool = torch.cuda.graph_pool_handle()
+            for slots in search.slot_views():
+                search.capture_view(pool, slots)
         search.cross.copy_(cross)
         results.append(
             search.run([10, 2, 5], max_new_tokens=20, patience=1.0, temperature=0.0, no_speech_at=0, no_speech_token=4)
@@ -74,3 +76,34 @@ def test_engines_agree_in_float16(tmp_path: Path):
             texts[name, beams] = " ".join(s.text for s in Whisper(engine).transcribe(audio, chunks, decoding))
     for beams in (5, 1):
         assert word_error_rate(texts["ctranslate2", beams], texts["torch", beams]) <= 0.01, texts
+
+
+def test_smaller_buckets_run_padded_until_their_graphs_are_captured(tmp_path: Path):
+    """prepare() captures the largest bucket at once and the rest on a thread; a batch that comes
+    before its own bucket's graphs decodes padded in a larger one, to the same words."""
+    import time
+
+    from app.engine.whisper.sources import resolve_whisper_source
+    from app.engine.whisper.stage import Whisper
+    from app.engine.whisper.torch_engine import TorchEngine, batch_bucket
+
+    source = resolve_whisper_source(os.environ.get("GPU_TEST_WHISPER_MODEL", "bundled-tiny.en"), "cuda", tmp_path)
+    common = {"device": "cuda", "compute_type": "float16", "cpu_threads": 0, "download_root": str(tmp_path)}
+    audio = sample_speech()
+    chunks = load_speech_detector("silero", "cpu")(audio)[:3]
+    decoding = Decoding("en", "transcribe", None, 0.0, 16)
+    eager = TorchEngine.load(source, hf_token=None, cuda_graphs=False, **common)
+    expected = [s.text for s in Whisper(eager).transcribe(audio, chunks, decoding)]
+
+    engine = TorchEngine.load(source, hf_token=None, **common)
+    whisper = Whisper(engine)
+    whisper.prepare(16, decoding)
+    assert {shape.windows for shape in engine._searches} == {16}, "only the largest bucket before prepare returns"
+    assert engine._queued, "the smaller buckets are queued for the capture thread"
+    assert [s.text for s in whisper.transcribe(audio, chunks, decoding)] == expected
+    deadline = time.monotonic() + 120
+    while engine._queued and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert {shape.windows for shape in engine._searches} == {batch_bucket(n) for n in range(1, 17)}
+    assert all(search._graphs for search in engine._searches.values()), "every bucket has its graphs"
+    assert [s.text for s in whisper.transcribe(audio, chunks, decoding)] == expected

@@ -90,7 +90,7 @@ def test_offline_server_never_reaches_out(tmp_path, sample_wav):
         (german, {"language": "ja", "diarize": "false"}),  # a hub aligner
     )
     with (
-        running_server(env, tmp_path / "server.log", timeout_s=900, wrapper=wrapper) as server,
+        running_server(env, tmp_path / "server.log", timeout_s=900, wrapper=wrapper, every_stage=True) as server,
         server.client() as client,
     ):
         for path, form in requests:

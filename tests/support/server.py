@@ -50,11 +50,17 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(
-    env: dict[str, str], log: Path, *, timeout_s: float = 900.0, wrapper: tuple[str, ...] = ()
+    env: dict[str, str],
+    log: Path,
+    *,
+    timeout_s: float = 900.0,
+    wrapper: tuple[str, ...] = (),
+    every_stage: bool = False,
 ) -> Iterator[RunningServer]:
     """The service on a free loopback port with ``env`` added to this process's environment.
 
-    ``wrapper`` runs in front of the server's command (e.g. ``strace -f -o FILE``)."""
+    ``wrapper`` runs in front of the server's command (e.g. ``strace -f -o FILE``).
+    ``every_stage``: wait for the diarizer too (it loads after ``/health`` first answers 200)."""
     port = free_port()
     environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "PYTHONUNBUFFERED": "1", **env}
     started = time.monotonic()
@@ -65,6 +71,8 @@ def running_server(
     server = RunningServer(f"http://127.0.0.1:{port}", log, process, started)
     try:
         _wait_until_ready(server, timeout_s)
+        if every_stage:
+            wait_for_every_stage(server, timeout_s)
         yield server
     finally:
         process.terminate()

@@ -12,10 +12,14 @@ from tests.support.server import RunningServer, ServerDidNotStart, running_serve
 
 
 @contextmanager
-def server_or_fail(env: dict[str, str], log: Path, timeout_s: float) -> Iterator[RunningServer]:
-    """A failed start fails the test with the server's own reason (its log's tail), not an error."""
+def server_or_fail(
+    env: dict[str, str], log: Path, timeout_s: float, *, every_stage: bool = True
+) -> Iterator[RunningServer]:
+    """A failed start fails the test with the server's own reason (its log's tail), not an error.
+
+    ``every_stage``: the test gets the server once the diarizer is in too (it loads after ready)."""
     try:
-        with running_server(env, log, timeout_s=timeout_s) as running:
+        with running_server(env, log, timeout_s=timeout_s, every_stage=every_stage) as running:
             yield running
     except ServerDidNotStart as exc:
         pytest.fail(str(exc))

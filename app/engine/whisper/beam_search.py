@@ -167,20 +167,23 @@ class BeamSearch:
         self.scores.copy_(scores.gather(1, live).view(-1))
         self.step_index += 1
 
-    def capture(self, pool: Any) -> None:
-        """Record ``advance`` as one CUDA graph per slot view (after eager runs, as torch requires)."""
-        for slots in range(SLOT_STEP, self.shape.slots + 1, SLOT_STEP):
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                for _ in range(2):
-                    self.advance(slots)
-            torch.cuda.current_stream().wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            # Thread-local: other stages may load or run on the GPU from their own threads meanwhile.
-            with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+    def slot_views(self) -> range:
+        """The cache lengths a search reads, each with its own graph."""
+        return range(SLOT_STEP, self.shape.slots + 1, SLOT_STEP)
+
+    def capture_view(self, pool: Any, slots: int) -> None:
+        """Record ``advance`` over ``slots`` as a CUDA graph (after eager runs, as torch requires)."""
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
                 self.advance(slots)
-            self._graphs[slots] = graph
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        # Thread-local: other stages may load or run on the GPU from their own threads meanwhile.
+        with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+            self.advance(slots)
+        self._graphs[slots] = graph
 
     # --- a whole search ---
 

@@ -89,6 +89,7 @@ class TorchEngine:
         self._suppress_begin = token_mask(dims.n_vocab, suppress_ids_begin, self.device)
         self._buffers: SearchBuffers | None = None
         self._searches: dict[SearchShape, BeamSearch] = {}
+        self._queued: set[SearchShape] = set()  # buckets whose graphs a thread captures after prepare()
         self._graph_pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
         self._lock = threading.Lock()  # one batch at a time: the buffers are shared
         self._eot = tokenizer.token_to_id("<|endoftext|>")
@@ -159,12 +160,56 @@ class TorchEngine:
 
     @torch.inference_mode()
     def prepare(self, batch_size: int, prompt: list[int]) -> None:
-        buckets = sorted(
-            {batch_bucket(n) for n in range(1, batch_size + 1)}, reverse=True
-        )  # largest first: one allocation
+        """Every bucket of up to ``batch_size`` windows after ``prompt``; the largest at once.
+
+        On CUDA each bucket's graphs (one per cache length) take a fraction of a second to capture,
+        all of them seconds of start-up: the smaller buckets' are captured after, on a thread of
+        their own, one graph at a time between batches. Until a bucket's graphs are in, its
+        batches run padded in the smallest captured bucket that holds them.
+        """
+        buckets = sorted({batch_bucket(n) for n in range(1, batch_size + 1)}, reverse=True)  # largest first
+        shapes = [self._shape(windows, prompt, self.options.beam_size)[0] for windows in buckets]
         with self._lock:
-            for windows in buckets:
-                self._search(self._shape(windows, prompt, self.options.beam_size)[0])
+            self._search(shapes[0])  # one allocation, for the largest
+            later = [shape for shape in shapes[1:] if shape not in self._searches]
+            if not self.cuda_graphs:
+                for shape in later:
+                    self._search(shape)
+                return
+            self._queued.update(later)
+        if later:
+            threading.Thread(target=self._capture_later, args=(later,), name="whisper-graphs", daemon=True).start()
+
+    @torch.inference_mode()
+    def _capture_later(self, shapes: list[SearchShape]) -> None:
+        for shape in shapes:
+            with self._lock:
+                buffers = self._buffers
+                if shape in self._searches or buffers is None or not buffers.holds(shape):
+                    self._queued.discard(shape)
+                    continue
+                search = self._new_search(shape)
+            for slots in search.slot_views():
+                with self._lock:  # one graph, then any batch that waits
+                    if self._buffers is not buffers:  # grown or released meanwhile: these views are stale
+                        break
+                    search.capture_view(self._graph_pool, slots)
+            with self._lock:
+                if self._buffers is buffers:
+                    self._searches.setdefault(shape, search)
+                self._queued.discard(shape)
+
+    def _padded(self, shape: SearchShape) -> BeamSearch | None:
+        """For a bucket whose graphs are still queued: the smallest captured search that holds its batch."""
+        if shape not in self._queued:
+            return None
+        holding = [
+            search
+            for search in self._searches.values()
+            if (search.shape.beams, search.shape.slots) == (shape.beams, shape.slots)
+            and search.shape.windows >= shape.windows
+        ]
+        return min(holding, key=lambda search: search.shape.windows, default=None)
 
     @torch.inference_mode()
     def decode(
@@ -174,9 +219,9 @@ class TorchEngine:
         beams = 1 if sampling.temperature > 0 else self.options.beam_size
         shape, new_tokens = self._shape(count, prompt, beams)
         with self._lock:
-            search = self._search(shape)
+            search = self._searches.get(shape) or self._padded(shape) or self._search(shape)
             with self.model_seconds("encode"):
-                search.cross.copy_(self._cross(features, shape.windows))
+                search.cross.copy_(self._cross(features, search.shape.windows))
             with self.model_seconds("decode"):
                 best, no_speech = search.run(
                     prompt,
@@ -213,7 +258,16 @@ class TorchEngine:
             self.drop_graphs()
             self._buffers = None
             self._buffers = SearchBuffers(self.network, grown, self.dtype, self.device)
-        search = BeamSearch(
+        search = self._new_search(shape)
+        if self.cuda_graphs:
+            for slots in search.slot_views():
+                search.capture_view(self._graph_pool, slots)
+        self._searches[shape] = search
+        return search
+
+    def _new_search(self, shape: SearchShape) -> BeamSearch:
+        assert self._buffers is not None
+        return BeamSearch(
             self.network,
             self._buffers,
             shape,
@@ -221,10 +275,6 @@ class TorchEngine:
             suppress=self._suppress,
             suppress_begin=self._suppress_begin,
         )
-        if self.cuda_graphs:
-            search.capture(self._graph_pool)
-        self._searches[shape] = search
-        return search
 
     def release(self) -> None:
         with self._lock:
