@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.control.activity import RequestActivity
 from app.control.cancellation import CancelToken
 from app.control.progress import Progress
 from app.engine.align.aligners import AlignerCache, align
@@ -93,6 +94,7 @@ class TranscriptionPipeline:
         self._diarize_during_asr = diarize_during_asr
         self._diarization_thread: ThreadPoolExecutor | None = None
         self._diarizer_settled = threading.Event()  # the diarizer is attached, or known to be unavailable
+        self.activity = RequestActivity()  # requests in their stages (not those waiting for the diarizer)
         if not diarizer_loading:
             self.attach_diarizer(diarizer, diarizer_unavailable)
 
@@ -111,15 +113,18 @@ class TranscriptionPipeline:
 
     def _await_diarizer(self, cancel: CancelToken) -> None:
         """Wait (within ``stage_wait_s``) for a diarizer that is still loading; 503 past that."""
+        if self._diarizer_settled.is_set():
+            return
         deadline = time.monotonic() + self.stage_wait_s
-        while not self._diarizer_settled.wait(0.05):
-            cancel.check()
-            if time.monotonic() > deadline:
-                raise NotReady(
-                    f"Speakers were asked for, and the diarizer is still loading after {self.stage_wait_s:g} s "
-                    "of waiting (start-up). Retry shortly, or send diarize=false for the words alone.",
-                    headers=retry_later(),
-                )
+        with self.activity.working(-1):  # idle while it waits, so the loading goes on
+            while not self._diarizer_settled.wait(0.05):
+                cancel.check()
+                if time.monotonic() > deadline:
+                    raise NotReady(
+                        f"Speakers were asked for, and the diarizer is still loading after {self.stage_wait_s:g} s "
+                        "of waiting (start-up). Retry shortly, or send diarize=false for the words alone.",
+                        headers=retry_later(),
+                    )
 
     @property
     def whisper(self) -> Whisper:
@@ -187,7 +192,8 @@ class TranscriptionPipeline:
         ``known``: the known speakers' decoded reference clips, to name the diarized speakers by.
         """
         model = options.model or self.models.default
-        with self.models.use(model) as whisper, side_stream(self.device):  # not behind Whisper's decoding
+        # On a side stream: not queued behind Whisper's decoding of other requests.
+        with self.activity.working(), self.models.use(model) as whisper, side_stream(self.device):
             return self._run(whisper, audio, options, cancel, progress, listener, speech, known or [])
 
     def _run(

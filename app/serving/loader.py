@@ -12,6 +12,7 @@ it *failed*.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -46,9 +47,14 @@ from app.serving.whisper_loader import WhisperLoader, hf_token
 
 T = TypeVar("T")
 
-# While the diarizer's imports (seconds of Python) run beside requests: a request thread that
-# waits for the GIL gets it back after this long instead of Python's 5 ms. The torch engine's
-# decoding takes the GIL back once per token, so 5 ms would add a second to 200 tokens.
+# pyannote.audio's import (Lightning, torchmetrics, torch._dynamo: seconds of Python under the
+# GIL), cut into its heaviest parts, each a second or less, so the diarizer's loading after ready
+# can step aside for requests between them (YIELD_TO_REQUESTS_S at most before each step).
+PARTS_OF_PYANNOTE_IMPORT = ("pandas", "scipy.signal", "networkx", "matplotlib.pyplot", "torch._dynamo")
+YIELD_TO_REQUESTS_S = 2.0
+# While those steps run beside requests: a request thread that waits for the GIL gets it back
+# after this long instead of Python's 5 ms. The torch engine's decoding takes the GIL back every
+# few tokens, so 5 ms would add a good part of a second to 200 tokens.
 SWITCH_INTERVAL_WHILE_LOADING_S = 0.0005
 
 logger = logging.getLogger(__name__)
@@ -110,8 +116,15 @@ class ModelLoader:
         try:
             device = state.diarization_device
             assert device is not None
-            diarizer = _after_imports(timer, ("pyannote.audio",), device, self._load_diarizer, timer)
+            for module in (*PARTS_OF_PYANNOTE_IMPORT, "pyannote.audio"):  # in the gaps between requests
+                pipeline.activity.wait_until_idle(YIELD_TO_REQUESTS_S)
+                with contextlib.suppress(ImportError) if module != "pyannote.audio" else contextlib.nullcontext():
+                    _import(timer, module)  # a part missing from an install only means one step less
+            pipeline.activity.wait_until_idle(YIELD_TO_REQUESTS_S)
+            with side_stream(device):
+                diarizer = self._load_diarizer(timer)
             if diarizer is not None and self.settings.warmup:
+                pipeline.activity.wait_until_idle(YIELD_TO_REQUESTS_S)
                 with timer("diarizer_warmup"):
                     seconds = warm_diarizer(diarizer)
                 if state.warmup is not None:
@@ -322,13 +335,16 @@ class ModelLoader:
 _IMPORTS = threading.Lock()
 
 
-def _after_imports(timer: StepTimer, modules: tuple[str, ...], device: str, load: Callable[..., T], *args: Any) -> T:
+def _import(timer: StepTimer, module: str) -> None:
     with _IMPORTS:
-        for module in modules:
-            if module in sys.modules:
-                continue
+        if module not in sys.modules:
             with timer(f"import {module}"):  # on start-up's timeline: which thread paid for which import
                 import_stage_module(module)
+
+
+def _after_imports(timer: StepTimer, modules: tuple[str, ...], device: str, load: Callable[..., T], *args: Any) -> T:
+    for module in modules:
+        _import(timer, module)
     with side_stream(device):  # weights go up beside Whisper's warmup decoding, not queued behind it
         return load(*args)
 

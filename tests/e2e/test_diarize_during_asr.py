@@ -117,7 +117,8 @@ def test_a_diarizer_attached_after_ready_serves_the_requests_that_waited_for_it(
     answers: list = []
     waiting = threading.Thread(target=lambda: answers.append(late.run(audio, late.resolve(TranscribeOptions()))))
     waiting.start()
-    time.sleep(1.0)
+    assert not late.activity.wait_until_idle(0.2), "a request in its stages keeps the diarizer's loading waiting"
+    assert late.activity.wait_until_idle(120), "one that waits for the diarizer does not"
     assert not answers, "a request that wants speakers waits for the diarizer"
     late.attach_diarizer(diarizer)
     waiting.join(timeout=300)
