@@ -191,7 +191,7 @@ class ModelLoader:
             vad = pool.submit(
                 _after_imports,
                 timer,
-                (),  # the pyannote VAD's model runs without pyannote.audio (app/engine/pyannet.py)
+                ("torch",) if settings.vad_method == "pyannote" else (),  # but not pyannote.audio: pyannet.py
                 device,
                 self._timed,
                 timer,
