@@ -27,6 +27,14 @@ def pipeline(whisper, diarizer, during_asr: bool) -> TranscriptionPipeline:
     )
 
 
+def late_pipeline(whisper, **options) -> TranscriptionPipeline:
+    """A pipeline whose diarizer is still loading (start-up attaches it after ready)."""
+    vad = load_speech_detector("silero", "cpu")
+    return TranscriptionPipeline(
+        whisper, vad=vad, device="cpu", aligners=None, diarizer=None, diarizer_loading=True, **options
+    )
+
+
 def test_the_call_gets_the_same_speakers_either_way(whisper):
     diarizer = PyannoteDiarizer.offline("cpu")
     audio = sample_speech()
@@ -102,15 +110,7 @@ def test_a_request_cancelled_while_waiting_for_its_speakers_stops_at_once(whispe
 def test_a_diarizer_attached_after_ready_serves_the_requests_that_waited_for_it(whisper, during_asr):
     diarizer = PyannoteDiarizer.offline("cpu")
     audio = sample_speech()
-    late = TranscriptionPipeline(
-        whisper,
-        vad=load_speech_detector("silero", "cpu"),
-        device="cpu",
-        aligners=None,
-        diarizer=None,
-        diarizer_loading=True,
-        diarize_during_asr=during_asr,
-    )
+    late = late_pipeline(whisper, diarize_during_asr=during_asr)
     assert late.diarizer_loading and late.capabilities.diarizer, "requests resolve as if it were there"
     assert late.resolve(TranscribeOptions()).diarize, "by default they want speakers, so they wait"
     loading_key = late.fingerprint()
@@ -128,15 +128,7 @@ def test_a_diarizer_attached_after_ready_serves_the_requests_that_waited_for_it(
 
 
 def test_a_diarizer_that_never_comes_is_a_503_then_unavailable(whisper):
-    late = TranscriptionPipeline(
-        whisper,
-        vad=load_speech_detector("silero", "cpu"),
-        device="cpu",
-        aligners=None,
-        diarizer=None,
-        diarizer_loading=True,
-        stage_wait_s=0.5,
-    )
+    late = late_pipeline(whisper, stage_wait_s=0.5)
     audio = sample_speech()
     with pytest.raises(NotReady) as refused:
         late.run(audio, late.resolve(TranscribeOptions(diarize=True)))
