@@ -98,7 +98,8 @@ def test_smaller_buckets_run_padded_until_their_graphs_are_captured(tmp_path: Pa
     engine = TorchEngine.load(source, hf_token=None, **common)
     whisper = Whisper(engine)
     whisper.prepare(16, decoding)
-    captured, queued = {s.windows for s in engine._searches}, {s.windows for s in engine._queued}
+    with engine._lock:  # the capture thread adds to both
+        captured, queued = {s.windows for s in engine._searches}, {s.windows for s in engine._queued}
     assert 16 in captured and 16 not in queued, "the largest bucket is captured before prepare returns"
     assert captured | queued == {1, 2, 4, 8, 16}, "the smaller ones are queued for the capture thread (or done)"
     assert [s.text for s in whisper.transcribe(audio, chunks, decoding)] == expected
