@@ -6,7 +6,7 @@ matplotlib and ``torch._dynamo`` — 7–11 s of start-up, more than everything 
 to ready. The model is small (SincNet, a 4-layer LSTM, two linear layers) and only needs torch
 and asteroid-filterbanks (SincNet's learned filters). The checkpoint is a Lightning checkpoint
 whose pickle names pyannote classes; it is read with those classes replaced by inert stand-ins,
-so nothing of pyannote is imported. tests/integration/test_lean_vad.py checks the scores and the
+so nothing of pyannote is imported. tests/e2e/test_lean_vad.py checks the scores and the
 speech windows against pyannote.audio's own ``VoiceActivityDetection`` on real speech.
 """
 
@@ -55,7 +55,6 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     hyper_parameters: dict[str, Any]
     duration: float  # the chunk length the model was trained on, seconds
-    multi_label: bool
 
 
 def read_checkpoint(path: Path) -> Checkpoint:
@@ -63,15 +62,12 @@ def read_checkpoint(path: Path) -> Checkpoint:
     raw = torch.load(path, map_location="cpu", pickle_module=_PICKLE, weights_only=False)  # a bundled file
     specifications = raw["pyannote.audio"]["specifications"]
     fields = specifications.state if isinstance(specifications.state, dict) else specifications.state[1]
-    problem = fields["problem"]
+    multi_label = fields["problem"].args == (2,)  # Problem.MULTI_LABEL_CLASSIFICATION
     warm_up = tuple(fields.get("warm_up") or (0.0, 0.0))
-    if warm_up != (0.0, 0.0) or fields.get("powerset_max_classes") is not None:
+    if not multi_label or warm_up != (0.0, 0.0) or fields.get("powerset_max_classes") is not None:
         raise ValueError(f"{path}: only multi-label models without warm-up are supported (this one: {fields})")
     return Checkpoint(
-        state_dict=raw["state_dict"],
-        hyper_parameters=raw["hyper_parameters"],
-        duration=float(fields["duration"]),
-        multi_label=problem.args == (2,),  # Problem.MULTI_LABEL_CLASSIFICATION
+        state_dict=raw["state_dict"], hyper_parameters=raw["hyper_parameters"], duration=float(fields["duration"])
     )
 
 
@@ -112,8 +108,8 @@ class PyanNet(nn.Module):
         super().__init__()
         hp = checkpoint.hyper_parameters
         lstm, linear = dict(hp["lstm"]), hp["linear"]
-        if not lstm.pop("monolithic", True) or not checkpoint.multi_label or linear["num_layers"] < 1:
-            raise ValueError("only monolithic-LSTM multi-label PyanNet checkpoints are supported")
+        if not lstm.pop("monolithic", True) or linear["num_layers"] < 1:
+            raise ValueError("only monolithic-LSTM PyanNet checkpoints with linear layers are supported")
         lstm["batch_first"] = True
         self.sincnet = SincNet(hp["sincnet"].get("stride", 10))
         self.lstm = nn.LSTM(60, **lstm)
@@ -191,15 +187,13 @@ class SpeechScores:
         frames = self._closest_frame(self.duration + (chunks - 1) * self.step + 0.5 * self.frame_duration) + 1
         total = np.zeros((frames, classes), dtype=np.float32)
         weight = np.zeros((frames, classes), dtype=np.float32)
-        covered = np.zeros((frames, classes), dtype=np.float32)
         for c in range(chunks):
             first = self._closest_frame(c * self.step + 0.5 * self.frame_duration)
             total[first : first + per_chunk] += scores[c] * hamming
             weight[first : first + per_chunk] += hamming
-            covered[first : first + per_chunk] = 1.0
-        average = total / np.maximum(weight, 1e-12)
-        average[covered == 0.0] = 0.0
-        return average
+        # A frame no chunk covers has no weight and no total (a Hamming window is never 0): it
+        # comes out 0, as pyannote's "missing" value makes it.
+        return total / np.maximum(weight, 1e-12)
 
     def _closest_frame(self, t: float) -> int:
         return int(np.rint((t - 0.5 * self.frame_duration) / self.frame_step))

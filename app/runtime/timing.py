@@ -52,13 +52,13 @@ class StepTimer:
         """``moment`` (``time.perf_counter()``; default now) as seconds since the process started."""
         return round((time.perf_counter() if moment is None else moment) - self._origin, 3)
 
-    def mark(self, step: str, start: float = 0.0) -> None:
-        """A step that ends now and began at ``start`` on the process's axis (the time before loading)."""
+    def mark(self, step: str) -> None:
+        """A step from the process's start until now (the time before loading)."""
         end = self.at()
         with self._lock:
-            self.timings[step] = round(end - start, 4)
+            self.timings[step] = round(end, 4)
             if self.spans is not None:
-                self.spans.append(Span(step, round(start, 3), end, threading.current_thread().name))
+                self.spans.append(Span(step, 0.0, end, threading.current_thread().name))
 
 
 def process_age_s() -> float | None:

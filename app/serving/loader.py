@@ -54,7 +54,7 @@ PARTS_OF_PYANNOTE_IMPORT = ("pandas", "scipy.signal", "networkx", "matplotlib.py
 YIELD_TO_REQUESTS_S = 2.0
 # While those steps run beside requests: a request thread that waits for the GIL gets it back
 # after this long instead of Python's 5 ms. The torch engine's decoding takes the GIL back every
-# few tokens, so 5 ms would add a good part of a second to 200 tokens.
+# few tokens (reasoned, not measured: no GPU run yet; on the CPU it changed nothing).
 SWITCH_INTERVAL_WHILE_LOADING_S = 0.0005
 
 logger = logging.getLogger(__name__)
@@ -116,10 +116,12 @@ class ModelLoader:
         try:
             device = state.diarization_device
             assert device is not None
-            for module in (*PARTS_OF_PYANNOTE_IMPORT, "pyannote.audio"):  # in the gaps between requests
+            for module in PARTS_OF_PYANNOTE_IMPORT:  # in the gaps between requests
                 pipeline.activity.wait_until_idle(YIELD_TO_REQUESTS_S)
-                with contextlib.suppress(ImportError) if module != "pyannote.audio" else contextlib.nullcontext():
-                    _import(timer, module)  # a part missing from an install only means one step less
+                with contextlib.suppress(ImportError):  # a part missing from an install: one step less
+                    _import(timer, module)
+            pipeline.activity.wait_until_idle(YIELD_TO_REQUESTS_S)
+            _import(timer, "pyannote.audio")
             pipeline.activity.wait_until_idle(YIELD_TO_REQUESTS_S)
             with side_stream(device):
                 diarizer = self._load_diarizer(timer)
@@ -309,7 +311,7 @@ class ModelLoader:
                     settings.diarizer,
                     settings.diarization_pipeline,
                     device=device,
-                    hf_token=self._token,
+                    hf_token=hf_token(settings),
                     cache_dir=settings.model_cache_dir,
                 )
             except DiarizerUnavailable as exc:
@@ -320,10 +322,6 @@ class ModelLoader:
         if loaded.fallback_reason:
             stage.detail = f"offline diarizer in use; the pretrained pipeline was not loaded: {loaded.fallback_reason}"
         return loaded.diarizer
-
-    @property
-    def _token(self) -> str | None:
-        return hf_token(self.settings)
 
 
 # First imports, from several loading threads at once, of packages that import each other
