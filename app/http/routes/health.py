@@ -41,9 +41,11 @@ from app.wire.schemas import (
 router = APIRouter(tags=["health"])
 
 
-def _status(status: ServiceStatus, gate: AdmissionGate) -> str:
+def _status(status: ServiceStatus, gate: AdmissionGate, waiting: list[str]) -> str:
     if gate.draining:
         return "draining"
+    if status.phase is Phase.READY and waiting:  # ready, but not every stage ``require`` names is in
+        return "loading"
     if status.phase is Phase.READY:
         return "degraded" if status.degraded else "healthy"
     return status.phase.value
@@ -79,7 +81,7 @@ async def health(
     waiting = _still_loading(status, require)
     ready = status.ready and not gate.draining and not waiting
     body = HealthResponse(
-        status="loading" if status.ready and waiting else _status(status, gate),  # type: ignore[arg-type]
+        status=_status(status, gate, waiting),  # type: ignore[arg-type]
         service=settings.service_name,
         version=__version__,
         device=status.device,
