@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 from app.errors import Cancelled, retry_later
 
@@ -52,7 +53,12 @@ class CancelToken:
         while not self.cancelled:
             await asyncio.sleep(_POLL_S)
 
-    def wait(self, done: threading.Event) -> None:
-        """Wait for ``done``, giving up with ``Cancelled`` as soon as the token is cancelled."""
+    def wait(self, done: threading.Event, timeout_s: float | None = None) -> bool:
+        """Wait for ``done``, giving up with ``Cancelled`` as soon as the token is cancelled;
+        with ``timeout_s``, at most that long. Whether ``done`` is set."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while not done.wait(_POLL_S):
             self.check()
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+        return True

@@ -115,16 +115,14 @@ class TranscriptionPipeline:
         """Wait (within ``stage_wait_s``) for a diarizer that is still loading; 503 past that."""
         if self._diarizer_settled.is_set():
             return
-        deadline = time.monotonic() + self.stage_wait_s
         with self.activity.working(-1):  # idle while it waits, so the loading goes on
-            while not self._diarizer_settled.wait(0.05):
-                cancel.check()
-                if time.monotonic() > deadline:
-                    raise NotReady(
-                        f"Speakers were asked for, and the diarizer is still loading after {self.stage_wait_s:g} s "
-                        "of waiting (start-up). Retry shortly, or send diarize=false for the words alone.",
-                        headers=retry_later(),
-                    )
+            settled = cancel.wait(self._diarizer_settled, self.stage_wait_s)
+        if not settled:
+            raise NotReady(
+                f"Speakers were asked for, and the diarizer is still loading after {self.stage_wait_s:g} s "
+                "of waiting (start-up). Retry shortly, or send diarize=false for the words alone.",
+                headers=retry_later(),
+            )
 
     @property
     def whisper(self) -> Whisper:
