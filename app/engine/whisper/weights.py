@@ -110,7 +110,9 @@ def _read_ct2_variables(path: Path) -> dict[str, np.ndarray]:
     return variables
 
 
-def _ct2_linear(variables: dict[str, np.ndarray], prefix: str) -> np.ndarray:
+def _ct2_weight(variables: dict[str, np.ndarray], prefix: str) -> np.ndarray:
+    """A weight in float: int8 ones (linear layers and the embedding of a model converted with
+    ``--quantization int8*``) come back dequantised."""
     weight = variables[f"{prefix}/weight"]
     scale = variables.get(f"{prefix}/weight_scale")
     if weight.dtype == np.int8 and scale is not None:  # int8 rows were stored as round(w * scale)
@@ -124,7 +126,7 @@ def _from_ctranslate2(folder: Path) -> WhisperWeights:
     out: dict[str, np.ndarray] = {}
 
     def linear(target: str, source: str) -> None:
-        out[f"{target}.weight"] = _ct2_linear(variables, source)
+        out[f"{target}.weight"] = _ct2_weight(variables, source)
         out[f"{target}.bias"] = variables[f"{source}/bias"]
 
     def norm(target: str, source: str) -> None:
@@ -152,7 +154,7 @@ def _from_ctranslate2(folder: Path) -> WhisperWeights:
     decoder_layers = _layer_count(variables, "decoder/layer_{}/ffn/linear_0/bias")
     for i in range(encoder_layers):
         layer("encoder", i)
-    out["decoder.embedding"] = variables["decoder/embeddings/weight"]
+    out["decoder.embedding"] = _ct2_weight(variables, "decoder/embeddings")
     out["decoder.positions"] = variables["decoder/position_encodings/encodings"]
     norm("decoder.norm", "decoder/layer_norm")
     for i in range(decoder_layers):
