@@ -54,7 +54,7 @@ PARTS_OF_PYANNOTE_IMPORT = ("pandas", "scipy.signal", "networkx", "matplotlib.py
 YIELD_TO_REQUESTS_S = 2.0
 # While those steps run beside requests: a request thread that waits for the GIL gets it back
 # after this long instead of Python's 5 ms. The torch engine's decoding takes the GIL back every
-# few tokens (reasoned, not measured: no GPU run yet; on the CPU it changed nothing).
+# few tokens (reasoned, not measured apart on the GPU; on the CPU it changed nothing).
 SWITCH_INTERVAL_WHILE_LOADING_S = 0.0005
 
 logger = logging.getLogger(__name__)
