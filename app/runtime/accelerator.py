@@ -118,7 +118,7 @@ def _cpu_build(package: PackageCuda, machine: str) -> tuple[str, str]:
         return (
             f"{label} was built without CUDA{where}",
             "use the torch engine on the GPU (ENGINE=auto or torch), or compile CTranslate2 with CUDA: the "
-            "image with --build-arg CTRANSLATE2=source, or scripts/build_ctranslate2.sh and then "
+            "image's --target service-ctranslate2-cuda, or scripts/build_ctranslate2.sh and then "
             "CTRANSLATE2_WHEEL=<wheel> scripts/bootstrap.sh",
         )
     where = f": PyPI's aarch64 torch wheels before {_TORCH_CUDA_SINCE} are CPU-only" if arm else ""

@@ -104,7 +104,7 @@ def test_a_gpu_that_cannot_be_used_is_degraded_with_the_fix(make_client, ready_s
     assert accelerator["evidence"] == ["/dev/nvidia0", "libcuda.so.1"]
     [problem] = accelerator["problems"]
     assert problem["reason"] == "ctranslate2 4.8.5 was built without CUDA: the aarch64 wheels on PyPI are CPU-only"
-    assert "ENGINE=auto or torch" in problem["fix"] and "CTRANSLATE2=source" in problem["fix"]
+    assert "ENGINE=auto or torch" in problem["fix"] and "--target service-ctranslate2-cuda" in problem["fix"]
     assert [lib["name"] for lib in accelerator["libraries"]] == ["ctranslate2", "torch"]
 
 

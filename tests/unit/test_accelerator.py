@@ -34,7 +34,7 @@ def test_cpu_only_ctranslate2_on_an_arm_gpu_box():
     [problem] = diagnose(GB10, [CT2_ARM_WHEEL, TORCH_CUDA], "aarch64")
     assert problem.package == "ctranslate2" and problem.version == "4.8.5"
     assert problem.reason == "ctranslate2 4.8.5 was built without CUDA: the aarch64 wheels on PyPI are CPU-only"
-    assert "ENGINE=auto or torch" in problem.fix and "CTRANSLATE2=source" in problem.fix
+    assert "ENGINE=auto or torch" in problem.fix and "--target service-ctranslate2-cuda" in problem.fix
     assert "CTRANSLATE2_WHEEL" in problem.fix
 
 

@@ -41,28 +41,43 @@ def _args() -> dict[str, str]:
     return {name: value.strip('"') for name, value in pairs}
 
 
-def test_ctranslate2_is_pypis_wheel_unless_compiling_is_asked_for():
-    """The GPU engine is torch: by default CTranslate2 is PyPI's wheel (the CPU engine) and no
-    builder stage runs; CTRANSLATE2=source compiles it for CUDA 13 (ENGINE=ctranslate2 on a GPU)."""
-    assert _all("FROM") == [
-        "${BUILD_IMAGE} AS ctranslate2-source",
-        "${RUNTIME_IMAGE} AS ctranslate2-wheel",
-        "ctranslate2-${CTRANSLATE2} AS ctranslate2",
-        "${RUNTIME_IMAGE}",
+def test_ctranslate2_is_pypis_wheel_unless_its_target_is_asked_for():
+    """The GPU engine is torch: the default target (the last stage) installs PyPI's CTranslate2 (the
+    CPU engine) and builds nothing; --target service-ctranslate2-cuda compiles it for CUDA 13. Stages
+    are chosen by target, never by a build argument: buildah decides which stages are unused from
+    the arguments passed, not from ARG defaults, and skipped the one `FROM stage-${ARG}` named."""
+    stages = _all("FROM")
+    assert stages == [
+        "${BUILD_IMAGE} AS ctranslate2-cuda",
+        "${RUNTIME_IMAGE} AS runtime",
+        "runtime AS service-ctranslate2-cuda",
+        "runtime AS service",
     ]
+    assert not any("$" in stage.split(" AS ")[0] for stage in stages[2:]), "no stage is chosen by an argument"
     args = _args()
-    assert args["CTRANSLATE2"] == "wheel"
+    assert "CTRANSLATE2" not in args
     assert re.fullmatch(r"13\.\d+\.\d+", args["CUDA_VERSION"])
     assert args["BUILD_IMAGE"] == "nvidia/cuda:${CUDA_VERSION}-cudnn-devel-ubuntu24.04"
     assert {"80", "90", "100", "120", "121"} <= set(args["CUDA_ARCHS"].split())
     assert args["PTX_ARCH"] == "121"
-    runs = _all("RUN")
-    assert any("scripts/build_ctranslate2.sh /wheels" in run for run in runs)
-    assert any(
-        "CTRANSLATE2_WHEEL=\"$(find /wheels -name 'ctranslate2-*.whl')\" scripts/bootstrap.sh image" in run
-        for run in runs
-    )
-    assert "COPY --from=ctranslate2 /opt/ctranslate2/lib /opt/ctranslate2/lib" in [f"COPY {c}" for c in _all("COPY")]
+    assert any("scripts/build_ctranslate2.sh /wheels" in run for run in _all("RUN"))
+    service = _stage("service")
+    assert not any("ctranslate2-cuda" in rest for kw, rest in service if kw == "COPY")
+    compiled = _stage("service-ctranslate2-cuda")
+    assert ("COPY", "--from=ctranslate2-cuda /opt/ctranslate2/lib /opt/ctranslate2/lib") in compiled
+    assert ("ENV", "CTRANSLATE2_WHEEL_DIR=/wheels") in compiled
+    for stage in (service, compiled):  # dependencies first, the app after: an app change rebuilds one layer
+        runs = [rest for kw, rest in stage if kw == "RUN"]
+        assert runs == ["scripts/bootstrap.sh image-deps", "scripts/bootstrap.sh image"]
+        assert stage.index(("COPY", "app/ app/")) > stage.index(("RUN", "scripts/bootstrap.sh image-deps"))
+
+
+def _stage(name: str) -> list[tuple[str, str]]:
+    """The instructions of the stage named ``name`` (after its FROM, up to the next FROM)."""
+    rows = _instructions()
+    start = next(i for i, (kw, rest) in enumerate(rows) if kw == "FROM" and rest.endswith(f" AS {name}"))
+    end = next((i for i in range(start + 1, len(rows)) if rows[i][0] == "FROM"), len(rows))
+    return rows[start + 1 : end]
 
 
 def _build_options(**env: str) -> list[str]:
@@ -131,8 +146,28 @@ def test_installs_through_the_ci_script_and_applies_patches():
 
 
 def test_runs_as_a_non_root_user():
-    [user] = _all("USER")
-    assert user.split(":")[0] not in ("0", "root")
+    users = _all("USER")
+    assert users and all(user.split(":")[0] not in ("0", "root") for user in users)
+
+
+def test_builds_behind_a_tls_inspecting_proxy_and_needs_no_download_but_packages():
+    """An extra CA comes as a build secret into the system's store, which every TLS client reads;
+    NLTK's data comes from a package (bootstrap.sh fails the build without it); torchcodec must load."""
+    dockerfile = (REPO / "Dockerfile.gpu").read_text()
+    assert "--mount=type=secret,id=extra_ca" in dockerfile and "update-ca-certificates" in dockerfile
+    env = _env()
+    for variable in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT"):
+        assert env[variable] == "/etc/ssl/certs/ca-certificates.crt"
+    bootstrap = (REPO / "scripts" / "bootstrap.sh").read_text()
+    assert "nltk.downloader" not in bootstrap and "-m app.engine.align.sentences" in bootstrap
+    assert "import torchcodec.decoders" in bootstrap
+    assert "libpython${py}" in dockerfile
+
+
+def test_every_cache_a_library_keeps_is_in_the_model_volume():
+    env = _env()
+    for variable in ("HF_HOME", "XDG_CACHE_HOME", "MPLCONFIGDIR", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+        assert env[variable].startswith("/models/"), variable
 
 
 def test_caches_are_volumes_and_jit_cache_is_kept():
@@ -157,9 +192,13 @@ def test_healthcheck_port_and_pid_1():
     assert "exec python -m app" in script
 
 
-def _run_sh(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"} | {"HOME": "/home/u"} | env
-    return subprocess.run(["bash", str(REPO / "run.sh"), *args], env=environment, capture_output=True, text=True)
+def _run_sh(*args: str, user: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "XDG_DATA_HOME")}
+    environment |= {"HOME": "/home/u", "DOCKER": "docker"} | env
+    command = ["bash", str(REPO / "run.sh"), *args]
+    if user is not None:  # as another user of this machine (the test runs as root)
+        command = ["runuser", "-u", user, "--", "env", *(f"{k}={v}" for k, v in environment.items()), *command]
+    return subprocess.run(command, env=environment, capture_output=True, text=True)
 
 
 def test_run_sh_starts_with_the_jit_cache_mounted():
@@ -204,6 +243,69 @@ def test_run_sh_passes_the_token_by_name_only():
     result = _run_sh("--dry-run", HF_TOKEN="hf_very_secret")
     assert "-e HF_TOKEN " in result.stdout + " "
     assert "hf_very_secret" not in result.stdout + result.stderr
+
+
+def test_run_sh_passes_settings_through(tmp_path):
+    """Any documented setting: -e NAME=VALUE, -e NAME (this shell's value, by name), or an env file."""
+    env_file = tmp_path / "service.env"
+    env_file.write_text("WHISPER_MODELS=large-v3-turbo\n")
+    result = _run_sh(
+        "--dry-run", "-e", "OFFLINE=true", "-e", "DEVICE=cpu", "-e", "API_KEYS", "--env-file", str(env_file),
+        "-e", "WHISPER_MODEL=/models/mine", API_KEYS="key-that-stays-in-the-environment",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for passed in ("-e OFFLINE=true", "-e DEVICE=cpu", "-e API_KEYS ", f"--env-file {env_file}", "-e WHISPER_MODEL="):
+        assert passed in result.stdout
+    assert "key-that-stays-in-the-environment" not in result.stdout + result.stderr
+    prewarm = _run_sh("prewarm", "--dry-run", "-e", "OFFLINE=true")
+    assert "-e OFFLINE=true" in prewarm.stdout
+
+
+@pytest.mark.parametrize(
+    "args", [("-e", "PORT=9000"), ("-e", "HOST=127.0.0.1"), ("-e", "=x"), ("-e", "A B=1"), ("--env-file", "/nope")]
+)
+def test_run_sh_refuses_settings_it_cannot_pass(args):
+    result = _run_sh("--dry-run", *args)
+    assert result.returncode == 2 and "run.sh:" in result.stderr
+
+
+def test_run_sh_runs_the_service_as_the_owner_of_the_cache_folders(tmp_path):
+    """Host folders keep their owner's uid: the service runs as that user, so it can write them."""
+    for folder in ("models", "cuda-cache"):
+        (tmp_path / "transcription-service" / folder).mkdir(parents=True)
+        os.chown(tmp_path / "transcription-service" / folder, 1234, 1234)
+    result = _run_sh("--dry-run", XDG_DATA_HOME=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "--user 1234:1234" in result.stdout
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="as root")
+def test_run_sh_as_root_gives_new_folders_to_the_images_user_and_refuses_roots_own(tmp_path):
+    fresh = _run_sh("--dry-run", XDG_DATA_HOME=str(tmp_path / "fresh"))
+    assert "--user 10001:10001" in fresh.stdout
+    (tmp_path / "root" / "transcription-service" / "models").mkdir(parents=True)
+    (tmp_path / "root" / "transcription-service" / "cuda-cache").mkdir(parents=True)
+    refused = _run_sh("--dry-run", XDG_DATA_HOME=str(tmp_path / "root"))
+    assert refused.returncode == 2 and "does not run as root" in refused.stderr and "chown" in refused.stderr
+    os.chown(tmp_path / "root" / "transcription-service" / "models", 1234, 1234)
+    mixed = _run_sh("--dry-run", XDG_DATA_HOME=str(tmp_path / "root"))
+    assert mixed.returncode == 2 and "different owners" in mixed.stderr
+
+
+@pytest.mark.skipif(os.getuid() != 0 or shutil.which("runuser") is None, reason="runs run.sh as another user")
+def test_run_sh_on_podman_reaches_the_gpu_through_cdi_and_keeps_a_rootless_users_id(tmp_path):
+    tmp_path.chmod(0o755)
+    data = tmp_path / "data"
+    data.mkdir()
+    os.chown(data, 65534, 65534)  # nobody's
+    rootless = _run_sh("--dry-run", user="nobody", DOCKER="podman", XDG_DATA_HOME=str(data))
+    assert rootless.returncode == 0, rootless.stderr
+    assert "--userns=keep-id --user 65534:65534" in rootless.stdout
+    assert "--device nvidia.com/gpu=all" in rootless.stdout and "--gpus" not in rootless.stdout
+    two = _run_sh("--dry-run", "--gpus", "device=0,1", DOCKER="podman", XDG_DATA_HOME=str(tmp_path / "r"))
+    assert "--device nvidia.com/gpu=0 --device nvidia.com/gpu=1" in two.stdout
+    cpu = _run_sh("--dry-run", "--gpus", "none", DOCKER="podman", XDG_DATA_HOME=str(tmp_path / "r"))
+    assert "nvidia.com" not in cpu.stdout and "--gpus" not in cpu.stdout
 
 
 def test_run_sh_prewarm_runs_once_and_exits():
