@@ -45,6 +45,14 @@ class UploadTooLarge(ServiceError):
     code = "payload_too_large"
 
 
+class DeclaredTooLong(UploadTooLarge):
+    """Refused on what the file's header says, before decoding: the header may lie about a short file."""
+
+    def __init__(self, message: str, *, declared_s: float) -> None:
+        super().__init__(message)
+        self.declared_s = declared_s
+
+
 class InvalidParameter(ServiceError):
     status_code = 422
     code = "invalid_parameter"

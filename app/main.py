@@ -22,7 +22,7 @@ from app.config import Settings
 from app.config_errors import settings_or_exit
 from app.control.admission import AdmissionGate
 from app.control.budget import Budgets
-from app.http import metrics
+from app.http import access_log, metrics
 from app.http.auth import ApiKeyRequired, ApiKeys
 from app.http.body_limit import BodySizeLimit
 from app.http.error_handlers import install_error_handlers
@@ -123,19 +123,9 @@ def _start_loading(loader: ModelLoader) -> None:
     threading.Thread(target=loader.load, name="model-loader", daemon=True).start()
 
 
-class _HealthProbeFilter(logging.Filter):
-    """Keep health probes (every few seconds, from Docker or a load balancer) out of the access log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        return not (isinstance(args, tuple) and len(args) >= 3 and str(args[2]).startswith("/health"))
-
-
 def configure_logging(level: str) -> None:
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("app").setLevel(level.upper())
-    access = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, _HealthProbeFilter) for f in access.filters):
-        access.addFilter(_HealthProbeFilter())
+    access_log.install()

@@ -21,7 +21,7 @@ import numpy as np
 
 from app.control.budget import Reservation
 from app.engine.audio_length import declared_seconds, ffprobe_beside
-from app.errors import UndecodableAudio, UploadTooLarge
+from app.errors import DeclaredTooLong, UndecodableAudio, UploadTooLarge
 
 SAMPLE_RATE = 16_000
 _BYTES_PER_SAMPLE = 4  # float32
@@ -54,8 +54,9 @@ def refuse_declared_length(path: Path, *, max_seconds: float, ffmpeg: str = "ffm
     """UploadTooLarge when the file's header declares more than ``max_seconds`` (audio_length.py)."""
     declared = declared_seconds(path, ffprobe=ffprobe_beside(ffmpeg))
     if declared is not None and declared > max_seconds:
-        raise UploadTooLarge(
-            f"The audio is longer than the limit of {max_seconds:g} s (its header says {declared:.0f} s)."
+        raise DeclaredTooLong(
+            f"The audio is longer than the limit of {max_seconds:g} s (its header says {declared:.0f} s).",
+            declared_s=declared,
         )
 
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from app.engine.speakers.names import MAX_NAME_CHARS, speaker_name
 from app.engine.vad import CHUNK_SECONDS, DEFAULT_SPEECH, VAD_ONSET, SpeechParams
 from app.errors import InvalidParameter
 from app.transcript import Task
@@ -67,11 +68,7 @@ MAX_REFERENCE_CHARS = 3 * 2**20
 
 
 def _speaker_name(value: object) -> object:
-    if isinstance(value, str):
-        value = value.strip()
-        if not value:
-            raise ValueError("a known speaker's name is empty")
-    return value
+    return speaker_name(value) if isinstance(value, str) else value
 
 
 def _data_url(value: object) -> object:
@@ -84,7 +81,7 @@ def _one_is_a_list(value: object) -> object:
     return [value] if isinstance(value, str) else value  # a form field sent once is one value
 
 
-SpeakerName = Annotated[str, BeforeValidator(_speaker_name), Field(max_length=100)]
+SpeakerName = Annotated[str, BeforeValidator(_speaker_name), Field(max_length=MAX_NAME_CHARS)]
 ReferenceClip = Annotated[str, BeforeValidator(_data_url), Field(max_length=MAX_REFERENCE_CHARS)]
 
 

@@ -94,6 +94,9 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class RequestMetrics:
     """ASGI middleware: count and time every HTTP request by the route that answered it."""
 
@@ -118,10 +121,12 @@ class RequestMetrics:
             await self.app(scope, receive, send_with_status)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            # A client may send any token as its method: labels take the known ones only (bounded series).
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            self.metrics.requests.labels(route, method, str(status)).inc()
             if (tenant := scope.get("state", {}).get("tenant")) is not None:  # set by app/http/auth.py
                 self.metrics.tenant_requests.labels(tenant, route, str(status)).inc()
-            self.metrics.request_seconds.labels(route, scope["method"]).observe(time.perf_counter() - started)
+            self.metrics.request_seconds.labels(route, method).observe(time.perf_counter() - started)
 
 
 class StateCollector(Collector):

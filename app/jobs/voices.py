@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from app.engine.speakers.names import lookup_key
 from app.jobs.store import JobStore
 
 VOICES_TABLE = (
@@ -58,8 +59,11 @@ class VoiceBook:
         return [Voice(row["name"], round(row["seconds"], 2), row["created_at"]) for row in rows]
 
     def voice(self, tenant: str, name: str) -> Voice | None:
-        rows = self._row(tenant, name)
-        return Voice(name, round(rows[0]["seconds"], 2), rows[0]["created_at"]) if rows else None
+        stored = self._stored_name(tenant, name)
+        if stored is None:
+            return None
+        row = self._row(tenant, stored)[0]
+        return Voice(stored, round(row["seconds"], 2), row["created_at"])
 
     def clips(self, tenant: str, names: list[str]) -> dict[str, str]:
         """The stored clips (data URLs) of those ``names`` the tenant has stored."""
@@ -73,10 +77,19 @@ class VoiceBook:
         return found
 
     def delete(self, tenant: str, name: str) -> bool:
-        if not self._row(tenant, name):
+        stored = self._stored_name(tenant, name)
+        if stored is None:
             return False
-        self._store.run_sql("DELETE FROM voices WHERE tenant = :tenant AND name = :name", tenant=tenant, name=name)
+        self._store.run_sql("DELETE FROM voices WHERE tenant = :tenant AND name = :name", tenant=tenant, name=stored)
         return True
+
+    def _stored_name(self, tenant: str, name: str) -> str | None:
+        """The stored name ``name`` addresses: as sent, else normalised as names are stored now
+        (names stored before they were normalised are still found as they were sent)."""
+        for candidate in dict.fromkeys((name, lookup_key(name))):
+            if self._row(tenant, candidate):
+                return candidate
+        return None
 
     def _row(self, tenant: str, name: str) -> list[dict[str, Any]]:
         return self._store.run_sql(

@@ -9,6 +9,7 @@ Server events: ``session.created`` / ``.updated``, ``input_audio_buffer.speech_s
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
@@ -152,6 +153,29 @@ def updated(config: LiveConfig, session: object) -> LiveConfig:
                 None if vad is None else ServerVad(vad.threshold, vad.prefix_padding_ms, vad.silence_duration_ms)
             )
     return replace(config, **changes)
+
+
+def parse_client_event(text: str) -> dict[str, Any]:
+    """A client's message as an event object; ProtocolError (sent back as an ``error`` event, the
+    session going on) for anything else: not JSON, nested past the parser's depth, a number too
+    long for Python's int, NaN or Infinity (not JSON at all), a top level that is not an object."""
+    try:
+        parsed = json.loads(text, parse_constant=_not_json)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(
+            f"The message is not JSON: {exc.msg} at character {exc.pos}.", code="invalid_json"
+        ) from None
+    except RecursionError:
+        raise ProtocolError("The message nests arrays or objects too deeply to read.", code="invalid_json") from None
+    except ValueError as exc:  # an integer over Python's digit limit, or a NaN/Infinity
+        raise ProtocolError(f"The message is not JSON this server reads: {exc}.", code="invalid_json") from None
+    if not isinstance(parsed, dict):
+        raise ProtocolError("An event is a JSON object with a `type`.", code="invalid_event")
+    return parsed
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def event(kind: str, **fields: Any) -> dict[str, Any]:

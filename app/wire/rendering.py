@@ -203,25 +203,42 @@ def _timestamp(seconds: float, decimal_marker: str) -> str:
 
 
 def _one_line(text: str) -> str:
+    """``text`` (a transcript's, or a speaker's name) as one line of plain characters: no line break,
+    tab or other control character survives, so no client's name or model's output can add a line,
+    a column or a terminal escape to any format below."""
+    visible = "".join(c for c in text if c.isprintable() or c.isspace())
     # A blank line ends a cue in SRT and WebVTT, and "-->" would start a new timing line.
-    return " ".join(text.split()).replace("-->", "->")
+    return " ".join(visible.split()).replace("-->", "->")
+
+
+def _vtt_escaped(text: str) -> str:
+    # WebVTT cue text is markup: "<" opens a tag (a voice, a class, a timestamp), ">" closes a
+    # voice's name, "&" starts an entity.
+    return _one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def to_srt(transcript: Transcript) -> str:
-    cues = []
-    for index, seg in enumerate(transcript.segments, start=1):
-        label = f"[{seg.speaker}]: " if seg.speaker else ""
-        timing = f"{_timestamp(seg.start, ',')} --> {_timestamp(seg.end, ',')}"
-        cues.append(f"{index}\n{timing}\n{label}{_one_line(seg.text)}\n")
+    cues: list[str] = []
+    for seg in transcript.segments:
+        name, text = _one_line(seg.speaker or ""), _one_line(seg.text)
+        line = f"[{name}]: {text}" if name else text
+        if line:  # an empty cue text would end the cue at its timing line
+            timing = f"{_timestamp(seg.start, ',')} --> {_timestamp(seg.end, ',')}"
+            cues.append(f"{len(cues) + 1}\n{timing}\n{line}\n")
     return "\n".join(cues)
 
 
 def to_vtt(transcript: Transcript) -> str:
     cues = ["WEBVTT\n"]
     for seg in transcript.segments:
-        voice = f"<v {seg.speaker}>" if seg.speaker else ""
-        timing = f"{_timestamp(seg.start, '.')} --> {_timestamp(seg.end, '.')}"
-        cues.append(f"{timing}\n{voice}{_one_line(seg.text)}\n")
+        text = _vtt_escaped(seg.text)
+        name = _vtt_escaped(seg.speaker or "")
+        # A name ending in "-" would make "-->" with the tag's ">", a timing line; the space
+        # before ">" is not part of the name (WebVTT strips an annotation's outer spaces).
+        voice = f"<v {name}{' ' if name.endswith('-') else ''}>" if name else ""
+        if text or voice:
+            timing = f"{_timestamp(seg.start, '.')} --> {_timestamp(seg.end, '.')}"
+            cues.append(f"{timing}\n{voice}{text}\n")
     return "\n".join(cues)
 
 
@@ -231,9 +248,10 @@ def to_text(transcript: Transcript) -> str:
 
 
 def to_txt(transcript: Transcript) -> str:
-    lines = [
-        f"{seg.speaker}: {_one_line(seg.text)}" if seg.speaker else _one_line(seg.text) for seg in transcript.segments
-    ]
+    lines = []
+    for seg in transcript.segments:
+        name, text = _one_line(seg.speaker or ""), _one_line(seg.text)
+        lines.append(f"{name}: {text}" if name else text)
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -241,8 +259,8 @@ def to_tsv(transcript: Transcript) -> str:
     """Times in integer milliseconds, as Whisper's own TSV writer does."""
     rows = ["start\tend\tspeaker\ttext"]
     for seg in transcript.segments:
-        text = _one_line(seg.text).replace("\t", " ")
-        rows.append(f"{round(seg.start * 1000)}\t{round(seg.end * 1000)}\t{seg.speaker or ''}\t{text}")
+        speaker = _one_line(seg.speaker or "")
+        rows.append(f"{round(seg.start * 1000)}\t{round(seg.end * 1000)}\t{speaker}\t{_one_line(seg.text)}")
     return "\n".join(rows) + "\n"
 
 

@@ -4,15 +4,10 @@ checked, bad ones refused in words. Matching real voices: tests/e2e/test_known_s
 
 from __future__ import annotations
 
-import base64
-
-import numpy as np
 import pytest
 
-from app.engine.audio import read_pcm16_wav
-from app.engine.speakers.references import wav_bytes
-from app.serving.warmup import sample_speech_path
 from tests.api.conftest import FakePipeline, submit, wait_until
+from tests.support.clips import data_url, wav
 
 pytestmark = pytest.mark.api
 
@@ -22,16 +17,6 @@ def fake_pipeline() -> FakePipeline:
     fake = FakePipeline()
     fake.diarizer = object()  # loaded: diarized_json is available
     return fake
-
-
-def wav(seconds: float, offset: float = 6.0, silent: bool = False) -> bytes:
-    """A clip of the sample call's speech (or silence), as 16 kHz WAV bytes."""
-    audio = read_pcm16_wav(sample_speech_path())[int(offset * 16000) : int((offset + seconds) * 16000)]
-    return wav_bytes(np.zeros_like(audio) if silent else audio)
-
-
-def data_url(content: bytes) -> str:
-    return "data:audio/wav;base64," + base64.b64encode(content).decode()
 
 
 def _openai(client, audio: bytes, names: list[str], references: list[str], **form: str):

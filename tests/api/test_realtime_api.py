@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +17,8 @@ import numpy as np
 import pytest
 from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
+
+from tests.support.waiting import wait_for
 
 KEY = "live-test-key-0123456789"
 URL = "/v1/realtime?intent=transcription"
@@ -264,3 +267,38 @@ def test_shutdown_transcribes_the_open_turn_then_says_goodbye(client, call_pcm24
             ws.receive_json()
         assert closed.value.code == 1012
     assert client.get("/health").json()["queue"]["realtime"]["sessions"] == 0
+
+
+def _hostile_messages(count: int = 300) -> list[str]:
+    """Messages no client should send, made from a fixed seed: each must get exactly one error event."""
+    rng = random.Random(41)
+    shapes = [
+        lambda: "[" * rng.choice([2000, 10_000, 100_000]) + "]" * rng.choice([0, 2000]),
+        lambda: '{"a":' * rng.randint(1000, 5000) + "1" + "}" * rng.randint(0, 5000),
+        lambda: '{"type": "session.update", "n": ' + "9" * rng.randint(4301, 20_000) + "}",
+        lambda: rng.choice(["NaN", "Infinity", "-Infinity", '{"type": NaN}', '{"x": [Infinity]}']),
+        lambda: json.dumps(rng.choice([0, -1.5, "text", None, True, [], [{"type": "session.update"}]])),
+        lambda: json.dumps({"type": rng.choice([5, None, ["x"], {"a": 1}, "", "\ud800", "x" * 5000])}),
+        lambda: json.dumps({"type": "session.update", "session": rng.choice(["x", 1, [1], {"audio": [1]}])}),
+        lambda: json.dumps({"type": "input_audio_buffer.append", "audio": rng.choice([5, {"a": 1}, "\ud800", "%"])}),
+        lambda: json.dumps(
+            {"type": "session.update", "session": {"audio": {"input": {"format": {"rate": rng.choice(["x", -1])}}}}}
+        ),
+        lambda: "".join(chr(rng.randint(1, 0x2FFF)) for _ in range(rng.randint(1, 200))),
+        lambda: '{"type": "input_audio_buffer.commit"' + rng.choice(["", ",", ":", '"']),
+    ]
+    return [rng.choice(shapes)() for _ in range(count)]
+
+
+def test_a_fuzzed_message_never_ends_the_session_without_a_word(make_client):
+    """A few hundred malformed messages — nesting past the parser, numbers past Python's digit
+    limit, NaN, lone surrogates, wrong types — each get one error event, and the session goes on."""
+    client = make_client()
+    with _session(client) as ws:
+        for message in _hostile_messages():
+            ws.send_text(message)
+            ws.send_json({"type": "input_audio_buffer.clear"})  # its answer comes after the message's
+            answer, cleared = ws.receive_json(), ws.receive_json()
+            assert answer["type"] == "error" and answer["error"]["message"], (message[:80], answer)
+            assert cleared["type"] == "input_audio_buffer.cleared", (message[:80], cleared)
+    wait_for(lambda: client.app.state.live.open == 0, 10, "the session counted as closed")

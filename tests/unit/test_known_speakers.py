@@ -92,3 +92,33 @@ def test_a_voice_the_diarizer_split_in_two_takes_its_name_on_both_parts():
     named, matches = name_speakers(recording(*CALL), split, [reference("Ann", 1)], embed, THRESHOLD)
     assert labels(named) == ["Ann", "SPEAKER_01", "Ann", "SPEAKER_01"]
     assert sorted(m.speaker for m in matches) == ["SPEAKER_00", "SPEAKER_02"]
+
+
+def _wav_file(path, seconds: float, rate: int) -> None:
+    import wave
+
+    with wave.open(str(path), "wb") as file:
+        file.setnchannels(1)
+        file.setsampwidth(2)
+        file.setframerate(rate)
+        tone = np.sin(np.arange(int(seconds * 16000)) * 0.2) * 12000
+        file.writeframes(tone.astype("<i2").tobytes())
+
+
+@pytest.mark.parametrize(
+    ("rate", "says"),
+    [
+        (16000, "is 0.2 s long, too short to know a voice by"),
+        # The same 0.22 s of samples under a header that says 100 Hz: 35 s by its word.
+        (100, "is longer than 10 s (its header says 35 s)"),
+    ],
+)
+def test_a_short_clip_is_refused_for_what_it_is(tmp_path, rate, says):
+    from app.engine.speakers.references import decode_reference_file
+    from app.errors import InvalidParameter
+
+    clip = tmp_path / "clip.wav"
+    _wav_file(clip, 0.22, rate)
+    with pytest.raises(InvalidParameter) as refused:
+        decode_reference_file(clip, "The clip", "file", timeout_s=30, ffmpeg="ffmpeg")
+    assert says in refused.value.message

@@ -26,7 +26,7 @@ def test_vtt_has_header_dot_millis_and_voice_tags():
     assert to_vtt(_transcript(SEGMENTS)) == (
         "WEBVTT\n"
         "\n00:00:00.000 --> 00:00:01.500\n<v SPEAKER_00>Hello there.\n"
-        "\n01:01:01.250 --> 01:01:02.004\n<v SPEAKER_01>General Kenobi -> you\n"
+        "\n01:01:01.250 --> 01:01:02.004\n<v SPEAKER_01>General Kenobi -&gt; you\n"
     )
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from app.engine.audio import SAMPLE_RATE, decode_audio
 from app.engine.speakers.known import KnownSpeaker
-from app.errors import InvalidParameter, UndecodableAudio, UploadTooLarge
+from app.errors import DeclaredTooLong, InvalidParameter, UndecodableAudio, UploadTooLarge
 
 MIN_REFERENCE_S = 2.0
 MAX_REFERENCE_S = 10.0
@@ -38,9 +38,11 @@ def decode_reference_file(path: Path, which: str, param: str, *, timeout_s: floa
         audio = decode_audio(path, timeout_s=timeout_s, max_seconds=MAX_REFERENCE_S + _TOLERANCE_S, ffmpeg=ffmpeg)
     except UndecodableAudio:
         raise InvalidParameter(f"{which} is not audio that can be decoded.", param=param) from None
-    except UploadTooLarge:
+    except UploadTooLarge as exc:
+        # Say which: a short clip whose header claims hours is refused on the header's word.
+        said = f" (its header says {exc.declared_s:.0f} s)" if isinstance(exc, DeclaredTooLong) else ""
         raise InvalidParameter(
-            f"{which} is longer than {MAX_REFERENCE_S:g} s: send 2–10 s of this voice alone.", param=param
+            f"{which} is longer than {MAX_REFERENCE_S:g} s{said}: send 2–10 s of this voice alone.", param=param
         ) from None
     seconds = audio.shape[0] / SAMPLE_RATE
     if seconds < MIN_REFERENCE_S - _TOLERANCE_S:

@@ -22,7 +22,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app.errors import NotReady, ServiceError
-from app.live.protocol import error
+from app.live.protocol import ProtocolError, error, parse_client_event
 from app.live.session import LiveLimits, LiveSession
 from app.live.sessions import LiveSessions
 
@@ -114,12 +114,9 @@ async def _dispatch(session: LiveSession, send: Any, message: MutableMapping[str
         await send(error(f"A message may be at most {limit_mb:g} MiB (REALTIME_MAX_MESSAGE_MB).", code="too_large"))
         return
     try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError as exc:
-        await send(error(f"The message is not JSON: {exc.msg} at character {exc.pos}.", code="invalid_json"))
-        return
-    if not isinstance(parsed, dict):
-        await send(error("An event is a JSON object with a `type`.", code="invalid_event"))
+        parsed = parse_client_event(text)
+    except ProtocolError as exc:
+        await send(error(exc.message, code=exc.code))
         return
     try:
         await session.handle(parsed)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from app.engine.options import SpeakerName
 from app.engine.speakers.references import decode_reference_file, wav_data_url
-from app.errors import Busy, ServiceError
+from app.errors import ServiceError
 from app.http.deps import BudgetsDep, JobsDep, JobTenantDep, SettingsDep
 from app.http.routes.flow import upload_limits
 from app.http.upload import multipart_openapi, parse_fields, receive_upload
@@ -35,6 +35,13 @@ class VoiceNotFound(ServiceError):
     code = "voice_not_found"
 
 
+class VoiceBookFull(ServiceError):
+    """A full book stays full until its owner deletes a voice: a 409, never a 503 to retry."""
+
+    status_code = 409
+    code = "voice_book_full"
+
+
 class VoiceParams(BaseModel):
     """The fields of POST /v1/speakers besides the clip (`file`)."""
 
@@ -50,8 +57,11 @@ class VoiceParams(BaseModel):
     responses={
         400: {"description": "No clip, or a malformed request."},
         413: {"description": "The clip is over 5 MB."},
-        422: {"description": "The name is empty, or the clip is not 2–10 s of audio."},
-        503: {"description": f"The voice book is full ({MAX_VOICES} voices), or the job store is not open."},
+        409: {"description": f"The voice book is full ({MAX_VOICES} voices): delete one first."},
+        422: {
+            "description": "The name is empty or holds a character names may not, or the clip is not 2–10 s of audio."
+        },
+        503: {"description": "The job store is not open."},
     },
     openapi_extra=multipart_openapi(VoiceParams, "2–10 s of this voice alone, in any format ffmpeg reads."),
 )
@@ -73,7 +83,10 @@ async def store_voice(
     seconds = audio.shape[0] / 16_000
     voice = await run_in_threadpool(jobs.voices.put, tenant_id, params.name, wav_data_url(audio), seconds)
     if voice is None:
-        raise Busy(f"This voice book is full ({MAX_VOICES} voices): delete one first.")
+        raise VoiceBookFull(
+            f"This voice book holds {MAX_VOICES} voices, the most a key may store: delete one "
+            "(DELETE /v1/speakers/{name}) before storing another."
+        )
     return JSONResponse(_out(voice).model_dump(), status_code=201)
 
 
@@ -82,7 +95,8 @@ async def list_voices(tenant_id: JobTenantDep, jobs: JobsDep) -> VoiceList:
     return VoiceList(data=[_out(v) for v in await run_in_threadpool(jobs.voices.voices, tenant_id)])
 
 
-@router.get("/{name}", response_model=VoiceOut, responses=_NOT_FOUND)
+# {name:path}: a name stored before names were checked may hold "/" (a%2Fb), and must stay reachable.
+@router.get("/{name:path}", response_model=VoiceOut, responses=_NOT_FOUND)
 async def get_voice(name: str, tenant_id: JobTenantDep, jobs: JobsDep) -> VoiceOut:
     voice = await run_in_threadpool(jobs.voices.voice, tenant_id, name)
     if voice is None:
@@ -90,7 +104,7 @@ async def get_voice(name: str, tenant_id: JobTenantDep, jobs: JobsDep) -> VoiceO
     return _out(voice)
 
 
-@router.delete("/{name}", status_code=204, responses=_NOT_FOUND)
+@router.delete("/{name:path}", status_code=204, responses=_NOT_FOUND)
 async def delete_voice(name: str, tenant_id: JobTenantDep, jobs: JobsDep) -> Response:
     if not await run_in_threadpool(jobs.voices.delete, tenant_id, name):
         raise VoiceNotFound(f"No voice called {name!r} in this voice book.")
