@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # Rough shares of a request's time with every stage on (measured on the bundled model, CPU,
@@ -35,8 +36,9 @@ class ProgressSnapshot:
 
 
 class Progress:
-    def __init__(self, stages: tuple[str, ...] = tuple(_WEIGHTS)) -> None:
+    def __init__(self, stages: tuple[str, ...] = tuple(_WEIGHTS), clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
         self._weights: dict[str, float] = {}
         self.plan(stages)
         self._stage: str | None = None
@@ -44,7 +46,7 @@ class Progress:
         self._within = 0.0  # fraction of the current stage
         self._audio_done = 0.0
         self._duration: float | None = None
-        self._started = time.monotonic()
+        self._started = clock()
 
     def plan(self, stages: tuple[str, ...]) -> None:
         """The stages this request will run, once its options are known (before the first)."""
@@ -79,7 +81,7 @@ class Progress:
         with self._lock:
             current = self._weights.get(self._stage, 0.0) if self._stage else 0.0
             fraction = min(self._done + current * self._within, 1.0)
-            elapsed = time.monotonic() - self._started
+            elapsed = self._clock() - self._started
             eta = elapsed * (1 - fraction) / fraction if fraction >= _MIN_FRACTION_FOR_ESTIMATE else None
             return ProgressSnapshot(
                 stage=self._stage,

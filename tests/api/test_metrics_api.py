@@ -1,23 +1,13 @@
 """/metrics with the fake pipeline: route templates as labels, every answer counted, scrapers' access."""
 
-from prometheus_client.parser import text_string_to_metric_families
-
-
-def _samples(client, **headers) -> dict:
-    reply = client.get("/metrics", headers=headers)
-    assert reply.status_code == 200, reply.text
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(reply.text)
-        for s in family.samples
-    }
+from tests.support.metrics import metric_samples
 
 
 def test_requests_are_labelled_by_route_template_not_path(client):
     for model in ("whisper-1", "a", "b"):
         client.get(f"/v1/models/{model}")
     client.get("/no/such/page")
-    samples = _samples(client)
+    samples = metric_samples(client)
     counted = {
         labels: value for (name, labels), value in samples.items() if name == "transcription_http_requests_total"
     }
@@ -30,7 +20,7 @@ def test_refusals_before_the_route_are_counted(make_client, sample_bytes):
     client = make_client(max_upload_mb=0.5)
     reply = client.post("/transcribe", files={"file": ("a.wav", sample_bytes * 2)})
     assert reply.status_code == 413
-    samples = _samples(client)
+    samples = metric_samples(client)
     assert any(
         name == "transcription_http_requests_total" and ("status", "413") in labels and value == 1
         for (name, labels), value in samples.items()
@@ -39,7 +29,7 @@ def test_refusals_before_the_route_are_counted(make_client, sample_bytes):
 
 def test_transcriptions_add_audio_and_stage_seconds(client, sample_bytes):
     assert client.post("/transcribe", files={"file": ("a.wav", sample_bytes)}).status_code == 200
-    samples = _samples(client)
+    samples = metric_samples(client)
     assert samples[("transcription_audio_seconds_total", (("task", "transcribe"),))] == 30.0
     assert samples[("transcription_stage_seconds_count", (("stage", "asr"),))] == 1
     assert ("transcription_stage_seconds_count", (("stage", "features"),)) not in samples
@@ -50,4 +40,4 @@ def test_metrics_follow_the_health_key_setting(make_client):
     assert make_client(api_keys=key).get("/metrics").status_code == 200
     closed = make_client(api_keys=key, health_requires_key=True)
     assert closed.get("/metrics").status_code == 401
-    _samples(closed, Authorization=f"Bearer {key}")
+    metric_samples(closed, Authorization=f"Bearer {key}")

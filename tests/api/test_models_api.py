@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.api.conftest import FakePipeline, submit, wait_until
-from tests.api.test_metrics_api import _samples
+from tests.support.metrics import metric_samples
 
 pytestmark = pytest.mark.api
 
@@ -50,7 +50,7 @@ def test_a_request_for_another_model_loads_it_and_is_answered_by_it(client, samp
     assert turbo["loaded_at"] is not None and turbo["idle_since"] is not None
     health = client.get("/health").json()
     assert _states(health["models"])["fake-turbo"] == "loaded"
-    loads = _samples(client)[("transcription_model_loads_total", (("model", "fake-turbo"),))]
+    loads = metric_samples(client)[("transcription_model_loads_total", (("model", "fake-turbo"),))]
     assert loads == 1
 
 

@@ -106,8 +106,13 @@ def test_fields_reach_the_options(client, sample_bytes, fake_pipeline):
     assert (options.language, options.initial_prompt, options.temperature) == ("de", "Glossar: WhisperX", 0.4)
 
 
-def test_the_loaded_model_id_and_the_alias_are_accepted(client, sample_bytes):
-    assert _post(client, sample_bytes, fields={"model": "fake-whisper"}).status_code == 200
+def test_the_loaded_model_id_and_the_alias_are_accepted(client, sample_bytes, fake_pipeline):
+    """The model's own id and OpenAI's `whisper-1` both reach the loaded model; another name is a 404."""
+    for name in ("fake-whisper", "whisper-1"):
+        reply = _post(client, sample_bytes, fields={"model": name})
+        assert reply.status_code == 200 and reply.json()["text"] == "Hello there. Hi.", name
+        _, options = fake_pipeline.calls[-1]
+        assert options.model == "fake-whisper", name
     reply = _post(client, sample_bytes, fields={"model": "gpt-4o-transcribe"})
     assert reply.status_code == 404
     error = _error(reply)

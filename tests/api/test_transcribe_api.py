@@ -1,5 +1,4 @@
 import threading
-import time
 
 import pytest
 
@@ -201,13 +200,13 @@ def test_overload_is_refused_with_503_and_retry_after(make_client, sample_bytes,
     assert _post(client, sample_bytes).status_code == 200
 
 
-def test_health_answers_fast_while_a_transcription_runs(client, sample_bytes, fake_pipeline):
+def test_health_answers_while_a_transcription_runs(client, sample_bytes, fake_pipeline):
+    """/health is answered while a transcription is held inside the pipeline (it does not wait for it)."""
     running = _start_blocked_request(client, sample_bytes, fake_pipeline)
     try:
-        started = time.perf_counter()
         reply = client.get("/health")
         assert reply.status_code == 200
-        assert time.perf_counter() - started < 1.0
+        assert reply.json()["queue"]["in_flight"] == 1 and not fake_pipeline.release.is_set()
     finally:
         fake_pipeline.release.set()
         running.join(10)

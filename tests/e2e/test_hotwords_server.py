@@ -1,5 +1,6 @@
-"""Hotwords on real speech, through the real server and the ``openai`` SDK: the bundled base hears
-"I heard of deep" in the sample call; told to expect "a beep", it hears what was said."""
+"""Hotwords on real speech, through the real server and the ``openai`` SDK: told to expect
+"a beep", the bundled base hears the sample call's "I heard a beep" (without the hint it often
+hears "I heard of deep", depending on the CPU's kernels: the test does not rely on that)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ def _text(http, sample_wav: Path, **form: str) -> str:
     return " ".join(segment["text"] for segment in reply.json()["segments"])
 
 
-def test_a_hotword_changes_what_the_model_hears(http, sample_wav, sample_stm):
+def test_a_hotword_makes_the_model_hear_it(http, sample_wav, sample_stm):
     plain, hinted = _text(http, sample_wav), _text(http, sample_wav, hotwords="a beep")
-    assert "beep" not in plain.lower() and "beep" in hinted.lower()
+    assert "beep" in hinted.lower()
     # A prompt moves the beam elsewhere too: on one CPU (AVX-512 int8 kernels) the hinted run hears
     # "a beep" right and one other word wrong, on another it is better outright. The hint must not
     # cost the transcript more than about two of the sample's 81 words.
@@ -44,7 +45,7 @@ def test_the_sdk_sends_hotwords_and_vad_knobs_as_extensions(server: RunningServe
         default_text, default_windows = transcribe(client)
         hinted_text, _ = transcribe(client, hotwords="a beep")
         short_text, short_windows = transcribe(client, chunk_size=10, vad_onset=0.55)
-    assert "beep" in hinted_text.lower() and "beep" not in default_text.lower()
+    assert "beep" in hinted_text.lower()
     # 23 s of speech: one 30 s window by default, at least three of at most 10 s each.
     assert default_windows == 1 and short_windows >= 3
     assert word_error_rate(default_text, short_text) <= 0.3

@@ -14,7 +14,7 @@ from app.engine.vad import load_speech_detector
 from app.engine.whisper.beam_search import BeamSearch, SearchBuffers, SearchShape, token_mask
 from app.serving.warmup import sample_speech
 from tests.support.scoring import word_error_rate
-from tests.unit.test_torch_whisper import DIMS, EOT, audio_states, tiny_network
+from tests.support.tiny_whisper import DIMS, EOT, audio_states, tiny_network
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

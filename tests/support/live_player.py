@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,23 @@ import numpy as np
 
 COMPLETED = "conversation.item.input_audio_transcription.completed"
 DELTA = "conversation.item.input_audio_transcription.delta"
+
+
+def sdk_events(connection: Any, timeout_s: float, what: str) -> Iterator[Any]:
+    """An openai SDK realtime connection's events, for at most ``timeout_s``: past it the socket
+    is closed and the test fails saying what it waited for (the SDK's own iterator never ends)."""
+    expired = threading.Event()
+    timer = threading.Timer(timeout_s, lambda: (expired.set(), connection.close()))
+    timer.start()
+    try:
+        for event in connection:
+            if expired.is_set():
+                break
+            yield event
+    finally:
+        timer.cancel()
+    if expired.is_set():
+        raise AssertionError(f"{what} did not come within {timeout_s:g} s")
 
 
 def pcm16(path: Path, rate: int = 24000) -> bytes:

@@ -1,7 +1,6 @@
 """RequestActivity: what the diarizer's loading after ready steps aside for."""
 
 import threading
-import time
 
 from app.control.activity import RequestActivity
 
@@ -19,19 +18,25 @@ def test_idle_until_a_request_works_and_again_when_it_only_waits():
 
 def test_a_waiter_wakes_as_soon_as_the_last_request_is_done():
     activity = RequestActivity()
+    inside = threading.Barrier(4)  # three requests and this test
     release = threading.Event()
 
     def request() -> None:
         with activity.working():
-            release.wait()
+            inside.wait(10)
+            release.wait(10)
 
     workers = [threading.Thread(target=request) for _ in range(3)]
     for worker in workers:
         worker.start()
-    time.sleep(0.05)
-    threading.Timer(0.2, release.set).start()
-    started = time.monotonic()
-    assert activity.wait_until_idle(10.0)
-    assert 0.1 < time.monotonic() - started < 5.0
+    inside.wait(10)  # all three are working
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(activity.wait_until_idle(30.0)))
+    waiter.start()
+    assert not activity.wait_until_idle(0.0)
+    assert not woke, "the waiter returned while requests still worked"
+    release.set()
+    waiter.join(30)
+    assert woke == [True]
     for worker in workers:
-        worker.join()
+        worker.join(10)

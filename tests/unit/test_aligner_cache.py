@@ -6,6 +6,7 @@ import threading
 import time
 
 from app.engine.align.aligners import Aligner, AlignerCache
+from tests.support.waiting import wait_for
 
 
 class ScriptedCache(AlignerCache):
@@ -20,7 +21,7 @@ class ScriptedCache(AlignerCache):
     def _load(self, language: str) -> Aligner:
         self.loads.append(language)
         if language in self.gate:
-            self.gate[language].wait(10)
+            self.gate[language].wait(60)
         if self.fail:
             raise OSError("network unreachable")
         return Aligner(language, f"model-{language}", object(), {})
@@ -32,10 +33,13 @@ def test_a_slow_download_blocks_only_its_own_language(tmp_path):
     cache.gate["de"] = threading.Event()
     slow = threading.Thread(target=cache.get, args=("de",), daemon=True)
     slow.start()
-    time.sleep(0.1)
-    started = time.monotonic()
-    assert cache.get("en") is not None and cache.status()["loaded"][0]["language"] == "en"
-    assert time.monotonic() - started < 0.05, "English waited on the German download"
+    wait_for(lambda: "de" in cache.loads, 10, "the German download started")
+    english: list[object] = []
+    other = threading.Thread(target=lambda: english.append(cache.get("en")), daemon=True)
+    other.start()
+    other.join(30)
+    assert english and english[0] is not None, "English waited on the German download"
+    assert not cache.gate["de"].is_set() and cache.status()["loaded"][0]["language"] == "en"
     waiter_result: list[object] = []
     waiter = threading.Thread(target=lambda: waiter_result.append(cache.get("de")), daemon=True)
     waiter.start()

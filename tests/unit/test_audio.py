@@ -1,6 +1,5 @@
 import shutil
 import subprocess
-import time
 import wave
 from pathlib import Path
 
@@ -109,11 +108,10 @@ def _one_hz_wav(path: Path, samples: int) -> Path:
 def test_a_decompression_bomb_costs_at_most_the_limit_once(tmp_path):
     bomb = _one_hz_wav(tmp_path / "bomb.wav", 20_000)  # 40 KB, 5.6 h at 16 kHz
     budget = ByteBudget("test", 1 << 40)
-    started = time.monotonic()
     with pytest.raises(UploadTooLarge, match="longer than the limit of 600 s"), budget.reservation() as memory:
         decode_audio(bomb, timeout_s=60, max_seconds=600, memory=memory)
-    assert time.monotonic() - started < 10, "refused while decoding, not after"
-    assert budget.peak <= 600 * SAMPLE_RATE * 4, "never more than the limit's worth of samples"
+    # Refused while decoding, not after: never more than the limit's worth of samples was held.
+    assert budget.peak <= 600 * SAMPLE_RATE * 4
     assert budget.used == 0, "everything is given back"
 
 

