@@ -1,9 +1,9 @@
 """Every knob of the service, read once from the environment.
 
 Nothing else in the code base reads ``os.environ`` for configuration: components get a
-``Settings`` instance (tests build their own and pass it to ``create_app``). The README's
-environment table is generated from the field docstrings below (``scripts/settings_table.py``)
-and a test keeps the two in step.
+``Settings`` instance (tests build their own and pass it to ``create_app``). The environment
+table of docs/configuration.md is generated from the field docstrings below
+(``scripts/settings_table.py``) and a test keeps the two in step.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def describe(error: ValidationError) -> str:
 
 
 def env_name(field: str) -> str:
-    """The environment variable of a setting (also the README's table, scripts/settings_table.py)."""
+    """The environment variable of a setting (also the table in docs/configuration.md, scripts/settings_table.py)."""
     alias = Settings.model_fields[field].validation_alias
     return alias if isinstance(alias, str) else field.upper()
 
@@ -120,7 +120,7 @@ def expected(field: str) -> str:
         return "`language=model` pairs separated by commas (or a JSON object)"
     if getattr(annotation, "__name__", "") == "Path":
         return "a folder this process can write (or create)"
-    return "a value as the README's settings table describes"
+    return "a value as docs/configuration.md describes"
 
 
 def _bounds(info: FieldInfo) -> str:

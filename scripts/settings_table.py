@@ -1,7 +1,7 @@
-"""Print the README's environment-variable table from the Settings class.
+"""Print the environment-variable table of docs/configuration.md from the Settings class.
 
 python scripts/settings_table.py            # print the table
-python scripts/settings_table.py --write    # rewrite it in README.md between the markers
+python scripts/settings_table.py --write    # rewrite it in docs/configuration.md between the markers
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from app.config_errors import default_text, env_name
 
 BEGIN = "<!-- settings-table:begin -->"
 END = "<!-- settings-table:end -->"
-README = Path(__file__).resolve().parents[1] / "README.md"
+CONFIGURATION = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 
 
 def _default(name: str) -> str:
@@ -37,10 +37,10 @@ def main() -> None:
     if "--write" not in sys.argv:
         print(table())
         return
-    text = README.read_text()
+    text = CONFIGURATION.read_text()
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{BEGIN}\n{table()}\n{END}{tail}")
+    CONFIGURATION.write_text(f"{head}{BEGIN}\n{table()}\n{END}{tail}")
 
 
 if __name__ == "__main__":

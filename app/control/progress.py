@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 # Rough shares of a request's time with every stage on (measured on the bundled model, CPU,
-# and the H100 figures in the README): ASR dominates, diarization is next.
+# and the H100 figures in docs/performance.md): ASR dominates, diarization is next.
 _WEIGHTS = {
     "decode": 0.05,
     "vad": 0.05,

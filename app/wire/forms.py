@@ -37,7 +37,7 @@ class JobParams(TranscribeParams):
     callback_url: str | None = Field(
         default=None,
         max_length=2000,
-        description="POSTed the job's summary when it ends, signed (see the README); hosts in WEBHOOK_ALLOWED_HOSTS.",
+        description="POSTed the job's summary when it ends, signed (see docs/api.md); hosts in WEBHOOK_ALLOWED_HOSTS.",
     )
 
 
