@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import unquote_plus
 
 REDACTED = "[redacted]"
@@ -57,6 +59,12 @@ class RedactSecrets(logging.Filter):
         elif any(isinstance(a, str) and "?" in a for a in args):
             record.args = tuple(redact_query(a) if isinstance(a, str) else a for a in args)
         return True
+
+
+def route_of(scope: Mapping[str, Any]) -> str:
+    """What a log line may say of a request's path: the route template that answered it, never the
+    client's own path (percent-decoded, it may hold a line break)."""
+    return getattr(scope.get("route"), "path", None) or "an unmatched path"
 
 
 class HealthProbes(logging.Filter):

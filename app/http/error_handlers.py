@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app.errors import ServiceError, retry_later
+from app.http.access_log import route_of
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         error_id = uuid.uuid4().hex[:12]
-        logger.error("Unhandled error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
+        logger.error("Unhandled error %s on %s %s", error_id, request.method, route_of(request.scope), exc_info=exc)
         message = "The server failed to process this request."
         return error_response(request.url.path, 500, "internal_error", message, error_id=error_id)

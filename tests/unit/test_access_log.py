@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from app.http.access_log import HealthProbes, RedactSecrets, redact_header, redact_query
+from app.http.access_log import HealthProbes, RedactSecrets, redact_header, redact_query, route_of
 
 
 @pytest.mark.parametrize(
@@ -56,3 +56,11 @@ def test_health_probes_stay_out_of_the_access_log():
     probe = _record('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/health?require=all", "1.1", 200)
     work = _record('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "POST", "/transcribe", "1.1", 200)
     assert not HealthProbes().filter(probe) and HealthProbes().filter(work)
+
+
+def test_a_log_line_names_the_route_not_the_clients_path():
+    class Route:
+        path = "/v1/jobs/{job_id}"
+
+    assert route_of({"route": Route(), "path": "/v1/jobs/x\nFORGED LOG LINE"}) == "/v1/jobs/{job_id}"
+    assert route_of({"path": "/nothing\nhere"}) == "an unmatched path"

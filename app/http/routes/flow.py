@@ -25,6 +25,7 @@ from app.config import Settings
 from app.control.budget import Budgets
 from app.control.cancellation import CancelToken
 from app.engine.options import TranscribeOptions
+from app.http.access_log import route_of
 from app.http.auth import CurrentTenant
 from app.http.deps import SettingsDep, TranscriberDep
 from app.http.streaming import TextFeed, TranscriptStream
@@ -169,7 +170,9 @@ async def watch_client(request: Request, cancel: CancelToken, awaitable: Awaitab
             return job.result()
         if not cancel.cancelled:
             cancel.cancel("the client disconnected")
-            logger.info("Client disconnected from %s: its transcription stops at the next boundary", request.url.path)
+            logger.info(
+                "Client disconnected from %s: its transcription stops at the next boundary", route_of(request.scope)
+            )
         raise cancel.error()  # 503 (or nothing, to a client that left)
     finally:
         for watcher in watchers:
