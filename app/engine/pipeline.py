@@ -235,7 +235,12 @@ class TranscriptionPipeline:
                 return result
             cancel.check()
             with stage("vad"):
-                chunks = self.vad(audio, options.speech) if speech is None else speech
+                # Where the caller knows the speech (a live turn), it is used as it is, unless a
+                # span is longer than a window: then the VAD cuts it, at its pauses where it can.
+                if speech is None or any(c.end - c.start > options.speech.chunk_size for c in speech):
+                    chunks = self.vad(audio, options.speech)
+                else:
+                    chunks = speech
             if not chunks:
                 return result
             early = self._start_diarization(audio, options, cancel)

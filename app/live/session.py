@@ -90,6 +90,7 @@ class LiveSession:
         self._partial: asyncio.Task[None] | None = None
         self._partial_at = 0  # the turn's length when its last partial decode began
         self._finals = asyncio.Lock()  # completed events go out in the order turns were committed
+        self._owed = 0  # committed turns whose completed (or failed) event has not gone out yet
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancel = CancelToken()
         self._start_vad()
@@ -216,7 +217,13 @@ class LiveSession:
         self._previous_item, self._item = item, None
         self._forget_before(end)
         agreement, self._agreement = self._agreement, LocalAgreement()
+        self._owed += 1
         self._spawn(self._complete(item, audio, start / SAMPLE_RATE, agreement))
+
+    @property
+    def owes_events(self) -> bool:
+        """Whether a committed turn still waits for its completed (or failed) event: not idle."""
+        return self._owed > 0
 
     async def _drop_turn(self) -> None:
         """Forget the open turn without transcribing it (a clear, or a new way of finding turns)."""
@@ -263,6 +270,14 @@ class LiveSession:
             await self._send(transcription_delta(item, delta))
 
     async def _complete(self, item: str, audio: np.ndarray, offset_s: float, agreement: LocalAgreement) -> None:
+        try:
+            await self._complete_in_order(item, audio, offset_s, agreement)
+        finally:
+            self._owed -= 1
+
+    async def _complete_in_order(
+        self, item: str, audio: np.ndarray, offset_s: float, agreement: LocalAgreement
+    ) -> None:
         async with self._finals:
             collected = _Collected(self.config.logprobs)
             try:

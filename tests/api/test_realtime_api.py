@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -246,6 +247,26 @@ def test_a_quiet_session_is_closed_after_the_idle_timeout(make_client):
     client = make_client(realtime_idle_timeout_s=0.5)
     with _session(client) as ws:
         event, code = _refusal(ws)
+    assert event["error"]["code"] == "idle_timeout" and code == 1000
+
+
+def test_a_session_still_owed_its_turns_is_not_idle(make_client, fake_pipeline, call_pcm24):
+    """A client that sent its audio and only listens is waiting, not idle: the session stays open
+    until every committed turn has its completed event, and only then counts the idle time."""
+    client = make_client(realtime_idle_timeout_s=0.5)
+    fake_pipeline.release.clear()  # the turn's decode is held
+    with _session(client) as ws:
+        ws.send_json({"type": "session.update", "session": {"audio": {"input": {"turn_detection": None}}}})
+        _until(ws, "session.updated")
+        _append(ws, call_pcm24[: 24000 * 2 * 3])
+        ws.send_json({"type": "input_audio_buffer.commit"})
+        _until(ws, "input_audio_buffer.committed")
+        assert fake_pipeline.started.wait(10)
+        time.sleep(1.5)  # three idle timeouts pass while the turn is transcribed
+        fake_pipeline.release.set()
+        events = _until(ws, "conversation.item.input_audio_transcription.completed")
+        assert "error" not in [e["type"] for e in events]
+        event, code = _refusal(ws)  # then, with nothing owed, the idle timeout applies again
     assert event["error"]["code"] == "idle_timeout" and code == 1000
 
 

@@ -141,6 +141,53 @@ def test_manual_commit_with_16_khz_logprobs_and_speakers(sdk, sample_wav, file_t
     assert body["language"] == "en" and body["usage"]["seconds"] == pytest.approx(30.0, abs=0.1)
 
 
+def _completed_or_failed(connection, timeout_s: float, what: str):
+    for event in sdk_events(connection, timeout_s, what):
+        if event.type in (COMPLETED, "conversation.item.input_audio_transcription.failed", "error"):
+            return event
+    raise AssertionError(f"{what}: the connection ended")
+
+
+@pytest.mark.parametrize("seconds", [30.5, 45.0, 60.0])
+def test_a_committed_turn_longer_than_a_window_is_transcribed_whole(sdk, call_pcm24, file_text, seconds):
+    """A manual commit of up to REALTIME_MAX_BUFFER_S is cut into Whisper windows (at the VAD's
+    pauses), not refused by the engine for being longer than 30 s."""
+    audio = (call_pcm24 * 2)[: int(seconds * 24000) * 2]
+    with sdk.realtime.connect(extra_query={"intent": "transcription"}) as connection:
+        connection.session.update(session=_session({"transcription": {"language": "en"}, "turn_detection": None}))
+        for at in range(0, len(audio), 96000):
+            connection.input_audio_buffer.append(audio=base64.b64encode(audio[at : at + 96000]).decode())
+        connection.input_audio_buffer.commit()
+        event = _completed_or_failed(connection, 600, f"the {seconds} s turn's completed event")
+    assert event.type == COMPLETED, event
+    # The call's words, once or twice over: the turn was heard to its end.
+    expected = file_text if seconds <= 30.5 else f"{file_text} {file_text}"[: len(file_text) * int(seconds // 30 + 1)]
+    assert word_error_rate(expected, event.transcript) <= 0.5, event.transcript
+
+
+def test_two_minutes_without_a_pause_lose_no_turn(sdk, sample_wav):
+    """Server VAD cuts a turn that reaches 30 s; every cut turn is transcribed (none is lost)."""
+    from tests.support.scoring import reference_annotation
+
+    call = pcm16(sample_wav)
+    speech = reference_annotation(sample_wav.with_suffix(".rttm")).get_timeline().support()
+    spoken = b"".join(call[int(s.start * 24000) * 2 : int(s.end * 24000) * 2] for s in speech)
+    audio = (spoken * 6)[: 120 * 24000 * 2] + bytes(24000 * 2 * 2)
+    with sdk.realtime.connect(extra_query={"intent": "transcription"}) as connection:
+        connection.session.update(session=_session({"transcription": {"language": "en"}}))
+        for at in range(0, len(audio), 96000):
+            connection.input_audio_buffer.append(audio=base64.b64encode(audio[at : at + 96000]).decode())
+        committed, ended = 0, []
+        for event in sdk_events(connection, 900, "every committed turn's completed or failed event"):
+            committed += event.type == "input_audio_buffer.committed"
+            if event.type in (COMPLETED, "conversation.item.input_audio_transcription.failed"):
+                ended.append(event)
+            if committed and len(ended) == committed and committed >= 4:
+                break
+    assert [e.type for e in ended] == [COMPLETED] * committed
+    assert all(e.transcript.strip() for e in ended)
+
+
 def test_raw_socket_edges_and_a_client_that_vanishes(server, http):
     with connect(_ws_url(server)) as ws:
         assert json.loads(ws.recv())["type"] == "session.created"

@@ -86,6 +86,8 @@ async def _serve(websocket: WebSocket, send: Any, live: LiveSessions, state: Any
                 await session.finish("The server is shutting down; reconnect to another instance.")
                 await _close(websocket, _SERVICE_RESTART, "server shutting down")
                 return
+            if session.owes_events:  # turns still being transcribed: the client is waiting, not idle
+                heard = time.monotonic()
             if time.monotonic() - heard > settings.realtime_idle_timeout_s:
                 idle = f"Nothing was received for {settings.realtime_idle_timeout_s:.0f} s; the session is closed."
                 await send(error(idle, code="idle_timeout"))
