@@ -152,7 +152,8 @@ def test_runs_as_a_non_root_user():
 
 def test_builds_behind_a_tls_inspecting_proxy_and_needs_no_download_but_packages():
     """An extra CA comes as a build secret into the system's store, which every TLS client reads;
-    NLTK's data comes from a package (bootstrap.sh fails the build without it); torchcodec must load."""
+    NLTK's data comes from a package (bootstrap.sh fails the build without it); pyannote.audio's
+    torchcodec warning must not print."""
     dockerfile = (REPO / "Dockerfile.gpu").read_text()
     assert "--mount=type=secret,id=extra_ca" in dockerfile and "update-ca-certificates" in dockerfile
     env = _env()
@@ -160,8 +161,7 @@ def test_builds_behind_a_tls_inspecting_proxy_and_needs_no_download_but_packages
         assert env[variable] == "/etc/ssl/certs/ca-certificates.crt"
     bootstrap = (REPO / "scripts" / "bootstrap.sh").read_text()
     assert "nltk.downloader" not in bootstrap and "-m app.engine.align.sentences" in bootstrap
-    assert "import torchcodec.decoders" in bootstrap
-    assert "libpython${py}" in dockerfile
+    assert '"torchcodec" in str(w.message)' in bootstrap
 
 
 def test_every_cache_a_library_keeps_is_in_the_model_volume():

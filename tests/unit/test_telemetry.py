@@ -37,3 +37,18 @@ def test_onnxruntime_telemetry_is_off(tmp_path):
     assert (tmp_path / "without_app" / ".cache" / telemetry).is_dir(), "the probe no longer sees ORT telemetry"
     assert not (tmp_path / "with_app" / ".cache" / "Microsoft").exists()
     assert not list((tmp_path / "with_app").glob("*.ses"))
+
+
+def test_a_torchcodec_that_cannot_load_prints_nothing_at_pyannotes_import():
+    """pyannote.audio warns at import when torchcodec cannot load (aarch64's wheel links NVIDIA NPP);
+    the service never decodes with it, so that one warning is silenced, and only that one."""
+    code = (
+        "import sys; sys.modules['torchcodec'] = None\n"  # as if its library could not load
+        "import warnings, app\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.warn('another warning')\n"
+        "    import pyannote.audio\n"
+        "print([str(w.message).strip()[:30] for w in caught])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "['another warning']"
