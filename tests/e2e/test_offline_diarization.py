@@ -77,7 +77,7 @@ def test_embeddings_are_batched_and_independent_of_the_batch(offline, sample_aud
     with torch.inference_mode():
         together = model(chunks, weights=masks)
         alone = torch.cat([model(chunks[i : i + 1], weights=masks[i : i + 1]) for i in range(4)])
-    assert together.shape == (4, 256)
+    assert together.shape == (4, 192)
     assert torch.isnan(together[2]).all() and torch.isnan(alone[2]).all()
     keep = [0, 1, 3]
     torch.testing.assert_close(together[keep], alone[keep], atol=1e-4, rtol=1e-4)
@@ -174,7 +174,7 @@ def test_batched_embeddings_are_pyannotes_own(offline, sample_audio, exclude_ove
     ours = pipeline.get_embeddings(file, binarized, exclude_overlap=exclude_overlap)
     theirs = SpeakerDiarization.get_embeddings(pipeline, file, binarized, exclude_overlap=exclude_overlap)
 
-    assert ours.shape == theirs.shape == (*binarized.data.shape[::2], 256)
+    assert ours.shape == theirs.shape == (*binarized.data.shape[::2], 192)
     assert np.array_equal(np.isnan(ours), np.isnan(theirs))
     assert np.isnan(theirs[..., 0]).sum() > 0.2 * theirs[..., 0].size  # silent pairs were skipped
     assert np.allclose(ours, theirs, atol=1e-4, equal_nan=True)

@@ -32,7 +32,7 @@ class Voice:
     rate: int  # words per minute
 
 
-# Four voices that resemblyzer's encoder, like a listener, takes for four different people
+# Four voices that a speaker encoder, like a listener, takes for four different people
 # (two male, two female; different accents, pitches and speeds). espeak-ng's variants share
 # one formant synthesiser, and some pairs (en-us+m3 / en-gb+m7) are closer to each other than
 # a real person is to himself across sentences; those are left out, not tuned around.

