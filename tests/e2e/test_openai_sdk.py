@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from tests.support.scoring import read_stm_text, word_error_rate
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, offline_cpu_env
 from tests.support.server_fixtures import server_or_fail
 
 SAMPLE_SECONDS = 30.0
@@ -148,16 +148,14 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
     root = tmp_path_factory.mktemp("keyed")
     keys = root / "api-keys"
     keys.write_text("sk-test-0123456789abcdef\n")
-    env = {
-        "MODEL_CACHE_DIR": str(root / "models"),
-        "DEVICE": "cpu",
-        "WHISPER_MODEL": "bundled-tiny.en",
-        "ENABLE_ALIGNMENT": "false",
-        "ENABLE_DIARIZATION": "false",
-        "WARMUP": "false",
-        "API_KEYS": str(keys),
-        "HF_HUB_OFFLINE": "1",
-    }
+    env = offline_cpu_env(
+        root,
+        WHISPER_MODEL="bundled-tiny.en",
+        ENABLE_ALIGNMENT="false",
+        ENABLE_DIARIZATION="false",
+        WARMUP="false",
+        API_KEYS=str(keys),
+    )
     with server_or_fail(env, root / "server.log", timeout_s=300) as running:
         yield running
 

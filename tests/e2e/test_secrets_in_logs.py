@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
+from tests.support.server import offline_cpu_env
 from tests.support.server_fixtures import server_or_fail
 
 KEY = "live-browser-key-0123456789"
@@ -26,16 +27,13 @@ def _first_event(url: str, **kwargs: object) -> dict:
 @pytest.fixture(scope="module")
 def log_after_every_kind_of_key(tmp_path_factory: pytest.TempPathFactory, sample_wav: Path) -> str:
     root = tmp_path_factory.mktemp("secrets")
-    env = {
-        "MODEL_CACHE_DIR": str(root / "models"),
-        "DEVICE": "cpu",
-        "HF_HUB_OFFLINE": "1",
-        "HF_TOKEN": "",
-        "ENABLE_DIARIZATION": "false",
-        "WARMUP": "false",
-        "API_KEYS": f"browser:{KEY},cli:{HEADER_KEY}",
-        "LOG_LEVEL": "debug",
-    }
+    env = offline_cpu_env(
+        root,
+        ENABLE_DIARIZATION="false",
+        WARMUP="false",
+        API_KEYS=f"browser:{KEY},cli:{HEADER_KEY}",
+        LOG_LEVEL="debug",
+    )
     with server_or_fail(env, root / "server.log", timeout_s=300, every_stage=False) as server:
         ws_url = server.url.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
         assert _first_event(f"{ws_url}&api_key={KEY}")["type"] == "session.created"

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from tests.support.postgres import reset
-from tests.support.server import write_tiled_sample
+from tests.support.server import offline_cpu_env, write_tiled_sample
 from tests.support.server_fixtures import server_or_fail
 from tests.support.waiting import wait_for_job
 
@@ -24,17 +24,14 @@ FINISHED = ("succeeded", "failed", "cancelled")
 
 def _env(root: Path, **extra: str) -> dict[str, str]:
     (root / "uploads").mkdir(parents=True, exist_ok=True)
-    return {
-        "MODEL_CACHE_DIR": str(root / "models"),
-        "TEMP_DIR": str(root / "uploads"),
-        "DEVICE": "cpu",
-        "HF_HUB_OFFLINE": "1",
-        "HF_TOKEN": "",
-        "ENABLE_DIARIZATION": "false",
-        "WARMUP": "false",
-        "JOB_CONCURRENCY": "1",
+    return offline_cpu_env(
+        root,
+        TEMP_DIR=str(root / "uploads"),
+        ENABLE_DIARIZATION="false",
+        WARMUP="false",
+        JOB_CONCURRENCY="1",
         **extra,
-    }
+    )
 
 
 def submit(http: httpx.Client, audio: Path, key: str, headers: dict[str, str] | None = None, **form: str):

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.support.scoring import read_stm_text, word_error_rate
-from tests.support.server import RunningServer, post_audio
+from tests.support.server import RunningServer, offline_cpu_env, post_audio
 from tests.support.server_fixtures import server_or_fail
 
 
@@ -18,15 +18,7 @@ from tests.support.server_fixtures import server_or_fail
 def torch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("torch-server")
     (root / "uploads").mkdir()
-    env = {
-        "ENGINE": "torch",
-        "MODEL_CACHE_DIR": str(root / "models"),
-        "TEMP_DIR": str(root / "uploads"),
-        "DEVICE": "cpu",
-        "WHISPER_MODEL": "bundled-base",
-        "HF_HUB_OFFLINE": "1",
-        "HF_TOKEN": "",
-    }
+    env = offline_cpu_env(root, ENGINE="torch", TEMP_DIR=str(root / "uploads"), WHISPER_MODEL="bundled-base")
     with server_or_fail(env, root / "server.log", timeout_s=600) as running:
         yield running
 

@@ -42,6 +42,17 @@ class RunningServer:
         return httpx.Client(base_url=self.url, timeout=timeout)
 
 
+def offline_cpu_env(root: Path, **settings: str) -> dict[str, str]:
+    """A server's environment for a test: on the CPU, no hub, caches under ``root``; ``settings`` added."""
+    return {
+        "MODEL_CACHE_DIR": str(root / "models"),
+        "DEVICE": "cpu",
+        "HF_HUB_OFFLINE": "1",
+        "HF_TOKEN": "",
+        **settings,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
