@@ -157,7 +157,8 @@ def test_sigterm_drains_the_work_in_flight_and_exits_0(served, sample_wav):
     )
     request.start()
     wait_for(lambda: deployment.health().json()["queue"]["in_flight"] == 1, 60 * SLOWDOWN, "the request admitted")
-    deployment.engine_run("stop", deployment.name, timeout_s=120)
+    # run.sh gave the engine a stop timeout of the grace + 10 s.
+    deployment.engine_run("stop", deployment.name, timeout_s=deployment.grace_s + 30)
     request.join(timeout=60 * SLOWDOWN)
     assert replies and replies[0].status_code == 200, replies[0].text if replies else "no reply"
     assert deployment.engine_run("inspect", "-f", "{{.State.ExitCode}}", deployment.name).stdout.strip() == "0"
@@ -201,9 +202,11 @@ def test_a_refused_setting_stops_instead_of_restarting_forever(deploy, user):
 
 def test_the_image_holds_a_gpu_stack_and_the_sentence_data(deployment_image_python):
     """What only the GPU can use, checked without one: torch is the CUDA build, every package of the
-    GPU path imports, and NLTK's trained Punkt data is there (no download at run time)."""
+    GPU path imports (through app, which silences torchcodec's warning: the service never decodes
+    with torchcodec, whose wheels need FFmpeg's and, on aarch64, NPP's libraries), and NLTK's
+    trained Punkt data is there (no download at run time)."""
     facts = deployment_image_python(
-        "import glob, json, os, torch, ctranslate2, faster_whisper, whisperx, pyannote.audio, torchcodec.decoders\n"
+        "import app, glob, json, os, torch, ctranslate2, faster_whisper, whisperx, pyannote.audio\n"
         "from nltk.tokenize.punkt import PunktTokenizer\n"
         "from app.runtime.accelerator import image_gpu_libraries_built\n"
         "lib = os.path.join(os.path.dirname(torch.__file__), 'lib')\n"
