@@ -33,6 +33,12 @@ class JobSystem:
     def start(self) -> None:
         threading.Thread(target=self._open, name="jobs-open", daemon=True).start()
 
+    def stored_voices(self, identity: str, names: list[str]) -> dict[str, str]:
+        """The clips (data URLs) of those ``names`` in the voice book of the tenant ``identity``
+        names; none while the job store, which holds the book, is not open yet."""
+        service = self.service
+        return service.voices.clips(service.tenant_of(identity), names) if service is not None else {}
+
     def _open(self) -> None:
         while not self._closed.is_set():
             try:

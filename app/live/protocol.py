@@ -9,13 +9,16 @@ Server events: ``session.created`` / ``.updated``, ``input_audio_buffer.speech_s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.engine.options import MAX_KNOWN_SPEAKERS, ReferenceClip, SpeakerName
 from app.errors import ServiceError
 from app.live.pcm import INPUT_RATES
 from app.live.turns import ServerVad
@@ -43,7 +46,15 @@ class LiveConfig:
     keywords: tuple[str, ...] = ()  # OpenAI's transcription keywords: our hotwords
     turn_detection: ServerVad | None = field(default_factory=ServerVad)  # None: the client commits turns
     diarize: bool = False  # ours: speakers of each turn on its completed event
+    # Ours: known speakers, as on /transcribe — names, and a reference clip (data URL) for each
+    # name the tenant's voice book does not hold. Naming them turns speakers on.
+    known_speaker_names: tuple[str, ...] = ()
+    known_speaker_references: tuple[str, ...] = ()
     logprobs: bool = False
+
+    @property
+    def speakers(self) -> bool:
+        return self.diarize or bool(self.known_speaker_names)
 
     def described(self, session_id: str, model: str) -> dict[str, Any]:
         """The session object of ``session.created`` / ``session.updated``."""
@@ -60,7 +71,8 @@ class LiveConfig:
                         "language": self.language,
                         "prompt": self.prompt,
                         "keywords": list(self.keywords),
-                        "diarize": self.diarize,
+                        "diarize": self.speakers,
+                        "known_speaker_names": list(self.known_speaker_names),  # never the clips
                     },
                     "turn_detection": None
                     if vad is None
@@ -92,6 +104,8 @@ class _Transcription(_Lenient):
     prompt: str | None = Field(default=None, max_length=4000)
     keywords: list[Annotated[str, Field(max_length=100)]] = Field(default=[], max_length=100)
     diarize: bool = False
+    known_speaker_names: list[SpeakerName] = Field(default=[], max_length=MAX_KNOWN_SPEAKERS)
+    known_speaker_references: list[ReferenceClip] = Field(default=[], max_length=MAX_KNOWN_SPEAKERS)
 
 
 class _TurnDetection(_Lenient):
@@ -146,13 +160,36 @@ def updated(config: LiveConfig, session: object) -> LiveConfig:
             transcription = audio_input.transcription
             for name in transcription.model_fields_set:
                 value = getattr(transcription, name)
-                changes[name] = tuple(value) if name == "keywords" else value
+                changes[name] = tuple(value) if isinstance(value, list) else value
+            names = changes.get("known_speaker_names", config.known_speaker_names)
+            if "diarize" in transcription.model_fields_set and not transcription.diarize and names:
+                raise ProtocolError(
+                    "known speakers name diarized speakers, but diarize is false: "
+                    "send known_speaker_names [] to stop naming them.",
+                    code="invalid_value",
+                    param="session.audio.input.transcription.diarize",
+                )
         if "turn_detection" in given:
             vad = audio_input.turn_detection
             changes["turn_detection"] = (
                 None if vad is None else ServerVad(vad.threshold, vad.prefix_padding_ms, vad.silence_duration_ms)
             )
     return replace(config, **changes)
+
+
+@contextlib.contextmanager
+def refused_as_protocol_errors() -> Iterator[None]:
+    """Settings the options or the service refuse, as the ``error`` event that names the field."""
+    try:
+        yield
+    except ValidationError as exc:
+        detail = exc.errors()[0]
+        reason = str(detail["msg"]).removeprefix("Value error, ")
+        where = f"session.audio.input.transcription.{detail['loc'][0]}" if detail["loc"] else None
+        raise ProtocolError(reason, code="invalid_parameter", param=where) from None
+    except ServiceError as exc:
+        param = f"session.audio.input.transcription.{exc.param}" if exc.param else None
+        raise ProtocolError(exc.message, code=exc.code, param=param) from None
 
 
 def parse_client_event(text: str) -> dict[str, Any]:

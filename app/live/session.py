@@ -7,7 +7,9 @@ the client commits them. While a turn is open it is decoded again every
 events (``agreement.py``); once the turn is committed it is transcribed whole — words with
 times and, when asked, speakers — and its ``completed`` event follows. Every decode goes
 through the loaded pipeline, so live turns share the Whisper scheduler's batches with file
-requests. No FastAPI here: the WebSocket route feeds events in and sends what comes out.
+requests. A turn's speakers get the session's labels (``speakers.py``): one per voice for the
+whole session, and known speakers' names. No FastAPI here: the WebSocket route feeds events in
+and sends what comes out.
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
 
 from app.control.cancellation import CancelToken
 from app.engine.audio import SAMPLE_RATE
@@ -31,6 +32,7 @@ from app.engine.vad import SpeechChunk
 from app.engine.whisper.batching import urgent
 from app.errors import ModelNotFound, ServiceError
 from app.live.agreement import LocalAgreement
+from app.live.kept_audio import KeptAudio
 from app.live.pcm import BadAudio, Resampler, pcm16_from_base64
 from app.live.protocol import (
     LiveConfig,
@@ -38,11 +40,13 @@ from app.live.protocol import (
     error,
     event,
     new_id,
+    refused_as_protocol_errors,
     transcription_completed,
     transcription_delta,
     transcription_failed,
     updated,
 )
+from app.live.speakers import SessionSpeakers, turn_threshold
 from app.live.turns import FRAME, StreamingSilero, TurnDetector, TurnEnded, TurnStarted
 from app.serving.transcriber import Transcriber
 from app.transcript import TextPiece, TokenLogprob, Transcript
@@ -50,6 +54,7 @@ from app.transcript import TextPiece, TokenLogprob, Transcript
 logger = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+StoredVoices = Callable[[list[str]], dict[str, str]]  # names → the tenant's stored clips (the voice book)
 
 _MIN_COMMIT_S = 0.1  # OpenAI refuses to commit less than 100 ms of audio
 _MIN_PARTIAL_S = 0.3  # too little speech for a first decode
@@ -66,8 +71,17 @@ class LiveLimits:
 
 
 class LiveSession:
-    def __init__(self, transcriber: Transcriber, limits: LiveLimits, send: Send, threads: Executor) -> None:
+    def __init__(
+        self,
+        transcriber: Transcriber,
+        limits: LiveLimits,
+        send: Send,
+        threads: Executor,
+        stored_voices: StoredVoices = lambda _: {},
+    ) -> None:
         self.id = new_id("sess")
+        self._stored_voices = stored_voices
+        self._speakers = SessionSpeakers()
         self._threads = threads
         self._transcriber = transcriber
         self._limits = limits
@@ -75,9 +89,7 @@ class LiveSession:
         self._model = transcriber.pipeline().model_name
         self.config = LiveConfig()
         self._resampler = Resampler(self.config.rate)
-        self._samples = 0  # 16 kHz samples received this session: the session's clock
-        self._kept: list[np.ndarray] = []  # the audio from _kept_from to _samples
-        self._kept_from = 0
+        self._audio = KeptAudio()
         self._vad: StreamingSilero | None = None
         self._turns: TurnDetector | None = None
         self._item: str | None = None  # the open turn's item
@@ -128,18 +140,15 @@ class LiveSession:
             self._transcriber.pipeline().models.id_of(config.model)
         except ModelNotFound as exc:
             raise ProtocolError(exc.message, code=exc.code, param="session.audio.input.transcription.model") from None
-        try:
-            self._resolve(config, partial=False)  # refuse what could not be decoded, now
-        except ValidationError as exc:
-            detail = exc.errors()[0]
-            reason = str(detail["msg"]).removeprefix("Value error, ")
-            where = f"session.audio.input.transcription.{detail['loc'][0]}" if detail["loc"] else None
-            raise ProtocolError(reason, code="invalid_parameter", param=where) from None
-        except ServiceError as exc:
-            param = f"session.audio.input.transcription.{exc.param}" if exc.param else None
-            raise ProtocolError(exc.message, code=exc.code, param=param) from None
+        config = await self._with_stored_clips(config)
+        with refused_as_protocol_errors():
+            final = self._resolve(config, partial=False)  # refuse what could not be decoded, now
+        known_changed = _known(config) != _known(self.config)
+        if known_changed:
+            with refused_as_protocol_errors():  # a clip that is not 2-10 s of a voice
+                known = await self._in_thread(self._transcriber.known_speakers, final)
         if config.rate != self.config.rate:
-            if self._samples_uncommitted():
+            if self._audio.uncommitted:
                 raise ProtocolError(
                     "The input rate cannot change while audio is buffered: commit or clear it first.",
                     code="invalid_value",
@@ -147,11 +156,27 @@ class LiveSession:
                 )
             self._resampler = Resampler(config.rate)
         vad_changed = config.turn_detection != self.config.turn_detection
+        if known_changed:
+            self._speakers.set_known(known)
         self.config = config
         if vad_changed:
             await self._drop_turn()
             self._start_vad()
         await self._send(event("session.updated", session=config.described(self.id, self._model)))
+
+    async def _with_stored_clips(self, config: LiveConfig) -> LiveConfig:
+        """``config`` with the voice book's clips for the known speakers named without one."""
+        names, clips = config.known_speaker_names, config.known_speaker_references
+        missing = list(names[len(clips) :])
+        if not missing:
+            return config
+        stored = await self._in_thread(self._stored_voices, missing)
+        if not all(name in stored for name in missing):
+            return config  # resolving says which name has no clip
+        return replace(config, known_speaker_references=(*clips, *(stored[name] for name in missing)))
+
+    async def _in_thread(self, work: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, work, *args)
 
     async def _append(self, message: dict[str, Any]) -> None:
         audio = message.get("audio")
@@ -161,14 +186,13 @@ class LiveSession:
             pcm = pcm16_from_base64(audio)
         except BadAudio as exc:
             raise ProtocolError(str(exc), code="invalid_value", param="audio") from None
-        if self._turns is None and self._samples_uncommitted() / SAMPLE_RATE >= self._limits.max_buffer_s:
+        if self._turns is None and self._audio.uncommitted / SAMPLE_RATE >= self._limits.max_buffer_s:
             raise ProtocolError(
                 f"The input audio buffer holds {self._limits.max_buffer_s:.0f} s, its limit: commit or clear it.",
                 code="input_audio_buffer_full",
             )
         samples = self._resampler(pcm)
-        self._kept.append(samples)
-        self._samples += len(samples)
+        self._audio.append(samples)
         if self._turns is None or self._vad is None:
             return
         for change in self._turns.push(self._vad(samples)):
@@ -178,7 +202,7 @@ class LiveSession:
                 await self._turn_ended(change)
         if self._turns.turn_start is None:
             keep = self._turns.vad.prefix_padding_ms * SAMPLE_RATE // 1000 + 2 * FRAME
-            self._forget_before(self._samples - keep)
+            self._audio.forget_before(self._audio.received - keep)
         else:
             self._maybe_partial()
 
@@ -187,16 +211,16 @@ class LiveSession:
         if ended is not None:
             await self._turn_ended(ended)
             return
-        if self._samples_uncommitted() / SAMPLE_RATE < _MIN_COMMIT_S:
+        if self._audio.uncommitted / SAMPLE_RATE < _MIN_COMMIT_S:
             raise ProtocolError(
                 f"The input audio buffer holds less than {_MIN_COMMIT_S * 1000:.0f} ms of audio: nothing to commit.",
                 code="input_audio_buffer_commit_empty",
             )
-        await self._commit(self._item or new_id("item"), self._kept_from, self._samples)
+        await self._commit(self._item or new_id("item"), self._audio.kept_from, self._audio.received)
 
     async def _clear(self, message: dict[str, Any]) -> None:
         await self._drop_turn()
-        self._forget_before(self._samples)
+        self._audio.forget_before(self._audio.received)
         await self._send(event("input_audio_buffer.cleared"))
 
     # --- turns ---
@@ -212,10 +236,10 @@ class LiveSession:
         await self._commit(item, ended.start, ended.at)
 
     async def _commit(self, item: str, start: int, end: int) -> None:
-        audio = self._span(start, end)
+        audio = self._audio.span(start, end)
         await self._send(event("input_audio_buffer.committed", item_id=item, previous_item_id=self._previous_item))
         self._previous_item, self._item = item, None
-        self._forget_before(end)
+        self._audio.forget_before(end)
         agreement, self._agreement = self._agreement, LocalAgreement()
         self._owed += 1
         self._spawn(self._complete(item, audio, start / SAMPLE_RATE, agreement))
@@ -238,7 +262,7 @@ class LiveSession:
             self._vad, self._turns = None, None
             return
         self._vad = StreamingSilero()
-        self._turns = TurnDetector(vad, _MAX_TURN_S, offset=self._samples)
+        self._turns = TurnDetector(vad, _MAX_TURN_S, offset=self._audio.received)
 
     # --- decoding ---
 
@@ -246,12 +270,14 @@ class LiveSession:
         turns = self._turns
         if self._partial is not None or turns is None or turns.turn_start is None:
             return
-        length = self._samples - turns.turn_start
+        length = self._audio.received - turns.turn_start
         due = length - self._partial_at >= self._limits.partial_interval_s * SAMPLE_RATE
         if not due or length < _MIN_PARTIAL_S * SAMPLE_RATE:
             return
         self._partial_at = length
-        audio = self._span(max(turns.turn_start, self._samples - int(_MAX_TURN_S * SAMPLE_RATE)), self._samples)
+        audio = self._audio.span(
+            max(turns.turn_start, self._audio.received - int(_MAX_TURN_S * SAMPLE_RATE)), self._audio.received
+        )
         self._partial = self._spawn(self._decode_partial(self._item, audio))
 
     async def _decode_partial(self, item: str | None, audio: np.ndarray) -> None:
@@ -283,6 +309,8 @@ class LiveSession:
             try:
                 options = self._resolve(self.config, partial=False, language=self._session_language)
                 transcript = await self._run(audio, options, _FINAL, collected)
+                if transcript.diarization.performed:
+                    await self._in_thread(self._label_speakers, audio, transcript)
             except Exception as exc:
                 if not isinstance(exc, ServiceError):
                     logger.exception("A live turn failed")
@@ -308,40 +336,31 @@ class LiveSession:
         with urgent(urgency):
             return await asyncio.get_running_loop().run_in_executor(self._threads, contextvars.copy_context().run, work)
 
+    def _label_speakers(self, audio: np.ndarray, transcript: Transcript) -> None:
+        pipeline = self._transcriber.pipeline()
+        diarizer = pipeline.diarizer
+        assert diarizer is not None, "the turn was diarized"
+        threshold = turn_threshold(pipeline.known_speaker_threshold or diarizer.same_voice)
+        self._speakers.label(audio, transcript, diarizer.embed, threshold)
+
     def _resolve(self, config: LiveConfig, *, partial: bool, language: str | None = None) -> ResolvedOptions:
+        # A partial decode is text only; a committed turn's has words, and speakers when asked
+        # (named by the session's voices afterwards, not by the pipeline: see speakers.py).
         options = TranscribeOptions(
             model=config.model,
             language=config.language or language,
             initial_prompt=config.prompt,
             hotwords=", ".join(config.keywords) or None,
             word_timestamps=not partial,
-            diarize=config.diarize and not partial,
+            diarize=config.speakers and not partial,
+            known_speaker_names=[] if partial else list(config.known_speaker_names),
+            known_speaker_references=[] if partial else list(config.known_speaker_references),
             # A committed turn leads a small batch of its own (it goes first and is topped up
             # with at most a few other windows), so it is not held up by a large batch of
             # partials; partials share the service's batches, with file windows too.
             batch_size=None if partial else min(_FINAL_BATCH, self._transcriber.pipeline().capabilities.max_batch_size),
         )
         return self._transcriber.resolve(options)
-
-    # --- the session's audio ---
-
-    def _samples_uncommitted(self) -> int:
-        """Samples kept and not yet committed: with manual commits, the input audio buffer."""
-        return self._samples - self._kept_from
-
-    def _span(self, start: int, end: int) -> np.ndarray:
-        """The session's audio from ``start`` to ``end`` (what is still kept of it)."""
-        audio = np.concatenate(self._kept) if self._kept else np.zeros(0, dtype=np.float32)
-        start, end = max(start, self._kept_from), max(end, self._kept_from)
-        return audio[start - self._kept_from : end - self._kept_from].copy()
-
-    def _forget_before(self, sample: int) -> None:
-        sample = min(max(sample, self._kept_from), self._samples)
-        if sample == self._kept_from:
-            return
-        audio = np.concatenate(self._kept) if self._kept else np.zeros(0, dtype=np.float32)
-        rest = audio[sample - self._kept_from :]
-        self._kept, self._kept_from = ([rest.copy()] if len(rest) else []), sample
 
     # --- the end ---
 
@@ -356,8 +375,8 @@ class LiveSession:
         """Before a server shutdown: transcribe the open turn, then say why the session ends."""
         if self._turns is not None and (ended := self._turns.end_now()) is not None:
             await self._turn_ended(ended)
-        elif self._turns is None and self._samples_uncommitted() / SAMPLE_RATE >= _MIN_COMMIT_S:
-            await self._commit(new_id("item"), self._kept_from, self._samples)
+        elif self._turns is None and self._audio.uncommitted / SAMPLE_RATE >= _MIN_COMMIT_S:
+            await self._commit(new_id("item"), self._audio.kept_from, self._audio.received)
         if self._tasks:
             await asyncio.wait(set(self._tasks))
         await self._send(error(reason, code="server_shutting_down", kind="server_error"))
@@ -369,7 +388,8 @@ class LiveSession:
             task.cancel()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5)
-        self._kept, self._vad, self._turns = [], None, None
+        self._audio.drop()
+        self._vad, self._turns = None, None
 
 
 class _Collected:
@@ -382,6 +402,10 @@ class _Collected:
     def __call__(self, piece: TextPiece) -> None:
         if self.entries is not None and piece.logprobs:
             self.entries.extend(piece.logprobs)
+
+
+def _known(config: LiveConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return config.known_speaker_names, config.known_speaker_references
 
 
 def _ms(sample: int) -> int:

@@ -47,6 +47,7 @@ class FakePipeline:
     aligners = None
     diarizer: object | None = None  # as if none is loaded: speakers only when asked for
     diarizer_unavailable: str | None = None
+    known_speaker_threshold: float | None = None
     default_batch_size = 16
     max_batch_size = 64
     # What /health and /metrics read of Whisper: an idle scheduler and no model calls.

@@ -86,6 +86,7 @@ class Conversation:
     rttm: Path
     transcript: Path
     turns: tuple[Turn, ...]
+    voices: dict[str, Voice]  # each speaker's espeak voice
 
     @property
     def speakers(self) -> int:
@@ -171,7 +172,8 @@ def make_conversation(num_speakers: int, out_dir: Path, *, seed: int = 0, num_tu
     )
     transcript_path = out_dir / f"{name}.txt"
     transcript_path.write_text("\n".join(t.text for t in turns) + "\n")
-    return Conversation(name, wav_path, rttm_path, transcript_path, tuple(turns))
+    spoken = {f"spk{index}": voice for index, voice in enumerate(voices)}
+    return Conversation(name, wav_path, rttm_path, transcript_path, tuple(turns), spoken)
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ def name_speakers(
     speakers that took a name."""
     if not turns or not known:
         return list(turns), []
-    references = np.stack([_unit(row) for row in embed([k.audio for k in known]).astype(np.float64)])
+    references = np.stack([unit_vector(row) for row in embed([k.audio for k in known]).astype(np.float64)])
     voices = [_voice(embed, _own_speech(audio, turns, index)) for index in range(len(turns))]
     matches = _speaker_matches(turns, voices, references, known, threshold)
     named = {match.speaker: match.name for match in matches}
@@ -87,18 +87,30 @@ def _speaker_matches(
     threshold: float,
 ) -> list[SpeakerMatch]:
     """Step 1: names for whole speakers."""
-    from scipy.optimize import linear_sum_assignment
-
     speaker_voices = {label: _speaker_voice(turns, voices, label) for label in sorted({t.speaker for t in turns})}
     heard = [(label, voice) for label, voice in speaker_voices.items() if voice is not None]
     if not heard:
         return []
     similarity = np.nan_to_num(np.stack([voice for _, voice in heard]) @ references.T, nan=-1.0)
+    return [
+        SpeakerMatch(heard[row][0], known[column].name, round(float(similarity[row, column]), 4))
+        for row, column in match_voices(similarity, threshold).items()
+    ]
+
+
+def match_voices(similarity: np.ndarray, threshold: float) -> dict[int, int]:
+    """Voices (rows) matched to references (columns) by their cosine similarities: one to one by
+    the best assignment where it reaches the threshold; a row left over that plainly is one of the
+    references, and about as like it as the row matched to it (a voice split in two), joins it."""
+    from scipy.optimize import linear_sum_assignment
+
+    if similarity.size == 0:
+        return {}
     rows, columns = linear_sum_assignment(-similarity)
     paired = {r: c for r, c in zip(rows.tolist(), columns.tolist(), strict=True) if similarity[r, c] >= threshold}
     matched = {column: similarity[row, column] for row, column in paired.items()}
     found = {}
-    for row in range(len(heard)):
+    for row in range(similarity.shape[0]):
         column = paired.get(row)
         if column is None:  # the other part of a voice split in two: plainly that voice, and about
             # as like it as its main part is (a different voice the encoder puts near is not)
@@ -107,10 +119,13 @@ def _speaker_matches(
                 column = None
         if column is not None:
             found[row] = column
-    return [
-        SpeakerMatch(heard[row][0], known[column].name, round(float(similarity[row, column]), 4))
-        for row, column in found.items()
-    ]
+    return found
+
+
+def speaker_voices(audio: np.ndarray, turns: list[SpeakerTurn], embed: Embed) -> dict[str, np.ndarray | None]:
+    """Each diarized speaker's voice (unit vector; None: too little clean speech to embed)."""
+    voices = [_voice(embed, _own_speech(audio, turns, index)) for index in range(len(turns))]
+    return {label: _speaker_voice(turns, voices, label) for label in sorted({t.speaker for t in turns})}
 
 
 def _plainly(scores: np.ndarray, threshold: float) -> int | None:
@@ -127,7 +142,7 @@ def _speaker_voice(turns: list[SpeakerTurn], voices: list[np.ndarray | None], la
     weighted = [
         (t.end - t.start) * v for t, v in zip(turns, voices, strict=True) if t.speaker == label and v is not None
     ]
-    return _unit(np.sum(weighted, axis=0)) if weighted else None
+    return unit_vector(np.sum(weighted, axis=0)) if weighted else None
 
 
 def _own_speech(audio: np.ndarray, turns: list[SpeakerTurn], index: int) -> list[np.ndarray]:
@@ -154,7 +169,7 @@ def _voice(embed: Embed, pieces: list[np.ndarray]) -> np.ndarray | None:
     if not pieces:
         return None
     vector = _mean(embed(pieces))
-    return None if np.isnan(vector).any() else _unit(vector)
+    return None if np.isnan(vector).any() else unit_vector(vector)
 
 
 def _mean(rows: np.ndarray) -> np.ndarray:
@@ -166,5 +181,5 @@ def _mean(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(min=1e-12)).mean(axis=0)
 
 
-def _unit(vector: np.ndarray) -> np.ndarray:
+def unit_vector(vector: np.ndarray) -> np.ndarray:
     return vector / max(float(np.linalg.norm(vector)), 1e-12)

@@ -126,12 +126,7 @@ def get_flow(
     request: Request, settings: SettingsDep, transcriber: TranscriberDep, tenant: CurrentTenant
 ) -> TranscriptionFlow:
     transcriber.pipeline()  # loading, failed or API-only: 503 before the upload is read
-
-    def stored_voices(names: list[str]) -> dict[str, str]:
-        service = request.app.state.jobs.service  # None until the job store is open
-        return service.voices.clips(service.tenant_of(tenant.identity), names) if service is not None else {}
-
-    return TranscriptionFlow(settings, transcriber, stored_voices)
+    return TranscriptionFlow(settings, transcriber, partial(request.app.state.jobs.stored_voices, tenant.identity))
 
 
 FlowDep = Annotated[TranscriptionFlow, Depends(get_flow)]

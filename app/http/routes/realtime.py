@@ -16,12 +16,14 @@ import json
 import logging
 import time
 from collections.abc import MutableMapping
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app.errors import NotReady, ServiceError
+from app.http.auth import Tenant
 from app.live.protocol import ProtocolError, error, parse_client_event
 from app.live.session import LiveLimits, LiveSession
 from app.live.sessions import LiveSessions
@@ -43,7 +45,7 @@ async def realtime(websocket: WebSocket) -> None:
     await websocket.accept(subprotocol=_chosen_subprotocol(offered))
     send = _sender(websocket)
     try:
-        state.api_keys.tenant_of(_authorization(websocket, offered))
+        tenant = state.api_keys.tenant_of(_authorization(websocket, offered))
     except ServiceError as exc:
         await _refuse(websocket, send, exc.message, exc.code, _POLICY)
         return
@@ -69,15 +71,16 @@ async def realtime(websocket: WebSocket) -> None:
         await _refuse(websocket, send, message, "too_many_sessions", _TRY_AGAIN_LATER, kind="server_error")
         return
     try:
-        await _serve(websocket, send, live, state)
+        await _serve(websocket, send, live, state, tenant)
     finally:
         live.leave()
 
 
-async def _serve(websocket: WebSocket, send: Any, live: LiveSessions, state: Any) -> None:
+async def _serve(websocket: WebSocket, send: Any, live: LiveSessions, state: Any, tenant: Tenant) -> None:
     settings = state.settings
     limits = LiveLimits(settings.realtime_max_buffer_s, settings.realtime_partial_interval_ms / 1000)
-    session = LiveSession(state.transcriber, limits, send, live.threads)
+    stored_voices = partial(state.jobs.stored_voices, tenant.identity)  # the tenant's voice book
+    session = LiveSession(state.transcriber, limits, send, live.threads, stored_voices)
     heard = time.monotonic()
     try:
         await session.start()
