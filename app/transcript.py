@@ -40,6 +40,10 @@ class Segment:
     # no speech at all, and the text's Whisper tokens.
     no_speech_prob: Annotated[float | None, Field(exclude=True)] = None
     tokens: Annotated[list[int], Field(exclude=True)] = field(default_factory=list)
+    # How the window was decoded: the temperature its kept decode ran at (above the first: the
+    # decode before failed the checks), and its text's compression ratio.
+    temperature: Annotated[float | None, Field(exclude=True)] = None
+    compression_ratio: Annotated[float | None, Field(exclude=True)] = None
 
 
 @dataclass(frozen=True)

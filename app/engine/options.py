@@ -14,13 +14,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from app.engine.speakers.names import MAX_NAME_CHARS, speaker_name
 from app.engine.vad import CHUNK_SECONDS, DEFAULT_SPEECH, VAD_ONSET, SpeechParams
+from app.engine.whisper.fallback import (
+    COMPRESSION_RATIO_THRESHOLD,
+    LOG_PROB_THRESHOLD,
+    NO_SPEECH_THRESHOLD,
+    TEMPERATURES,
+    Checks,
+)
 from app.errors import InvalidParameter
 from app.transcript import Task
 
@@ -60,7 +67,27 @@ LanguageCode = Annotated[
     Field(description="`auto` (default) or an ISO 639-1 code such as `en`.", json_schema_extra=_language_enum),
 ]
 Prompt = Annotated[Annotated[str, Field(max_length=1000)] | None, BeforeValidator(_blank_is_none)]
-Temperature = Annotated[float, Field(ge=0.0, le=1.0, description="0: beam search (deterministic). Above 0: sampling.")]
+
+
+def _temperatures(value: object) -> object:
+    # A schedule from curl: `temperature=0,0.4,0.8`; the SDKs send one `temperature[]` field per value.
+    if isinstance(value, str) and "," in value:
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+_OneTemperature = Annotated[float, Field(ge=0.0, le=1.0)]
+Temperature = Annotated[
+    # At most as many as the default schedule: a request costs at most six passes of its audio.
+    _OneTemperature | Annotated[list[_OneTemperature], Field(min_length=1, max_length=len(TEMPERATURES))],
+    BeforeValidator(_temperatures),
+    Field(
+        description="0 (default): beam search, and a window whose decode fails the checks (it loops, or its "
+        "tokens are unlikely) is decoded again at 0.2, 0.4 … 1.0 until one passes, as OpenAI and "
+        "faster-whisper do. Above 0: sampling at that temperature only. A list: exactly that schedule "
+        "(`[0]`: beam search, no retries)."
+    ),
+]
 
 MAX_KNOWN_SPEAKERS = 8
 # A reference clip is 2–10 s: as 16-bit 48 kHz stereo WAV, under 2 MB; base64 adds a third.
@@ -191,6 +218,27 @@ class RecognitionOptions(BaseModel):
         le=CHUNK_SECONDS,
         description=f"The longest stretch of speech decoded as one Whisper window, seconds ({CHUNK_SECONDS}).",
     )
+    compression_ratio_threshold: float | None = Field(
+        default=None,
+        gt=1.0,
+        le=100.0,
+        description="A window's text that compresses better than this (zlib) is taken for a loop and decoded "
+        f"again at the next temperature ({COMPRESSION_RATIO_THRESHOLD}, faster-whisper's).",
+    )
+    log_prob_threshold: float | None = Field(
+        default=None,
+        ge=-100.0,
+        le=0.0,
+        description="A window whose tokens' mean log-probability is under this is decoded again at the next "
+        f"temperature ({LOG_PROB_THRESHOLD}).",
+    )
+    no_speech_threshold: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="A window the model gives a no-speech probability over this, with tokens under "
+        f"log_prob_threshold, gives no text ({NO_SPEECH_THRESHOLD}; 1: never).",
+    )
 
     @model_validator(mode="after")
     def _offset_under_onset(self) -> RecognitionOptions:
@@ -257,13 +305,13 @@ class Decoding:
     language: str
     task: Task
     initial_prompt: str | None
-    temperature: float
+    checks: Checks  # the temperatures, from the first, and what a window's decode must pass
     batch_size: int
     hotwords: str | None = None
 
     @property
     def sampling(self) -> Sampling:
-        return Sampling(self.temperature)
+        return Sampling(self.checks.temperatures[0])
 
 
 @dataclass(frozen=True)
@@ -277,7 +325,7 @@ class ResolvedOptions:
     initial_prompt: str | None
     batch_size: int
     word_timestamps: bool
-    temperature: float
+    checks: Checks = field(default_factory=Checks)
     hotwords: str | None = None
     speech: SpeechParams = DEFAULT_SPEECH
     model: str | None = None  # the Whisper model's id (None: the pipeline's default, for callers that build these)
@@ -296,7 +344,7 @@ class ResolvedOptions:
 
     def decoding(self, language: str) -> Decoding:
         """Whisper's part, in ``language`` (the one asked for, or the one identified)."""
-        return Decoding(language, self.task, self.initial_prompt, self.temperature, self.batch_size, self.hotwords)
+        return Decoding(language, self.task, self.initial_prompt, self.checks, self.batch_size, self.hotwords)
 
 
 def require_clips(options: SpeakerOptions) -> None:
@@ -348,9 +396,25 @@ def resolve(options: TranscribeOptions, can: Capabilities) -> ResolvedOptions:
         initial_prompt=options.initial_prompt,
         batch_size=batch_size,
         word_timestamps=options.word_timestamps,
-        temperature=options.temperature,
+        checks=_checks(options),
         hotwords=options.hotwords,
         speech=options.speech,
         model=can.model,
         known_speakers=options.known_speakers,
     )
+
+
+def _checks(options: TranscribeOptions) -> Checks:
+    """The temperature schedule (0 alone: OpenAI's fallback schedule) and the checks' thresholds."""
+    asked = options.temperature
+    temperatures = tuple(asked) if isinstance(asked, list) else TEMPERATURES if asked == 0 else (asked,)
+    return Checks(
+        temperatures,
+        _or(options.compression_ratio_threshold, COMPRESSION_RATIO_THRESHOLD),
+        _or(options.log_prob_threshold, LOG_PROB_THRESHOLD),
+        _or(options.no_speech_threshold, NO_SPEECH_THRESHOLD),
+    )
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value

@@ -8,7 +8,6 @@ waveform, so by default they are found on a thread of their own while Whisper wo
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from app.control.activity import RequestActivity
 from app.control.cancellation import CancelToken
 from app.control.progress import Progress
 from app.engine.align.aligners import AlignerCache, align
+from app.engine.align.tidy import tidy_times
 from app.engine.audio import SAMPLE_RATE
 from app.engine.options import (
     Capabilities,
@@ -35,6 +35,7 @@ from app.engine.options import (
 from app.engine.speakers.diarization import Diarizer, assign_speakers
 from app.engine.speakers.known import KnownSpeaker, name_speakers
 from app.engine.vad import SpeechChunk, SpeechDetector
+from app.engine.whisper import language
 from app.engine.whisper.stage import Whisper
 from app.engine.whisper_models import WhisperModels
 from app.errors import NotReady, retry_later
@@ -219,7 +220,7 @@ class TranscriptionPipeline:
             report,
             task=options.task,
             model=whisper.source.display_name if options.model is None else options.model,
-            temperature=options.temperature,
+            temperature=options.checks.temperatures[0],
         )
         timer = StepTimer(result.timings)
         progress.audio(duration)
@@ -274,10 +275,21 @@ class TranscriptionPipeline:
         if options.language is None:
             with stage("language_detection"):
                 result.language, result.language_probability = whisper.detect_language(audio, chunks, cancel)
+            if result.language_probability is None:  # an English-only model: nothing was identified
+                result.warnings.append(language.english_only(result.model))
+            elif unsure := language.unsure(result.language, result.language_probability, result.model):
+                result.warnings.append(unsure)
         decoding = options.decoding(result.language or "en")
         with stage("asr"):
             segments = whisper.transcribe(
-                audio, chunks, decoding, timer=timer, cancel=cancel, progress=progress, listener=listener
+                audio,
+                chunks,
+                decoding,
+                timer=timer,
+                cancel=cancel,
+                progress=progress,
+                listener=listener,
+                warnings=result.warnings,
             )
         if options.word_timestamps:
             cancel.check()
@@ -285,7 +297,7 @@ class TranscriptionPipeline:
                 segments, result.word_time_source = self._time_words(
                     whisper, audio, segments, decoding, result, timer, cancel, progress
                 )
-        result.segments = _tidy_times(segments, result.duration)
+        result.segments = tidy_times(segments, result.duration)
         texts = [segment.text for segment in result.segments]
         tokens = whisper.text_tokens(texts, decoding)
         for segment, segment_tokens in zip(result.segments, tokens, strict=True):
@@ -381,29 +393,3 @@ class _EarlyDiarization:
     done: threading.Event = field(default_factory=threading.Event)
     steps: dict[str, float] = field(default_factory=dict)  # pyannote's steps, as the diarizer reports them
     ran_s: float = 0.0
-
-
-def _tidy_times(segments: list[Segment], duration: float) -> list[Segment]:
-    """Give every word a start and end inside the file, in order, with start ≤ end.
-
-    The aligner leaves words it cannot place (digits, symbols) without times, and CTC or
-    attention alignments can slightly overlap between segments; clients should not have
-    to handle either.
-    """
-    previous_start = 0.0
-    for segment in segments:
-        words = segment.words
-        for index, word in enumerate(words):
-            if math.isnan(word.start):
-                word.start = words[index - 1].end if index > 0 else segment.start
-            if math.isnan(word.end):
-                following = next((w.start for w in words[index + 1 :] if not math.isnan(w.start)), segment.end)
-                word.end = following
-            word.start = min(max(word.start, previous_start, 0.0), duration)
-            word.end = min(max(word.end, word.start), duration)
-            previous_start = word.start
-        if words:
-            segment.start, segment.end = words[0].start, max(w.end for w in words)
-        segment.start = min(max(segment.start, 0.0), duration)
-        segment.end = min(max(segment.end, segment.start), duration)
-    return segments

@@ -352,6 +352,9 @@ class LiveSession:
             initial_prompt=config.prompt,
             hotwords=", ".join(config.keywords) or None,
             word_timestamps=not partial,
+            # A partial is provisional: one pass. The committed turn's windows are checked and
+            # decoded again when they fail (fallback.py), as a file's are.
+            temperature=[0.0] if partial else 0.0,
             diarize=config.speakers and not partial,
             known_speaker_names=[] if partial else list(config.known_speaker_names),
             known_speaker_references=[] if partial else list(config.known_speaker_references),

@@ -24,6 +24,7 @@ from app.engine.options import Decoding, SpeakerHints, TranscribeOptions
 from app.engine.pipeline import TranscriptionPipeline
 from app.engine.speakers.diarization import Diarizer
 from app.engine.vad import SpeechChunk
+from app.engine.whisper import fallback
 from app.engine.whisper.stage import Whisper
 from app.runtime.gpu_streams import side_stream
 from app.runtime.package_files import package_file
@@ -115,7 +116,7 @@ def warm_whisper_batches(whisper: Whisper, batch_size: int, replicas: int, *, wo
     clip = sample_speech()
     window = clip.shape[0] / SAMPLE_RATE
     windows = [SpeechChunk(0.0, window)] * batch_size
-    english = Decoding("en", "transcribe", None, 0.0, batch_size)
+    english = Decoding("en", "transcribe", None, fallback.ONCE, batch_size)
     whisper.prepare(batch_size, english)
 
     def one_replica(_: int) -> None:

@@ -113,6 +113,9 @@ class OpenAITranscriptionParams(SpeakerOptions, RecognitionOptions):
             vad_onset=self.vad_onset,
             vad_offset=self.vad_offset,
             chunk_size=self.chunk_size,
+            compression_ratio_threshold=self.compression_ratio_threshold,
+            log_prob_threshold=self.log_prob_threshold,
+            no_speech_threshold=self.no_speech_threshold,
         )
 
 

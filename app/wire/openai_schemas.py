@@ -57,6 +57,13 @@ class TranscriptionVerbose(BaseModel):
     segments: list[TranscriptionSegment] | None = None
     words: list[TranscriptionWord] | None = None
     usage: Usage
+    # Ours (the SDKs keep fields they do not know).
+    language_probability: float | None = Field(
+        default=None, description="How sure the model was of the language it identified (none when it was given)."
+    )
+    warnings: list[str] = Field(
+        default=[], description="What may be wrong with the text: an unsure language, windows that failed the checks."
+    )
 
 
 class DiarizedSegment(BaseModel):

@@ -7,13 +7,13 @@ transcript. JSON formats are built from the response models (``app/wire/schemas.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
+from app.engine.whisper.fallback import compression_ratio
 from app.transcript import Segment, Transcript, Word
 from app.wire.openai_schemas import (
     DiarizedSegment,
@@ -124,6 +124,8 @@ def openai_verbose(transcript: Transcript, granularities: Collection[Granularity
         if "word" in granularities
         else None,
         usage=openai_usage(transcript),
+        language_probability=transcript.language_probability,
+        warnings=transcript.warnings,
     )
 
 
@@ -168,17 +170,16 @@ def _openai_segment(index: int, segment: Segment, transcript: Transcript) -> Tra
         end=segment.end,
         text=segment.text,
         tokens=segment.tokens,
-        temperature=transcript.temperature,
+        # How its window was decoded: the kept decode's temperature and the checks' values.
+        temperature=transcript.temperature if segment.temperature is None else segment.temperature,
         avg_logprob=segment.avg_logprob,
-        compression_ratio=_compression_ratio(segment.text),
+        compression_ratio=(
+            round(compression_ratio(segment.text.strip()), 3)
+            if segment.compression_ratio is None
+            else segment.compression_ratio
+        ),
         no_speech_prob=segment.no_speech_prob,
     )
-
-
-def _compression_ratio(text: str) -> float:
-    """Whisper's repetition measure: how well the text compresses (over 2.4 suggests a loop)."""
-    data = text.encode()
-    return round(len(data) / len(zlib.compress(data)), 3) if data else 0.0
 
 
 def openai_usage(transcript: Transcript) -> Usage:

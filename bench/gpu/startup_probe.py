@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.engine.whisper import fallback
+
 STARTED = time.perf_counter()
 
 
@@ -110,7 +112,7 @@ def engine(lap: Laps, torch: Any, model: str, max_new_tokens: int, batch_size: i
     whisper = Whisper(loaded)
     clip = sample_speech()
     window = [SpeechChunk(0.0, clip.shape[0] / 16000)]
-    english = Decoding("en", "transcribe", None, 0.0, batch_size)
+    english = Decoding("en", "transcribe", None, fallback.ONCE, batch_size)
     whisper.prepare(batch_size, english)
     lap(f"prepare({batch_size}): the largest bucket's graphs")
     for i in range(3):

@@ -172,7 +172,7 @@ class FakePipeline:
             ),
             task=options.task,
             model=options.model or self.model_name,
-            temperature=options.temperature,
+            temperature=options.checks.temperatures[0],
             timings={"asr": 0.01, "total": 0.02},
         )
 

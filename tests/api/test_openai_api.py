@@ -2,6 +2,8 @@
 
 import pytest
 
+from app.engine.whisper.fallback import TEMPERATURES
+
 OPENAI_ERROR_KEYS = {"message", "type", "param", "code"}
 
 
@@ -23,7 +25,7 @@ def test_json_is_text_and_usage_and_skips_word_times(client, sample_bytes, fake_
     _, options = fake_pipeline.calls[0]
     # Plain text needs neither word times nor speakers: the fast path.
     assert options.word_timestamps is False and options.diarize is False
-    assert options.task == "transcribe" and options.temperature == 0.0
+    assert options.task == "transcribe" and options.checks.temperatures == TEMPERATURES  # 0: with fallback
 
 
 def test_verbose_json_lists_what_the_granularities_ask(client, sample_bytes):
@@ -103,7 +105,11 @@ def test_fields_reach_the_options(client, sample_bytes, fake_pipeline):
     reply = _post(client, sample_bytes, language="de", prompt="Glossar: WhisperX", temperature="0.4")
     assert reply.status_code == 200
     _, options = fake_pipeline.calls[0]
-    assert (options.language, options.initial_prompt, options.temperature) == ("de", "Glossar: WhisperX", 0.4)
+    assert (options.language, options.initial_prompt, options.checks.temperatures) == (
+        "de",
+        "Glossar: WhisperX",
+        (0.4,),
+    )
 
 
 def test_the_loaded_model_id_and_the_alias_are_accepted(client, sample_bytes, fake_pipeline):

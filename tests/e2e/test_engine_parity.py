@@ -17,6 +17,7 @@ import pytest
 from app.engine.audio import read_pcm16_wav
 from app.engine.options import Decoding
 from app.engine.vad import load_speech_detector
+from app.engine.whisper import fallback
 from app.engine.whisper.ctranslate2 import CTranslate2Engine
 from app.engine.whisper.sources import resolve_whisper_source
 from app.engine.whisper.stage import Whisper
@@ -25,7 +26,7 @@ from app.serving.warmup import sample_speech, sample_speech_path
 from tests.support.conversations import make_conversation, tools_available
 from tests.support.scoring import read_stm_text, word_error_rate
 
-ENGLISH = Decoding("en", "transcribe", None, 0.0, 4)
+ENGLISH = Decoding("en", "transcribe", None, fallback.ONCE, 4)
 
 
 def _both(model: str, cache: Path) -> tuple[Whisper, Whisper]:

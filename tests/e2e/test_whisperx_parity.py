@@ -7,6 +7,7 @@ import pytest
 
 from app.engine.options import Decoding
 from app.engine.vad import load_speech_detector
+from app.engine.whisper import fallback
 from app.engine.whisper.ctranslate2 import CTranslate2Engine
 from app.engine.whisper.sources import resolve_whisper_source
 from app.engine.whisper.stage import Whisper
@@ -31,7 +32,7 @@ def test_same_result_as_direct_whisperx(source):
         )
     )
     chunks = load_speech_detector("pyannote", "cpu")(audio)
-    ours = engine.transcribe(audio, chunks, Decoding("en", "transcribe", None, 0.0, 2))
+    ours = engine.transcribe(audio, chunks, Decoding("en", "transcribe", None, fallback.ONCE, 2))
 
     assert [(s.start, s.end, s.text) for s in ours] == [(s["start"], s["end"], s["text"]) for s in expected]
     assert [s.avg_logprob for s in ours] == pytest.approx([s["avg_logprob"] for s in expected], abs=1e-6)
@@ -49,7 +50,7 @@ def test_out_of_memory_mid_request_gives_the_same_text(whisper, monkeypatch):
     """Injected CUDA OOM for any batch above one window: the request still completes, unchanged."""
     audio = np.tile(sample_speech(), 3)
     chunks = load_speech_detector("pyannote", "cpu")(audio)
-    decoding = Decoding("en", "transcribe", None, 0.0, 3)
+    decoding = Decoding("en", "transcribe", None, fallback.ONCE, 3)
     expected = whisper.transcribe(audio, chunks, decoding)
 
     decode = whisper.engine.decode

@@ -11,6 +11,7 @@ import pytest
 
 from app.engine.options import Decoding
 from app.engine.vad import load_speech_detector
+from app.engine.whisper import fallback
 from app.engine.whisper.beam_search import BeamSearch, SearchBuffers, SearchShape, token_mask
 from app.serving.warmup import sample_speech
 from tests.support.scoring import word_error_rate
@@ -65,7 +66,7 @@ def test_engines_agree_in_float16(tmp_path: Path):
     }
     audio = sample_speech()
     chunks = load_speech_detector("silero", "cpu")(audio)
-    decoding = Decoding("en", "transcribe", None, 0.0, 4)
+    decoding = Decoding("en", "transcribe", None, fallback.ONCE, 4)
     texts = {}
     for name, engine in (
         ("ctranslate2", CTranslate2Engine.load(source, **common)),
@@ -91,7 +92,7 @@ def test_smaller_buckets_run_padded_until_their_graphs_are_captured(tmp_path: Pa
     common = {"device": "cuda", "compute_type": "float16", "cpu_threads": 0, "download_root": str(tmp_path)}
     audio = sample_speech()
     chunks = load_speech_detector("silero", "cpu")(audio)[:3]
-    decoding = Decoding("en", "transcribe", None, 0.0, 16)
+    decoding = Decoding("en", "transcribe", None, fallback.ONCE, 16)
     eager = TorchEngine.load(source, hf_token=None, cuda_graphs=False, **common)
     expected = [s.text for s in Whisper(eager).transcribe(audio, chunks, decoding)]
 

@@ -89,7 +89,23 @@ def _plain_name(value: str) -> bool:
     return True
 
 
+def decodes_many_times(body: dict[str, Any]) -> bool:
+    """Checks that fail every window (a log-probability threshold near 0, a compression threshold
+    near 1) or a schedule of several temperatures: each window may then be decoded up to six
+    times, to the token limit when sampling. Legitimate, and costly on a 2-core machine: what
+    the checks cost and catch is bench/invented_text.py's and tests/unit/test_fallback.py's."""
+    log_prob, ratio, schedule = (
+        body.get(n) for n in ("log_prob_threshold", "compression_ratio_threshold", "temperature")
+    )
+    if isinstance(log_prob, float | int) and log_prob > -0.5:
+        return True
+    if isinstance(ratio, float | int) and ratio < 1.8:
+        return True
+    return isinstance(schedule, list) and len(schedule) > 2
+
+
 @schemathesis.hook
 def filter_case(context: schemathesis.HookContext, case: schemathesis.Case) -> bool:
     translation = case.operation.path.endswith("/translations")
-    return not (isinstance(case.body, dict) and contradictory(case.body, translation))
+    body = case.body
+    return not (isinstance(body, dict) and (contradictory(body, translation) or decodes_many_times(body)))

@@ -10,6 +10,7 @@ import numpy as np
 
 from app.engine.options import Decoding, Sampling
 from app.engine.vad import SpeechChunk
+from app.engine.whisper import fallback
 from app.engine.whisper.engine import Decoded
 from app.engine.whisper.stage import Whisper
 from app.runtime.timing import StepTimer
@@ -72,7 +73,7 @@ def test_pieces_come_in_order_before_the_last_batch_is_decoded():
     whisper = Whisper(_Engine(listener.first))  # type: ignore[arg-type]
     audio = np.zeros(16000 * 8, dtype=np.float32)
     chunks = [SpeechChunk(float(k), float(k) + 1) for k in range(8)]
-    decoding = Decoding("en", "transcribe", None, 0.0, batch_size=2)
+    decoding = Decoding("en", "transcribe", None, fallback.ONCE, batch_size=2)
     try:
         segments = whisper.transcribe(audio, chunks, decoding, listener=listener)
     finally:

@@ -179,7 +179,9 @@ def align(aligner: Aligner, segments: list[Segment], audio: np.ndarray, device: 
                 text=str(seg["text"]).strip(),
                 words=words,
                 avg_logprob=_float_or_none(seg.get("avg_logprob")),
-                no_speech_prob=_window_of(start, end, segments).no_speech_prob,
+                no_speech_prob=(window := _window_of(start, end, segments)).no_speech_prob,
+                temperature=window.temperature,
+                compression_ratio=window.compression_ratio,
             )
         )
     return aligned

@@ -22,6 +22,7 @@ import numpy as np
 from app.engine.options import Sampling
 from app.engine.whisper.sources import WhisperSource
 from app.runtime.timing import StepTimer
+from app.transcript import TokenLogprob
 
 
 @dataclass(frozen=True)
@@ -166,3 +167,39 @@ def find_alignment(tokenizer: Any, texts: list[list[int]], paths: list[Any]) -> 
     model = SimpleNamespace(model=computed, tokens_per_second=50)
     words = iter(WhisperModel.find_alignment(model, tokenizer, [t for t, _ in found], None, 0))
     return [next(words) if path is not None else [] for path in paths]
+
+
+# A decoded window's tokens as OpenAI lists them (``logprobs``): text, log-probability, bytes.
+
+
+def token_logprobs(tokenizer: Any, tokens: list[int], window: Decoded) -> list[TokenLogprob]:
+    """Each text token of a window as OpenAI lists it: its text, log-probability and bytes."""
+    scores = window.token_logprobs or []
+    listed = []
+    for token, logprob in zip(tokens, scores, strict=False):
+        raw = token_bytes(tokenizer, token)
+        listed.append(TokenLogprob(raw.decode("utf-8", errors="replace"), round(logprob, 6), list(raw)))
+    return listed
+
+
+def token_bytes(tokenizer: Any, token: int) -> bytes:
+    """The bytes a Whisper token stands for (its byte-level BPE piece, mapped back to bytes)."""
+    piece = tokenizer.tokenizer.id_to_token(token) or ""
+    return bytes(_BYTE_OF_CHAR.get(char, 0x3F) for char in piece)
+
+
+def _bytes_to_unicode() -> dict[str, int]:
+    # GPT-2's byte-level alphabet (Whisper's tokenizer): printable bytes stand for themselves,
+    # the others are shifted to code points from 256 up.
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, shift = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            chars[chr(byte)] = byte
+        else:
+            chars[chr(256 + shift)] = byte
+            shift += 1
+    return chars
+
+
+_BYTE_OF_CHAR = _bytes_to_unicode()

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
@@ -21,11 +22,12 @@ from app.control.progress import Progress
 from app.engine.audio import SAMPLE_RATE
 from app.engine.options import Decoding, Sampling
 from app.engine.vad import CHUNK_SECONDS, SpeechChunk
+from app.engine.whisper import fallback, language
 from app.engine.whisper.batching import BatchScheduler, Job, Operation
-from app.engine.whisper.engine import AlignmentInput, Decoded, WhisperEngine
+from app.engine.whisper.engine import AlignmentInput, Decoded, WhisperEngine, token_logprobs
 from app.engine.whisper.sources import WhisperSource
 from app.runtime.timing import StepTimer
-from app.transcript import Segment, TextListener, TextPiece, TokenLogprob, Word
+from app.transcript import Segment, TextListener, TextPiece, Word
 
 logger = logging.getLogger(__name__)
 
@@ -71,18 +73,22 @@ class Whisper:
 
     def detect_language(
         self, audio: np.ndarray, chunks: list[SpeechChunk], cancel: CancelToken | None = None
-    ) -> tuple[str, float]:
-        """Identify the language on up to 30 s of the detected speech (not on leading silence)."""
+    ) -> tuple[str, float | None]:
+        """Identify the language on the detected speech (not on leading silence): its first 30 s,
+        more when unsure (language.py). An English-only model identifies nothing: (en, None)."""
         if not self.engine.multilingual:
-            return "en", 1.0
-        speech = np.concatenate([_slice(audio, c) for c in chunks])[:_CHUNK_SAMPLES]
-        job = self.scheduler.submit(_DetectLanguage(self.engine), [self._features(speech)], 1)
-        try:
-            [(language, probability)] = job.result(cancel)
-        except BaseException:
-            self.scheduler.cancel(job)
-            raise
-        return language, probability
+            return "en", None
+        speech = np.concatenate([_slice(audio, c) for c in chunks])
+
+        def submit(features: list[np.ndarray]) -> list[tuple[str, float]]:
+            job = self.scheduler.submit(language.DetectLanguage(self.engine), features, len(features))
+            try:
+                return job.result(cancel)
+            except BaseException:
+                self.scheduler.cancel(job)
+                raise
+
+        return language.identify(speech, self._features, submit, cancel)
 
     def prepare(self, batch_size: int, decoding: Decoding) -> None:
         """Ready the engine for batches of up to ``batch_size`` windows decoded like ``decoding``."""
@@ -99,20 +105,31 @@ class Whisper:
         cancel: CancelToken | None = None,
         progress: Progress | None = None,
         listener: TextListener | None = None,
+        warnings: list[str] | None = None,
     ) -> list[Segment]:
-        """Decode every speech chunk into one segment of text (no word times yet).
+        """Decode every speech chunk into one segment of text (no word times yet), each window
+        checked and decoded again when it fails the checks (fallback.py).
 
         ``timer`` gets the seconds this thread spent computing features, under ``features``.
         ``listener`` hears each window's text in audio order as soon as its batch and every
         batch before it are decoded, while later batches are still on their way.
+        ``warnings`` gets a line when windows failed the checks at every temperature.
         """
         tokenizer = self.engine.tokenizer(decoding.language, decoding.task)
         prompt = self.engine.prompt(tokenizer, decoding.initial_prompt, decoding.hotwords)
+        logprobs = listener is not None and listener.logprobs
         segments: list[Segment] = []
+        timer = timer or StepTimer()
+        doubtful: list[Segment] = []  # kept with text although no temperature passed the checks
 
         def collect(first: int, decoded: list[Decoded]) -> None:
             self.decoded.add(decoded)
-            for chunk, window in zip(chunks[first : first + len(decoded)], decoded, strict=True):
+            batch = chunks[first : first + len(decoded)]
+            retry = partial(self._decode_again, audio, batch, prompt, decoding, logprobs, timer, cancel)
+            kept = fallback.checked(decoded, partial(_judged, tokenizer), decoding.checks, retry)
+            for chunk, (window, attempt) in zip(batch, kept, strict=True):
+                if fallback.no_speech(attempt, decoding.checks):
+                    continue  # the model says no speech, and its words were not likely enough to overrule it
                 text_tokens = [t for t in window.tokens if t < tokenizer.eot]
                 segment = Segment(
                     start=round(chunk.start, 3),
@@ -120,16 +137,20 @@ class Whisper:
                     text=tokenizer.decode(text_tokens),
                     avg_logprob=window.avg_logprob,
                     no_speech_prob=round(window.no_speech_prob, 4),
+                    temperature=attempt.temperature,
+                    compression_ratio=round(attempt.compression_ratio, 3),
                 )
                 if not segment.text.strip():
                     continue
+                if not fallback.passes(attempt, decoding.checks):
+                    doubtful.append(segment)
                 if listener is not None:
-                    logprobs = _token_logprobs(tokenizer, text_tokens, window) if listener.logprobs else None
-                    listener(TextPiece(len(segments), segment.start, segment.end, segment.text.strip(), logprobs))
+                    logprobs_of = token_logprobs(tokenizer, text_tokens, window) if listener.logprobs else None
+                    listener(TextPiece(len(segments), segment.start, segment.end, segment.text.strip(), logprobs_of))
                 segments.append(segment)
 
         self._in_batches(
-            _Decode(self.engine, tuple(prompt), decoding.sampling, logprobs=listener is not None and listener.logprobs),
+            _Decode(self.engine, tuple(prompt), decoding.sampling, logprobs=logprobs),
             chunks,
             decoding.batch_size,
             lambda c: self._features(_slice(audio, c)),
@@ -138,7 +159,36 @@ class Whisper:
             progress,
             on_batch=collect,
         )
+        if doubtful and warnings is not None:
+            warnings.append(fallback.doubtful_windows([(s.start, s.end) for s in doubtful], len(chunks)))
         return segments
+
+    def _decode_again(
+        self,
+        audio: np.ndarray,
+        batch: list[SpeechChunk],
+        prompt: list[int],
+        decoding: Decoding,
+        logprobs: bool,
+        timer: StepTimer,
+        cancel: CancelToken | None,
+        temperature: float,
+        which: list[int],
+    ) -> list[Decoded]:
+        """The windows ``which`` of a batch decoded again at ``temperature``, batched through the
+        scheduler with other requests' retries at that temperature."""
+        with timer("features"):
+            features = [self._features(_slice(audio, batch[index])) for index in which]
+        job = self.scheduler.submit(
+            _Decode(self.engine, tuple(prompt), Sampling(temperature), logprobs=logprobs), features, decoding.batch_size
+        )
+        try:
+            decoded = job.result(cancel)
+        except BaseException:
+            self.scheduler.cancel(job)
+            raise
+        self.decoded.add(decoded)
+        return decoded
 
     def time_words(
         self,
@@ -288,45 +338,10 @@ class _AlignWords:
         return self.engine.align_words(inputs, self.engine.tokenizer(self.language, self.task))
 
 
-@dataclass(frozen=True)
-class _DetectLanguage:
-    engine: WhisperEngine
-
-    def __call__(self, features: list[np.ndarray]) -> list[tuple[str, float]]:
-        return self.engine.detect_language(np.stack(features))
-
-
-def _token_logprobs(tokenizer: Any, tokens: list[int], window: Decoded) -> list[TokenLogprob]:
-    """Each text token of a window as OpenAI lists it: its text, log-probability and bytes."""
-    scores = window.token_logprobs or []
-    listed = []
-    for token, logprob in zip(tokens, scores, strict=False):
-        raw = token_bytes(tokenizer, token)
-        listed.append(TokenLogprob(raw.decode("utf-8", errors="replace"), round(logprob, 6), list(raw)))
-    return listed
-
-
-def token_bytes(tokenizer: Any, token: int) -> bytes:
-    """The bytes a Whisper token stands for (its byte-level BPE piece, mapped back to bytes)."""
-    piece = tokenizer.tokenizer.id_to_token(token) or ""
-    return bytes(_BYTE_OF_CHAR.get(char, 0x3F) for char in piece)
-
-
-def _bytes_to_unicode() -> dict[str, int]:
-    # GPT-2's byte-level alphabet (Whisper's tokenizer): printable bytes stand for themselves,
-    # the others are shifted to code points from 256 up.
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars, shift = {}, 0
-    for byte in range(256):
-        if byte in printable:
-            chars[chr(byte)] = byte
-        else:
-            chars[chr(256 + shift)] = byte
-            shift += 1
-    return chars
-
-
-_BYTE_OF_CHAR = _bytes_to_unicode()
+def _judged(tokenizer: Any, window: Decoded, temperature: float) -> fallback.Attempt:
+    text = tokenizer.decode([t for t in window.tokens if t < tokenizer.eot]).strip()
+    ratio = fallback.compression_ratio(text)
+    return fallback.Attempt(temperature, window.avg_logprob, window.no_speech_prob, ratio)
 
 
 def _slice(audio: np.ndarray, span: SpeechChunk | Segment) -> np.ndarray:
@@ -369,4 +384,6 @@ def _sentence(raw: list[str], words: list[Word], parent: Segment) -> Segment:
         words=words,
         avg_logprob=parent.avg_logprob,
         no_speech_prob=parent.no_speech_prob,
+        temperature=parent.temperature,
+        compression_ratio=parent.compression_ratio,
     )
