@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 from app.engine.whisper.ctranslate2 import CTranslate2Engine
@@ -42,6 +43,14 @@ def server(tmp_path_factory: pytest.TempPathFactory, upload_dir: Path) -> Iterat
 @pytest.fixture(scope="session")
 def http(server: RunningServer) -> Iterator[httpx.Client]:
     with server.client() as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def sdk(server: RunningServer) -> Iterator[openai.OpenAI]:
+    """The openai SDK on the server. No retries: a 503 would otherwise be retried silently and
+    hide what the server said."""
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="not-needed", max_retries=0, timeout=600) as client:
         yield client
 
 

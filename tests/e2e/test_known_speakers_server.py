@@ -5,7 +5,6 @@ bench/known_speakers.py's."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +14,9 @@ import pytest
 from app.engine.audio import read_pcm16_wav
 from app.engine.speakers.references import wav_bytes, wav_data_url
 from tests.support.conversations import VOICES, synthesise_clip, tools_available
-from tests.support.server import RunningServer
 
 pytestmark = pytest.mark.e2e
 RATE = 16_000
-
-
-@pytest.fixture(scope="module")
-def sdk(server: RunningServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0, timeout=600) as client:
-        yield client
 
 
 data_url = wav_data_url

@@ -5,7 +5,6 @@ loads when a request names it (through the openai SDK and /transcribe), is unloa
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,17 +12,10 @@ import openai
 import pytest
 
 from tests.support.scoring import read_stm_text, word_error_rate
-from tests.support.server import RunningServer
 
 pytestmark = pytest.mark.e2e
 
 TINY = "bundled-tiny.en"
-
-
-@pytest.fixture(scope="module")
-def sdk(server: RunningServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="not-needed", max_retries=0, timeout=600) as client:
-        yield client
 
 
 def _model(http: httpx.Client, model_id: str) -> dict:

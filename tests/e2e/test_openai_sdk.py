@@ -23,13 +23,6 @@ _VTT_TIMING = re.compile(r"^\d{2}:\d{2}:\d{2}\.\d{3} --> \d{2}:\d{2}:\d{2}\.\d{3
 
 
 @pytest.fixture(scope="module")
-def sdk(server: RunningServer) -> Iterator[openai.OpenAI]:
-    # No retries: a 503 would otherwise be retried silently and hide what the server said.
-    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="not-needed", max_retries=0, timeout=600) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def verbose(sdk: openai.OpenAI, sample_wav: Path) -> openai.types.audio.TranscriptionVerbose:
     with sample_wav.open("rb") as audio:
         return sdk.audio.transcriptions.create(

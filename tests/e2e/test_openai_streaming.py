@@ -8,21 +8,13 @@ from __future__ import annotations
 
 import math
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from tests.support.server import RunningServer
 from tests.support.waiting import wait_for
-
-
-@pytest.fixture(scope="module")
-def sdk(server: RunningServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="not-needed", max_retries=0, timeout=600) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
@@ -22,12 +21,6 @@ from tests.support.server import RunningServer
 from tests.support.waiting import wait_for
 
 SPEED = 1.5  # a little faster than a speaker: the test takes 20 s of audio time, not 30
-
-
-@pytest.fixture(scope="module")
-def sdk(server: RunningServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="not-needed", max_retries=0, timeout=600) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

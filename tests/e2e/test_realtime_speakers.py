@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,18 +13,11 @@ import pytest
 
 from app.engine.speakers.references import wav_bytes
 from tests.support.live_player import COMPLETED, pcm16, sdk_events
-from tests.support.server import RunningServer
 
 RATE = 16000
 # Each voice alone (sample.rttm: speaker90 and speaker91, where neither overlaps the other).
 TURNS = ((11.05, 14.45), (14.75, 17.90), (18.60, 21.45), (21.80, 24.20))  # speaker90, 91, 90, 91
 SPEAKER91_ALONE = (24.30, 27.80)  # a reference clip of speaker91 that no turn plays
-
-
-@pytest.fixture(scope="module")
-def sdk(server: RunningServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="not-needed", max_retries=0, timeout=600) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

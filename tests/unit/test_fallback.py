@@ -105,31 +105,28 @@ class _Engine:
         return out
 
 
-def test_windows_that_fail_are_decoded_again_together_and_silence_gives_no_text(monkeypatch):
+def _transcribe(windows: int, checks: Checks, monkeypatch: pytest.MonkeyPatch) -> tuple[_Engine, list]:
+    """``windows`` one-second windows (window k's audio holds k) through Whisper's stage."""
     engine = _Engine()
     whisper = Whisper(engine)  # type: ignore[arg-type]
     monkeypatch.setattr(whisper, "_features", lambda audio: np.full((80, 3000), float(audio.max()), np.float32))
-    audio = np.concatenate([np.full(16000, float(k), np.float32) for k in range(5)])
-    chunks = [SpeechChunk(float(k), float(k) + 1) for k in range(5)]
+    audio = np.concatenate([np.full(16000, float(k), np.float32) for k in range(windows)])
+    chunks = [SpeechChunk(float(k), float(k) + 1) for k in range(windows)]
     try:
-        segments = whisper.transcribe(audio, chunks, Decoding("en", "transcribe", None, Checks(), batch_size=8))
+        return engine, whisper.transcribe(audio, chunks, Decoding("en", "transcribe", None, checks, batch_size=8))
     finally:
         whisper.scheduler.close()
+
+
+def test_windows_that_fail_are_decoded_again_together_and_silence_gives_no_text(monkeypatch):
+    engine, segments = _transcribe(5, Checks(), monkeypatch)
     assert engine.calls == [(0.0, [0, 1, 2, 3, 4]), (0.2, [1, 2])]  # the silent window is not retried
     assert [(s.text.strip(), s.temperature) for s in segments] == [("w0", 0.0), ("w1", 0.2), ("w2", 0.2), ("w4", 0.0)]
     assert segments[1].compression_ratio is not None and segments[1].compression_ratio < 2.4
 
 
 def test_once_decodes_each_window_once_and_keeps_what_it_gets(monkeypatch):
-    engine = _Engine()
-    whisper = Whisper(engine)  # type: ignore[arg-type]
-    monkeypatch.setattr(whisper, "_features", lambda audio: np.full((80, 3000), float(audio.max()), np.float32))
-    audio = np.concatenate([np.full(16000, float(k), np.float32) for k in range(3)])
-    chunks = [SpeechChunk(float(k), float(k) + 1) for k in range(3)]
-    try:
-        segments = whisper.transcribe(audio, chunks, Decoding("en", "transcribe", None, fallback.ONCE, batch_size=8))
-    finally:
-        whisper.scheduler.close()
+    engine, segments = _transcribe(3, fallback.ONCE, monkeypatch)
     assert engine.calls == [(0.0, [0, 1, 2])]
     assert segments[1].text.count("w7") == 60 and segments[1].compression_ratio > 2.4
 
