@@ -18,6 +18,7 @@ from app.engine.audio import decode_audio
 from app.engine.options import ResolvedOptions, SpeakerHints
 from app.engine.pipeline import TranscriptionPipeline
 from app.engine.vad import load_speech_detector
+from app.engine.whisper import fallback
 
 LETTERS = list("abcdefghijklmnopqrstuvwxyz'")
 
@@ -66,18 +67,20 @@ def _aligners(directory: Path, tmp_path: Path, capacity: int = 4, languages=("en
 
 
 def test_the_configured_aligner_times_the_words(whisper, audio, random_aligner_dir, tmp_path):
-    options = ResolvedOptions("en", "transcribe", False, SpeakerHints(), None, 4, True, 0.0)
+    options = ResolvedOptions("en", "transcribe", False, SpeakerHints(), None, 4, True, fallback.ONCE)
     vad = load_speech_detector("pyannote", "cpu")
     aligners = _aligners(random_aligner_dir, tmp_path)
     aligned = TranscriptionPipeline(whisper, vad=vad, device="cpu", aligners=aligners, diarizer=None).run(
         audio, options
     )
-    fallback = TranscriptionPipeline(whisper, vad=vad, device="cpu", aligners=None, diarizer=None).run(audio, options)
+    whisper_timed = TranscriptionPipeline(whisper, vad=vad, device="cpu", aligners=None, diarizer=None).run(
+        audio, options
+    )
 
     assert aligned.word_time_source == "wav2vec2"
-    assert fallback.word_time_source == "whisper"
+    assert whisper_timed.word_time_source == "whisper"
     words = [w for s in aligned.segments for w in s.words]
-    assert [w.word for w in words] == [w.word for s in fallback.segments for w in s.words]
+    assert [w.word for w in words] == [w.word for s in whisper_timed.segments for w in s.words]
     assert all(0.0 <= w.start <= w.end <= aligned.duration for w in words)
     assert [w.start for w in words] == sorted(w.start for w in words)
     assert "alignment" in aligned.timings

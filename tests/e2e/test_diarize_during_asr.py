@@ -13,11 +13,12 @@ from app.engine.options import ResolvedOptions, SpeakerHints, TranscribeOptions
 from app.engine.pipeline import TranscriptionPipeline
 from app.engine.speakers.diarization import PyannoteDiarizer
 from app.engine.vad import load_speech_detector
+from app.engine.whisper import fallback
 from app.errors import Cancelled, NotReady
 from app.serving.warmup import sample_speech
 from app.transcript import SpeakerTurn
 
-OPTIONS = ResolvedOptions("en", "transcribe", True, SpeakerHints(), None, 4, True, 0.0)
+OPTIONS = ResolvedOptions("en", "transcribe", True, SpeakerHints(), None, 4, True, fallback.ONCE)
 
 
 def pipeline(whisper, diarizer, during_asr: bool) -> TranscriptionPipeline:
