@@ -81,12 +81,7 @@ class Whisper:
         speech = np.concatenate([_slice(audio, c) for c in chunks])
 
         def submit(features: list[np.ndarray]) -> list[tuple[str, float]]:
-            job = self.scheduler.submit(language.DetectLanguage(self.engine), features, len(features))
-            try:
-                return job.result(cancel)
-            except BaseException:
-                self.scheduler.cancel(job)
-                raise
+            return self._run(language.DetectLanguage(self.engine), features, len(features), cancel)
 
         return language.identify(speech, self._features, submit, cancel)
 
@@ -179,16 +174,21 @@ class Whisper:
         scheduler with other requests' retries at that temperature."""
         with timer("features"):
             features = [self._features(_slice(audio, batch[index])) for index in which]
-        job = self.scheduler.submit(
-            _Decode(self.engine, tuple(prompt), Sampling(temperature), logprobs=logprobs), features, decoding.batch_size
-        )
+        retry = _Decode(self.engine, tuple(prompt), Sampling(temperature), logprobs=logprobs)
+        decoded = self._run(retry, features, decoding.batch_size, cancel)
+        self.decoded.add(decoded)
+        return decoded
+
+    def _run(
+        self, operation: Operation[In, Out], inputs: list[In], batch_size: int, cancel: CancelToken | None
+    ) -> list[Out]:
+        """One job through the scheduler, waited for; withdrawn if the wait ends any other way."""
+        job = self.scheduler.submit(operation, inputs, batch_size)
         try:
-            decoded = job.result(cancel)
+            return job.result(cancel)
         except BaseException:
             self.scheduler.cancel(job)
             raise
-        self.decoded.add(decoded)
-        return decoded
 
     def time_words(
         self,
