@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from app.engine.options import Sampling
+from app.engine.decoding import Sampling
 from app.engine.whisper.engine import WhisperEngine
 from app.engine.whisper.sources import resolve_whisper_source
 from app.engine.whisper.stage import Whisper

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from app.engine.options import Sampling
+from app.engine.decoding import Sampling
 from app.engine.whisper.sources import resolve_whisper_source
 from app.engine.whisper.stage import Whisper
 from app.engine.whisper.torch_engine import TorchEngine

@@ -148,7 +148,7 @@ def direct_whisperx(args: argparse.Namespace) -> Direct:
 
 def direct_torch(args: argparse.Namespace) -> Direct:
     """The torch engine called in this process (VAD, then the Whisper stage): no service around it."""
-    from app.engine.options import Decoding
+    from app.engine.decoding import Decoding
     from app.engine.vad import load_speech_detector
     from app.engine.whisper.stage import Whisper
     from app.engine.whisper.torch_engine import TorchEngine

@@ -8,8 +8,8 @@
 - ``resolve`` decides every default and checks the options against what the loaded models
   can do (``Capabilities``), once per request and before any audio is decoded. Its result,
   ``ResolvedOptions``, is frozen and has no "server default" left in it.
-- Stages take the part they need: Whisper a ``Decoding`` (``ResolvedOptions.decoding``), the
-  diarizer the ``SpeakerHints``.
+- Stages take the part they need: Whisper a ``Decoding`` (``ResolvedOptions.decoding``,
+  ``decoding.py``), the diarizer the ``SpeakerHints``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from app.engine.decoding import Decoding, Urgency
 from app.engine.speakers.names import MAX_NAME_CHARS, speaker_name
 from app.engine.vad import CHUNK_SECONDS, DEFAULT_SPEECH, VAD_ONSET, SpeechParams
 from app.engine.whisper.fallback import (
@@ -292,29 +293,6 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
-class Sampling:
-    """How the decoder picks tokens; handed whole to the engine, and part of the batching key."""
-
-    temperature: float  # 0: beam search; above: sampling at that temperature
-
-
-@dataclass(frozen=True)
-class Decoding:
-    """What Whisper decodes a request's windows with: the prompt's parts, the batch and sampling."""
-
-    language: str
-    task: Task
-    initial_prompt: str | None
-    checks: Checks  # the temperatures, from the first, and what a window's decode must pass
-    batch_size: int
-    hotwords: str | None = None
-
-    @property
-    def sampling(self) -> Sampling:
-        return Sampling(self.checks.temperatures[0])
-
-
-@dataclass(frozen=True)
 class ResolvedOptions:
     """Every choice made. ``language`` None still means "identify it", ``initial_prompt`` None "no prompt"."""
 
@@ -342,9 +320,9 @@ class ResolvedOptions:
             *(("diarization",) if self.diarize else ()),
         )
 
-    def decoding(self, language: str) -> Decoding:
+    def decoding(self, language: str, urgency: Urgency = Urgency.FILE) -> Decoding:
         """Whisper's part, in ``language`` (the one asked for, or the one identified)."""
-        return Decoding(language, self.task, self.initial_prompt, self.checks, self.batch_size, self.hotwords)
+        return Decoding(language, self.task, self.initial_prompt, self.checks, self.batch_size, self.hotwords, urgency)
 
 
 def require_clips(options: SpeakerOptions) -> None:

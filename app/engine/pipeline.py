@@ -29,11 +29,12 @@ from app.engine.options import (
     ResolvedOptions,
     SpeakerHints,
     TranscribeOptions,
+    Urgency,
     resolve,
     whisper_languages,
 )
 from app.engine.speakers.diarization import Diarizer, assign_speakers
-from app.engine.speakers.known import KnownSpeaker, name_speakers
+from app.engine.speakers.known import KnownSpeaker, VoiceModel, name_speakers
 from app.engine.vad import SpeechChunk, SpeechDetector
 from app.engine.whisper import language
 from app.engine.whisper.stage import Whisper
@@ -108,6 +109,13 @@ class TranscriptionPipeline:
             self._diarization_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diarize")
         self._diarizer_settled.set()
 
+    def voice_model(self) -> VoiceModel | None:
+        """What known speakers are matched with (KNOWN_SPEAKER_THRESHOLD, else the diarizer's own
+        threshold); None without a diarizer."""
+        if self.diarizer is None:
+            return None
+        return VoiceModel(self.diarizer.embed, self.known_speaker_threshold or self.diarizer.same_voice)
+
     @property
     def diarizer_loading(self) -> bool:
         return not self._diarizer_settled.is_set()
@@ -181,6 +189,7 @@ class TranscriptionPipeline:
         listener: TextListener | None = None,
         speech: list[SpeechChunk] | None = None,
         known: list[KnownSpeaker] | None = None,
+        urgency: Urgency = Urgency.FILE,
     ) -> Transcript:
         """Every stage in turn (diarization beside the words, with ``diarize_during_asr``);
         ``cancel`` stops the work at the next stage or batch boundary.
@@ -189,11 +198,12 @@ class TranscriptionPipeline:
         ``listener``, of each window's text as it is decoded. ``speech`` is where the speech
         is when the caller knows already (a live turn its own VAD found): no VAD runs then.
         ``known``: the known speakers' decoded reference clips, to name the diarized speakers by.
+        ``urgency``: who waits (a file, a live turn), which orders the work in Whisper's queue.
         """
         model = options.model or self.models.default
         # On a side stream: not queued behind Whisper's decoding of other requests.
         with self.activity.working(), self.models.use(model) as whisper, side_stream(self.device):
-            return self._run(whisper, audio, options, cancel, progress, listener, speech, known or [])
+            return self._run(whisper, audio, options, cancel, progress, listener, speech, known or [], urgency)
 
     def _run(
         self,
@@ -205,6 +215,7 @@ class TranscriptionPipeline:
         listener: TextListener | None,
         speech: list[SpeechChunk] | None,
         known: list[KnownSpeaker],
+        urgency: Urgency,
     ) -> Transcript:
         cancel = cancel or CancelToken()
         progress = progress or Progress(options.stages)
@@ -246,7 +257,7 @@ class TranscriptionPipeline:
                 return result
             early = self._start_diarization(audio, options, cancel)
             try:
-                self._words(whisper, audio, chunks, options, result, timer, stage, cancel, progress, listener)
+                self._words(whisper, audio, chunks, options, urgency, result, timer, stage, cancel, progress, listener)
             except BaseException:
                 if early is not None:
                     early.cancel.cancel("the transcription stopped before its speakers were found")
@@ -264,6 +275,7 @@ class TranscriptionPipeline:
         audio: np.ndarray,
         chunks: list[SpeechChunk],
         options: ResolvedOptions,
+        urgency: Urgency,
         result: Transcript,
         timer: StepTimer,
         stage: Callable[[str], AbstractContextManager[None]],
@@ -274,12 +286,12 @@ class TranscriptionPipeline:
         """Language, text and word times into ``result``."""
         if options.language is None:
             with stage("language_detection"):
-                result.language, result.language_probability = whisper.detect_language(audio, chunks, cancel)
+                result.language, result.language_probability = whisper.detect_language(audio, chunks, cancel, urgency)
             if result.language_probability is None:  # an English-only model: nothing was identified
                 result.warnings.append(language.english_only(result.model))
             elif unsure := language.unsure(result.language, result.language_probability, result.model):
                 result.warnings.append(unsure)
-        decoding = options.decoding(result.language or "en")
+        decoding = options.decoding(result.language or "en", urgency)
         with stage("asr"):
             segments = whisper.transcribe(
                 audio,
@@ -377,8 +389,9 @@ class TranscriptionPipeline:
         if known:
             cancel.check()
             with StepTimer(result.timings)("diarization_known_speakers"):
-                threshold = self.known_speaker_threshold or self.diarizer.same_voice
-                report.turns, matches = name_speakers(audio, report.turns, known, self.diarizer.embed, threshold)
+                voices = self.voice_model()
+                assert voices is not None
+                report.turns, matches = name_speakers(audio, report.turns, known, voices.embed, voices.same_voice)
             report.known_speakers = [KnownSpeakerMatch(m.name, m.speaker, m.similarity) for m in matches]
         report.performed = True
         assign_speakers(result.segments, report.turns)

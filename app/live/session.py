@@ -6,16 +6,16 @@ the client commits them. While a turn is open it is decoded again every
 ``partial_interval`` of new audio and the words two decodes agree on go out as ``delta``
 events (``agreement.py``); once the turn is committed it is transcribed whole — words with
 times and, when asked, speakers — and its ``completed`` event follows. Every decode goes
-through the loaded pipeline, so live turns share the Whisper scheduler's batches with file
-requests. A turn's speakers get the session's labels (``speakers.py``): one per voice for the
-whole session, and known speakers' names. No FastAPI here: the WebSocket route feeds events in
-and sends what comes out.
+through the ``Transcriber``, as routes' and jobs' do, so live turns share the Whisper
+scheduler's batches with file requests (ahead of them: someone is waiting) and a committed
+turn's audio is counted in ``/metrics``. A turn's speakers get the session's labels
+(``speakers.py``): one per voice for the whole session, and known speakers' names. No FastAPI
+here: the WebSocket route feeds events in and sends what comes out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -27,9 +27,8 @@ import numpy as np
 
 from app.control.cancellation import CancelToken
 from app.engine.audio import SAMPLE_RATE
+from app.engine.decoding import Urgency
 from app.engine.options import ResolvedOptions, TranscribeOptions
-from app.engine.vad import SpeechChunk
-from app.engine.whisper.batching import urgent
 from app.errors import ModelNotFound, ServiceError
 from app.live.agreement import LocalAgreement
 from app.live.kept_audio import KeptAudio
@@ -60,7 +59,6 @@ _MIN_COMMIT_S = 0.1  # OpenAI refuses to commit less than 100 ms of audio
 _MIN_PARTIAL_S = 0.3  # too little speech for a first decode
 _MAX_TURN_S = 30.0  # one Whisper window
 _FINAL_BATCH = 4  # the most windows a committed turn's batch holds (see _resolve)
-_PARTIAL, _FINAL = 1, 2  # urgency of a live session's decodes in the Whisper scheduler (files: 0)
 _LANGUAGE_AFTER_S = 2.0  # a turn this long tells its language reliably enough to keep it
 
 
@@ -86,7 +84,7 @@ class LiveSession:
         self._transcriber = transcriber
         self._limits = limits
         self._send = send
-        self._model = transcriber.pipeline().model_name
+        self._model = transcriber.capabilities().model
         self.config = LiveConfig()
         self._resampler = Resampler(self.config.rate)
         self._audio = KeptAudio()
@@ -137,7 +135,7 @@ class LiveSession:
     async def _update(self, message: dict[str, Any]) -> None:
         config = updated(self.config, message.get("session") or {})
         try:
-            self._transcriber.pipeline().models.id_of(config.model)
+            self._transcriber.model_id(config.model)
         except ModelNotFound as exc:
             raise ProtocolError(exc.message, code=exc.code, param="session.audio.input.transcription.model") from None
         config = await self._with_stored_clips(config)
@@ -283,7 +281,7 @@ class LiveSession:
     async def _decode_partial(self, item: str | None, audio: np.ndarray) -> None:
         try:
             options = self._resolve(self.config, partial=True, language=self._turn_language or self._session_language)
-            transcript = await self._run(audio, options, _PARTIAL)
+            transcript = await self._run(audio, options, Urgency.PARTIAL)
         finally:
             self._partial = None
         if item is None or item != self._item:
@@ -308,7 +306,7 @@ class LiveSession:
             collected = _Collected(self.config.logprobs)
             try:
                 options = self._resolve(self.config, partial=False, language=self._session_language)
-                transcript = await self._run(audio, options, _FINAL, collected)
+                transcript = await self._run(audio, options, Urgency.TURN, collected)
                 if transcript.diarization.performed:
                     await self._in_thread(self._label_speakers, audio, transcript)
             except Exception as exc:
@@ -324,24 +322,26 @@ class LiveSession:
             await self._send(transcription_completed(item, transcript, offset_s, collected.entries))
 
     async def _run(
-        self, audio: np.ndarray, options: ResolvedOptions, urgency: int, listener: _Collected | None = None
+        self, audio: np.ndarray, options: ResolvedOptions, urgency: Urgency, listener: _Collected | None = None
     ) -> Transcript:
-        """One decode of a turn's audio. The session's VAD found its speech, so the pipeline's
-        does not run again; its windows go ahead of queued file work (someone is waiting), a
-        committed turn's ahead of partial decodes. Live work has threads of its own, so it
-        never waits for one behind file requests."""
-        pipeline = self._transcriber.pipeline()
-        speech = [SpeechChunk(0.0, len(audio) / SAMPLE_RATE)]
-        work = partial(pipeline.run, audio, options, self._cancel.child(), listener=listener, speech=speech)
-        with urgent(urgency):
-            return await asyncio.get_running_loop().run_in_executor(self._threads, contextvars.copy_context().run, work)
+        """One decode of a turn's audio, its windows ahead of queued file work (someone is
+        waiting), a committed turn's ahead of partial decodes. Live work has threads of its own,
+        so it never waits for one behind file requests."""
+        work = partial(
+            self._transcriber.transcribe_speech,
+            audio,
+            options,
+            self._cancel.child(),
+            urgency=urgency,
+            provisional=urgency is Urgency.PARTIAL,
+            listener=listener,
+        )
+        return await asyncio.get_running_loop().run_in_executor(self._threads, work)
 
     def _label_speakers(self, audio: np.ndarray, transcript: Transcript) -> None:
-        pipeline = self._transcriber.pipeline()
-        diarizer = pipeline.diarizer
-        assert diarizer is not None, "the turn was diarized"
-        threshold = turn_threshold(pipeline.known_speaker_threshold or diarizer.same_voice)
-        self._speakers.label(audio, transcript, diarizer.embed, threshold)
+        voices = self._transcriber.voice_model()
+        assert voices is not None, "the turn was diarized"
+        self._speakers.label(audio, transcript, voices.embed, turn_threshold(voices.same_voice))
 
     def _resolve(self, config: LiveConfig, *, partial: bool, language: str | None = None) -> ResolvedOptions:
         # A partial decode is text only; a committed turn's has words, and speakers when asked
@@ -361,7 +361,7 @@ class LiveSession:
             # A committed turn leads a small batch of its own (it goes first and is topped up
             # with at most a few other windows), so it is not held up by a large batch of
             # partials; partials share the service's batches, with file windows too.
-            batch_size=None if partial else min(_FINAL_BATCH, self._transcriber.pipeline().capabilities.max_batch_size),
+            batch_size=None if partial else min(_FINAL_BATCH, self._transcriber.capabilities().max_batch_size),
         )
         return self._transcriber.resolve(options)
 

@@ -1,10 +1,12 @@
-"""One audio file to one transcript, for the routes and the job runner alike.
+"""Audio to a transcript, for the routes, the job runner and live sessions alike.
 
 Once an upload is on disk, a synchronous request and a job are the same work: resolve the
 options against the loaded models, decode within the memory budget, run the pipeline, count
-the result. ``Transcriber`` is that work, and the one rule for whether it may start now
-(``pipeline``: models loaded and warm, this process not an API-only front end), and whether a
-job may be claimed (``may_start``: that, and not draining; requests are refused at admission).
+the result. A live session's turn is that work without the file (``transcribe_speech``).
+``Transcriber`` is that work, the one entry to the pipeline, and the one rule for whether it
+may start now (``pipeline``: models loaded and warm, this process not an API-only front end),
+and whether a job may be claimed (``may_start``: that, and not draining; requests are refused
+at admission).
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from app.control.admission import AdmissionGate
 from app.control.budget import Budgets
 from app.control.cancellation import CancelToken
 from app.control.progress import Progress
-from app.engine.audio import decode_audio
-from app.engine.options import ResolvedOptions, TranscribeOptions
+from app.engine.audio import SAMPLE_RATE, decode_audio
+from app.engine.decoding import Urgency
+from app.engine.options import Capabilities, ResolvedOptions, TranscribeOptions
 from app.engine.pipeline import TranscriptionPipeline
-from app.engine.speakers.known import KnownSpeaker
+from app.engine.speakers.known import KnownSpeaker, VoiceModel
 from app.engine.speakers.references import decode_references
+from app.engine.vad import SpeechChunk
 from app.errors import NotReady, retry_later
 from app.serving.status import Phase, ServiceState
 from app.transcript import TextListener, Transcript
@@ -84,6 +90,18 @@ class Transcriber:
         """Every default decided and checked against the loaded models (InvalidParameter: a 422)."""
         return self.pipeline().resolve(options)
 
+    def model_id(self, requested: str | None) -> str:
+        """The id of the Whisper model a request names (None: the default); ModelNotFound (a 404) else."""
+        return self.pipeline().models.id_of(requested)
+
+    def capabilities(self) -> Capabilities:
+        """What the default model can do (languages, batch sizes, a diarizer)."""
+        return self.pipeline().capabilities
+
+    def voice_model(self) -> VoiceModel | None:
+        """The voice embedding and threshold known speakers are matched with; None without a diarizer."""
+        return self.pipeline().voice_model()
+
     def known_speakers(self, options: ResolvedOptions | TranscribeOptions) -> list[KnownSpeaker]:
         """The known speakers' reference clips, decoded and checked (InvalidParameter, a 422, for a bad one)."""
         if not options.known_speakers:
@@ -122,4 +140,24 @@ class Transcriber:
             transcript = pipeline.run(audio, options, cancel, progress, listener=listener, known=known)
         transcript.timings["decode"] = decode_s
         self.on_transcript(transcript)
+        return transcript
+
+    def transcribe_speech(
+        self,
+        audio: np.ndarray,
+        options: ResolvedOptions,
+        cancel: CancelToken,
+        *,
+        urgency: Urgency,
+        provisional: bool = False,
+        listener: TextListener | None = None,
+    ) -> Transcript:
+        """Audio in memory that is speech from end to end (a live turn: the session's VAD found
+        it), so no VAD runs again, unless it is longer than a window (then it cuts it at its
+        pauses). A ``provisional`` decode (a turn's partial text) is not counted: the turn's
+        final decode counts its audio once."""
+        speech = [SpeechChunk(0.0, len(audio) / SAMPLE_RATE)]
+        transcript = self.pipeline().run(audio, options, cancel, listener=listener, speech=speech, urgency=urgency)
+        if not provisional:
+            self.on_transcript(transcript)
         return transcript

@@ -20,7 +20,8 @@ import numpy as np
 
 from app.control.cancellation import CancelToken
 from app.engine.audio import SAMPLE_RATE, read_pcm16_wav
-from app.engine.options import Decoding, SpeakerHints, TranscribeOptions
+from app.engine.decoding import Decoding
+from app.engine.options import SpeakerHints, TranscribeOptions
 from app.engine.pipeline import TranscriptionPipeline
 from app.engine.speakers.diarization import Diarizer
 from app.engine.vad import SpeechChunk

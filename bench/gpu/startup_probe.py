@@ -72,7 +72,7 @@ def engine(lap: Laps, torch: Any, model: str, max_new_tokens: int, batch_size: i
     """The torch engine as the server warms it: load, prepare (the largest bucket's graphs now,
     the rest on a thread), full batches, then a small batch before and after the captures end."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from app.engine.options import Decoding
+    from app.engine.decoding import Decoding
     from app.engine.vad import SpeechChunk
     from app.engine.whisper import beam_search, torch_engine
     from app.engine.whisper.sources import resolve_whisper_source

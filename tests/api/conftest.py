@@ -14,8 +14,9 @@ from fastapi.testclient import TestClient
 
 from app.control.cancellation import CancelToken
 from app.control.progress import Progress
+from app.engine.decoding import Urgency
 from app.engine.options import Capabilities, ResolvedOptions, TranscribeOptions, resolve
-from app.engine.speakers.known import KnownSpeaker
+from app.engine.speakers.known import KnownSpeaker, VoiceModel
 from app.engine.vad import SpeechChunk
 from app.engine.whisper.batching import BatchScheduler
 from app.engine.whisper.stage import DecodedCount
@@ -69,6 +70,7 @@ class FakePipeline:
         self.models.start()
         self.calls: list[tuple[np.ndarray, ResolvedOptions]] = []
         self.known: list[list[KnownSpeaker]] = []  # each run's known speakers
+        self.urgencies: list[Urgency] = []  # each run's place in Whisper's queue
         self.release = threading.Event()
         self.release.set()
         self.started = threading.Event()
@@ -101,6 +103,11 @@ class FakePipeline:
     def resolve(self, options: TranscribeOptions) -> ResolvedOptions:
         return resolve(options, self.capabilities_of(self.models.id_of(options.model)))
 
+    def voice_model(self) -> VoiceModel | None:
+        if self.diarizer is None:
+            return None
+        return VoiceModel(self.diarizer.embed, self.known_speaker_threshold or self.diarizer.same_voice)  # type: ignore[attr-defined]
+
     def close(self) -> None:
         pass
 
@@ -114,8 +121,10 @@ class FakePipeline:
         listener: TextListener | None = None,
         speech: list[SpeechChunk] | None = None,
         known: list[KnownSpeaker] | None = None,
+        urgency: Urgency = Urgency.FILE,
     ) -> Transcript:
         self.known.append(known or [])
+        self.urgencies.append(urgency)
         with self.models.use(options.model or self.model_name):
             transcript = self._run(audio, options, cancel, progress, listener)
         if known:  # the first known speaker is the first voice, as if its reference matched

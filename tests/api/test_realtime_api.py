@@ -19,6 +19,8 @@ import pytest
 from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
+from app.engine.decoding import Urgency
+from tests.support.metrics import metric_samples
 from tests.support.waiting import wait_for
 
 KEY = "live-test-key-0123456789"
@@ -66,7 +68,7 @@ def _refusal(ws: WebSocketTestSession) -> tuple[dict[str, Any], int]:
     return event, closed.value.code
 
 
-def test_server_vad_finds_the_turns_of_a_real_call(client, call_pcm24):
+def test_server_vad_finds_the_turns_of_a_real_call(client, fake_pipeline, call_pcm24):
     with _session(client) as ws:
         ws.send_json({"type": "session.update", "session": {"type": "transcription"}})
         updated = _until(ws, "session.updated")[-1]["session"]
@@ -86,6 +88,8 @@ def test_server_vad_finds_the_turns_of_a_real_call(client, call_pcm24):
     words = completed["words"]
     assert [w["word"] for w in words] == ["Hello", "there.", "Hi."]
     assert all(w["start"] >= events[started]["audio_start_ms"] / 1000 for w in words), "times are the session's"
+    # The open turn was decoded as it came in: partial decodes, queued as partials (behind turns).
+    assert Urgency.PARTIAL in fake_pipeline.urgencies and Urgency.FILE not in fake_pipeline.urgencies
 
 
 def test_manual_commits_at_16_khz_with_logprobs(client, call_pcm24):
@@ -118,6 +122,22 @@ def test_manual_commits_at_16_khz_with_logprobs(client, call_pcm24):
         assert ws.receive_json()["type"] == "input_audio_buffer.cleared"
         ws.send_json({"type": "input_audio_buffer.commit"})
         assert ws.receive_json()["error"]["code"] == "input_audio_buffer_commit_empty"
+
+
+def test_a_committed_turn_is_queued_first_and_counted_once(client, fake_pipeline, call_pcm24):
+    """Live audio goes through the Transcriber: a committed turn's decode goes first in Whisper's
+    queue, and /metrics counts its audio once (partial decodes are not counted)."""
+    session = {"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}, "turn_detection": None}}}
+    with _session(client) as ws:
+        ws.send_json({"type": "session.update", "session": session})
+        _until(ws, "session.updated")
+        _append(ws, call_pcm24[: 16000 * 2 * 4])
+        ws.send_json({"type": "input_audio_buffer.commit"})
+        _until(ws, "conversation.item.input_audio_transcription.completed")
+    assert fake_pipeline.urgencies == [Urgency.TURN]
+    samples = metric_samples(client)
+    assert samples[("transcription_audio_seconds_total", (("task", "transcribe"),))] == pytest.approx(4.0, abs=0.01)
+    assert samples[("transcription_stage_seconds_count", (("stage", "asr"),))] == 1
 
 
 def test_keywords_are_hotwords_of_every_decode(client, fake_pipeline, call_pcm24):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from app.engine.audio import read_pcm16_wav
-from app.engine.options import Decoding
+from app.engine.decoding import Decoding
 from app.engine.vad import load_speech_detector
 from app.engine.whisper import fallback
 from app.engine.whisper.ctranslate2 import CTranslate2Engine

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.options import Decoding
+from app.engine.decoding import Decoding
 from app.engine.vad import load_speech_detector
 from app.engine.whisper import fallback
 from app.engine.whisper.beam_search import BeamSearch, SearchBuffers, SearchShape, token_mask

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from app.engine.whisper.batching import BatchScheduler, is_out_of_memory, urgent
+from app.engine.whisper.batching import BatchScheduler, is_out_of_memory
 from app.errors import Cancelled, GpuOutOfMemory
 from tests.support.waiting import wait_for
 
@@ -88,11 +88,9 @@ def test_the_oldest_job_sets_the_batch_size_and_order_is_kept(scheduler, recorde
 def test_urgent_work_goes_ahead_of_queued_work_and_shares_its_batch(scheduler, recorder):
     _hold(scheduler, recorder)
     files = [scheduler.submit(Times(100, recorder), [n, n + 1], 2) for n in (10, 20)]
-    with urgent():
-        live = scheduler.submit(Times(10, recorder), [1], 2)
-        later_live = scheduler.submit(Times(100, recorder), [2], 2)
-    with urgent(2):
-        most = scheduler.submit(Times(1000, recorder), [3], 2)
+    live = scheduler.submit(Times(10, recorder), [1], 2, urgency=1)
+    later_live = scheduler.submit(Times(100, recorder), [2], 2, urgency=1)
+    most = scheduler.submit(Times(1000, recorder), [3], 2, urgency=2)
     recorder.gate.set()
     assert most.result() == [3000] and live.result() == [10] and later_live.result() == [200]
     assert [job.result() for job in files] == [[1000, 1100], [2000, 2100]]

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from app.engine.options import Decoding, Sampling
+from app.engine.decoding import Decoding, Sampling
 from app.engine.vad import SpeechChunk
 from app.engine.whisper import fallback
 from app.engine.whisper.engine import Decoded

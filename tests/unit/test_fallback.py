@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from app.engine.options import Capabilities, Decoding, Sampling, TranscribeOptions, resolve
+from app.engine.decoding import Decoding, Sampling
+from app.engine.options import Capabilities, TranscribeOptions, resolve
 from app.engine.vad import SpeechChunk
 from app.engine.whisper import fallback
 from app.engine.whisper.engine import Decoded

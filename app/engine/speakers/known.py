@@ -42,6 +42,14 @@ Embed = Callable[[list[np.ndarray]], np.ndarray]  # clips (16 kHz) → one row p
 
 
 @dataclass(frozen=True)
+class VoiceModel:
+    """The diarizer's voice embedding, and the cosine similarity at which a voice is taken for a known one."""
+
+    embed: Embed
+    same_voice: float
+
+
+@dataclass(frozen=True)
 class KnownSpeaker:
     name: str
     audio: np.ndarray  # 16 kHz mono float32, a clip of this voice alone

@@ -30,9 +30,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -45,22 +43,6 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 
 OOM_RETRY_AFTER_SECONDS = 10
-
-# Work someone is waiting on right now (a live turn) goes ahead of queued file work: jobs
-# wait in order of urgency, then of arrival. Set by ``urgent()`` around the call that submits;
-# a context variable, so it follows the request into the thread ``asyncio.to_thread`` runs
-# it on, and nothing between has to carry it.
-_URGENCY: ContextVar[int] = ContextVar("model_work_urgency", default=0)
-
-
-@contextmanager
-def urgent(level: int = 1) -> Iterator[None]:
-    """Jobs submitted inside this (and in threads started from it) go ahead of less urgent ones."""
-    token = _URGENCY.set(level)
-    try:
-        yield
-    finally:
-        _URGENCY.reset(token)
 
 
 class Operation(Hashable, Protocol[In, Out]):
@@ -141,9 +123,12 @@ class BatchScheduler:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, operation: Operation[In, Out], items: list[In], batch_size: int) -> Job[In, Out]:
-        """Queue ``items``; the returned job's ``result()`` gives their outputs, in order."""
-        job: Job[In, Out] = Job(operation, list(items), max(1, batch_size), urgency=_URGENCY.get())
+    def submit(self, operation: Operation[In, Out], items: list[In], batch_size: int, urgency: int = 0) -> Job[In, Out]:
+        """Queue ``items``; the returned job's ``result()`` gives their outputs, in order.
+
+        Work someone is waiting on right now (a live turn) goes ahead of queued file work: jobs
+        wait in order of ``urgency`` (higher first), then of arrival."""
+        job: Job[In, Out] = Job(operation, list(items), max(1, batch_size), urgency=urgency)
         if not job.items:
             job._done.set()
             return job
@@ -157,8 +142,8 @@ class BatchScheduler:
             self._changed.notify_all()
         return job
 
-    def run(self, operation: Operation[In, Out], items: list[In], batch_size: int) -> list[Out]:
-        return self.submit(operation, items, batch_size).result()
+    def run(self, operation: Operation[In, Out], items: list[In], batch_size: int, urgency: int = 0) -> list[Out]:
+        return self.submit(operation, items, batch_size, urgency).result()
 
     def cancel(self, job: Job[Any, Any]) -> None:
         """Drop a job's items that no batch has taken yet (its request failed or gave up)."""

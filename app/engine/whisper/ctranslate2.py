@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from app.engine.options import Sampling
+from app.engine.decoding import Sampling
 from app.engine.whisper.engine import AlignmentInput, Decoded, TokenizerCache, alignment_features, whisper_prompt
 from app.engine.whisper.sources import WhisperSource
 from app.runtime.timing import StepTimer

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from app.engine.options import Sampling
+from app.engine.decoding import Sampling
 from app.engine.whisper.sources import WhisperSource
 from app.runtime.timing import StepTimer
 from app.transcript import TokenLogprob

@@ -20,7 +20,7 @@ import numpy as np
 from app.control.cancellation import CancelToken
 from app.control.progress import Progress
 from app.engine.audio import SAMPLE_RATE
-from app.engine.options import Decoding, Sampling
+from app.engine.decoding import Decoding, Sampling, Urgency
 from app.engine.vad import CHUNK_SECONDS, SpeechChunk
 from app.engine.whisper import fallback, language
 from app.engine.whisper.batching import BatchScheduler, Job, Operation
@@ -72,7 +72,11 @@ class Whisper:
         return self.engine.model_seconds
 
     def detect_language(
-        self, audio: np.ndarray, chunks: list[SpeechChunk], cancel: CancelToken | None = None
+        self,
+        audio: np.ndarray,
+        chunks: list[SpeechChunk],
+        cancel: CancelToken | None = None,
+        urgency: Urgency = Urgency.FILE,
     ) -> tuple[str, float | None]:
         """Identify the language on the detected speech (not on leading silence): its first 30 s,
         more when unsure (language.py). An English-only model identifies nothing: (en, None)."""
@@ -81,7 +85,7 @@ class Whisper:
         speech = np.concatenate([_slice(audio, c) for c in chunks])
 
         def submit(features: list[np.ndarray]) -> list[tuple[str, float]]:
-            return self._run(language.DetectLanguage(self.engine), features, len(features), cancel)
+            return self._run(language.DetectLanguage(self.engine), features, len(features), urgency, cancel)
 
         return language.identify(speech, self._features, submit, cancel)
 
@@ -148,6 +152,7 @@ class Whisper:
             _Decode(self.engine, tuple(prompt), decoding.sampling, logprobs=logprobs),
             chunks,
             decoding.batch_size,
+            decoding.urgency,
             lambda c: self._features(_slice(audio, c)),
             timer,
             cancel,
@@ -175,15 +180,20 @@ class Whisper:
         with timer("features"):
             features = [self._features(_slice(audio, batch[index])) for index in which]
         retry = _Decode(self.engine, tuple(prompt), Sampling(temperature), logprobs=logprobs)
-        decoded = self._run(retry, features, decoding.batch_size, cancel)
+        decoded = self._run(retry, features, decoding.batch_size, decoding.urgency, cancel)
         self.decoded.add(decoded)
         return decoded
 
     def _run(
-        self, operation: Operation[In, Out], inputs: list[In], batch_size: int, cancel: CancelToken | None
+        self,
+        operation: Operation[In, Out],
+        inputs: list[In],
+        batch_size: int,
+        urgency: Urgency,
+        cancel: CancelToken | None,
     ) -> list[Out]:
         """One job through the scheduler, waited for; withdrawn if the wait ends any other way."""
-        job = self.scheduler.submit(operation, inputs, batch_size)
+        job = self.scheduler.submit(operation, inputs, batch_size, urgency)
         try:
             return job.result(cancel)
         except BaseException:
@@ -214,6 +224,7 @@ class Whisper:
             _AlignWords(self.engine, decoding.language, decoding.task),
             segments,
             decoding.batch_size,
+            decoding.urgency,
             prepare,
             timer,
             cancel,
@@ -235,6 +246,7 @@ class Whisper:
         operation: Operation[In, Out],
         spans: list[Span],
         batch_size: int,
+        urgency: Urgency,
         prepare: Callable[[Span], In],
         timer: StepTimer | None,
         cancel: CancelToken | None = None,
@@ -270,7 +282,7 @@ class Whisper:
                 hand_on(wait=False)
                 with timer("features"):
                     inputs = [prepare(span) for span in spans[first : first + batch_size]]
-                jobs.append(self.scheduler.submit(operation, inputs, batch_size))
+                jobs.append(self.scheduler.submit(operation, inputs, batch_size, urgency))
                 if progress is not None:
                     done = first + len(inputs)
                     progress.advance(done / len(spans), spans[done - 1].end)

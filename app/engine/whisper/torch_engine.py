@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.engine.options import Sampling
+from app.engine.decoding import Sampling
 from app.engine.whisper.beam_search import SLOT_STEP, BeamSearch, SearchBuffers, SearchShape, token_mask
 from app.engine.whisper.ctranslate2 import BeamOptions
 from app.engine.whisper.engine import (
