@@ -23,6 +23,8 @@ ComputeType = Literal["auto", "float16", "bfloat16", "float32", "int8", "int8_fl
 Device = Literal["auto", "cuda", "cpu"]
 DiarizerChoice = Literal["auto", "pyannote", "offline"]
 
+_CPU_JOBS = 2  # jobs at once on the CPU (JOB_CONCURRENCY's default there)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -184,8 +186,8 @@ class Settings(BaseSettings):
     jobs_dir: Path | None = None
     """Folder of the embedded job store (SQLite database and uploads). Default: `jobs/` in MODEL_CACHE_DIR, the volume that survives restarts."""
 
-    job_concurrency: int = Field(default=2, ge=0, le=64)
-    """Jobs this process runs at once (they share the Whisper scheduler with synchronous requests, so batches fill across them). 0: run none, only take them."""
+    job_concurrency: int | None = Field(default=None, ge=0, le=256)
+    """Jobs this process runs at once (they share the Whisper scheduler with synchronous requests, so batches fill across them). Default: `BATCH_SIZE` on a GPU (a one-minute file is two Whisper windows, so that many jobs keep a full batch decoding while their next windows are decoded and queued; a fixed 2 fed an H100 3.6 windows a batch), 2 on the CPU (where the cores are the limit, not the batch). Each job's decoded audio still comes out of the memory budget. 0: run none, only take them."""
 
     job_max_attempts: int = Field(default=3, ge=1, le=20)
     """Attempts a job gets when its worker fails or dies under it; then it is failed with the reason."""
@@ -366,6 +368,12 @@ class Settings(BaseSettings):
 
     def webhook_allowed_host_list(self) -> tuple[str, ...]:
         return tuple(self.webhook_allowed_hosts)  # stripped and lowercased by _host_patterns
+
+    def jobs_at_once(self, device: str | None) -> int:
+        """``JOB_CONCURRENCY``, or its default for the device Whisper runs on (None: not known yet)."""
+        if self.job_concurrency is not None:
+            return self.job_concurrency
+        return max(self.batch_size, _CPU_JOBS) if device == "cuda" else _CPU_JOBS
 
     @property
     def jobs_folder(self) -> Path:

@@ -2,7 +2,8 @@
 requests, report progress, store the result, announce it; and the store's housekeeping.
 
 Threads, not tasks: the work is the pipeline's (blocking, GPU) and the store's (blocking SQL).
-- ``JOB_CONCURRENCY`` job threads each claim one job at a time. A job's heartbeat thread
+- ``JOB_CONCURRENCY`` job threads each claim one job at a time (its default follows the device
+  the models loaded on, so the threads past it wait until then). A job's heartbeat thread
   renews its lease and records progress every quarter lease; a heartbeat that finds the job
   no longer this worker's (cancelled by a client, or taken back after a lost lease) cancels
   the work at its next stage or batch boundary.
@@ -23,6 +24,7 @@ import threading
 import time
 import uuid
 from dataclasses import asdict
+from functools import partial
 
 from app.config import Settings
 from app.control.cancellation import CancelToken
@@ -74,7 +76,8 @@ class JobRunner:
     # -- life ------------------------------------------------------------------------------
 
     def start(self, *, run_jobs: bool) -> None:
-        """Start housekeeping, and ``JOB_CONCURRENCY`` job threads when ``run_jobs``."""
+        """Start housekeeping, and job threads when ``run_jobs``: as many as ``JOB_CONCURRENCY``
+        may be on any device (those past what the loaded device allows stay idle)."""
         clear_stale_scratch(self.settings.temp_dir)
         if self.store.embedded:
             taken_back = self.store.recover(self.settings.job_max_attempts, everything_running=True)
@@ -82,7 +85,8 @@ class JobRunner:
                 logger.warning("%d job(s) were running when this process last stopped: queued again", taken_back)
         targets = [("jobs-housekeeping", self._housekeeping)]
         if run_jobs:
-            targets += [(f"jobs-worker-{n}", self._work) for n in range(self.settings.job_concurrency)]
+            most = max(self.settings.jobs_at_once("cuda"), self.settings.jobs_at_once("cpu"))
+            targets += [(f"jobs-worker-{n}", partial(self._work, n)) for n in range(most)]
         for name, target in targets:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -106,9 +110,11 @@ class JobRunner:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _work(self, index: int) -> None:
         while not self._stop.is_set():
-            if not self.transcriber.may_start():  # models loading (or failed), or draining: claim nothing
+            # Models loading (or failed), or draining: claim nothing. Then as many jobs at once as
+            # the device the models loaded on is given (JOB_CONCURRENCY).
+            if not self.transcriber.may_start() or index >= self.settings.jobs_at_once(self.transcriber.device):
                 self._stop.wait(_IDLE_POLL_S)
                 continue
             try:

@@ -57,7 +57,7 @@ class JobSystem:
             try:
                 if self._closed.is_set():
                     raise RuntimeError("closed while opening")
-                runner.start(run_jobs=self.settings.role == "all" and self.settings.job_concurrency > 0)
+                runner.start(run_jobs=self.settings.role == "all" and self.settings.job_concurrency != 0)
             except BaseException:
                 service.close()
                 raise

@@ -82,6 +82,11 @@ class Transcriber:
         except NotReady:
             return None
 
+    @property
+    def device(self) -> str | None:
+        """Where Whisper runs (``cuda`` or ``cpu``), once the loader has chosen."""
+        return self.state.device
+
     def may_start(self) -> bool:
         """May a job worker claim work now (loaded, and the server not draining)."""
         return not self.gate.draining and self.loaded_pipeline() is not None

@@ -4,6 +4,7 @@ events, webhooks and ROLE=api. The real server and real engines: tests/e2e/test_
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -99,6 +100,26 @@ def test_a_running_job_is_stopped_by_its_cancellation(jobs_client, sample_bytes,
     wait_for(lambda: "transcription_jobs_running_here 0.0" in metrics(), 10, "the job's worker free")
     final = jobs_client.get(f"/v1/jobs/{job['id']}").json()
     assert final["state"] == "cancelled" and final["result"] is None
+
+
+@pytest.mark.parametrize(("device", "at_once"), [("cuda", 3), ("cpu", 2)])
+def test_a_backlog_runs_a_batch_of_jobs_at_once_on_a_gpu(
+    make_client, ready_state, fake_pipeline, sample_bytes, device, at_once
+):
+    """JOB_CONCURRENCY's default follows the device: BATCH_SIZE jobs at once on a GPU (their
+    windows fill the batches), 2 on the CPU."""
+    state = ready_state(batch_size=3, job_lease_s=2.0)
+    state.device = device
+    fake_pipeline.release.clear()
+    with make_client(state) as client:
+        wait_for(lambda: client.app.state.jobs.service is not None, 20, "the job store open")
+        jobs = [submit(client, sample_bytes).json()["id"] for _ in range(5)]
+        running = lambda: client.get("/metrics").text  # noqa: E731
+        wait_for(lambda: f"transcription_jobs_running_here {at_once:.1f}" in running(), 10, f"{at_once} jobs running")
+        time.sleep(1.5)  # three idle polls: no further job is claimed meanwhile
+        assert f"transcription_jobs_running_here {at_once:.1f}" in running()
+        fake_pipeline.release.set()
+        assert all(wait_until(client, job)["state"] == "succeeded" for job in jobs)
 
 
 def test_a_request_the_models_refuse_fails_at_once(jobs_client, sample_bytes, fake_pipeline):

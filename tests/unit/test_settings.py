@@ -46,3 +46,11 @@ def test_bad_settings_are_refused(monkeypatch, env):
         monkeypatch.setenv(key, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_jobs_at_once_follows_the_device_unless_set():
+    assert Settings(batch_size=24).jobs_at_once("cuda") == 24
+    assert Settings(batch_size=1).jobs_at_once("cuda") == 2
+    assert Settings(batch_size=24).jobs_at_once("cpu") == Settings().jobs_at_once(None) == 2
+    assert Settings(job_concurrency=5).jobs_at_once("cuda") == Settings(job_concurrency=5).jobs_at_once("cpu") == 5
+    assert Settings(job_concurrency=0).jobs_at_once("cuda") == 0
