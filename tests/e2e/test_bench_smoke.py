@@ -1,5 +1,5 @@
-"""The throughput harness runs end to end on the CPU (bundled tiny.en, small sizes, no targets),
-for both engines, one server after the other."""
+"""The benchmark harnesses run end to end on the CPU (bundled tiny.en, small sizes, no targets):
+throughput for both engines, one server after the other, and capacity."""
 
 import subprocess
 import sys
@@ -24,3 +24,20 @@ def test_throughput_harness_smoke_run():
     assert "## Direct (the torch engine in this process) vs service, engine torch" in result.stdout
     assert "| target | goal | ctranslate2 | torch |" in result.stdout
     assert "| text tokens decoded per window (ASR section) | equal across engines |" in result.stdout
+
+
+def test_capacity_harness_smoke_run():
+    """The backlog drains through /v1/jobs with every job done once, and the open loop steps up
+    until its latency bound: the capacity harness end to end on the CPU (no targets there)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.capacity", "--smoke"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stdout.split("## Capacity:")[1]
+    assert "| engine alone |" in table
+    assert "| backlog of 4 jobs |" in table and "4/4 done" in table
+    assert "| open loop, " in table
