@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Self
 
@@ -180,16 +181,12 @@ class SpeakerOptions(BaseModel):
     @property
     def names_without_clips(self) -> list[str]:
         """Names sent beyond the clips: voices to take from the tenant's voice book (/v1/speakers)."""
-        return self.known_speaker_names[len(self.known_speaker_references) :]
+        return list(names_without_clips(self.known_speaker_names, self.known_speaker_references))
 
     def with_stored_clips(self, stored: dict[str, str]) -> Self:
         """These options with the clips of ``names_without_clips`` found in ``stored`` (name → data URL)."""
-        missing = self.names_without_clips
-        if not missing or not all(name in stored for name in missing):
-            return self  # resolve says which name has no clip
-        return self.model_copy(
-            update={"known_speaker_references": [*self.known_speaker_references, *(stored[n] for n in missing)]}
-        )
+        clips = with_stored_clips(self.known_speaker_names, self.known_speaker_references, stored)
+        return self if clips is None else self.model_copy(update={"known_speaker_references": list(clips)})
 
     @property
     def hints(self) -> SpeakerHints:
@@ -323,6 +320,22 @@ class ResolvedOptions:
     def decoding(self, language: str, urgency: Urgency = Urgency.FILE) -> Decoding:
         """Whisper's part, in ``language`` (the one asked for, or the one identified)."""
         return Decoding(language, self.task, self.initial_prompt, self.checks, self.batch_size, self.hotwords, urgency)
+
+
+def names_without_clips(names: Sequence[str], clips: Sequence[str]) -> Sequence[str]:
+    """Known speakers' names sent beyond their clips (one clip per name, in order): voices to
+    take from the tenant's voice book."""
+    return names[len(clips) :]
+
+
+def with_stored_clips(names: Sequence[str], clips: Sequence[str], stored: Mapping[str, str]) -> tuple[str, ...] | None:
+    """``clips`` completed from ``stored`` (the voice book: name → data URL) for the names sent
+    beyond them; None when there is nothing to add or one of them is not stored (resolving then
+    says which name has no clip)."""
+    missing = names_without_clips(names, clips)
+    if not missing or not all(name in stored for name in missing):
+        return None
+    return (*clips, *(stored[name] for name in missing))
 
 
 def require_clips(options: SpeakerOptions) -> None:

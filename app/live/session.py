@@ -28,7 +28,7 @@ import numpy as np
 from app.control.cancellation import CancelToken
 from app.engine.audio import SAMPLE_RATE
 from app.engine.decoding import Urgency
-from app.engine.options import ResolvedOptions, TranscribeOptions
+from app.engine.options import ResolvedOptions, TranscribeOptions, names_without_clips, with_stored_clips
 from app.errors import ModelNotFound, ServiceError
 from app.live.agreement import LocalAgreement
 from app.live.kept_audio import KeptAudio
@@ -165,13 +165,12 @@ class LiveSession:
     async def _with_stored_clips(self, config: LiveConfig) -> LiveConfig:
         """``config`` with the voice book's clips for the known speakers named without one."""
         names, clips = config.known_speaker_names, config.known_speaker_references
-        missing = list(names[len(clips) :])
+        missing = names_without_clips(names, clips)
         if not missing:
             return config
-        stored = await self._in_thread(self._stored_voices, missing)
-        if not all(name in stored for name in missing):
-            return config  # resolving says which name has no clip
-        return replace(config, known_speaker_references=(*clips, *(stored[name] for name in missing)))
+        stored = await self._in_thread(self._stored_voices, list(missing))
+        completed = with_stored_clips(names, clips, stored)
+        return config if completed is None else replace(config, known_speaker_references=completed)
 
     async def _in_thread(self, work: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._threads, work, *args)
