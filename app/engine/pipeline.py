@@ -23,13 +23,12 @@ from app.control.progress import Progress
 from app.engine.align.aligners import AlignerCache, align
 from app.engine.align.tidy import tidy_times
 from app.engine.audio import SAMPLE_RATE
+from app.engine.decoding import Decoding, Urgency
 from app.engine.options import (
     Capabilities,
-    Decoding,
     ResolvedOptions,
     SpeakerHints,
     TranscribeOptions,
-    Urgency,
     resolve,
     whisper_languages,
 )
