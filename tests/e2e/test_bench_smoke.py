@@ -8,36 +8,30 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_throughput_harness_smoke_run():
+def _smoke_run(bench: str) -> str:
+    """``python -m bench.<bench> --smoke``; what it printed."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench.throughput", "--smoke"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        [sys.executable, "-m", f"bench.{bench}", "--smoke"], cwd=REPO, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_throughput_harness_smoke_run():
+    stdout = _smoke_run("throughput")
     for section in ("## Concurrency: each client sends a different 15 s file (text only)", "## Service stages"):
-        assert result.stdout.count(section) == 2, section  # once per engine
-    assert result.stdout.count("## Memory over") == 2
-    assert "## Direct (WhisperX) vs service, engine ctranslate2" in result.stdout
-    assert "## Direct (the torch engine in this process) vs service, engine torch" in result.stdout
-    assert "| target | goal | ctranslate2 | torch |" in result.stdout
-    assert "| text tokens decoded per window (ASR section) | equal across engines |" in result.stdout
+        assert stdout.count(section) == 2, section  # once per engine
+    assert stdout.count("## Memory over") == 2
+    assert "## Direct (WhisperX) vs service, engine ctranslate2" in stdout
+    assert "## Direct (the torch engine in this process) vs service, engine torch" in stdout
+    assert "| target | goal | ctranslate2 | torch |" in stdout
+    assert "| text tokens decoded per window (ASR section) | equal across engines |" in stdout
 
 
 def test_capacity_harness_smoke_run():
     """The backlog drains through /v1/jobs with every job done once, and the open loop steps up
     until its latency bound: the capacity harness end to end on the CPU (no targets there)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.capacity", "--smoke"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    table = result.stdout.split("## Capacity:")[1]
+    table = _smoke_run("capacity").split("## Capacity:")[1]
     assert "| engine alone |" in table
     assert "| backlog of 4 jobs |" in table and "4/4 done" in table
     assert "| open loop, " in table
