@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 
 _IDLE_POLL_S = 0.5  # how often an idle worker looks for queued jobs
+_SPARE_POLL_S = 2.0  # how often a worker past JOB_CONCURRENCY (the device not known yet, or the CPU) looks again
 _BUSY_RETRY_S = 2.0  # a job refused by the memory budget waits this long before going back
 _RETENTION_EVERY_S = 60.0
 
@@ -114,7 +115,10 @@ class JobRunner:
         while not self._stop.is_set():
             # Models loading (or failed), or draining: claim nothing. Then as many jobs at once as
             # the device the models loaded on is given (JOB_CONCURRENCY).
-            if not self.transcriber.may_start() or index >= self.settings.jobs_at_once(self.transcriber.device):
+            if index >= self.settings.jobs_at_once(self.transcriber.device):
+                self._stop.wait(_SPARE_POLL_S)
+                continue
+            if not self.transcriber.may_start():
                 self._stop.wait(_IDLE_POLL_S)
                 continue
             try:
