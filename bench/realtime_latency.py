@@ -14,7 +14,9 @@ the call to /v1/audio/transcriptions in a loop meanwhile. Per turn it measures:
   turn's first spoken sample was sent.
 
 and the word error rate of each session's live transcript against the file transcript of
-the same recording. Prints tables and a last JSON line.
+the same recording, and of the partials: the words shown while a turn was still open (the
+deltas before its ``committed``) against the first as many words of the turn's final text,
+with the share of the final's words they covered. Prints tables and a last JSON line.
 
     python -m bench.realtime_latency --smoke                      # CPU, bundled model, 2 sessions
     python -m bench.realtime_latency --model /models/large-v3 --sessions 16 --file-clients 4
@@ -84,6 +86,26 @@ def turn_latencies(run: LiveRun) -> dict[str, list[float]]:
         if first is not None and first < (run.arrival(COMPLETED, started["item_id"]) or float("inf")):
             out["first_delta"].append(first - run.sent_at(started["audio_start_ms"] + _PREFIX_MS))
     return out
+
+
+def partial_accuracy(runs: list[LiveRun]) -> tuple[float, float]:
+    """(WER, coverage) of the words shown before each turn was committed: against the first as
+    many words of its final text, and as a share of the final's words (all turns pooled)."""
+    shown_all, said_all, covered, total = [], [], 0, 0
+    for run in runs:
+        for final in run.of_type(COMPLETED):
+            item = final["item_id"]
+            committed = run.arrival("input_audio_buffer.committed", item) or float("inf")
+            shown = "".join(
+                e["delta"] for t, e in run.events if e["type"] == DELTA and e.get("item_id") == item and t < committed
+            ).split()
+            said = final["transcript"].split()
+            shown_all += shown
+            said_all += said[: len(shown)]
+            covered, total = covered + min(len(shown), len(said)), total + len(said)
+    if not shown_all:
+        return float("nan"), 0.0
+    return word_error_rate(" ".join(said_all), " ".join(shown_all)), covered / max(total, 1)
 
 
 async def sessions(url: str, pcm: bytes, count: int, stagger_s: float, session: dict[str, Any]) -> list[LiveRun]:
@@ -184,6 +206,7 @@ def report(args: argparse.Namespace, base: str, recording: Path, pcm: bytes, sec
     wers = [word_error_rate(file_text, run.transcript) for run in runs]
     wers_reference = [word_error_rate(reference, run.transcript) for run in runs]
     turns = [len(run.of_type(COMPLETED)) for run in runs]
+    partial_wer, partial_coverage = partial_accuracy(runs)
     print(
         f"# Live latency: {args.sessions} sessions × {seconds:.0f} s at 1× speed, {args.file_clients} file clients; "
         f"{health.get('model')} on {health.get('device')} ({health.get('gpu') or 'CPU'}), engine {health.get('engine')}"
@@ -197,6 +220,10 @@ def report(args: argparse.Namespace, base: str, recording: Path, pcm: bytes, sec
         f"WER of the live transcript: vs the file transcript of the same recording {statistics.mean(wers):.3f} "
         f"(max {max(wers):.3f}); vs the reference {statistics.mean(wers_reference):.3f}; "
         f"the file transcript vs the reference {word_error_rate(reference, file_text):.3f}"
+    )
+    print(
+        f"Partials (words shown before their turn was committed): WER {partial_wer:.3f} against the turn's "
+        f"final text, covering {partial_coverage:.0%} of its words"
     )
     if file_times:
         mean = statistics.mean(file_times)
@@ -213,6 +240,8 @@ def report(args: argparse.Namespace, base: str, recording: Path, pcm: bytes, sec
         "wer_vs_file_mean": round(statistics.mean(wers), 4),
         "wer_vs_reference_mean": round(statistics.mean(wers_reference), 4),
         "file_wer_vs_reference": round(word_error_rate(reference, file_text), 4),
+        "partial_wer_vs_final": round(partial_wer, 4),
+        "partial_coverage": round(partial_coverage, 4),
         "file_requests": len(file_times),
     }
     print(json.dumps(summary))
