@@ -113,8 +113,8 @@ class JobRunner:
 
     def _work(self, index: int) -> None:
         while not self._stop.is_set():
-            # Models loading (or failed), or draining: claim nothing. Then as many jobs at once as
-            # the device the models loaded on is given (JOB_CONCURRENCY).
+            # As many jobs at once as JOB_CONCURRENCY gives the device the models loaded on, and
+            # none while they load (or failed) or the server drains.
             if index >= self.settings.jobs_at_once(self.transcriber.device):
                 self._stop.wait(_SPARE_POLL_S)
                 continue
