@@ -332,7 +332,6 @@ class LiveSession:
             options,
             self._cancel.child(),
             urgency=urgency,
-            provisional=urgency is Urgency.PARTIAL,
             listener=listener,
         )
         return await asyncio.get_running_loop().run_in_executor(self._threads, work)

@@ -154,15 +154,14 @@ class Transcriber:
         cancel: CancelToken,
         *,
         urgency: Urgency,
-        provisional: bool = False,
         listener: TextListener | None = None,
     ) -> Transcript:
         """Audio in memory that is speech from end to end (a live turn: the session's VAD found
         it), so no VAD runs again, unless it is longer than a window (then it cuts it at its
-        pauses). A ``provisional`` decode (a turn's partial text) is not counted: the turn's
-        final decode counts its audio once."""
+        pauses). A partial decode (``Urgency.PARTIAL``: a turn's provisional text) is not
+        counted: the turn's final decode counts its audio once."""
         speech = [SpeechChunk(0.0, len(audio) / SAMPLE_RATE)]
         transcript = self.pipeline().run(audio, options, cancel, listener=listener, speech=speech, urgency=urgency)
-        if not provisional:
+        if urgency is not Urgency.PARTIAL:
             self.on_transcript(transcript)
         return transcript
