@@ -35,15 +35,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import httpx
 import numpy as np
 
+from bench.throughput import WHISPER_ONLY, SchedulerDelta, scheduler_counters
 from tests.support.server import RunningServer, health_probe, running_server, write_tiled_sample
 from tests.support.waiting import wait_for_job
 
-WHISPER_ONLY = {"language": "en", "word_timestamps": "false", "diarize": "false", "temperature[]": "0"}
 TARGET = 0.9  # of the engine alone: the issue's bound for the backlog and the open loop
 
 
@@ -92,21 +91,10 @@ def engine_alone(args: argparse.Namespace) -> float:
     return windows_per_s
 
 
-def _batching(http: httpx.Client) -> dict[str, Any]:
-    batching: dict[str, Any] = http.get("/health").json()["queue"]["batching"]
-    return batching
-
-
-def _windows(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, float]:
-    windows = after["windows"] - before["windows"]
-    batches = after["batches"] - before["batches"]
-    return windows, windows / batches if batches else float("nan")
-
-
 def backlog(server: RunningServer, files: list[Path], seconds: float, submitters: int) -> Served:
     """Every file submitted as a job at once, then drained."""
     with httpx.Client(base_url=server.url, timeout=600) as http, health_probe(server) as health:
-        before = _batching(http)
+        before = scheduler_counters(http)
         submit_s: list[float] = []
 
         def submit(path: Path) -> str:
@@ -126,14 +114,14 @@ def backlog(server: RunningServer, files: list[Path], seconds: float, submitters
             for job in ids
         ]
         wall = time.perf_counter() - started
-        windows, mean_batch = _windows(before, _batching(http))
+        delta = SchedulerDelta.between(before, scheduler_counters(http))
     done = states.count("succeeded")
     extra = (
         f"{done}/{len(ids)} done; all submitted in {submitted:.1f} s "
         f"(p50 {statistics.median(submit_s):.2f} s a submission); "
         f"slowest /health {max(health, default=0) * 1000:.0f} ms"
     )
-    return Served(f"backlog of {len(files)} jobs", done * seconds, wall, windows, mean_batch, extra)
+    return Served(f"backlog of {len(files)} jobs", done * seconds, wall, delta.windows, delta.mean_batch, extra)
 
 
 def open_loop_step(
@@ -145,7 +133,7 @@ def open_loop_step(
     failures = 0
     lock = threading.Lock()
     with httpx.Client(base_url=server.url, timeout=600, limits=httpx.Limits(max_connections=512)) as http:
-        before = _batching(http)
+        before = scheduler_counters(http)
         start = time.perf_counter()
 
         def one(index: int) -> None:
@@ -164,15 +152,15 @@ def open_loop_step(
         with ThreadPoolExecutor(min(count, 512)) as pool:
             list(pool.map(one, range(count)))
         wall = time.perf_counter() - start
-        windows, mean_batch = _windows(before, _batching(http))
+        delta = SchedulerDelta.between(before, scheduler_counters(http))
     p50 = statistics.median(latencies) if latencies else float("nan")
     p95 = float(np.percentile(latencies, 95)) if latencies else float("inf")
     served = Served(
         f"open loop, {per_s * seconds:.0f} audio s/s offered",
         len(latencies) * seconds,
         wall,
-        windows,
-        mean_batch,
+        delta.windows,
+        delta.mean_batch,
         f"p50 {p50:.2f} s, p95 {p95:.2f} s, {failures} refused or failed",
     )
     return served, p95, failures

@@ -94,7 +94,8 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
     print(flush=True)
 
 
-def _batching(client: httpx.Client) -> dict[str, Any]:
+def scheduler_counters(client: httpx.Client) -> dict[str, Any]:
+    """The Whisper scheduler's counters, as /health gives them (``SchedulerDelta`` takes two)."""
     batching: dict[str, Any] = client.get("/health").json()["queue"]["batching"]
     return batching
 
@@ -205,9 +206,9 @@ def _direct_table(
                 started = time.perf_counter()
                 direct_texts = direct(audio, batch)
                 direct_times.append(time.perf_counter() - started)
-                before = _batching(client)
+                before = scheduler_counters(client)
                 elapsed, body = post_audio(client, long_file, **form)
-                delta = SchedulerDelta.between(before, _batching(client))
+                delta = SchedulerDelta.between(before, scheduler_counters(client))
                 service_times.append(elapsed)
             first_direct = first_direct or direct_texts
             direct_rtf = seconds / statistics.median(direct_times)
@@ -278,10 +279,10 @@ def concurrency(
             alone = [post_audio(client, path, **form) for path in chosen]
             sequential_wall = time.perf_counter() - started
 
-            before = _batching(client)
+            before = scheduler_counters(client)
             with health_probe(server) as health_latencies:
                 wall, together = _run_clients(server, chosen, form)
-            delta = SchedulerDelta.between(before, _batching(client))
+            delta = SchedulerDelta.between(before, scheduler_counters(client))
             latencies = [elapsed for elapsed, _ in together]
             same = sum(texts == _texts(body) for (_, texts), (_, body) in zip(together, alone, strict=True))
             aggregate[clients] = audio_s / wall
@@ -322,9 +323,9 @@ def stages(server: RunningServer, long_file: Path) -> float:
     form = {**WHISPER_ONLY, "word_timestamps": "true", "diarize": "true" if diarize else "false"}
     with server.client() as client:
         post_audio(client, long_file, **form)  # warm this option set
-        before = _batching(client)
+        before = scheduler_counters(client)
         elapsed, body = post_audio(client, long_file, **form)
-        delta = SchedulerDelta.between(before, _batching(client))
+        delta = SchedulerDelta.between(before, scheduler_counters(client))
     t = body["timings"]
     columns = {
         "decode": t.get("decode", 0.0),
