@@ -3,9 +3,10 @@
 Audio arrives in ``input_audio_buffer.append`` events and is resampled to 16 kHz. With server
 VAD (the default) the session finds turns itself (``turns.py``); with ``turn_detection: null``
 the client commits them. While a turn is open it is decoded again every
-``partial_interval`` of new audio and the words two decodes agree on go out as ``delta``
-events (``agreement.py``); once the turn is committed it is transcribed whole — words with
-times and, when asked, speakers — and its ``completed`` event follows. Every decode goes
+``partial_interval`` of new audio and its stable words (two decodes agree on them, or one
+decode has three words after them: ``agreement.py``) go out as ``delta`` events; once the
+turn is committed it is transcribed whole — words with times and, when asked, speakers — and
+its ``completed`` event follows. Every decode goes
 through the ``Transcriber``, as routes' and jobs' do, so live turns share the Whisper
 scheduler's batches with file requests (ahead of them: someone is waiting) and a committed
 turn's audio is counted in ``/metrics``. A turn's speakers get the session's labels
@@ -30,7 +31,7 @@ from app.engine.audio import SAMPLE_RATE
 from app.engine.decoding import Urgency
 from app.engine.options import ResolvedOptions, TranscribeOptions, names_without_clips, with_stored_clips
 from app.errors import ModelNotFound, ServiceError
-from app.live.agreement import LocalAgreement
+from app.live.agreement import StablePrefix
 from app.live.kept_audio import KeptAudio
 from app.live.pcm import BadAudio, Resampler, pcm16_from_base64
 from app.live.protocol import (
@@ -92,7 +93,7 @@ class LiveSession:
         self._turns: TurnDetector | None = None
         self._item: str | None = None  # the open turn's item
         self._previous_item: str | None = None
-        self._agreement = LocalAgreement()
+        self._stable = StablePrefix()
         self._turn_language: str | None = None  # identified by a partial, reused by the next ones
         # Identified on an earlier turn long enough to tell (a half-second "Hello" is not): when
         # no language is set, later turns are decoded in it instead of guessing again.
@@ -224,7 +225,7 @@ class LiveSession:
 
     async def _turn_started(self, started: TurnStarted) -> None:
         self._item = new_id("item")
-        self._agreement, self._turn_language, self._partial_at = LocalAgreement(), None, 0
+        self._stable, self._turn_language, self._partial_at = StablePrefix(), None, 0
         await self._send(event("input_audio_buffer.speech_started", audio_start_ms=_ms(started.at), item_id=self._item))
 
     async def _turn_ended(self, ended: TurnEnded) -> None:
@@ -237,9 +238,9 @@ class LiveSession:
         await self._send(event("input_audio_buffer.committed", item_id=item, previous_item_id=self._previous_item))
         self._previous_item, self._item = item, None
         self._audio.forget_before(end)
-        agreement, self._agreement = self._agreement, LocalAgreement()
+        stable, self._stable = self._stable, StablePrefix()
         self._owed += 1
-        self._spawn(self._complete(item, audio, start / SAMPLE_RATE, agreement))
+        self._spawn(self._complete(item, audio, start / SAMPLE_RATE, stable))
 
     @property
     def owes_events(self) -> bool:
@@ -251,7 +252,7 @@ class LiveSession:
         if self._turns is not None:
             self._turns.end_now()
         self._item = None
-        self._agreement = LocalAgreement()
+        self._stable = StablePrefix()
 
     def _start_vad(self) -> None:
         vad = self.config.turn_detection
@@ -287,20 +288,18 @@ class LiveSession:
             return  # the turn ended meanwhile: its final transcript speaks for it
         if transcript.duration >= _LANGUAGE_AFTER_S and self._turn_language is None:
             self._turn_language = transcript.language
-        delta = self._agreement.update(transcript.text)
+        delta = self._stable.update(transcript.text)
         logger.debug("Partial of %s over %.1f s: %r -> %r", item, len(audio) / SAMPLE_RATE, transcript.text, delta)
         if delta:
             await self._send(transcription_delta(item, delta))
 
-    async def _complete(self, item: str, audio: np.ndarray, offset_s: float, agreement: LocalAgreement) -> None:
+    async def _complete(self, item: str, audio: np.ndarray, offset_s: float, stable: StablePrefix) -> None:
         try:
-            await self._complete_in_order(item, audio, offset_s, agreement)
+            await self._complete_in_order(item, audio, offset_s, stable)
         finally:
             self._owed -= 1
 
-    async def _complete_in_order(
-        self, item: str, audio: np.ndarray, offset_s: float, agreement: LocalAgreement
-    ) -> None:
+    async def _complete_in_order(self, item: str, audio: np.ndarray, offset_s: float, stable: StablePrefix) -> None:
         async with self._finals:
             collected = _Collected(self.config.logprobs)
             try:
@@ -315,7 +314,7 @@ class LiveSession:
                 return
             if transcript.duration >= _LANGUAGE_AFTER_S and (transcript.language_probability or 0) >= 0.5:
                 self._session_language = transcript.language
-            rest = agreement.finish(transcript.text)
+            rest = stable.finish(transcript.text)
             if rest:
                 await self._send(transcription_delta(item, rest))
             await self._send(transcription_completed(item, transcript, offset_s, collected.entries))

@@ -1,5 +1,5 @@
 // Live mode: the microphone, transcribed while you speak, through /v1/realtime (OpenAI's
-// realtime protocol). Words two decodes agree on appear grey as you speak; each turn turns
+// realtime protocol). Words the server holds stable appear grey as you speak; each turn turns
 // black, with its word times and speakers, once the server has transcribed it whole.
 // Uses the page's options (language, speakers, API key) and its helpers in app.js.
 "use strict";

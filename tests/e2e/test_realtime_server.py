@@ -95,8 +95,8 @@ def test_the_sdk_transcribes_a_live_call_turn_by_turn(sdk, call_pcm24, sample_st
     assert word_error_rate(file_text, live_text) <= 0.25
     assert word_error_rate(read_stm_text(sample_stm), live_text) <= 0.40
     for final in finals:
-        # A turn's deltas add up to its transcript, or, where two partial decodes agreed on a
-        # mishearing the final decode (which hears the whole turn) corrects, to most of its first
+        # A turn's deltas add up to its transcript, or, where the partials showed a mishearing
+        # that the final decode (which hears the whole turn) corrects, to most of its first
         # words: on CI's CPU "there. Neither did I." was once shown as "there needed design."
         shown = "".join(e.delta for _, e in events if e.type == DELTA and e.item_id == final.item_id).split()
         said = final.transcript.split()

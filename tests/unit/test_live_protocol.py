@@ -1,16 +1,16 @@
-"""Live sessions' rules as pure functions: local agreement, and session.update into settings."""
+"""Live sessions' rules as pure functions: the partials' stable prefix, and session.update into settings."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.live.agreement import LocalAgreement
+from app.live.agreement import StablePrefix
 from app.live.protocol import LOGPROBS, LiveConfig, ProtocolError, updated
 from app.live.turns import ServerVad
 
 
 def test_words_are_shown_once_two_decodes_agree_and_never_taken_back():
-    agreement = LocalAgreement()
+    agreement = StablePrefix()
     assert agreement.update("Hello") == ""  # nothing to agree with yet
     assert agreement.update("Hello there, how") == "Hello"
     assert agreement.update("Hello, there, how are") == " there, how"  # case and punctuation aside
@@ -20,16 +20,26 @@ def test_words_are_shown_once_two_decodes_agree_and_never_taken_back():
     assert agreement.shown == ["Hello", "there,", "how", "are", "you"]
 
 
+def test_one_decode_shows_its_words_but_the_last_three():
+    stable = StablePrefix()
+    assert stable.update("so I was thinking we could go") == "so I was thinking"
+    # Agreed with the decode before up to "go", which is also three words from the end now.
+    assert stable.update("so I was thinking we could go to the") == " we could go"
+    assert stable.update("so I was sinking we could go to the beach on") == ""  # never taken back
+    assert stable.shown == ["so", "I", "was", "thinking", "we", "could", "go"]
+    assert StablePrefix(held_words=2).update("one two three") == "one"
+
+
 def test_the_final_text_completes_what_was_shown_or_corrects_it():
-    shown = LocalAgreement()
+    shown = StablePrefix()
     shown.update("It is raining")
     shown.update("It is raining in")
     assert shown.finish("It is raining in Spain.") == " in Spain."
-    wrong = LocalAgreement()
+    wrong = StablePrefix()
     wrong.update("It is raining")
     wrong.update("It is raining")
     assert wrong.finish("It was raining.") is None  # the completed event's transcript is the truth
-    nothing = LocalAgreement()
+    nothing = StablePrefix()
     assert nothing.finish("Hi.") == "Hi."
 
 
