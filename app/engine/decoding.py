@@ -7,11 +7,20 @@ the batch scheduler.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import IntEnum
 
 from app.engine.whisper.fallback import Checks
 from app.transcript import Task
+
+FRAMES_PER_SECOND = 100  # log-Mel frames: a 10 ms hop
+FULL_WINDOW_FRAMES = 3000  # 30 s: what Whisper was trained on
+# A short window is its audio rounded up to this. Rounded up to 10 s, partials' WER against the
+# final text stayed at a full window's (0.19 vs 0.18); to 5 s it was 0.68, to 1 s 4.2: Whisper,
+# trained on 30 s windows, loses its way on shorter ones (python -m bench.partial_window,
+# bundled base, greedy, the sample call's turns).
+SHORT_WINDOW_STEP_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -41,7 +50,18 @@ class Decoding:
     batch_size: int
     hotwords: str | None = None
     urgency: Urgency = Urgency.FILE
+    short_windows: bool = False  # encode a window's audio only (see window_frames): live partials
 
     @property
     def sampling(self) -> Sampling:
         return Sampling(self.checks.temperatures[0])
+
+    def window_frames(self, longest_s: float, engine_takes_short: bool) -> int:
+        """The log-Mel frames a request's windows are encoded with, its longest holding ``longest_s``
+        of audio: a full 30 s window's, or with ``short_windows`` (on an engine that takes them)
+        the audio rounded up to ``SHORT_WINDOW_STEP_S``, so a partial of a 3 s turn costs a third
+        of a window's encoder and cross-attention, not all of it."""
+        if not (self.short_windows and engine_takes_short):
+            return FULL_WINDOW_FRAMES
+        steps = max(1, math.ceil(longest_s / SHORT_WINDOW_STEP_S))
+        return min(FULL_WINDOW_FRAMES, int(steps * SHORT_WINDOW_STEP_S * FRAMES_PER_SECOND))

@@ -305,6 +305,7 @@ class ResolvedOptions:
     speech: SpeechParams = DEFAULT_SPEECH
     model: str | None = None  # the Whisper model's id (None: the pipeline's default, for callers that build these)
     known_speakers: tuple[tuple[str, str], ...] = ()  # (name, reference clip's data URL)
+    short_windows: bool = False  # Whisper encodes only the audio, rounded up (a live partial's)
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -319,7 +320,8 @@ class ResolvedOptions:
 
     def decoding(self, language: str, urgency: Urgency = Urgency.FILE) -> Decoding:
         """Whisper's part, in ``language`` (the one asked for, or the one identified)."""
-        return Decoding(language, self.task, self.initial_prompt, self.checks, self.batch_size, self.hotwords, urgency)
+        asked = (self.task, self.initial_prompt, self.checks, self.batch_size, self.hotwords)
+        return Decoding(language, *asked, urgency, self.short_windows)
 
 
 def names_without_clips(names: Sequence[str], clips: Sequence[str]) -> Sequence[str]:

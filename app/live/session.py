@@ -360,7 +360,9 @@ class LiveSession:
             # partials; partials share the service's batches, with file windows too.
             batch_size=None if partial else min(_FINAL_BATCH, self._transcriber.capabilities().max_batch_size),
         )
-        return self._transcriber.resolve(options)
+        # A partial's window is the turn so far, rounded up to 10 s, where the engine can (the
+        # torch engine): it costs what the turn costs. The final decode reads full windows.
+        return replace(self._transcriber.resolve(options), short_windows=partial)
 
     # --- the end ---
 

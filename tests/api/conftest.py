@@ -71,6 +71,7 @@ class FakePipeline:
         self.calls: list[tuple[np.ndarray, ResolvedOptions]] = []
         self.known: list[list[KnownSpeaker]] = []  # each run's known speakers
         self.urgencies: list[Urgency] = []  # each run's place in Whisper's queue
+        self.short_windows: list[bool] = []  # whether each run's windows were the audio alone (partials)
         self.release = threading.Event()
         self.release.set()
         self.started = threading.Event()
@@ -125,6 +126,7 @@ class FakePipeline:
     ) -> Transcript:
         self.known.append(known or [])
         self.urgencies.append(urgency)
+        self.short_windows.append(options.short_windows)
         with self.models.use(options.model or self.model_name):
             transcript = self._run(audio, options, cancel, progress, listener)
         if known:  # the first known speaker is the first voice, as if its reference matched

@@ -88,8 +88,10 @@ def test_server_vad_finds_the_turns_of_a_real_call(client, fake_pipeline, call_p
     words = completed["words"]
     assert [w["word"] for w in words] == ["Hello", "there.", "Hi."]
     assert all(w["start"] >= events[started]["audio_start_ms"] / 1000 for w in words), "times are the session's"
-    # The open turn was decoded as it came in: partial decodes, queued as partials (behind turns).
-    assert Urgency.PARTIAL in fake_pipeline.urgencies and Urgency.FILE not in fake_pipeline.urgencies
+    # The open turn was decoded as it came in: partial decodes, queued as partials (behind turns),
+    # on windows of the audio so far; the committed turn's decode, on full windows.
+    runs = set(zip(fake_pipeline.urgencies, fake_pipeline.short_windows, strict=True))
+    assert runs == {(Urgency.PARTIAL, True), (Urgency.TURN, False)}
 
 
 def test_manual_commits_at_16_khz_with_logprobs(client, call_pcm24):

@@ -1,5 +1,5 @@
 """The benchmark harnesses run end to end on the CPU (bundled tiny.en, small sizes, no targets):
-throughput for both engines, one server after the other, and capacity."""
+throughput for both engines, one server after the other, capacity, and partials on short windows."""
 
 import subprocess
 import sys
@@ -35,3 +35,9 @@ def test_capacity_harness_smoke_run():
     assert "| engine alone |" in table
     assert "| backlog of 4 jobs |" in table and "4/4 done" in table
     assert "| open loop, " in table
+
+
+def test_partial_window_harness_smoke_run():
+    """Partials decoded on a 10 s window and on a full one, scored against the turn's final text."""
+    stdout = _smoke_run("partial_window")
+    assert "| audio, padded to 10 s |" in stdout and "| full 30 s (today) |" in stdout

@@ -16,7 +16,7 @@ import pytest
 
 from app.engine.audio import read_pcm16_wav
 from app.engine.decoding import Decoding
-from app.engine.vad import load_speech_detector
+from app.engine.vad import SpeechChunk, load_speech_detector
 from app.engine.whisper import fallback
 from app.engine.whisper.ctranslate2 import CTranslate2Engine
 from app.engine.whisper.sources import resolve_whisper_source
@@ -106,3 +106,19 @@ def test_both_engines_let_go_of_their_weights_when_unloaded(tmp_path):
         whisper.engine.release()
     assert all(p.device.type == "meta" for p in torch_engine.engine.network.parameters())
     assert not ctranslate2.engine._model.model.model_is_loaded
+
+
+def test_a_partials_short_window_reads_the_same_words_on_the_torch_engine(tiny):
+    """A live partial's window is its audio rounded up to 10 s (Decoding.short_windows): the torch
+    engine encodes 1,000 frames instead of 3,000 and hears the words a full window hears;
+    CTranslate2, which takes only full windows, decodes a full one."""
+    ctranslate2, torch_engine = tiny
+    clip = sample_speech()[int(12.5 * 16000) : int(17.8 * 16000)]  # two turns, 5.3 s
+    chunks = [SpeechChunk(0.0, len(clip) / 16000)]
+    short = replace(ENGLISH, short_windows=True)
+    full_text = " ".join(s.text for s in torch_engine.transcribe(clip, chunks, ENGLISH))
+    short_text = " ".join(s.text for s in torch_engine.transcribe(clip, chunks, short))
+    assert "Chicago" in full_text and word_error_rate(full_text, short_text) <= 0.2, (full_text, short_text)
+    assert any(shape.frames == 500 for shape in torch_engine.engine._searches), "the encoder read 10 s"
+    ct2_text = " ".join(s.text for s in ctranslate2.transcribe(clip, chunks, short))
+    assert ct2_text == " ".join(s.text for s in ctranslate2.transcribe(clip, chunks, ENGLISH))

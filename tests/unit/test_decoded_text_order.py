@@ -34,6 +34,7 @@ class _Engine:
     languages = frozenset({"en"})
     n_mels = 80
     feature_device = "cpu"
+    takes_short_windows = False
 
     def __init__(self, gate: threading.Event) -> None:
         self.model_seconds = StepTimer()

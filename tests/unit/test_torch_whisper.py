@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from app.engine.decoding import Decoding
+from app.engine.whisper import fallback
 from app.engine.whisper.beam_search import BeamSearch, SearchBuffers, SearchShape, token_mask
 from app.engine.whisper.torch_engine import batch_bucket
 from app.engine.whisper.torch_model import WhisperNetwork
@@ -156,6 +159,42 @@ def test_a_smaller_shape_on_larger_buffers_decodes_the_same():
         search.cross.copy_(audio_states(network, 2))
         results.append(search.run([10, 2], **common)[0])
     assert [h.tokens for h in results[1]] == [h.tokens for h in results[0]]
+
+
+def test_a_short_window_is_its_audio_rounded_up_to_10_s():
+    full = Decoding("en", "transcribe", None, fallback.ONCE, 4)
+    short = replace(full, short_windows=True)
+    assert full.window_frames(3.0, engine_takes_short=True) == 3000
+    assert short.window_frames(3.0, engine_takes_short=False) == 3000  # CTranslate2: full windows only
+    lengths = (0.4, 10.0, 10.1, 29.0, 30.0)
+    assert [short.window_frames(s, engine_takes_short=True) for s in lengths] == [1000, 1000, 2000, 3000, 3000]
+
+
+@torch.inference_mode()
+def test_a_short_window_reads_only_its_audio_states():
+    """A live partial's short window: fewer audio states, a view of buffers made for full windows,
+    decoded as the plain rules decode those states alone."""
+    network = tiny_network(seed=8)
+    frames = DIMS.audio_positions // 2
+    shape = SearchShape(2, 3, 32, frames)
+    buffers = SearchBuffers(network, SearchShape(2, 3, 32), torch.float32, torch.device("cpu"))
+    assert buffers.holds(shape) and not buffers.holds(SearchShape(2, 3, 32, DIMS.audio_positions + 1))
+    search = BeamSearch(
+        network,
+        buffers,
+        shape,
+        eot=EOT,
+        suppress=token_mask(DIMS.n_vocab, [3], torch.device("cpu")),
+        suppress_begin=token_mask(DIMS.n_vocab, [EOT], torch.device("cpu")),
+    )
+    short = network.decoder.cross_kv(
+        network.encoder(torch.randn(2, DIMS.n_mels, 2 * frames, generator=torch.Generator().manual_seed(2)))
+    )
+    search.cross.copy_(short)
+    assert search.cross.shape[4] == frames
+    best, _ = search.run([10, 2, 5], max_new_tokens=6, patience=1.0, temperature=0.0, no_speech_at=0, no_speech_token=4)
+    expected = reference_search(network, short, [10, 2, 5], 3, 6, suppress=[3], suppress_begin=[EOT])
+    assert [h.tokens for h in best] == [text for _, text, _ in expected]
 
 
 @torch.inference_mode()

@@ -35,6 +35,7 @@ class SearchShape:
     windows: int
     beams: int
     slots: int  # self-attention cache length: prompt + tokens to decode
+    frames: int | None = None  # audio states a window's cross-attention reads: a short window's, or all
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ class SearchBuffers:
 
     def holds(self, shape: SearchShape) -> bool:
         mine = self.shape
-        return shape.windows <= mine.windows and shape.beams <= mine.beams and shape.slots <= mine.slots
+        fits = shape.windows <= mine.windows and shape.beams <= mine.beams and shape.slots <= mine.slots
+        return fits and (shape.frames is None or shape.frames <= self.cross.shape[4])
 
 
 class BeamSearch:
@@ -94,7 +96,7 @@ class BeamSearch:
         # Views: fewer windows, slots or beams (sampling's one) than the buffers were made for.
         self.cache = buffers.cache[:windows, :, :, :, :slots, :beams]
         self.lineage = buffers.lineage[:windows, :beams, :slots]
-        self.cross = buffers.cross[:windows]
+        self.cross = buffers.cross[:windows, :, :, :, : shape.frames]
         self.top_tokens = buffers.top_tokens[:slots, :windows, : 2 * beams]
         self.top_parents = buffers.top_parents[:slots, :windows, : 2 * beams]
         self.top_scores = buffers.top_scores[:slots, :windows, : 2 * beams]

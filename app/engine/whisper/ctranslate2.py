@@ -51,6 +51,7 @@ class CTranslate2Engine:
     """One loaded faster-whisper model, with ``replicas`` CTranslate2 replicas (one per scheduler thread)."""
 
     name = "ctranslate2"
+    takes_short_windows = False
 
     def __init__(self, model: Any, source: WhisperSource, model_path: Path | None = None) -> None:
         self._model = model

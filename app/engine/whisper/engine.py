@@ -54,6 +54,9 @@ class WhisperEngine(Protocol):
     n_mels: int
     feature_device: str  # where torch computes the log-Mel features ("cuda:0" or "cpu")
     model_seconds: StepTimer  # seconds inside model calls, by kind (encode, decode, align_words, ...)
+    # Whether ``decode`` takes windows shorter than 30 s (their log-Mel frames cut, the encoder's
+    # positions too): CTranslate2 refuses anything but 3,000 frames.
+    takes_short_windows: bool
 
     def tokenizer(self, language: str, task: str) -> Any:
         """faster-whisper's ``Tokenizer`` for this model, language and task."""
@@ -69,7 +72,8 @@ class WhisperEngine(Protocol):
         self, features: np.ndarray, prompt: list[int], sampling: Sampling, *, logprobs: bool = False
     ) -> list[Decoded]:
         """Encode and decode a batch of windows (beam search at temperature 0, sampling above);
-        with ``logprobs``, each text token's log-probability too."""
+        with ``logprobs``, each text token's log-probability too. ``features`` is (windows, mels,
+        frames): 3,000 frames, or fewer where ``takes_short_windows``."""
 
     def detect_language(self, features: np.ndarray) -> list[tuple[str, float]]:
         """The likeliest language of each window, with its probability."""

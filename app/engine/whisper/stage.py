@@ -117,6 +117,8 @@ class Whisper:
         tokenizer = self.engine.tokenizer(decoding.language, decoding.task)
         prompt = self.engine.prompt(tokenizer, decoding.initial_prompt, decoding.hotwords)
         logprobs = listener is not None and listener.logprobs
+        longest = max((c.end - c.start for c in chunks), default=0.0)
+        frames = decoding.window_frames(longest, self.engine.takes_short_windows)
         segments: list[Segment] = []
         timer = timer or StepTimer()
         doubtful: list[Segment] = []  # kept with text although no temperature passed the checks
@@ -124,7 +126,7 @@ class Whisper:
         def collect(first: int, decoded: list[Decoded]) -> None:
             self.decoded.add(decoded)
             batch = chunks[first : first + len(decoded)]
-            retry = partial(self._decode_again, audio, batch, prompt, decoding, logprobs, timer, cancel)
+            retry = partial(self._decode_again, audio, batch, prompt, decoding, frames, logprobs, timer, cancel)
             kept = fallback.checked(decoded, partial(_judged, tokenizer), decoding.checks, retry)
             for chunk, (window, attempt) in zip(batch, kept, strict=True):
                 if fallback.no_speech(attempt, decoding.checks):
@@ -149,11 +151,11 @@ class Whisper:
                 segments.append(segment)
 
         self._in_batches(
-            _Decode(self.engine, tuple(prompt), decoding.sampling, logprobs=logprobs),
+            _Decode(self.engine, tuple(prompt), decoding.sampling, frames, logprobs=logprobs),
             chunks,
             decoding.batch_size,
             decoding.urgency,
-            lambda c: self._features(_slice(audio, c)),
+            lambda c: self._features(_slice(audio, c))[:, :frames],
             timer,
             cancel,
             progress,
@@ -169,6 +171,7 @@ class Whisper:
         batch: list[SpeechChunk],
         prompt: list[int],
         decoding: Decoding,
+        frames: int,
         logprobs: bool,
         timer: StepTimer,
         cancel: CancelToken | None,
@@ -178,8 +181,8 @@ class Whisper:
         """The windows ``which`` of a batch decoded again at ``temperature``, batched through the
         scheduler with other requests' retries at that temperature."""
         with timer("features"):
-            features = [self._features(_slice(audio, batch[index])) for index in which]
-        retry = _Decode(self.engine, tuple(prompt), Sampling(temperature), logprobs=logprobs)
+            features = [self._features(_slice(audio, batch[index]))[:, :frames] for index in which]
+        retry = _Decode(self.engine, tuple(prompt), Sampling(temperature), frames, logprobs=logprobs)
         decoded = self._run(retry, features, decoding.batch_size, decoding.urgency, cancel)
         self.decoded.add(decoded)
         return decoded
@@ -334,6 +337,7 @@ class _Decode:
     engine: WhisperEngine
     prompt: tuple[int, ...]
     sampling: Sampling
+    frames: int  # each window's log-Mel frames: only windows of one length share a batch
     logprobs: bool = False
 
     def __call__(self, features: list[np.ndarray]) -> list[Decoded]:

@@ -52,6 +52,7 @@ class TorchEngine:
     """One Whisper network on one device; the beam search's buffers and graphs, per batch shape."""
 
     name = "torch"
+    takes_short_windows = True  # the encoder's positional embedding is cut to the frames given
 
     def __init__(
         self,
@@ -151,12 +152,17 @@ class TorchEngine:
             mel = torch.cat([mel, mel.new_zeros(windows - mel.shape[0], *mel.shape[1:])])
         return self.network.decoder.cross_kv(self.network.encoder(mel))
 
-    def _shape(self, windows: int, prompt: list[int], beams: int) -> tuple[SearchShape, int]:
-        """The batch shape a batch runs at, and how many tokens it may decode."""
-        positions = self.network.dims.text_positions
+    def _shape(self, windows: int, prompt: list[int], beams: int, frames: int | None = None) -> tuple[SearchShape, int]:
+        """The batch shape a batch runs at, and how many tokens it may decode. ``frames``: the
+        log-Mel frames of its windows (a full window's by default); the encoder halves them."""
+        dims = self.network.dims
+        positions = dims.text_positions
         new_tokens = min(self.max_new_tokens, positions - (len(prompt) - 1))
         slots = min(positions, -(-(len(prompt) - 1 + new_tokens) // SLOT_STEP) * SLOT_STEP)
-        return SearchShape(batch_bucket(windows), beams, slots), new_tokens
+        audio = None if frames is None else -(-frames // 2)  # the encoder halves the frames
+        if audio is not None and audio >= dims.audio_positions:
+            audio = None  # a full window
+        return SearchShape(batch_bucket(windows), beams, slots, audio), new_tokens
 
     @torch.inference_mode()
     def prepare(self, batch_size: int, prompt: list[int]) -> None:
@@ -206,7 +212,7 @@ class TorchEngine:
         holding = [
             search
             for search in self._searches.values()
-            if (search.shape.beams, search.shape.slots) == (shape.beams, shape.slots)
+            if (search.shape.beams, search.shape.slots, search.shape.frames) == (shape.beams, shape.slots, shape.frames)
             and search.shape.windows >= shape.windows
         ]
         return min(holding, key=lambda search: search.shape.windows, default=None)
@@ -217,7 +223,7 @@ class TorchEngine:
     ) -> list[Decoded]:
         count = features.shape[0]
         beams = 1 if sampling.temperature > 0 else self.options.beam_size
-        shape, new_tokens = self._shape(count, prompt, beams)
+        shape, new_tokens = self._shape(count, prompt, beams, features.shape[2])
         with self._lock:
             search = self._searches.get(shape) or self._padded(shape) or self._search(shape)
             with self.model_seconds("encode"):
@@ -253,8 +259,10 @@ class TorchEngine:
             # Grow to the larger of the old and new shapes; views (and graphs) of the old go.
             old = self._buffers.shape if self._buffers is not None else shape
             grown = SearchShape(
-                max(old.windows, shape.windows), max(old.beams, shape.beams), max(old.slots, shape.slots)
-            )
+                max(old.windows, shape.windows),
+                max(old.beams, shape.beams),
+                max(old.slots, shape.slots),
+            )  # the buffers hold full windows' audio states; a short window's are a view
             self.drop_graphs()
             self._buffers = None
             self._buffers = SearchBuffers(self.network, grown, self.dtype, self.device)
