@@ -357,7 +357,8 @@ class LiveSession:
             known_speaker_references=[] if partial else list(config.known_speaker_references),
             # A committed turn leads a small batch of its own (it goes first and is topped up
             # with at most a few other windows), so it is not held up by a large batch of
-            # partials; partials share the service's batches, with file windows too.
+            # partials; partials share the service's batches (with file windows too on CTranslate2;
+            # on the torch engine with other windows of their length).
             batch_size=None if partial else min(_FINAL_BATCH, self._transcriber.capabilities().max_batch_size),
         )
         # A partial's window is the turn so far, rounded up to 10 s, where the engine can (the
