@@ -21,18 +21,19 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
+@pytest.mark.parametrize("frames", [None, DIMS.audio_positions // 2], ids=["full-window", "short-window"])
 @pytest.mark.parametrize("beams", [1, 5])
 @torch.inference_mode()
-def test_graph_replay_equals_eager(beams):
+def test_graph_replay_equals_eager(beams, frames):
     device = torch.device("cuda")
     network = tiny_network(seed=beams).to(device)
-    shape = SearchShape(8, beams, 32)
-    buffers = SearchBuffers(network, shape, torch.float32, device)
+    shape = SearchShape(8, beams, 32, frames)  # a short window (a live partial's) reads a view of the buffers
+    buffers = SearchBuffers(network, SearchShape(8, beams, 32), torch.float32, device)
     masks = {
         "suppress": token_mask(DIMS.n_vocab, [3], device),
         "suppress_begin": token_mask(DIMS.n_vocab, [EOT], device),
     }
-    cross = audio_states(network, 8)
+    cross = audio_states(network, 8)[:, :, :, :, :frames]
     results = []
     for graphs in (False, True):
         search = BeamSearch(network, buffers, shape, eot=EOT, **masks)
