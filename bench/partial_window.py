@@ -34,12 +34,12 @@ from typing import Any
 import numpy as np
 
 from app.engine.audio import SAMPLE_RATE, read_pcm16_wav
+from app.engine.decoding import FRAMES_PER_SECOND
 from app.live.agreement import StablePrefix
 from app.serving.warmup import sample_speech_path
-from tests.support.scoring import word_error_rate
+from tests.support.scoring import read_stm_turns, word_error_rate
 
 FULL_S = 30.0
-FRAMES_PER_S = 100  # log-Mel frames (10 ms hop); the encoder halves them
 LEAD_S = 0.3  # audio kept before a turn's start, as the live VAD's prefix padding
 MAX_TOKENS = 96
 
@@ -48,12 +48,11 @@ def turns(min_s: float) -> list[np.ndarray]:
     """The sample call's reference turns of at least ``min_s`` seconds."""
     folder = sample_speech_path().parent
     audio = read_pcm16_wav(folder / "sample.wav")
-    out = []
-    for line in (folder / "sample.stm").read_text().splitlines():
-        start, end = float(line.split()[3]), float(line.split()[4])
-        if end - start >= min_s:
-            out.append(audio[int(max(0.0, start - LEAD_S) * SAMPLE_RATE) : int(end * SAMPLE_RATE)])
-    return out
+    return [
+        audio[int(max(0.0, start - LEAD_S) * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+        for start, end, _ in read_stm_turns(folder / "sample.stm")
+        if end - start >= min_s
+    ]
 
 
 class GreedyWhisper:
@@ -84,11 +83,9 @@ class GreedyWhisper:
 
     def __call__(self, audio: np.ndarray, pad_s: float) -> str:
         torch, network = self.torch, self.engine.network
-        features = self.whisper._features(audio)  # (mels, 3000): the audio, then silence
-        frames = min(features.shape[1], int(np.ceil(len(audio) / SAMPLE_RATE / pad_s) * pad_s * FRAMES_PER_S))
-        mel = torch.from_numpy(np.ascontiguousarray(features[:, :frames])[None]).to(
-            self.engine.device, self.engine.dtype
-        )
+        frames = int(np.ceil(len(audio) / SAMPLE_RATE / pad_s) * pad_s * FRAMES_PER_SECOND)
+        features = self.whisper._features(audio, frames)  # the audio, then silence, cut to ``frames``
+        mel = torch.from_numpy(np.ascontiguousarray(features)[None]).to(self.engine.device, self.engine.dtype)
         with torch.inference_mode():
             started = time.perf_counter()
             cross = network.decoder.cross_kv(network.encoder(mel))

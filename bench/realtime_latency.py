@@ -40,7 +40,7 @@ import numpy as np
 
 from app.serving.warmup import sample_speech_path
 from tests.support.live_player import COMPLETED, DELTA, LiveRun, pcm16, play
-from tests.support.scoring import word_error_rate
+from tests.support.scoring import read_stm_turns, word_error_rate
 from tests.support.server import running_server
 
 _PREFIX_MS = 300  # the session's prefix_padding_ms: audio_start_ms is this far before speech
@@ -53,9 +53,7 @@ def turn_recording(out: Path, pause_s: float) -> Path:
     sample = sample_speech_path().parent
     audio = read_pcm16_wav(sample / "sample.wav")
     pieces = []
-    for line in (sample / "sample.stm").read_text().splitlines():
-        parts = line.split()
-        start, end = float(parts[3]), float(parts[4])
+    for start, end, _ in read_stm_turns(sample / "sample.stm"):
         pieces += [audio[int(start * 16000) : int(end * 16000)], np.zeros(int(pause_s * 16000), dtype=np.float32)]
     joined = (np.clip(np.concatenate(pieces), -1, 1) * 32767).astype("<i2")
     with wave.open(str(out), "wb") as file:

@@ -2,16 +2,15 @@
 
 Audio arrives in ``input_audio_buffer.append`` events and is resampled to 16 kHz. With server
 VAD (the default) the session finds turns itself (``turns.py``); with ``turn_detection: null``
-the client commits them. While a turn is open it is decoded again every
-``partial_interval`` of new audio and its stable words (two decodes agree on them, or one
-decode has three words after them: ``agreement.py``) go out as ``delta`` events; once the
-turn is committed it is transcribed whole — words with times and, when asked, speakers — and
-its ``completed`` event follows. Every decode goes
-through the ``Transcriber``, as routes' and jobs' do, so live turns share the Whisper
-scheduler's batches with file requests (ahead of them: someone is waiting) and a committed
-turn's audio is counted in ``/metrics``. A turn's speakers get the session's labels
-(``speakers.py``): one per voice for the whole session, and known speakers' names. No FastAPI
-here: the WebSocket route feeds events in and sends what comes out.
+the client commits them. While a turn is open it is decoded again every ``partial_interval``
+of new audio and its stable words (two decodes agree on them, or one decode has three words
+after them: ``agreement.py``) go out as ``delta`` events; once the turn is committed it is
+transcribed whole — words with times and, when asked, speakers — and its ``completed`` event
+follows. Every decode goes through the ``Transcriber``, as routes' and jobs' do, so live turns
+share the Whisper scheduler's batches with file requests (ahead of them: someone is waiting)
+and a committed turn's audio is counted in ``/metrics``. A turn's speakers get the session's
+labels (``speakers.py``): one per voice for the whole session, and known speakers' names. No
+FastAPI here: the WebSocket route feeds events in and sends what comes out.
 """
 
 from __future__ import annotations

@@ -23,14 +23,20 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     return float(jiwer.wer(normalize_text(reference), normalize_text(hypothesis)))
 
 
-def read_stm_text(path: Path) -> str:
-    """The words of an STM file (``file channel speaker start end words...``), in time order."""
+def read_stm_turns(path: Path) -> list[tuple[float, float, str]]:
+    """The turns of an STM file (``file channel speaker start end words...``): (start, end,
+    words), in time order."""
     rows = []
     for line in path.read_text().splitlines():
         fields = line.split(maxsplit=5)
         if len(fields) == 6 and not line.startswith(";;"):
-            rows.append((float(fields[3]), fields[5]))
-    return " ".join(text for _, text in sorted(rows))
+            rows.append((float(fields[3]), float(fields[4]), fields[5]))
+    return sorted(rows)
+
+
+def read_stm_text(path: Path) -> str:
+    """The words of an STM file, in time order."""
+    return " ".join(text for _, _, text in read_stm_turns(path))
 
 
 def reference_annotation(rttm: Path) -> Any:

@@ -111,7 +111,9 @@ def _transcribe(windows: int, checks: Checks, monkeypatch: pytest.MonkeyPatch) -
     """``windows`` one-second windows (window k's audio holds k) through Whisper's stage."""
     engine = _Engine()
     whisper = Whisper(engine)  # type: ignore[arg-type]
-    monkeypatch.setattr(whisper, "_features", lambda audio: np.full((80, 3000), float(audio.max()), np.float32))
+    monkeypatch.setattr(
+        whisper, "_features", lambda audio, frames=3000: np.full((80, frames), float(audio.max()), np.float32)
+    )
     audio = np.concatenate([np.full(16000, float(k), np.float32) for k in range(windows)])
     chunks = [SpeechChunk(float(k), float(k) + 1) for k in range(windows)]
     try:

@@ -20,7 +20,7 @@ import numpy as np
 from app.control.cancellation import CancelToken
 from app.control.progress import Progress
 from app.engine.audio import SAMPLE_RATE
-from app.engine.decoding import Decoding, Sampling, Urgency
+from app.engine.decoding import FULL_WINDOW_FRAMES, Decoding, Sampling, Urgency
 from app.engine.vad import CHUNK_SECONDS, SpeechChunk
 from app.engine.whisper import fallback, language
 from app.engine.whisper.batching import BatchScheduler, Job, Operation
@@ -155,7 +155,7 @@ class Whisper:
             chunks,
             decoding.batch_size,
             decoding.urgency,
-            lambda c: self._features(_slice(audio, c))[:, :frames],
+            lambda c: self._features(_slice(audio, c), frames),
             timer,
             cancel,
             progress,
@@ -181,7 +181,7 @@ class Whisper:
         """The windows ``which`` of a batch decoded again at ``temperature``, batched through the
         scheduler with other requests' retries at that temperature."""
         with timer("features"):
-            features = [self._features(_slice(audio, batch[index]))[:, :frames] for index in which]
+            features = [self._features(_slice(audio, batch[index]), frames) for index in which]
         retry = _Decode(self.engine, tuple(prompt), Sampling(temperature), frames, logprobs=logprobs)
         decoded = self._run(retry, features, decoding.batch_size, decoding.urgency, cancel)
         self.decoded.add(decoded)
@@ -296,8 +296,9 @@ class Whisper:
                 self.scheduler.cancel(job)
             raise
 
-    def _features(self, audio: np.ndarray) -> np.ndarray:
-        """WhisperX's log-Mel features of one window, zero-padded to 30 s, computed where Whisper runs.
+    def _features(self, audio: np.ndarray, frames: int = FULL_WINDOW_FRAMES) -> np.ndarray:
+        """WhisperX's log-Mel features of one window, zero-padded to 30 s, computed where Whisper
+        runs; the first ``frames`` of them (a short window's: ``Decoding.window_frames``).
 
         On a GPU this takes the STFT off the CPU: many request threads each running torch's
         multi-threaded CPU STFT at once starve the scheduler thread, whose decoder is bound by
@@ -309,7 +310,7 @@ class Whisper:
         padding = _CHUNK_SAMPLES - audio.shape[0]
         mel = log_mel_spectrogram(audio, n_mels=self.engine.n_mels, padding=padding, device=self.feature_device)
         features: np.ndarray = mel.cpu().numpy()
-        return features
+        return features[:, :frames]
 
 
 class DecodedCount:
