@@ -108,6 +108,7 @@ class SchedulerDelta:
     model_s: dict[str, float]
     decoded_windows: int
     decoded_tokens: int
+    joined: int  # windows that took an ended window's place in a running batch
 
     @classmethod
     def between(cls, before: dict[str, Any], after: dict[str, Any]) -> SchedulerDelta:
@@ -118,11 +119,13 @@ class SchedulerDelta:
             {k: after["model_s"][k] - before["model_s"].get(k, 0.0) for k in after["model_s"]},
             after["decoded_windows"] - before["decoded_windows"],
             after["decoded_tokens"] - before["decoded_tokens"],
+            after.get("joined_windows", 0) - before.get("joined_windows", 0),
         )
 
     @property
     def mean_batch(self) -> float:
-        return self.windows / self.batches if self.batches else float("nan")
+        """Windows a batch started with (joiners come on top, in ``joined``)."""
+        return (self.windows - self.joined) / self.batches if self.batches else float("nan")
 
     @property
     def tokens_per_window(self) -> float:

@@ -218,6 +218,9 @@ class StateCollector(Collector):
         prefix = "scheduler"
         yield _counter(f"{prefix}_batches", "Whisper batches run (warmup included).", stats.batches)
         yield _counter(f"{prefix}_windows", "30 s windows run in those batches.", stats.items)
+        yield _counter(
+            f"{prefix}_joined_windows", "Of those, windows that joined a running batch as another ended.", stats.joined
+        )
         yield _gauge(f"{prefix}_replicas", "Batches the scheduler runs at once (WHISPER_REPLICAS).", stats.workers)
         yield _counter(
             f"{prefix}_busy_seconds", "Seconds spent running batches, summed over the replicas.", stats.busy_s

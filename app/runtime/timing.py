@@ -48,6 +48,11 @@ class StepTimer:
                     thread = threading.current_thread().name
                     self.spans.append(Span(step, self.at(started), self.at(ended), thread))
 
+    def add(self, step: str, seconds: float) -> None:
+        """``seconds`` more under ``step``, measured by the caller (a step interleaved with another)."""
+        with self._lock:
+            self.timings[step] = round(self.timings.get(step, 0.0) + seconds, 4)
+
     def at(self, moment: float | None = None) -> float:
         """``moment`` (``time.perf_counter()``; default now) as seconds since the process started."""
         return round((time.perf_counter() if moment is None else moment) - self._origin, 3)

@@ -114,7 +114,10 @@ class BatchingOut(BaseModel):
     running_windows: int = Field(description="Windows in the batches on the device now.")
     batches: int = Field(description="Batches run since start-up (warmup included).")
     windows: int = Field(description="Windows run since start-up.")
-    mean_batch_size: float | None
+    joined_windows: int = Field(
+        default=0, description="Of those, windows that took the place of one that ended in a running batch."
+    )
+    mean_batch_size: float | None = Field(description="Windows a batch started with, on average.")
     busy_s: float = Field(
         description="Seconds spent running batches, summed over the replicas (up to `replicas` seconds a second)."
     )

@@ -1,5 +1,6 @@
 """The benchmark harnesses run end to end on the CPU (bundled tiny.en, small sizes, no targets):
-throughput for both engines, one server after the other, capacity, and partials on short windows."""
+throughput for both engines, one server after the other, capacity, partials on short windows, and
+continuous batching."""
 
 import subprocess
 import sys
@@ -41,3 +42,11 @@ def test_partial_window_harness_smoke_run():
     """Partials decoded on a 10 s window and on a full one, scored against the turn's final text."""
     stdout = _smoke_run("partial_window")
     assert "| audio, padded to 10 s |" in stdout and "| full 30 s (today) |" in stdout
+
+
+def test_continuous_batching_harness_smoke_run():
+    """The same files with whole batches and refilled ones: windows joined, and the texts agree."""
+    stdout = _smoke_run("continuous_batching")
+    assert "| whole batches |" in stdout and "| refilled |" in stdout
+    assert "windows whose text differs: 0 of 8" in stdout
+    assert '"whole batches": {' in stdout and '"joined": 0' in stdout.split('"refilled"')[0]

@@ -122,3 +122,36 @@ def test_a_partials_short_window_reads_the_same_words_on_the_torch_engine(tiny):
     assert any(shape.frames == 500 for shape in torch_engine.engine._searches), "the encoder read 10 s"
     ct2_text = " ".join(s.text for s in ctranslate2.transcribe(clip, chunks, short))
     assert ct2_text == " ".join(s.text for s in ctranslate2.transcribe(clip, chunks, ENGLISH))
+
+
+@pytest.mark.parametrize("beams", [5, 1], ids=["beam5", "greedy"])
+def test_windows_that_join_a_running_batch_read_as_when_decoded_alone(tiny, beams):
+    """Continuous batching on real speech: the sample's windows go through a batch of two places,
+    each joining as another ends (at other steps than its batch-mates), and read exactly as
+    each window decoded alone."""
+    _, torch_engine = tiny
+    engine = torch_engine.engine
+    engine.options = replace(engine.options, beam_size=beams)
+    try:
+        audio = sample_speech()
+        spans = [(6.4, 30.0), (12.5, 15.0), (6.4, 20.0), (20.0, 23.0), (15.0, 30.0), (8.0, 12.0)]  # seconds
+        features = [torch_engine._features(audio[int(a * 16000) : int(b * 16000)]) for a, b in spans]
+        tokenizer = engine.tokenizer("en", "transcribe")
+        prompt = engine.prompt(tokenizer, None)
+        sampling = ENGLISH.sampling
+        alone = [engine.decode(f[None], prompt, sampling)[0].tokens for f in features]
+        waiting = features[2:]
+        joined: dict[int, list[int]] = {}
+
+        def more(count: int) -> list[np.ndarray]:
+            taken = waiting[:count]
+            del waiting[:count]
+            return taken
+
+        engine.decode_refilled(
+            np.stack(features[:2]), prompt, sampling, more, lambda n, d: joined.__setitem__(n, d.tokens)
+        )
+    finally:
+        engine.options = replace(engine.options, beam_size=5)
+    assert len({len(tokens) for tokens in alone}) > 1  # windows of different lengths: they ended apart
+    assert [joined[number] for number in range(len(features))] == alone

@@ -51,6 +51,53 @@ def test_graph_replay_equals_eager(beams, frames):
     assert graphed_ns == pytest.approx(eager_ns, abs=1e-5)
 
 
+@torch.inference_mode()
+def test_graph_replay_equals_eager_as_windows_join():
+    """Continuous batching under CUDA graphs: windows that join at other steps than their
+    batch-mates (each window at its own position) replay exactly what the eager steps compute."""
+    device = torch.device("cuda")
+    network = tiny_network(seed=13).to(device)
+    network.decoder.embedding[EOT] *= 2.6  # windows end after 1 to 12 tokens
+    waiting = audio_states(network, 12, seed=4)
+    shape = SearchShape(4, 3, 32)
+    buffers = SearchBuffers(network, shape, torch.float32, device)
+    masks = {
+        "suppress": token_mask(DIMS.n_vocab, [3], device),
+        "suppress_begin": token_mask(DIMS.n_vocab, [EOT], device),
+    }
+    results = []
+    for graphs in (False, True):
+        search = BeamSearch(network, buffers, shape, eot=EOT, **masks)
+        if graphs:
+            pool = torch.cuda.graph_pool_handle()
+            for slots in search.slot_views():
+                search.capture_view(pool, slots)
+        queue = list(range(4, 12))
+
+        def admit(places: list[int], search: BeamSearch = search, queue: list[int] = queue) -> int:
+            taken = queue[: len(places)]
+            del queue[: len(taken)]
+            for place, window in zip(places, taken, strict=False):
+                search.cross[place] = waiting[window]
+            return len(taken)
+
+        search.cross.copy_(waiting[:4])
+        ended: dict[int, list[int]] = {}
+        search.search(
+            [10, 2, 5],
+            max_new_tokens=12,
+            patience=1.0,
+            temperature=0.0,
+            no_speech_at=0,
+            no_speech_token=4,
+            finished=lambda n, h, _, ended=ended: ended.__setitem__(n, h.tokens),
+            admit=admit,
+        )
+        results.append(ended)
+    assert sorted(results[0]) == list(range(12))
+    assert results[1] == results[0]
+
+
 def test_engines_agree_in_float16(tmp_path: Path):
     from app.engine.whisper.ctranslate2 import CTranslate2Engine
     from app.engine.whisper.sources import resolve_whisper_source

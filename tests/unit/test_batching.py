@@ -22,6 +22,7 @@ class Recorder:
     gate: threading.Event = field(default_factory=threading.Event)
     fits: int = 1_000  # larger batches raise an out-of-memory error
     poison: int | None = None  # an item that makes any batch holding it fail
+    joined: list[int] = field(default_factory=list)  # items that joined a running batch
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,28 @@ class Times:
         if self.recorder.poison in items:
             raise ValueError("undecodable window")
         return [item * self.factor for item in items]
+
+
+@dataclass(frozen=True)
+class RefillingTimes(Times):
+    """``Times`` as a continuous batch: its oldest item ends first, and each end lets one more join."""
+
+    refills: bool = field(default=True, compare=False)
+
+    def refilled(self, items: list[int], more, deliver) -> None:
+        self.recorder.gate.wait(timeout=10)
+        self.recorder.batches.append(list(items))
+        if self.recorder.poison in items:
+            raise ValueError("undecodable window")
+        running = list(enumerate(items))
+        while running:
+            number, item = running.pop(0)
+            deliver(number, item * self.factor)
+            for joiner in more(1):
+                if joiner == self.recorder.poison:
+                    raise ValueError("undecodable window")
+                self.recorder.joined.append(joiner)
+                running.append((len(items) + len(self.recorder.joined) - 1, joiner))
 
 
 @pytest.fixture
@@ -118,6 +141,55 @@ def test_different_operations_never_share_a_batch(scheduler, recorder):
     recorder.gate.set()
     assert (english.result(), german.result(), english_again.result()) == ([10, 20], [300], [40])
     assert recorder.batches[1:] == [[1, 2, 4], [3]]
+
+
+def test_waiting_items_join_a_running_batch_until_other_work_waits_ahead(scheduler, recorder):
+    _hold(scheduler, recorder)
+    first = scheduler.submit(RefillingTimes(10, recorder), [0, 1, 2, 3], 2)
+    second = scheduler.submit(RefillingTimes(10, recorder), [10, 11], 2)
+    other = scheduler.submit(Times(3, recorder), [7], 2)  # another language, say: it waits ahead of `late`
+    late = scheduler.submit(RefillingTimes(10, recorder), [20], 2)
+    recorder.gate.set()
+    answers = (first.result(), second.result(), other.result(), late.result())
+    assert answers == ([0, 10, 20, 30], [100, 110], [21], [200])
+    assert recorder.batches[1:] == [[0, 1], [7], [20]]
+    assert recorder.joined == [2, 3, 10, 11]
+    stats = scheduler.stats()
+    assert (stats.joined, stats.items, stats.running_items) == (4, 1 + 8, 0)
+
+
+def test_a_batch_that_started_short_takes_no_joiners(scheduler, recorder):
+    """It ends as before, and what arrived meanwhile gets a full batch of its own."""
+    recorder.gate.clear()
+    short = scheduler.submit(RefillingTimes(10, recorder), [0], 4)
+    wait_for(lambda: scheduler.stats().running_items > 0, 30, "the worker to take the short batch")
+    burst = scheduler.submit(RefillingTimes(10, recorder), [1, 2, 3, 4], 4)
+    recorder.gate.set()
+    assert (short.result(), burst.result()) == ([0], [10, 20, 30, 40])
+    assert recorder.batches == [[0], [1, 2, 3, 4]] and not recorder.joined
+
+
+def test_a_joiner_that_fails_fails_only_its_own_request(scheduler, recorder):
+    recorder.poison = 666
+    _hold(scheduler, recorder)
+    good = scheduler.submit(RefillingTimes(1, recorder), [1, 2], 2)
+    bad = scheduler.submit(RefillingTimes(1, recorder), [666], 2)
+    recorder.gate.set()
+    assert good.result() == [1, 2]  # 1 was handed on before 666 joined; 2 ran again, alone
+    with pytest.raises(ValueError, match="undecodable"):
+        bad.result()
+    assert recorder.batches[1:] == [[1, 2], [2], [666]]
+
+
+def test_batches_are_not_refilled_when_sharing_is_off(recorder):
+    scheduler = BatchScheduler("alone", share=False)
+    _hold(scheduler, recorder)
+    first = scheduler.submit(RefillingTimes(10, recorder), [1, 2], 8)
+    second = scheduler.submit(RefillingTimes(10, recorder), [3], 8)
+    recorder.gate.set()
+    assert (first.result(), second.result()) == ([10, 20], [30])
+    assert recorder.batches[1:] == [[1, 2], [3]] and not recorder.joined
+    scheduler.close()
 
 
 def test_out_of_memory_halves_the_batch_down_to_what_fits(scheduler, recorder):

@@ -35,6 +35,7 @@ class _Engine:
     n_mels = 80
     feature_device = "cpu"
     takes_short_windows = False
+    refills_windows = False
 
     def __init__(self, gate: threading.Event) -> None:
         self.model_seconds = StepTimer()

@@ -127,6 +127,57 @@ def test_batched_beam_search_matches_the_plain_rules(beams, max_new, suppress):
         assert hypothesis.token_logprobs == pytest.approx(own, abs=1e-4)
 
 
+@pytest.mark.parametrize("beams", [1, 3])
+@torch.inference_mode()
+def test_windows_that_join_a_running_search_decode_as_if_alone(beams):
+    """Continuous batching: seven windows through a search of two places. Each joins when a place
+    is free, at a later position than its batch-mates, and decodes exactly as the plain rules
+    decode it alone; windows are handed on as they end, numbered in the order they came."""
+    network = tiny_network(seed=13)
+    network.decoder.embedding[EOT] *= 2.6  # end-of-text likelier: windows end after 1 to 12 tokens
+    waiting = audio_states(network, 7, seed=4)
+    shape = SearchShape(2, beams, 64)
+    search = BeamSearch(
+        network,
+        SearchBuffers(network, shape, torch.float32, torch.device("cpu")),
+        shape,
+        eot=EOT,
+        suppress=token_mask(DIMS.n_vocab, [3], torch.device("cpu")),
+        suppress_begin=token_mask(DIMS.n_vocab, [EOT], torch.device("cpu")),
+    )
+    queue = list(range(2, 7))
+    joined_at: list[list[int]] = []
+
+    def admit(places: list[int]) -> int:
+        taken = queue[: len(places)]
+        del queue[: len(taken)]
+        for place, window in zip(places, taken, strict=False):
+            search.cross[place] = waiting[window]
+        joined_at.append(places[: len(taken)])
+        return len(taken)
+
+    search.cross.copy_(waiting[:2])
+    ended: list[tuple[int, list[int], float]] = []
+    max_new = 12
+    search.search(
+        [10, 2, 5],
+        max_new_tokens=max_new,
+        patience=1.0,
+        temperature=0.0,
+        no_speech_at=0,
+        no_speech_token=4,
+        finished=lambda number, best, no_speech: ended.append((number, best.tokens, best.logprob)),
+        admit=admit,
+    )
+    assert sorted(number for number, _, _ in ended) == list(range(7))
+    assert not queue and len(joined_at) >= 3  # they came in as places freed up
+    assert len({len(tokens) for _, tokens, _ in ended}) > 1  # so joiners ran beside windows at other steps
+    expected = reference_search(network, waiting, [10, 2, 5], beams, max_new, suppress=[3], suppress_begin=[EOT])
+    for number, tokens, logprob in ended:
+        assert tokens == expected[number][1]
+        assert logprob == pytest.approx(expected[number][2], abs=1e-4)
+
+
 @torch.inference_mode()
 def test_padding_windows_are_neither_waited_for_nor_returned():
     network = tiny_network(seed=5)

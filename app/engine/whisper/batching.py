@@ -11,6 +11,12 @@ fill the GPU's idle batch slots instead of waiting behind each other. (On GPUs, 
 kernels round differently per batch shape, so a window's text can differ slightly with its
 batch-mates; ``share=False`` keeps every batch to one job.)
 
+An operation that ``refills`` (the torch engine's decode) keeps a full batch full: as its
+windows end, it asks for more, and items of equal operations that wait at the front of the
+queue join the running batch at its next step (continuous batching). Joining stops as soon as
+other work waits ahead of them, so a batch of one kind never holds back another kind (or a
+live turn).
+
 With ``workers`` above one, that many threads take batches from the one queue, each running
 its batch on its own model replica (CTranslate2's ``inter_threads``): on a GPU, one batch's
 host-side work (kernel launches, beam bookkeeping, results) overlaps another's device work.
@@ -30,9 +36,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from app.control.cancellation import CancelToken
 from app.errors import Cancelled, GpuOutOfMemory, retry_later
@@ -49,6 +55,19 @@ class Operation(Hashable, Protocol[In, Out]):
     """Runs one batch. Equal operations must be interchangeable: their items may share a call."""
 
     def __call__(self, items: list[In], /) -> list[Out]: ...
+
+
+class RefillingOperation(Operation[In, Out], Protocol):
+    """An operation whose batch takes in more items as its own end (continuous batching)."""
+
+    refills: bool  # False: run as a plain operation (an engine that cannot)
+
+    def refilled(
+        self, items: list[In], more: Callable[[int], list[In]], deliver: Callable[[int, Out], None], /
+    ) -> None:
+        """Run ``items``, asking ``more(n)`` for up to ``n`` items whenever places free up, and
+        handing each item's output to ``deliver(number, output)`` as it ends; items are numbered
+        in the order they came (``items`` first, then each ``more``'s)."""
 
 
 @dataclass(eq=False)
@@ -95,9 +114,10 @@ class SchedulerStats:
     waiting_items: int
     running_items: int
     batches: int
-    items: int
+    items: int  # items run, joined ones included
     busy_s: float  # summed over the worker threads: up to ``workers`` seconds per second
-    batch_sizes: dict[int, int]  # batches run, by their number of items
+    batch_sizes: dict[int, int]  # batches run, by their number of items when they started
+    joined: int = 0  # items that joined a running batch as others ended
 
 
 class BatchScheduler:
@@ -114,6 +134,7 @@ class BatchScheduler:
         self._running_items = 0
         self._batches = 0
         self._items = 0
+        self._joined = 0
         self._busy_s = 0.0
         self._batch_sizes: dict[int, int] = {}
         self._threads = [
@@ -163,6 +184,7 @@ class BatchScheduler:
                 items=self._items,
                 busy_s=round(self._busy_s, 3),
                 batch_sizes=dict(self._batch_sizes),
+                joined=self._joined,
             )
 
     def close(self, wait_s: float = 1.0) -> None:
@@ -186,16 +208,18 @@ class BatchScheduler:
             if batch is None:
                 return
             started = time.perf_counter()
+            joined: list[_Slot] = []  # items that joined this batch while it ran
             try:
-                self._execute(batch)
+                self._execute(batch, joined)
             except BaseException as exc:  # never lose the thread: every job must get an answer
-                logger.exception("Batch of %d failed unexpectedly", len(batch))
-                for slot in batch:
+                logger.exception("Batch of %d failed unexpectedly", len(batch) + len(joined))
+                for slot in batch + joined:
                     _fail(slot.job, exc)
             with self._changed:
-                self._running_items -= len(batch)
+                self._running_items -= len(batch) + len(joined)
                 self._batches += 1
-                self._items += len(batch)
+                self._items += len(batch) + len(joined)
+                self._joined += len(joined)
                 self._batch_sizes[len(batch)] = self._batch_sizes.get(len(batch), 0) + 1
                 self._busy_s += time.perf_counter() - started
 
@@ -224,19 +248,65 @@ class BatchScheduler:
             self._running_items += len(batch)
             return batch
 
-    def _execute(self, batch: list[_Slot]) -> None:
+    def _take_more(self, operation: Operation[Any, Any], count: int) -> list[_Slot]:
+        """Up to ``count`` items of ``operation`` from the front of the queue, for a running batch:
+        none past the first job of another operation (it waits ahead of them: the batch ends)."""
+        taken: list[_Slot] = []
+        with self._changed:
+            for job in list(self._queue):
+                if len(taken) == count or self._closed or job.operation != operation:
+                    break
+                take = min(count - len(taken), len(job.items) - job.taken)
+                taken.extend(_Slot(job, index) for index in range(job.taken, job.taken + take))
+                job.taken += take
+                if job.taken == len(job.items):
+                    self._queue.remove(job)
+            self._running_items += len(taken)
+        return taken
+
+    def _execute(self, batch: list[_Slot], joined: list[_Slot]) -> None:
         live = [slot for slot in batch if slot.job.error is None]
         if not live:
             return
+        operation = live[0].job.operation
+        # Only a batch that started full takes joiners: one that started short (the queue had no
+        # more) ends as before, so a burst that arrives meanwhile gets a full batch of its own
+        # instead of trickling through a small one.
+        head = live[0].job
+        full = len(live) >= min(head.batch_size, self._cap or head.batch_size)
+        if self.share and full and getattr(operation, "refills", False):
+            self._execute_refilled(cast(RefillingOperation[Any, Any], operation), live, joined)
+            return
         try:
-            outputs = live[0].job.operation([slot.job.items[slot.index] for slot in live])
+            outputs = operation([slot.job.items[slot.index] for slot in live])
         except Exception as exc:
-            self._recover(live, exc)
+            self._recover(live, exc, joined)
             return
         for slot, output in zip(live, outputs, strict=True):
             _deliver(slot, output)
 
-    def _recover(self, batch: list[_Slot], exc: Exception) -> None:
+    def _execute_refilled(
+        self, operation: RefillingOperation[Any, Any], batch: list[_Slot], joined: list[_Slot]
+    ) -> None:
+        slots = list(batch)  # by the operation's numbering: the batch, then each joiner
+        delivered: set[int] = set()
+
+        def more(count: int) -> list[Any]:
+            taken = self._take_more(operation, count)
+            slots.extend(taken)
+            joined.extend(taken)
+            return [slot.job.items[slot.index] for slot in taken]
+
+        def deliver(number: int, output: Any) -> None:
+            delivered.add(number)
+            _deliver(slots[number], output)
+
+        try:
+            operation.refilled([slot.job.items[slot.index] for slot in batch], more, deliver)
+        except Exception as exc:
+            self._recover([slot for number, slot in enumerate(slots) if number not in delivered], exc, joined)
+
+    def _recover(self, batch: list[_Slot], exc: Exception, joined: list[_Slot]) -> None:
         jobs = list(dict.fromkeys(slot.job for slot in batch))
         if is_out_of_memory(exc):
             if len(batch) == 1:
@@ -256,12 +326,12 @@ class BatchScheduler:
             first = 0
             while first < len(batch):  # the cap may shrink again inside a piece
                 piece = batch[first : first + (self._cap or size)]
-                self._execute(piece)
+                self._execute(piece, joined)
                 first += len(piece)
         elif len(jobs) > 1:
             logger.warning("A shared batch failed (%s); running each request's items alone", exc)
             for job in jobs:
-                self._execute([slot for slot in batch if slot.job is job])
+                self._execute([slot for slot in batch if slot.job is job], joined)
         else:
             _fail(jobs[0], exc)
 
@@ -299,4 +369,4 @@ def release_cached_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-__all__ = ["BatchScheduler", "Job", "Operation", "SchedulerStats", "is_out_of_memory"]
+__all__ = ["BatchScheduler", "Job", "Operation", "RefillingOperation", "SchedulerStats", "is_out_of_memory"]

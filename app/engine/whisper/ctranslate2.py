@@ -52,6 +52,7 @@ class CTranslate2Engine:
 
     name = "ctranslate2"
     takes_short_windows = False
+    refills_windows = False  # one generate() call per batch
 
     def __init__(self, model: Any, source: WhisperSource, model_path: Path | None = None) -> None:
         self._model = model

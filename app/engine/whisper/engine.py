@@ -12,6 +12,7 @@ once (``replicas`` say how many may run at the same time).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -57,6 +58,8 @@ class WhisperEngine(Protocol):
     # Whether ``decode`` takes windows shorter than 30 s (their log-Mel frames cut, the encoder's
     # positions too): CTranslate2 refuses anything but 3,000 frames.
     takes_short_windows: bool
+    # Whether it has ``decode_refilled`` (RefillingEngine): windows join a running batch as others end.
+    refills_windows: bool
 
     def tokenizer(self, language: str, task: str) -> Any:
         """faster-whisper's ``Tokenizer`` for this model, language and task."""
@@ -89,6 +92,19 @@ class WhisperEngine(Protocol):
 
     def device_memory_mb(self) -> float | None:
         """What the model holds on its device (weights, decoding buffers), when the engine can tell."""
+
+
+class RefillingEngine(WhisperEngine, Protocol):
+    def decode_refilled(
+        self,
+        features: np.ndarray,
+        prompt: list[int],
+        sampling: Sampling,
+        more: Callable[[int], list[np.ndarray]],
+        deliver: Callable[[int, Decoded], None],
+    ) -> None:
+        """``decode``, with the places of windows that end taken by ``more(n)``'s windows;
+        ``deliver(number, decoded)`` hears each window as it ends, numbered in the order they came."""
 
 
 def choose_engine(setting: str, device: str) -> str:

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from app.engine.decoding import FULL_WINDOW_FRAMES, Decoding, Sampling, Urgency
 from app.engine.vad import CHUNK_SECONDS, SpeechChunk
 from app.engine.whisper import fallback, language
 from app.engine.whisper.batching import BatchScheduler, Job, Operation
-from app.engine.whisper.engine import AlignmentInput, Decoded, WhisperEngine, token_logprobs
+from app.engine.whisper.engine import AlignmentInput, Decoded, RefillingEngine, WhisperEngine, token_logprobs
 from app.engine.whisper.sources import WhisperSource
 from app.runtime.timing import StepTimer
 from app.transcript import Segment, TextListener, TextPiece, Word
@@ -343,6 +343,19 @@ class _Decode:
 
     def __call__(self, features: list[np.ndarray]) -> list[Decoded]:
         return self.engine.decode(np.stack(features), list(self.prompt), self.sampling, logprobs=self.logprobs)
+
+    @property
+    def refills(self) -> bool:
+        return self.engine.refills_windows
+
+    def refilled(
+        self,
+        features: list[np.ndarray],
+        more: Callable[[int], list[np.ndarray]],
+        deliver: Callable[[int, Decoded], None],
+    ) -> None:
+        engine = cast(RefillingEngine, self.engine)
+        engine.decode_refilled(np.stack(features), list(self.prompt), self.sampling, more, deliver)
 
 
 @dataclass(frozen=True)

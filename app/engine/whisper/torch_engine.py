@@ -14,6 +14,8 @@ the same text on the same weights.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,14 @@ import numpy as np
 import torch
 
 from app.engine.decoding import Sampling
-from app.engine.whisper.beam_search import SLOT_STEP, BeamSearch, SearchBuffers, SearchShape, token_mask
+from app.engine.whisper.beam_search import (
+    SLOT_STEP,
+    BeamSearch,
+    Hypothesis,
+    SearchBuffers,
+    SearchShape,
+    token_mask,
+)
 from app.engine.whisper.ctranslate2 import BeamOptions
 from app.engine.whisper.engine import (
     AlignmentInput,
@@ -53,6 +62,7 @@ class TorchEngine:
 
     name = "torch"
     takes_short_windows = True  # the encoder's positional embedding is cut to the frames given
+    refills_windows = True  # decode_refilled: windows join a running batch as others end
 
     def __init__(
         self,
@@ -217,38 +227,64 @@ class TorchEngine:
         ]
         return min(holding, key=lambda search: search.shape.windows, default=None)
 
-    @torch.inference_mode()
     def decode(
         self, features: np.ndarray, prompt: list[int], sampling: Sampling, *, logprobs: bool = False
     ) -> list[Decoded]:
+        found: dict[int, Decoded] = {}
+        self.decode_refilled(features, prompt, sampling, lambda _: [], found.__setitem__)
+        return [found[number] for number in range(features.shape[0])]
+
+    @torch.inference_mode()
+    def decode_refilled(
+        self,
+        features: np.ndarray,
+        prompt: list[int],
+        sampling: Sampling,
+        more: Callable[[int], list[np.ndarray]],
+        deliver: Callable[[int, Decoded], None],
+    ) -> None:
+        """``decode``, with the places of windows that end taken by ``more(n)``'s windows (up to
+        ``n``, of the same length; none: the batch runs out): ``deliver(number, decoded)`` hears
+        each window as it ends, numbered in the order they came (``features`` first)."""
         count = features.shape[0]
         beams = 1 if sampling.temperature > 0 else self.options.beam_size
         shape, new_tokens = self._shape(count, prompt, beams, features.shape[2])
+        joining_s = 0.0  # the joiners' encoder passes, counted as encoding
+
+        def admit(places: list[int]) -> int:
+            nonlocal joining_s
+            joining = more(len(places))
+            if joining:
+                started = time.perf_counter()
+                audio = self._cross(np.stack(joining), batch_bucket(len(joining)))[: len(joining)]
+                search.cross[places[: len(joining)]] = audio
+                joining_s += time.perf_counter() - started
+            return len(joining)
+
+        def finished(number: int, best: Hypothesis, no_speech: float) -> None:
+            # As WhisperX: the sum of log-probabilities over the tokens and the end of text. The
+            # tokens' own log-probabilities come free with the search, so they always come.
+            average = best.logprob / (len(best.tokens) + 1)
+            deliver(number, Decoded(best.tokens, average, no_speech, token_logprobs=best.token_logprobs))
+
         with self._lock:
             search = self._searches.get(shape) or self._padded(shape) or self._search(shape)
             with self.model_seconds("encode"):
                 search.cross.copy_(self._cross(features, search.shape.windows))
-            with self.model_seconds("decode"):
-                best, no_speech = search.run(
-                    prompt,
-                    max_new_tokens=new_tokens,
-                    patience=self.options.patience,
-                    temperature=sampling.temperature,
-                    no_speech_at=prompt.index(self._sot),
-                    no_speech_token=self._no_speech,
-                    windows_used=count,
-                )
-        return [
-            # As WhisperX: the sum of log-probabilities over the tokens and the end of text. The
-            # tokens' own log-probabilities come free with the search, so they always come.
-            Decoded(
-                tokens=h.tokens,
-                avg_logprob=h.logprob / (len(h.tokens) + 1),
-                no_speech_prob=p,
-                token_logprobs=h.token_logprobs,
+            started = time.perf_counter()
+            search.search(
+                prompt,
+                max_new_tokens=new_tokens,
+                patience=self.options.patience,
+                temperature=sampling.temperature,
+                no_speech_at=prompt.index(self._sot),
+                no_speech_token=self._no_speech,
+                windows_used=count,
+                finished=finished,
+                admit=admit,
             )
-            for h, p in zip(best, no_speech, strict=True)
-        ]
+            self.model_seconds.add("decode", time.perf_counter() - started - joining_s)
+            self.model_seconds.add("encode", joining_s)
 
     def _search(self, shape: SearchShape) -> BeamSearch:
         """The beam search for ``shape``: its views of the buffers, and on CUDA its graph."""

@@ -140,7 +140,9 @@ class Decoder(nn.Module):
         lineage: torch.Tensor,
         cross: torch.Tensor,
     ) -> torch.Tensor:
-        """The hidden states of ``tokens`` (rows, time) at ``positions`` (time,), writing the cache.
+        """The hidden states of ``tokens`` (rows, time) at ``positions``, writing the cache:
+        (time,) for every window alike, or (windows, time), each window at its own (windows that
+        joined a running batch are at earlier positions than the others).
 
         Rows are windows × beams, a window's beams next to each other. ``cache`` is
         (windows, layers, 2, heads, slots, beams, head size): a beam's keys stay in the slots
@@ -153,16 +155,19 @@ class Decoder(nn.Module):
         windows, beams, slots = lineage.shape
         size = self.embedding.shape[1] // self.heads
         beam_ids = torch.arange(beams, device=tokens.device)
+        positions = positions.expand(windows, time)
         # (windows, 1, beams × time, slots × beams): query (beam, t) sees key (slot, beam) of its own past.
         mine = lineage[:, :, None, :, None] == beam_ids
-        earlier = torch.arange(slots, device=tokens.device)[None, :, None] <= positions[:, None, None]
-        visible = (mine & earlier).view(windows, 1, beams * time, slots * beams)
-        x = self.embedding[tokens] + self.positions[positions]
+        earlier = torch.arange(slots, device=tokens.device)[None, None, :, None] <= positions[:, :, None, None]
+        visible = (mine & earlier[:, None]).view(windows, 1, beams * time, slots * beams)
+        x = self.embedding[tokens] + self.positions[positions].repeat_interleave(beams, dim=0)
+        # Where each new key goes in (windows, heads, slots, beams, size): its window's positions.
+        at = positions[:, None, :, None, None].expand(windows, self.heads, time, beams, size)
         for i, layer in enumerate(_blocks(self.layers)):
             q, k, v = layer.attn.qkv(layer.attn_norm(x)).chunk(3, dim=-1)
             keys, values = cache[:, i, 0], cache[:, i, 1]  # (windows, heads, slots, beams, size)
-            keys.index_copy_(2, positions, _by_slot(k, windows, self.heads))
-            values.index_copy_(2, positions, _by_slot(v, windows, self.heads))
+            keys.scatter_(2, at, _by_slot(k, windows, self.heads))
+            values.scatter_(2, at, _by_slot(v, windows, self.heads))
             attended = F.scaled_dot_product_attention(
                 _by_window(q, windows, self.heads),
                 keys.reshape(windows, self.heads, slots * beams, size),
