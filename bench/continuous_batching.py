@@ -78,10 +78,10 @@ def files(count: int, windows: int, seed: int) -> list[list[np.ndarray]]:
 
 def transcribe_file(whisper: Whisper, windows: list[np.ndarray], decoding: Decoding) -> list[str]:
     """One request: the windows back to back, each its own speech chunk."""
-    chunks, at = [], 0.0
-    for window in windows:
-        chunks.append(SpeechChunk(at, at + len(window) / SAMPLE_RATE))
-        at += len(window) / SAMPLE_RATE
+    chunks, at = [], 0
+    for window in windows:  # half a sample in, so the stage's slices are these windows exactly
+        chunks.append(SpeechChunk((at + 0.5) / SAMPLE_RATE, (at + len(window) + 0.5) / SAMPLE_RATE))
+        at += len(window)
     segments = whisper.transcribe(np.concatenate(windows), chunks, decoding)
     return [segment.text for segment in segments]
 
@@ -142,15 +142,16 @@ def main() -> None:
         print(f"Forced lengths from {args.lengths_from}: {len(tokens)} windows, tokens "
               f"min {tokens[0]} / median {tokens[len(tokens) // 2]} / max {tokens[-1]}")  # fmt: skip
 
-    rows = {}
+    rows: dict[str, dict] = {}
+    windows = args.clients * args.files * args.windows
     with forced_lengths(engine, lengths) if lengths else nullcontext():
         whisper.prepare(args.batch_size, decoding)
         for refills in (False, True, False, True)[: 2 * args.repeats]:
             engine.refills_windows = refills  # type: ignore[misc]
             transcribe_file(whisper, every_file[0][:2], decoding)  # warm this arm
-            before = whisper.scheduler.stats()
+            before, tokens_before = whisper.scheduler.stats(), whisper.decoded.tokens
             wall, texts = run_clients(whisper, per_client, decoding)
-            after = whisper.scheduler.stats()
+            after, tokens = whisper.scheduler.stats(), whisper.decoded.tokens - tokens_before
             arm = "refilled" if refills else "whole batches"
             best = rows.get(arm)
             if best is None or wall < best["wall_s"]:
@@ -159,6 +160,7 @@ def main() -> None:
                     "audio_s_per_s": round(audio_s / wall, 2),
                     "batches": after.batches - before.batches,
                     "joined": after.joined - before.joined,
+                    "tokens_per_window": round(tokens / windows, 1),
                     "texts": texts,
                 }
     whole, refilled = rows["whole batches"], rows["refilled"]
@@ -168,14 +170,17 @@ def main() -> None:
         for file_a, file_b in zip(client_a, client_b, strict=True)
         for a, b in zip(file_a, file_b, strict=False)
     )
-    windows = args.clients * args.files * args.windows
     print(f"\n## Continuous batching: {args.model} on {args.device}, batch {args.batch_size}, beam {args.beams}, "
           f"{args.clients} clients x {args.files} files x {args.windows} windows ({audio_s:.0f} s of audio)"
           f"{', forced lengths' if lengths else ''}\n")  # fmt: skip
-    print("| arm | wall s (best of runs) | audio s / s | batches | windows joined |")
-    print("|---|---|---|---|---|")
+    print("| arm | wall s (best of runs) | audio s / s | batches | windows joined | tokens / window |")
+    print("|---|---|---|---|---|---|")
     for arm, row in rows.items():
-        print(f"| {arm} | {row['wall_s']:.2f} | {row['audio_s_per_s']:.1f} | {row['batches']} | {row['joined']} |")
+        print(f"| {arm} | {row['wall_s']:.2f} | {row['audio_s_per_s']:.1f} | {row['batches']} | {row['joined']} "
+              f"| {row['tokens_per_window']} |")  # fmt: skip
+    if lengths:
+        forced = sum(lengths.values()) / len(lengths)
+        print(f"\nForced: {forced:.1f} tokens per window on average (the decoded count should match)")
     print(f"\nRefilled / whole batches: {whole['wall_s'] / refilled['wall_s']:.2f}x; "
           f"windows whose text differs: {differ} of {windows}")  # fmt: skip
     summary = {arm: {k: v for k, v in row.items() if k != "texts"} for arm, row in rows.items()}
