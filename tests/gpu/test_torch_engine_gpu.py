@@ -29,18 +29,10 @@ def test_graph_replay_equals_eager(beams, frames):
     network = tiny_network(seed=beams).to(device)
     shape = SearchShape(8, beams, 32, frames)  # a short window (a live partial's) reads a view of the buffers
     buffers = SearchBuffers(network, SearchShape(8, beams, 32), torch.float32, device)
-    masks = {
-        "suppress": token_mask(DIMS.n_vocab, [3], device),
-        "suppress_begin": token_mask(DIMS.n_vocab, [EOT], device),
-    }
     cross = audio_states(network, 8)[:, :, :, :, :frames]
     results = []
     for graphs in (False, True):
-        search = BeamSearch(network, buffers, shape, eot=EOT, **masks)
-        if graphs:
-            pool = torch.cuda.graph_pool_handle()
-            for slots in search.slot_views():
-                search.capture_view(pool, slots)
+        search = _search(network, buffers, shape, graphs)
         search.cross.copy_(cross)
         results.append(
             search.run([10, 2, 5], max_new_tokens=20, patience=1.0, temperature=0.0, no_speech_at=0, no_speech_token=4)
@@ -61,17 +53,9 @@ def test_graph_replay_equals_eager_as_windows_join():
     waiting = audio_states(network, 12, seed=4)
     shape = SearchShape(4, 3, 32)
     buffers = SearchBuffers(network, shape, torch.float32, device)
-    masks = {
-        "suppress": token_mask(DIMS.n_vocab, [3], device),
-        "suppress_begin": token_mask(DIMS.n_vocab, [EOT], device),
-    }
     results = []
     for graphs in (False, True):
-        search = BeamSearch(network, buffers, shape, eot=EOT, **masks)
-        if graphs:
-            pool = torch.cuda.graph_pool_handle()
-            for slots in search.slot_views():
-                search.capture_view(pool, slots)
+        search = _search(network, buffers, shape, graphs)
         queue = list(range(4, 12))
 
         def admit(places: list[int], search: BeamSearch = search, queue: list[int] = queue) -> int:
@@ -96,6 +80,21 @@ def test_graph_replay_equals_eager_as_windows_join():
         results.append(ended)
     assert sorted(results[0]) == list(range(12))
     assert results[1] == results[0]
+
+
+def _search(network, buffers: SearchBuffers, shape: SearchShape, graphs: bool) -> BeamSearch:
+    """A search that suppresses token 3 (and end-of-text at first), its graphs captured if ``graphs``."""
+    device = buffers.cache.device
+    masks = {
+        "suppress": token_mask(DIMS.n_vocab, [3], device),
+        "suppress_begin": token_mask(DIMS.n_vocab, [EOT], device),
+    }
+    search = BeamSearch(network, buffers, shape, eot=EOT, **masks)
+    if graphs:
+        pool = torch.cuda.graph_pool_handle()
+        for slots in search.slot_views():
+            search.capture_view(pool, slots)
+    return search
 
 
 def test_engines_agree_in_float16(tmp_path: Path):

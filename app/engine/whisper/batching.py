@@ -240,13 +240,17 @@ class BatchScheduler:
                     break
                 if job is not head and (not self.share or job.operation != head.operation):
                     continue
-                take = min(limit - len(batch), len(job.items) - job.taken)
-                batch.extend(_Slot(job, index) for index in range(job.taken, job.taken + take))
-                job.taken += take
-                if job.taken == len(job.items):
-                    self._queue.remove(job)
+                self._take(job, limit - len(batch), batch)
             self._running_items += len(batch)
             return batch
+
+    def _take(self, job: Job[Any, Any], count: int, into: list[_Slot]) -> None:
+        """Up to ``count`` of ``job``'s items not yet taken (the job leaves the queue with its last)."""
+        take = min(count, len(job.items) - job.taken)
+        into.extend(_Slot(job, index) for index in range(job.taken, job.taken + take))
+        job.taken += take
+        if job.taken == len(job.items):
+            self._queue.remove(job)
 
     def _take_more(self, operation: Operation[Any, Any], count: int) -> list[_Slot]:
         """Up to ``count`` items of ``operation`` from the front of the queue, for a running batch:
@@ -256,11 +260,7 @@ class BatchScheduler:
             for job in list(self._queue):
                 if len(taken) == count or self._closed or job.operation != operation:
                     break
-                take = min(count - len(taken), len(job.items) - job.taken)
-                taken.extend(_Slot(job, index) for index in range(job.taken, job.taken + take))
-                job.taken += take
-                if job.taken == len(job.items):
-                    self._queue.remove(job)
+                self._take(job, count - len(taken), taken)
             self._running_items += len(taken)
         return taken
 

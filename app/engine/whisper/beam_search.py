@@ -209,30 +209,13 @@ class BeamSearch:
 
     # --- a whole search ---
 
-    def run(
-        self,
-        prompt: list[int],
-        *,
-        max_new_tokens: int,
-        patience: float,
-        temperature: float,
-        no_speech_at: int,
-        no_speech_token: int,
-        windows_used: int | None = None,
-    ) -> tuple[list[Hypothesis], list[float]]:
-        """Decode after ``prompt`` from ``self.cross`` (filled by the caller): the best hypothesis
-        of each of the first ``windows_used`` windows (the rest pad the batch to its shape and are
-        done from the start), and its no-speech probability at prompt position ``no_speech_at``."""
+    def run(self, prompt: list[int], **options: Any) -> tuple[list[Hypothesis], list[float]]:
+        """Decode after ``prompt`` from ``self.cross`` (filled by the caller), as ``search`` with
+        ``options`` but no joiners: the best hypothesis of each of the first ``windows_used``
+        windows, and its no-speech probability, in order."""
         found: dict[int, tuple[Hypothesis, float]] = {}
         self.search(
-            prompt,
-            max_new_tokens=max_new_tokens,
-            patience=patience,
-            temperature=temperature,
-            no_speech_at=no_speech_at,
-            no_speech_token=no_speech_token,
-            windows_used=windows_used,
-            finished=lambda number, best, no_speech: found.__setitem__(number, (best, no_speech)),
+            prompt, finished=lambda number, best, no_speech: found.__setitem__(number, (best, no_speech)), **options
         )
         ordered = [found[number] for number in sorted(found)]
         return [best for best, _ in ordered], [no_speech for _, no_speech in ordered]
@@ -250,8 +233,11 @@ class BeamSearch:
         windows_used: int | None = None,
         admit: Callable[[list[int]], int] | None = None,
     ) -> None:
-        """``run``, handing each window to ``finished`` as soon as it is done (windows are
-        numbered in the order they came: the first ``windows_used``, then the joiners).
+        """Decode after ``prompt`` from ``self.cross`` (filled by the caller), handing each window
+        to ``finished`` as soon as it is done: its best hypothesis, and its no-speech probability
+        at prompt position ``no_speech_at``. Windows are numbered in the order they came: the
+        first ``windows_used`` (the rest pad the batch to its shape and are done from the
+        start), then the joiners.
 
         ``admit(places)``, where given, may fill the first ``k`` of those places' rows of
         ``self.cross`` with waiting windows and return ``k``: they join the search at its next
