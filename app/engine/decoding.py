@@ -21,6 +21,8 @@ FULL_WINDOW_FRAMES = 3000  # 30 s: what Whisper was trained on
 # trained on 30 s windows, loses its way on shorter ones (python -m bench.partial_window,
 # bundled base, greedy, the sample call's turns).
 SHORT_WINDOW_STEP_S = 10.0
+_SHORT_STEP_FRAMES = int(SHORT_WINDOW_STEP_S * FRAMES_PER_SECOND)
+SHORT_WINDOW_FRAMES = tuple(range(_SHORT_STEP_FRAMES, FULL_WINDOW_FRAMES, _SHORT_STEP_FRAMES))  # 1,000 and 2,000
 
 
 @dataclass(frozen=True)
@@ -64,4 +66,4 @@ class Decoding:
         if not (self.short_windows and engine_takes_short):
             return FULL_WINDOW_FRAMES
         steps = max(1, math.ceil(longest_s / SHORT_WINDOW_STEP_S))
-        return min(FULL_WINDOW_FRAMES, int(steps * SHORT_WINDOW_STEP_S * FRAMES_PER_SECOND))
+        return min(FULL_WINDOW_FRAMES, steps * _SHORT_STEP_FRAMES)

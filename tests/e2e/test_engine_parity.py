@@ -155,3 +155,12 @@ def test_windows_that_join_a_running_batch_read_as_when_decoded_alone(tiny, beam
         engine.options = replace(engine.options, beam_size=5)
     assert len({len(tokens) for tokens in alone}) > 1  # windows of different lengths: they ended apart
     assert [joined[number] for number in range(len(features))] == alone
+
+
+def test_prepare_readies_every_bucket_of_full_and_short_windows(tiny):
+    """Files' full windows and live partials' short ones (10 and 20 s: 500 and 1,000 audio states),
+    every batch bucket up to the batch size: on CUDA their graphs, the largest bucket's at once."""
+    _, torch_engine = tiny
+    torch_engine.prepare(4, ENGLISH)
+    prepared = {(shape.windows, shape.frames) for shape in torch_engine.engine._searches}
+    assert {(w, f) for w in (1, 2, 4) for f in (None, 500, 1000)} <= prepared

@@ -155,5 +155,6 @@ def test_smaller_buckets_run_padded_until_their_graphs_are_captured(tmp_path: Pa
     while engine._queued and time.monotonic() < deadline:
         time.sleep(0.1)
     assert {shape.windows for shape in engine._searches} == {batch_bucket(n) for n in range(1, 17)}
+    assert {shape.frames for shape in engine._searches} == {None, 500, 1000}, "live partials' short windows too"
     assert all(search._graphs for search in engine._searches.values()), "every bucket has its graphs"
     assert [s.text for s in whisper.transcribe(audio, chunks, decoding)] == expected

@@ -15,7 +15,7 @@ import torch
 from app.engine.decoding import Decoding
 from app.engine.whisper import fallback
 from app.engine.whisper.beam_search import BeamSearch, SearchBuffers, SearchShape, token_mask
-from app.engine.whisper.torch_engine import batch_bucket
+from app.engine.whisper.torch_engine import TorchEngine, batch_bucket
 from app.engine.whisper.torch_model import WhisperNetwork
 from app.engine.whisper.weights import read_weights
 from app.engine.whisper.word_timing import negative_dtw
@@ -385,3 +385,44 @@ def test_a_quantised_ctranslate2_model_reads_as_its_float_weights(monkeypatch, k
         else:
             step = expected.abs().max() / 2**10
         assert (read.tensors[name].float() - expected).abs().le(step / 2 + 1e-3).all(), name
+
+
+def test_a_queued_graph_capture_lets_waiting_batches_go_first():
+    """The capture thread takes the engine's lock for each graph only once no batch waits for it
+    (a lock is not fair), and not later than its bound under a steady load."""
+    import threading
+    import time
+
+    from app.engine.whisper import torch_engine
+
+    engine = object.__new__(TorchEngine)
+    engine._lock, engine._counter_lock, engine._waiting_batches = threading.Lock(), threading.Lock(), 0
+    order: list[str] = []
+    engine._lock.acquire()  # a batch is running
+
+    def batch() -> None:
+        with engine._waiting():
+            time.sleep(0.05)
+            order.append("batch")
+
+    def capture() -> None:  # as _capture_later, for one graph
+        engine._after_waiting_batches()
+        with engine._lock:
+            order.append("graph")
+
+    waiting = threading.Thread(target=batch)
+    waiting.start()
+    while not engine._waiting_batches:
+        time.sleep(0.001)
+    capturing = threading.Thread(target=capture)
+    capturing.start()
+    time.sleep(0.05)
+    engine._lock.release()  # the running batch ends: the waiting one, not the graph, must come next
+    waiting.join(5)
+    capturing.join(5)
+    assert order == ["batch", "graph"]
+
+    engine._waiting_batches = 1  # a batch that never gets in: the capture waits its bound, then goes on
+    started = time.monotonic()
+    engine._after_waiting_batches()
+    assert time.monotonic() - started >= torch_engine._CAPTURE_WAIT_S * 0.9

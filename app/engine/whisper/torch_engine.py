@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from app.engine.decoding import Sampling
+from app.engine.decoding import SHORT_WINDOW_FRAMES, Sampling
 from app.engine.whisper.beam_search import (
     SLOT_STEP,
     BeamSearch,
@@ -47,6 +48,7 @@ from app.engine.whisper.word_timing import align
 from app.runtime.timing import StepTimer
 
 DEFAULT_MAX_NEW_TOKENS = 224  # what CTranslate2 decodes at most: half of the decoder's 448 positions
+_CAPTURE_WAIT_S = 0.5  # the longest a queued graph capture steps aside for waiting batches
 
 
 def batch_bucket(windows: int) -> int:
@@ -103,6 +105,8 @@ class TorchEngine:
         self._queued: set[SearchShape] = set()  # buckets whose graphs a thread captures after prepare()
         self._graph_pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
         self._lock = threading.Lock()  # one batch at a time: the buffers are shared
+        self._waiting_batches = 0  # batches waiting for ``_lock``
+        self._counter_lock = threading.Lock()
         self._eot = tokenizer.token_to_id("<|endoftext|>")
         self._sot = tokenizer.token_to_id("<|startoftranscript|>")
         self._no_speech = tokenizer.token_to_id("<|nospeech|>") or tokenizer.token_to_id("<|nocaptions|>")
@@ -176,15 +180,18 @@ class TorchEngine:
 
     @torch.inference_mode()
     def prepare(self, batch_size: int, prompt: list[int]) -> None:
-        """Every bucket of up to ``batch_size`` windows after ``prompt``; the largest at once.
+        """Every bucket of up to ``batch_size`` windows after ``prompt``, of full windows and of
+        live partials' short ones; the largest bucket of full windows at once.
 
         On CUDA each bucket's graphs (one per cache length) take a fraction of a second to capture,
-        all of them seconds of start-up: the smaller buckets' are captured after, on a thread of
-        their own, one graph at a time between batches. Until a bucket's graphs are in, its
-        batches run padded in the smallest captured bucket that holds them.
+        all of them seconds of start-up: the others are captured after, on a thread of their own,
+        one graph at a time, each after any batch that waits. Until a bucket's graphs are in, its
+        batches run padded in the smallest captured bucket of their window length that holds them.
         """
         buckets = sorted({batch_bucket(n) for n in range(1, batch_size + 1)}, reverse=True)  # largest first
-        shapes = [self._shape(windows, prompt, self.options.beam_size)[0] for windows in buckets]
+        lengths = [None, *sorted(SHORT_WINDOW_FRAMES, reverse=True)]  # full windows first
+        beams = self.options.beam_size
+        shapes = [self._shape(windows, prompt, beams, frames)[0] for frames in lengths for windows in buckets]
         with self._lock:
             self._search(shapes[0])  # one allocation, for the largest
             later = [shape for shape in shapes[1:] if shape not in self._searches]
@@ -206,6 +213,7 @@ class TorchEngine:
                     continue
                 search = self._new_search(shape)
             for slots in search.slot_views():
+                self._after_waiting_batches()
                 with self._lock:  # one graph, then any batch that waits
                     if self._buffers is not buffers:  # grown or released meanwhile: these views are stale
                         break
@@ -214,6 +222,13 @@ class TorchEngine:
                 if self._buffers is buffers:
                     self._searches.setdefault(shape, search)
                 self._queued.discard(shape)
+
+    def _after_waiting_batches(self) -> None:
+        """Let batches that wait for the engine go first (a lock is not fair), but not for ever:
+        under a steady load the graphs still come in, one every ``_CAPTURE_WAIT_S`` at worst."""
+        deadline = time.monotonic() + _CAPTURE_WAIT_S
+        while self._waiting_batches and time.monotonic() < deadline:
+            time.sleep(0.002)
 
     def _padded(self, shape: SearchShape) -> BeamSearch | None:
         """For a bucket whose graphs are still queued: the smallest captured search that holds its batch."""
@@ -267,7 +282,7 @@ class TorchEngine:
             average = best.logprob / (len(best.tokens) + 1)
             deliver(number, Decoded(best.tokens, average, no_speech, token_logprobs=best.token_logprobs))
 
-        with self._lock:
+        with self._waiting():
             search = self._searches.get(shape) or self._padded(shape) or self._search(shape)
             with self.model_seconds("encode"):
                 search.cross.copy_(self._cross(features, search.shape.windows))
@@ -285,6 +300,21 @@ class TorchEngine:
             )
             self.model_seconds.add("decode", time.perf_counter() - started - joining_s)
             self.model_seconds.add("encode", joining_s)
+
+    @contextmanager
+    def _waiting(self) -> Iterator[None]:
+        """The engine's lock for a batch, counted while it waits (graph captures let it go first)."""
+        with self._counter_lock:
+            self._waiting_batches += 1
+        try:
+            self._lock.acquire()
+        finally:
+            with self._counter_lock:
+                self._waiting_batches -= 1
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _search(self, shape: SearchShape) -> BeamSearch:
         """The beam search for ``shape``: its views of the buffers, and on CUDA its graph."""
@@ -343,7 +373,7 @@ class TorchEngine:
     @torch.inference_mode()
     def detect_language(self, features: np.ndarray) -> list[tuple[str, float]]:
         count = features.shape[0]
-        with self._lock:
+        with self._waiting():
             with self.model_seconds("encode"):
                 # Batch sizes in buckets, as decoding's: the GPU libraries choose kernels per shape once.
                 cross = self._cross(features, batch_bucket(count))
@@ -363,7 +393,7 @@ class TorchEngine:
     def align_words(self, inputs: list[AlignmentInput], tokenizer: Any) -> list[list[dict[str, Any]]]:
         features = np.stack([i.features for i in inputs])
         texts = [i.tokens for i in inputs]
-        with self._lock:
+        with self._waiting():
             with self.model_seconds("encode"):
                 cross = self._cross(features, batch_bucket(len(inputs)))
             with self.model_seconds("align_words"):
