@@ -69,7 +69,9 @@ def warm_up(pipeline: TranscriptionPipeline, batch_size: int) -> WarmupReport:
     clip = _warmup_clip(pipeline.device)
     started = time.perf_counter()
     language = None if pipeline.device == "cuda" else "en"  # detection: one more encoder pass on a CPU
-    options = TranscribeOptions(batch_size=batch_size, diarize=False, language=language)
+    # One pass per window: whether the sample's windows pass the quality checks (random weights
+    # never do) must not decide how long start-up takes. The retries' sampling has nothing to warm.
+    options = TranscribeOptions(batch_size=batch_size, diarize=False, language=language, temperature=[0.0])
     transcript = pipeline.run(clip, pipeline.resolve(options))
     t = transcript.timings
     report = WarmupReport(

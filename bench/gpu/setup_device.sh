@@ -25,3 +25,5 @@ if [ -d /tmp/models/large-v3-shaped ] && [ ! -d /tmp/models/large-v3-hf ]; then
 fi
 FFMPEG_BINARY=$PWD/bench/gpu/ffmpeg_wav_shim.py
 export FFMPEG_BINARY
+# The Blackwell bridge, as the image installs it (its sitecustomize reports the capability decision).
+case ":$PYTHONPATH:" in *":$PWD/patches:"*) ;; *) export PYTHONPATH=$PWD/patches:$PYTHONPATH ;; esac

@@ -133,7 +133,7 @@ def test_smaller_buckets_run_padded_until_their_graphs_are_captured(tmp_path: Pa
 
     from app.engine.whisper.sources import resolve_whisper_source
     from app.engine.whisper.stage import Whisper
-    from app.engine.whisper.torch_engine import TorchEngine, batch_bucket
+    from app.engine.whisper.torch_engine import TorchEngine
 
     source = resolve_whisper_source(os.environ.get("GPU_TEST_WHISPER_MODEL", "bundled-tiny.en"), "cuda", tmp_path)
     common = {"device": "cuda", "compute_type": "float16", "cpu_threads": 0, "download_root": str(tmp_path)}
@@ -147,14 +147,15 @@ def test_smaller_buckets_run_padded_until_their_graphs_are_captured(tmp_path: Pa
     whisper = Whisper(engine)
     whisper.prepare(16, decoding)
     with engine._lock:  # the capture thread adds to both
-        captured, queued = {s.windows for s in engine._searches}, {s.windows for s in engine._queued}
-    assert 16 in captured and 16 not in queued, "the largest bucket is captured before prepare returns"
-    assert captured | queued == {1, 2, 4, 8, 16}, "the smaller ones are queued for the capture thread (or done)"
+        captured = {(s.windows, s.frames) for s in engine._searches}
+        queued = {(s.windows, s.frames) for s in engine._queued}
+    assert (16, None) in captured and (16, None) not in queued, "the largest full bucket is captured at once"
+    every = {(w, f) for w in (1, 2, 4, 8, 16) for f in (None, 500, 1000)}  # full windows, live partials' 10 and 20 s
+    assert captured | queued == every, "the others are queued for the capture thread (or done)"
     assert [s.text for s in whisper.transcribe(audio, chunks, decoding)] == expected
     deadline = time.monotonic() + 120
     while engine._queued and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert {shape.windows for shape in engine._searches} == {batch_bucket(n) for n in range(1, 17)}
-    assert {shape.frames for shape in engine._searches} == {None, 500, 1000}, "live partials' short windows too"
+    assert {(s.windows, s.frames) for s in engine._searches} == every
     assert all(search._graphs for search in engine._searches.values()), "every bucket has its graphs"
     assert [s.text for s in whisper.transcribe(audio, chunks, decoding)] == expected
