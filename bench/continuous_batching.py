@@ -136,7 +136,7 @@ def main() -> None:
     lengths = None
     if args.lengths_from:
         real = load(args.lengths_from, args.device, args.compute_type, None)
-        lengths = real_lengths(real, [w for f in every_file for w in f], decoding)
+        lengths = real_lengths(real, whisper, [w for f in every_file for w in f], decoding)
         real.engine.release()
         tokens = sorted(lengths.values())
         print(f"Forced lengths from {args.lengths_from}: {len(tokens)} windows, tokens "

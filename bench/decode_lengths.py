@@ -33,16 +33,16 @@ def digest(features: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(features).tobytes(), digest_size=12).hexdigest()
 
 
-def real_lengths(whisper: Whisper, windows: list[np.ndarray], decoding: Decoding) -> dict[str, int]:
-    """Each window's token count under a real model (``whisper``), by its features' digest."""
-    engine = whisper.engine
+def real_lengths(real: Whisper, target: Whisper, windows: list[np.ndarray], decoding: Decoding) -> dict[str, int]:
+    """Each window's token count under a real model, by the digest of the features ``target``
+    computes for it (the two models may differ in log-Mel bands: 80 for tiny, 128 for large-v3)."""
+    engine = real.engine
     tokenizer = engine.tokenizer(decoding.language, decoding.task)
     prompt = engine.prompt(tokenizer, None)
     lengths = {}
     for audio in windows:
-        features = whisper._features(audio)
-        [decoded] = engine.decode(features[None], prompt, decoding.sampling)
-        lengths[digest(features)] = max(1, len(decoded.tokens))
+        [decoded] = engine.decode(real._features(audio)[None], prompt, decoding.sampling)
+        lengths[digest(target._features(audio))] = max(1, len(decoded.tokens))
     return lengths
 
 
@@ -72,7 +72,9 @@ def forced_lengths(engine: TorchEngine, lengths: dict[str, int]) -> Iterator[Non
 
     def advance_forced(search: BeamSearch, slots: int, sampling: bool = False) -> None:
         targets = _targets(search)
-        mask = eot_only.setdefault(search.suppress.device, _eot_only(search))
+        if search.suppress.device not in eot_only:  # made before any graph capture (its eager warm-up)
+            eot_only[search.suppress.device] = _eot_only(search)
+        mask = eot_only[search.suppress.device]
         rows = (search.step_index >= targets).repeat_interleave(search.shape.beams)[:, None]
         search.suppress_rows.copy_(torch.where(rows, mask, search.base_suppress))
         advance(search, slots, sampling)
