@@ -148,13 +148,11 @@ def test_windows_that_join_a_running_search_decode_as_if_alone(beams):
     queue = list(range(2, 7))
     joined_at: list[list[int]] = []
 
-    def admit(places: list[int]) -> int:
+    def admit(places: list[int]) -> torch.Tensor:
         taken = queue[: len(places)]
         del queue[: len(taken)]
-        for place, window in zip(places, taken, strict=False):
-            search.cross[place] = waiting[window]
         joined_at.append(places[: len(taken)])
-        return len(taken)
+        return waiting[taken]
 
     search.cross.copy_(waiting[:2])
     ended: list[tuple[int, list[int], float]] = []

@@ -268,11 +268,11 @@ class BatchScheduler:
         live = [slot for slot in batch if slot.job.error is None]
         if not live:
             return
-        operation = live[0].job.operation
+        head = live[0].job
+        operation = head.operation
         # Only a batch that started full takes joiners: one that started short (the queue had no
         # more) ends as before, so a burst that arrives meanwhile gets a full batch of its own
         # instead of trickling through a small one.
-        head = live[0].job
         full = len(live) >= min(head.batch_size, self._cap or head.batch_size)
         if self.share and full and getattr(operation, "refills", False):
             self._execute_refilled(cast(RefillingOperation[Any, Any], operation), live, joined)

@@ -231,7 +231,7 @@ class BeamSearch:
         no_speech_token: int,
         finished: Finished,
         windows_used: int | None = None,
-        admit: Callable[[list[int]], int] | None = None,
+        admit: Callable[[list[int]], torch.Tensor | None] | None = None,
     ) -> None:
         """Decode after ``prompt`` from ``self.cross`` (filled by the caller), handing each window
         to ``finished`` as soon as it is done: its best hypothesis, and its no-speech probability
@@ -239,9 +239,9 @@ class BeamSearch:
         first ``windows_used`` (the rest pad the batch to its shape and are done from the
         start), then the joiners.
 
-        ``admit(places)``, where given, may fill the first ``k`` of those places' rows of
-        ``self.cross`` with waiting windows and return ``k``: they join the search at its next
-        step, each decoded from its own step 0 exactly as if it had been in from the start."""
+        ``admit(places)``, where given, may return the audio states (``cross_kv``'s) of up to
+        that many waiting windows: they take the first of those places and join the search at its
+        next step, each decoded from its own step 0 exactly as if it had been in from the start."""
         shape = self.shape
         windows, beams = shape.windows, shape.beams
         used = windows if windows_used is None else windows_used
@@ -277,16 +277,26 @@ class BeamSearch:
             free = [place for place in range(windows) if place not in started]
             if admit is None or not free or (len(free) < refill_at and started):
                 continue
-            joined = free[: admit(free)]
-            if joined:
-                self._start(prompt, joined, no_speech_at, no_speech_token)
+            states = admit(free)
+            if states is not None and len(states):
+                joined = free[: len(states)]
+                self.cross[joined] = states
+                self._start(prompt, joined, no_speech_at, no_speech_token, states)
                 for place in joined:
                     started[place], numbers[place] = tick, next_number
                     next_number += 1
 
-    def _start(self, prompt: list[int], places: list[int], no_speech_at: int, no_speech_token: int) -> None:
-        """Windows at ``places`` (their audio states in ``self.cross``) begin: the prompt's pass,
-        then step 0. The other places' cache, lineage and state are left as they are."""
+    def _start(
+        self,
+        prompt: list[int],
+        places: list[int],
+        no_speech_at: int,
+        no_speech_token: int,
+        states: torch.Tensor | None = None,
+    ) -> None:
+        """Windows at ``places`` (their audio states in ``self.cross``, and in ``states`` when
+        the caller has them at hand) begin: the prompt's pass, then step 0. The other places'
+        cache, lineage and state are left as they are."""
         beams, device = self.shape.beams, self.tokens.device
         decoder = self.network.decoder
         everyone = len(places) == self.shape.windows
@@ -301,7 +311,7 @@ class BeamSearch:
             cache, lineage, cross = (
                 self.cache[index, :, :, :, :slots],
                 self.lineage[index, :, :slots],
-                self.cross[index],
+                self.cross[index] if states is None else states,
             )
         head = torch.tensor(prompt[:-1], device=device).expand(len(places) * beams, -1)
         hidden = decoder.step(head, torch.arange(len(prompt) - 1, device=device), cache, lineage, cross)

@@ -266,15 +266,15 @@ class TorchEngine:
         shape, new_tokens = self._shape(count, prompt, beams, features.shape[2])
         joining_s = 0.0  # the joiners' encoder passes, counted as encoding
 
-        def admit(places: list[int]) -> int:
+        def admit(places: list[int]) -> torch.Tensor | None:
             nonlocal joining_s
             joining = more(len(places))
-            if joining:
-                started = time.perf_counter()
-                audio = self._cross(np.stack(joining), batch_bucket(len(joining)))[: len(joining)]
-                search.cross[places[: len(joining)]] = audio
-                joining_s += time.perf_counter() - started
-            return len(joining)
+            if not joining:
+                return None
+            started = time.perf_counter()
+            states = self._cross(np.stack(joining), batch_bucket(len(joining)))[: len(joining)]
+            joining_s += time.perf_counter() - started
+            return states
 
         def finished(number: int, best: Hypothesis, no_speech: float) -> None:
             # As WhisperX: the sum of log-probabilities over the tokens and the end of text. The
