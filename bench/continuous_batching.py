@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import threading
 import time
 from contextlib import nullcontext
-from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -39,25 +38,17 @@ from app.engine.audio import SAMPLE_RATE
 from app.engine.decoding import Decoding
 from app.engine.vad import SpeechChunk
 from app.engine.whisper import fallback
-from app.engine.whisper.sources import resolve_whisper_source
 from app.engine.whisper.stage import Whisper
 from app.engine.whisper.torch_engine import TorchEngine
 from app.serving.warmup import sample_speech
 from bench.decode_lengths import forced_lengths, real_lengths
+from bench.decode_probe import _load
 
 
 def load(model: str, device: str, compute_type: str, max_new_tokens: int | None) -> Whisper:
-    source = resolve_whisper_source(model, device, Path(tempfile.mkdtemp(prefix="bench-models-")))
-    engine = TorchEngine.load(
-        source,
-        device=device,
-        compute_type=compute_type,
-        cpu_threads=0,
-        download_root=str(Path.home() / ".cache" / "transcription-service"),
-        hf_token=None,
-        max_new_tokens=max_new_tokens,
-    )
-    return Whisper(engine)
+    """The torch engine behind a Whisper stage and its scheduler (decode_probe's loader)."""
+    probe_args = SimpleNamespace(model=model, device=device, compute_type=compute_type, max_new_tokens=max_new_tokens)
+    return Whisper(_load("torch", probe_args))  # type: ignore[arg-type]
 
 
 def files(count: int, windows: int, seed: int) -> list[list[np.ndarray]]:
