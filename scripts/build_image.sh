@@ -36,11 +36,16 @@ secret=()
 [[ -s $extra_ca ]] && secret=(--secret "id=extra_ca,src=$extra_ca")
 mkdir -p "$work"
 log() { echo "build_image: $*" >&2; }
+# Each build whose dependencies changed leaves the image it replaces untagged, about 7 GB, and a
+# failed step leaves its working container: a few such builds fill a disk. Both are removed,
+# but only ours (Dockerfile.gpu's label); the layers a later build reuses have children and stay.
+label=org.opencontainers.image.title=transcription-service
 
 if command -v docker >/dev/null 2>&1 && docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
   log "building $tag for $platform with Docker"
   DOCKER_BUILDKIT=1 docker build --platform "$platform" --target "$target" "${secret[@]}" \
     -f "$repo/Dockerfile.gpu" -t "$tag" "$repo" >&2
+  docker image prune -f --filter "label=$label" >/dev/null || true
   echo "$tag"
   exit 0
 fi
@@ -68,8 +73,12 @@ if ! timeout 60 buildah pull --quiet --platform "$platform" "docker.io/library/$
   fi
 fi
 
+prune_ours() { podman image prune -f --filter "label=$label" >/dev/null 2>&1 || true; }
+prune_ours  # what an earlier build left, before this one needs the room
 log "building $tag for $platform from $base with buildah"
-# --format docker keeps HEALTHCHECK and SHELL; --layers reuses unchanged steps across builds.
-buildah bud --format docker --layers --platform "$platform" --target "$target" "${secret[@]}" \
+# --format docker keeps HEALTHCHECK and SHELL; --layers reuses unchanged steps across builds;
+# --force-rm removes the working container of a step that failed (it holds all that step wrote).
+buildah bud --format docker --layers --force-rm --platform "$platform" --target "$target" "${secret[@]}" \
   --build-arg "RUNTIME_IMAGE=$base" -f "$repo/Dockerfile.gpu" -t "$tag" "$repo" >&2
+prune_ours
 echo "$tag"

@@ -237,3 +237,16 @@ def deployment_image_python(engine_env, image):
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     return run
+
+
+def test_the_build_leaves_none_of_its_images_behind(engine_env, image):
+    """A rebuild untags the image it replaces (about 7 GB) and a failed step keeps its working
+    container: build_image.sh removes both, so rebuilding does not fill the disk."""
+    from tests.support.containers import engine_name
+
+    label = "label=org.opencontainers.image.title=transcription-service"
+    listed = subprocess.run(
+        [engine_name(), "images", "-q", "--filter", "dangling=true", "--filter", label],
+        env=engine_env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert listed.stdout.split() == []
