@@ -1,6 +1,6 @@
 """The benchmark harnesses run end to end on the CPU (bundled tiny.en, small sizes, no targets):
-throughput for both engines, one server after the other, capacity, partials on short windows, and
-continuous batching."""
+throughput for both engines, one server after the other, capacity, partials on short windows,
+continuous batching, and the diarizer's frame-level steps."""
 
 import subprocess
 import sys
@@ -50,3 +50,9 @@ def test_continuous_batching_harness_smoke_run():
     assert "| whole batches |" in stdout and "| refilled |" in stdout
     assert "windows whose text differs: 0 of 8" in stdout
     assert '"whole batches": {' in stdout and '"joined": 0' in stdout.split('"refilled"')[0]
+
+
+def test_speaker_frames_harness_smoke_run():
+    """pyannote's frame-level steps and the offline diarizer's, timed on the same segmentation: same turns."""
+    stdout = _smoke_run("speaker_frames")
+    assert "| 30 |" in stdout and "| yes |" in stdout

@@ -22,10 +22,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pyannote.audio import Model
+from pyannote.audio.core.io import AudioFile
 from pyannote.audio.core.plda import PLDA
 from pyannote.audio.pipelines import SpeakerDiarization
-from pyannote.core import SlidingWindowFeature
+from pyannote.audio.pipelines.utils.diarization import set_num_speakers
+from pyannote.core import Annotation, SlidingWindow, SlidingWindowFeature
 
+from app.engine.speakers import frames
 from app.engine.speakers.embedding import SpeakerEmbedding
 from app.runtime.package_files import package_file
 
@@ -90,6 +93,80 @@ class OfflineSpeakerDiarization(SpeakerDiarization):
 
     def default_parameters(self) -> dict[str, Any]:
         return HYPERPARAMETERS
+
+    def apply(
+        self,
+        file: AudioFile,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        hook: Callable[..., Any] | None = None,
+        **_: Any,
+    ) -> Annotation:
+        """``SpeakerDiarization.apply`` as the service uses it: the same steps and hooks, with the
+        frame-level ones from frames.py, and only the diarization (pyannote also builds an
+        exclusive one, which nothing here reads, and maps labels to a reference when one is given)."""
+        assert isinstance(file, Mapping), "Pipeline.__call__ hands apply() the validated file's dict"
+        hook = self.setup_hook(file, hook=hook)
+        num_speakers, min_speakers, max_speakers = set_num_speakers(num_speakers, min_speakers, max_speakers)
+        receptive_field = self._segmentation.model.receptive_field
+
+        segmentations = self.get_segmentations(file, hook=hook)
+        hook("segmentation", segmentations)
+        binarized = frames.hysteresis(segmentations, self.segmentation.threshold, initial_state=False)
+        count = frames.speaker_count(binarized, receptive_field)
+        hook("speaker_counting", count)
+        if np.nanmax(count.data) == 0.0:
+            return Annotation(uri=file.get("uri"))
+
+        embeddings = self.get_embeddings(file, binarized, exclude_overlap=self.embedding_exclude_overlap, hook=hook)
+        hook("embeddings", embeddings)
+        hard_clusters, _, _ = self.clustering(
+            embeddings=embeddings,
+            segmentations=binarized,
+            num_clusters=num_speakers,
+            min_clusters=min_speakers,
+            max_clusters=max_speakers,
+            file=file,
+            frames=receptive_field,
+        )
+        # The count may exceed the speakers asked for where the segmentation over-counts.
+        count.data = np.minimum(count.data, max_speakers).astype(np.int8)
+        hard_clusters[np.sum(binarized.data, axis=1) == 0] = -2  # silent local speakers: no cluster
+        discrete = self.reconstruct(segmentations, hard_clusters, count)
+        hook("discrete_diarization", discrete)
+
+        diarization = self.to_annotation(discrete, min_duration_off=self.segmentation.min_duration_off)
+        diarization.uri = file.get("uri")
+        return diarization.rename_labels(mapping=dict(zip(diarization.labels(), self.classes(), strict=False)))
+
+    # pyannote's frame-level steps, each a loop over chunks or frames in Python, done with whole
+    # arrays (frames.py). Any arguments the offline diarizer never passes go to pyannote's own.
+
+    @staticmethod
+    def speaker_count(
+        binarized_segmentations: SlidingWindowFeature,
+        frames_: SlidingWindow,
+        warm_up: tuple[float, float] = (0.1, 0.1),
+    ) -> SlidingWindowFeature:
+        if tuple(warm_up) != (0.0, 0.0):
+            return SpeakerDiarization.speaker_count(binarized_segmentations, frames_, warm_up=warm_up)
+        return frames.speaker_count(binarized_segmentations, frames_)
+
+    def reconstruct(
+        self, segmentations: SlidingWindowFeature, hard_clusters: np.ndarray, count: SlidingWindowFeature
+    ) -> SlidingWindowFeature:
+        return self.to_diarization(frames.clustered_segmentations(segmentations, hard_clusters), count)
+
+    @staticmethod
+    def to_diarization(segmentations: SlidingWindowFeature, count: SlidingWindowFeature) -> SlidingWindowFeature:
+        return frames.top_speakers(segmentations, count)
+
+    @staticmethod
+    def to_annotation(
+        discrete_diarization: SlidingWindowFeature, min_duration_on: float = 0.0, min_duration_off: float = 0.0
+    ) -> Annotation:
+        return frames.active_regions(discrete_diarization, min_duration_on, min_duration_off)
 
     def get_embeddings(
         self,
