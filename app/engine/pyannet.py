@@ -16,6 +16,7 @@ import itertools
 import math
 import pickle
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,9 +140,9 @@ class PyanNet(nn.Module):
         return size(1) / SAMPLE_RATE, (size(2) - size(1)) / SAMPLE_RATE
 
 
-class SpeechScores:
-    """Frame-level speech scores of a recording: pyannote's ``Inference`` with a sliding window
-    (10 % steps, Hamming-weighted overlap-add) and the VAD pipeline's max over speakers."""
+class ChunkScores:
+    """The model slid over a recording as pyannote's ``Inference`` slides it: windows of the
+    checkpoint's duration every 10 % of it, the last one zero-padded, scored in batches."""
 
     def __init__(self, path: Path, device: torch.device, batch_size: int = 32) -> None:
         checkpoint = read_checkpoint(path)
@@ -157,28 +158,53 @@ class SpeechScores:
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
 
+    def to(self, device: torch.device) -> None:
+        self.model.to(device)
+        self.device = device
+
     @torch.inference_mode()
-    def __call__(self, waveform: torch.Tensor) -> np.ndarray:
-        """(samples,) at 16 kHz, on any device → (frames,) float32 scores, one per ``frame_step``."""
+    def chunks(self, waveform: torch.Tensor, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """(samples,) at 16 kHz, on any device → (chunks, frames, classes) float32 scores, chunk i
+        starting at ``i * step`` seconds. ``progress(done, total)`` is called after each batch."""
         waveform = waveform.reshape(1, -1).to(self.device, torch.float32)
         samples = waveform.shape[1]
         step = round(self.step * SAMPLE_RATE)
         chunks = waveform.unfold(1, self.window, step).transpose(0, 1) if samples >= self.window else None
         count = 0 if chunks is None else chunks.shape[0]
-        outputs = [self._infer(chunks[c : c + self.batch_size]) for c in range(0, count, self.batch_size)]  # type: ignore[index]
-        has_last = samples < self.window or (samples - self.window) % step > 0
+        has_last = self.has_last(samples)
+        batches = [chunks[c : c + self.batch_size] for c in range(0, count, self.batch_size)]  # type: ignore[index]
         if has_last:
             last = waveform[:, count * step :]
-            outputs.append(self._infer(F.pad(last, (0, self.window - last.shape[1]))[None]))
-        scores = np.vstack(outputs).max(axis=-1, keepdims=True)  # the VAD's pre-aggregation hook
-        aggregated = self._aggregate(scores)
-        if has_last:  # pyannote crops to the recording ("loose": every frame that overlaps it)
-            aggregated = aggregated[: math.floor(samples / SAMPLE_RATE / self.frame_step) + 1]
-        return aggregated[:, 0]
+            batches.append(F.pad(last, (0, self.window - last.shape[1]))[None])
+        outputs = []
+        for done, batch in enumerate(batches, 1):
+            outputs.append(self._infer(batch))
+            if progress is not None:
+                progress(done, len(batches))
+        return np.vstack(outputs)
+
+    def has_last(self, samples: int) -> bool:
+        """Whether the recording ends inside a padded last window (pyannote's slide adds one then)."""
+        return samples < self.window or (samples - self.window) % round(self.step * SAMPLE_RATE) > 0
 
     def _infer(self, batch: torch.Tensor) -> np.ndarray:
         result: np.ndarray = self.model(batch).cpu().numpy()
         return result
+
+
+class SpeechScores(ChunkScores):
+    """Frame-level speech scores of a recording: the chunks' scores (``ChunkScores``), the VAD
+    pipeline's max over speakers, and pyannote's Hamming-weighted overlap-add."""
+
+    @torch.inference_mode()
+    def __call__(self, waveform: torch.Tensor) -> np.ndarray:
+        """(samples,) at 16 kHz, on any device → (frames,) float32 scores, one per ``frame_step``."""
+        samples = waveform.numel()
+        scores = self.chunks(waveform).max(axis=-1, keepdims=True)  # the VAD's pre-aggregation hook
+        aggregated = self._aggregate(scores)
+        if self.has_last(samples):  # pyannote crops to the recording ("loose": every frame that overlaps it)
+            aggregated = aggregated[: math.floor(samples / SAMPLE_RATE / self.frame_step) + 1]
+        return aggregated[:, 0]
 
     def _aggregate(self, scores: np.ndarray) -> np.ndarray:
         """Overlap-add of the chunks' scores, each weighted by a Hamming window (``Inference.aggregate``)."""

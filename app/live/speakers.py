@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.engine.speakers.diarization import assign_speakers
+from app.engine.speakers.assignment import assign_speakers
 from app.engine.speakers.known import Embed, KnownSpeaker, match_voices, speaker_voices, unit_vector
 from app.transcript import DiarizationReport, KnownSpeakerMatch, SpeakerTurn, Transcript
 

@@ -26,7 +26,7 @@ from app.config import Settings
 from app.engine.align.aligners import AlignerCache
 from app.engine.align.models import TORCHAUDIO_MODELS
 from app.engine.pipeline import TranscriptionPipeline
-from app.engine.speakers.diarization import Diarizer, DiarizerUnavailable, load_diarizer
+from app.engine.speakers.diarization import Diarizer, DiarizerUnavailable, load_diarizer, pretrained_within_reach
 from app.engine.vad import load_speech_detector
 from app.engine.whisper.engine import choose_engine
 from app.engine.whisper_models import WhisperModels, model_spec
@@ -49,7 +49,8 @@ T = TypeVar("T")
 
 # pyannote.audio's import (Lightning, torchmetrics, torch._dynamo: seconds of Python under the
 # GIL), cut into its heaviest parts, each a second or less, so the diarizer's loading after ready
-# can step aside for requests between them (YIELD_TO_REQUESTS_S at most before each step).
+# can step aside for requests between them (YIELD_TO_REQUESTS_S at most before each step). Only a
+# pretrained pipeline needs it: the offline diarizer imports none of it.
 PARTS_OF_PYANNOTE_IMPORT = ("pandas", "scipy.signal", "networkx", "matplotlib.pyplot", "torch._dynamo")
 YIELD_TO_REQUESTS_S = 2.0
 # While those steps run beside requests: a request thread that waits for the GIL gets it back
@@ -74,9 +75,10 @@ class ModelLoader:
         """Load and warm the transcription stages, serve, then load the diarizer beside the serving.
 
         Never raises: the outcome is in the state's ``phase`` and the stages. The diarizer comes
-        after ready because its imports (pyannote.audio → Lightning → torchmetrics, torch._dynamo)
-        take longer than everything else start-up does; a request that wants speakers meanwhile
-        waits for it (``TranscriptionPipeline.attach_diarizer``), one that does not is served.
+        after ready: a pretrained pipeline's imports (pyannote.audio → Lightning → torchmetrics,
+        torch._dynamo) take longer than everything else start-up does, and even the offline one
+        needs seconds to load and warm; a request that wants speakers meanwhile waits for it
+        (``TranscriptionPipeline.attach_diarizer``), one that does not is served.
         """
         state = self.state
         timer = StepTimer(state.startup_timings, state.startup_spans)
@@ -116,12 +118,13 @@ class ModelLoader:
         try:
             device = state.diarization_device
             assert device is not None
-            for module in PARTS_OF_PYANNOTE_IMPORT:  # in the gaps between requests
+            if self._tries_pretrained():  # the offline diarizer needs none of pyannote.audio
+                for module in PARTS_OF_PYANNOTE_IMPORT:  # in the gaps between requests
+                    pipeline.activity.wait_until_idle(YIELD_TO_REQUESTS_S)
+                    with contextlib.suppress(ImportError):  # a part missing from an install: one step less
+                        _import(timer, module)
                 pipeline.activity.wait_until_idle(YIELD_TO_REQUESTS_S)
-                with contextlib.suppress(ImportError):  # a part missing from an install: one step less
-                    _import(timer, module)
-            pipeline.activity.wait_until_idle(YIELD_TO_REQUESTS_S)
-            _import(timer, "pyannote.audio")
+                _import(timer, "pyannote.audio")
             pipeline.activity.wait_until_idle(YIELD_TO_REQUESTS_S)
             with side_stream(device):
                 diarizer = self._load_diarizer(timer)
@@ -300,6 +303,12 @@ class ModelLoader:
                         import_stage_module("whisperx.alignment")
                 aligners.get(language)
         return aligners
+
+    def _tries_pretrained(self) -> bool:
+        settings = self.settings
+        if settings.diarizer == "offline":
+            return False
+        return pretrained_within_reach(settings.diarization_pipeline, hf_token(settings), settings.model_cache_dir)
 
     def _load_diarizer(self, timer: StepTimer) -> Diarizer | None:
         settings, stage = self.settings, self.state.stages["diarization"]

