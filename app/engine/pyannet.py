@@ -150,6 +150,7 @@ class ChunkScores:
         self.device, self.batch_size = device, batch_size
         self.duration = checkpoint.duration
         self.step = 0.1 * self.duration
+        self.step_samples = round(self.step * SAMPLE_RATE)
         self.frame_duration, self.frame_step = self.model.frames()
         self.window = round(self.duration * SAMPLE_RATE)
         if device.type == "cuda":
@@ -167,8 +168,7 @@ class ChunkScores:
         """(samples,) at 16 kHz, on any device → (chunks, frames, classes) float32 scores, chunk i
         starting at ``i * step`` seconds. ``progress(done, total)`` is called after each batch."""
         waveform = waveform.reshape(1, -1).to(self.device, torch.float32)
-        samples = waveform.shape[1]
-        step = round(self.step * SAMPLE_RATE)
+        samples, step = waveform.shape[1], self.step_samples
         chunks = waveform.unfold(1, self.window, step).transpose(0, 1) if samples >= self.window else None
         count = 0 if chunks is None else chunks.shape[0]
         has_last = self.has_last(samples)
@@ -185,7 +185,7 @@ class ChunkScores:
 
     def has_last(self, samples: int) -> bool:
         """Whether the recording ends inside a padded last window (pyannote's slide adds one then)."""
-        return samples < self.window or (samples - self.window) % round(self.step * SAMPLE_RATE) > 0
+        return samples < self.window or (samples - self.window) % self.step_samples > 0
 
     def _infer(self, batch: torch.Tensor) -> np.ndarray:
         result: np.ndarray = self.model(batch).cpu().numpy()

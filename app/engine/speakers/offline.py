@@ -67,6 +67,13 @@ def _no_hook(*_: Any, **__: Any) -> None:
     return None
 
 
+def _mono(file: Mapping[str, Any]) -> torch.Tensor:
+    """The file's (channels, samples) waveform as one channel, as pyannote's Audio downmixes it: the
+    channel itself when there is one (a view; averaging would copy hours of audio for nothing)."""
+    waveform = torch.as_tensor(file["waveform"])
+    return waveform[0] if waveform.shape[0] == 1 else waveform.mean(dim=0)
+
+
 class OfflineSpeakerDiarization:
     """Called as a pyannote pipeline is: ``diarizer({"waveform": (channels, samples), "sample_rate":
     16000}, num_speakers=..., hook=...)`` → an ``Annotation`` labelled SPEAKER_00, SPEAKER_01, ...
@@ -161,7 +168,7 @@ class OfflineSpeakerDiarization:
         def progress(done: int, total: int) -> None:
             hook("segmentation", None, completed=done, total=total)
 
-        waveform = torch.as_tensor(file["waveform"]).mean(dim=0)  # mono, as pyannote's Audio downmixes
+        waveform = _mono(file)
         scores = self._segmentation.chunks(waveform, progress)
         chunks = SlidingWindow(start=0.0, duration=self._segmentation.duration, step=self._segmentation.step)
         return SlidingWindowFeature(scores, chunks)
@@ -191,7 +198,7 @@ class OfflineSpeakerDiarization:
         # Audio.crop(mode="pad") of every chunk: round(start * rate) onwards, zeros past either end.
         rate = file["sample_rate"]
         device = self._embedding.device
-        waveform = torch.as_tensor(file["waveform"]).mean(dim=0)  # mono, as pyannote's Audio downmixes
+        waveform = _mono(file)
         length = round(window.duration * rate)
         starts = np.round((window.start + np.arange(num_chunks) * window.step) * rate).astype(np.int64)
         before = max(0, -int(starts.min(initial=0)))
