@@ -20,6 +20,7 @@ class AdmissionGate:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.draining = False
+        self._drain_deadline = 0.0  # monotonic time when the shutdown's grace ends
         self.refused = 0
         self.cancelled = 0
         self._tokens: set[CancelToken] = set()
@@ -52,10 +53,15 @@ class AdmissionGate:
                     self.cancelled += 1
                 self._idle.notify_all()
 
-    def drain(self) -> None:
-        """Admit nothing new from now on."""
+    def drain(self, grace_s: float) -> None:
+        """Admit nothing new from now on; what runs has ``grace_s`` to finish."""
         with self._idle:
             self.draining = True
+            self._drain_deadline = time.monotonic() + grace_s
+
+    def grace_left(self) -> float:
+        """Seconds left of the shutdown's grace (0 once it is over)."""
+        return max(self._drain_deadline - time.monotonic(), 0.0)
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until nothing is in flight; False if that took longer than ``timeout_s``."""

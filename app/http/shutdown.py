@@ -7,8 +7,9 @@ flight without a limit: probes get "connection refused" and Docker (10 s) or Kub
   ``draining``, while liveness and the listener stay up;
 - transcriptions in flight get ``grace_s`` to finish; what is left is cancelled (each gets
   a clean 503) and given a few seconds to answer;
-- live sessions see the drain at once: each transcribes its open turn, sends a last
-  ``error`` event (``server_shutting_down``) and closes (within the same grace);
+- live sessions see the drain at once: each transcribes its open turn (within the same
+  grace; a turn not done by then is cancelled), sends a last ``error`` event
+  (``server_shutting_down``) and closes with 1012;
 - then uvicorn's normal shutdown runs (lifespan end, scheduler closed).
 A second signal exits at once.
 """
@@ -23,6 +24,7 @@ from types import FrameType
 import uvicorn
 
 from app.control.admission import AdmissionGate
+from app.live.session import CANCELLED_TURNS_SETTLE_S
 from app.live.sessions import LiveSessions
 
 logger = logging.getLogger("app.http.shutdown")
@@ -43,7 +45,7 @@ class DrainingServer(uvicorn.Server):
         if self._drain is not None:  # a second signal: stop now
             super().handle_exit(sig, frame)
             return
-        self.gate.drain()
+        self.gate.drain(self.grace_s)
         logger.info(
             "Draining: %d transcription(s) in flight get up to %.0f s; new ones get 503",
             self.gate.in_flight,
@@ -58,7 +60,9 @@ class DrainingServer(uvicorn.Server):
             cancelled = self.gate.cancel_all("the server is shutting down")
             logger.warning("Grace period over: cancelled %d transcription(s)", cancelled)
             self.gate.wait_idle(_CANCEL_SETTLE_S)
-        if not self.live.wait_closed(max(self.grace_s - (time.monotonic() - started), _CANCEL_SETTLE_S)):
+        # Sessions stop transcribing when the grace ends (LiveSession.finish); then they get
+        # time to cancel what they still decode and to say goodbye.
+        if not self.live.wait_closed(self.gate.grace_left() + CANCELLED_TURNS_SETTLE_S + _CANCEL_SETTLE_S):
             logger.warning("%d live session(s) still open at the end of the grace period", self.live.open)
         logger.info("Drained in %.1f s; shutting down", time.monotonic() - started)
         super().handle_exit(sig, frame)

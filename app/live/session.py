@@ -28,9 +28,10 @@ import numpy as np
 from app.control.cancellation import CancelToken
 from app.engine.audio import SAMPLE_RATE
 from app.engine.decoding import Urgency
-from app.engine.options import ResolvedOptions, TranscribeOptions, names_without_clips, with_stored_clips
+from app.engine.options import ResolvedOptions, names_without_clips, with_stored_clips
 from app.errors import ModelNotFound, ServiceError
 from app.live.agreement import StablePrefix
+from app.live.decoding import CollectedLogprobs, turn_options
 from app.live.kept_audio import KeptAudio
 from app.live.pcm import BadAudio, Resampler, pcm16_from_base64
 from app.live.protocol import (
@@ -48,7 +49,7 @@ from app.live.protocol import (
 from app.live.speakers import SessionSpeakers, turn_threshold
 from app.live.turns import FRAME, StreamingSilero, TurnDetector, TurnEnded, TurnStarted
 from app.serving.transcriber import Transcriber
-from app.transcript import TextPiece, TokenLogprob, Transcript
+from app.transcript import Transcript
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,9 @@ StoredVoices = Callable[[list[str]], dict[str, str]]  # names → the tenant's s
 _MIN_COMMIT_S = 0.1  # OpenAI refuses to commit less than 100 ms of audio
 _MIN_PARTIAL_S = 0.3  # too little speech for a first decode
 _MAX_TURN_S = 30.0  # one Whisper window
-_FINAL_BATCH = 4  # the most windows a committed turn's batch holds (see _resolve)
 _LANGUAGE_AFTER_S = 2.0  # a turn this long tells its language reliably enough to keep it
+# At a shutdown, how long turns cancelled at the end of the grace get to end with their failed event.
+CANCELLED_TURNS_SETTLE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ class LiveSession:
             raise ProtocolError(exc.message, code=exc.code, param="session.audio.input.transcription.model") from None
         config = await self._with_stored_clips(config)
         with refused_as_protocol_errors():
-            final = self._resolve(config, partial=False)  # refuse what could not be decoded, now
+            final = turn_options(self._transcriber, config, partial=False)  # refuse what could not be decoded, now
         known_changed = _known(config) != _known(self.config)
         if known_changed:
             with refused_as_protocol_errors():  # a clip that is not 2-10 s of a voice
@@ -279,7 +281,9 @@ class LiveSession:
 
     async def _decode_partial(self, item: str | None, audio: np.ndarray) -> None:
         try:
-            options = self._resolve(self.config, partial=True, language=self._turn_language or self._session_language)
+            options = turn_options(
+                self._transcriber, self.config, partial=True, language=self._turn_language or self._session_language
+            )
             transcript = await self._run(audio, options, Urgency.PARTIAL)
         finally:
             self._partial = None
@@ -300,9 +304,9 @@ class LiveSession:
 
     async def _complete_in_order(self, item: str, audio: np.ndarray, offset_s: float, stable: StablePrefix) -> None:
         async with self._finals:
-            collected = _Collected(self.config.logprobs)
+            collected = CollectedLogprobs(self.config.logprobs)
             try:
-                options = self._resolve(self.config, partial=False, language=self._session_language)
+                options = turn_options(self._transcriber, self.config, partial=False, language=self._session_language)
                 transcript = await self._run(audio, options, Urgency.TURN, collected)
                 if transcript.diarization.performed:
                     await self._in_thread(self._label_speakers, audio, transcript)
@@ -319,7 +323,7 @@ class LiveSession:
             await self._send(transcription_completed(item, transcript, offset_s, collected.entries))
 
     async def _run(
-        self, audio: np.ndarray, options: ResolvedOptions, urgency: Urgency, listener: _Collected | None = None
+        self, audio: np.ndarray, options: ResolvedOptions, urgency: Urgency, listener: CollectedLogprobs | None = None
     ) -> Transcript:
         """One decode of a turn's audio, its windows ahead of queued file work (someone is
         waiting), a committed turn's ahead of partial decodes. Live work has threads of its own,
@@ -339,31 +343,6 @@ class LiveSession:
         assert voices is not None, "the turn was diarized"
         self._speakers.label(audio, transcript, voices.embed, turn_threshold(voices.same_voice))
 
-    def _resolve(self, config: LiveConfig, *, partial: bool, language: str | None = None) -> ResolvedOptions:
-        # A partial decode is text only; a committed turn's has words, and speakers when asked
-        # (named by the session's voices afterwards, not by the pipeline: see speakers.py).
-        options = TranscribeOptions(
-            model=config.model,
-            language=config.language or language,
-            initial_prompt=config.prompt,
-            hotwords=", ".join(config.keywords) or None,
-            word_timestamps=not partial,
-            # A partial is provisional: one pass. The committed turn's windows are checked and
-            # decoded again when they fail (fallback.py), as a file's are.
-            temperature=[0.0] if partial else 0.0,
-            diarize=config.speakers and not partial,
-            known_speaker_names=[] if partial else list(config.known_speaker_names),
-            known_speaker_references=[] if partial else list(config.known_speaker_references),
-            # A committed turn leads a small batch of its own (it goes first and is topped up
-            # with at most a few other windows), so it is not held up by a large batch of
-            # partials; partials share the service's batches (with file windows too on CTranslate2;
-            # on the torch engine with other windows of their length).
-            batch_size=None if partial else min(_FINAL_BATCH, self._transcriber.capabilities().max_batch_size),
-        )
-        # A partial's window is the turn so far, rounded up to 10 s, where the engine can (the
-        # torch engine): it costs what the turn costs. The final decode reads full windows.
-        return replace(self._transcriber.resolve(options), short_windows=partial)
-
     # --- the end ---
 
     def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
@@ -373,15 +352,30 @@ class LiveSession:
         task.add_done_callback(_log_failure)
         return task
 
-    async def finish(self, reason: str) -> None:
-        """Before a server shutdown: transcribe the open turn, then say why the session ends."""
+    async def finish(self, reason: str, within_s: float) -> None:
+        """Before a server shutdown: transcribe the open turn, then say why the session ends.
+
+        The transcribing gets ``within_s`` (what is left of the shutdown's grace); turns not
+        done by then are cancelled (each gets its failed event if the cancel lands in time),
+        and the session says goodbye all the same."""
+        try:
+            await asyncio.wait_for(self._transcribe_the_rest(), timeout=within_s)
+        except TimeoutError:
+            self._cancel.cancel("the server is shutting down")
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=CANCELLED_TURNS_SETTLE_S)
+            for task in list(self._tasks):
+                task.cancel()
+            reason += " Turns not transcribed by the end of the shutdown's grace period were cancelled."
+        await self._send(error(reason, code="server_shutting_down", kind="server_error"))
+
+    async def _transcribe_the_rest(self) -> None:
         if self._turns is not None and (ended := self._turns.end_now()) is not None:
             await self._turn_ended(ended)
         elif self._turns is None and self._audio.uncommitted / SAMPLE_RATE >= _MIN_COMMIT_S:
             await self._commit(new_id("item"), self._audio.kept_from, self._audio.received)
         if self._tasks:
             await asyncio.wait(set(self._tasks))
-        await self._send(error(reason, code="server_shutting_down", kind="server_error"))
 
     async def close(self) -> None:
         """Stop everything this session started; drop its audio."""
@@ -392,18 +386,6 @@ class LiveSession:
             await asyncio.wait(set(self._tasks), timeout=5)
         self._audio.drop()
         self._vad, self._turns = None, None
-
-
-class _Collected:
-    """The pipeline's text listener for a final decode: collects its token log-probabilities."""
-
-    def __init__(self, logprobs: bool) -> None:
-        self.logprobs = logprobs
-        self.entries: list[TokenLogprob] | None = [] if logprobs else None
-
-    def __call__(self, piece: TextPiece) -> None:
-        if self.entries is not None and piece.logprobs:
-            self.entries.extend(piece.logprobs)
 
 
 def _known(config: LiveConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -127,7 +127,7 @@ def test_a_stage_loading_after_ready_is_listed_and_require_waits_for_it(make_cli
     for unknown in ("speakers", "ALL;drop", "diarization,", ""):
         assert client.get("/health", params={"require": unknown}).status_code == 422, unknown
 
-    client.app.state.gate.drain()  # shutting down says so, whatever is still loading
+    client.app.state.gate.drain(grace_s=30)  # shutting down says so, whatever is still loading
     draining = client.get("/health", params={"require": "all"})
     assert draining.status_code == 503 and draining.json()["status"] == "draining"
     client.app.state.gate.draining = False

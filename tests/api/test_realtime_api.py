@@ -302,13 +302,45 @@ def test_shutdown_transcribes_the_open_turn_then_says_goodbye(client, call_pcm24
         _append(ws, call_pcm24[: 24000 * 2 * 3])
         ws.send_json({"type": "session.update", "session": {}})
         _until(ws, "session.updated")
-        client.app.state.gate.drain()
+        client.app.state.gate.drain(grace_s=30)
         events = _until(ws, "error")
         assert [e["type"] for e in events][-2:] == ["conversation.item.input_audio_transcription.completed", "error"]
         assert events[-1]["error"]["code"] == "server_shutting_down"
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
         assert closed.value.code == 1012
+    assert client.get("/health").json()["queue"]["realtime"]["sessions"] == 0
+
+
+def test_a_turn_not_transcribed_within_the_grace_is_cancelled_and_the_goodbye_still_comes(
+    client, fake_pipeline, call_pcm24
+):
+    """A shutdown's grace bounds a live session too: its open turn's decode (held here) is
+    cancelled when the grace ends, gets its failed event, and the session still says why it
+    ends and closes with 1012."""
+    fake_pipeline.release.clear()
+    with _session(client) as ws:
+        ws.send_json({"type": "session.update", "session": {"audio": {"input": {"turn_detection": None}}}})
+        _until(ws, "session.updated")
+        _append(ws, call_pcm24[: 24000 * 2 * 3])
+        ws.send_json({"type": "session.update", "session": {}})
+        _until(ws, "session.updated")
+        started = time.monotonic()
+        client.app.state.gate.drain(grace_s=1.0)
+        events = _until(ws, "error")
+        took = time.monotonic() - started
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    kinds = [e["type"] for e in events]
+    assert kinds[-3:] == [
+        "input_audio_buffer.committed",
+        "conversation.item.input_audio_transcription.failed",
+        "error",
+    ], kinds
+    assert events[-2]["item_id"] == events[-3]["item_id"]
+    assert events[-1]["error"]["code"] == "server_shutting_down" and "cancelled" in events[-1]["error"]["message"]
+    assert closed.value.code == 1012
+    assert 1.0 <= took < 4.0
     assert client.get("/health").json()["queue"]["realtime"]["sessions"] == 0
 
 

@@ -328,7 +328,7 @@ def test_the_memory_budget_refuses_audio_that_does_not_fit(make_client, sample_b
 
 
 def test_draining_refuses_new_work_and_readiness(client, sample_bytes):
-    client.app.state.gate.drain()
+    client.app.state.gate.drain(grace_s=30)
     reply = _post(client, sample_bytes)
     assert reply.status_code == 503
     assert reply.json()["error"]["code"] == "shutting_down"

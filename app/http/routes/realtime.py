@@ -86,7 +86,8 @@ async def _serve(websocket: WebSocket, send: Any, live: LiveSessions, state: Any
         await session.start()
         while True:
             if state.gate.draining:
-                await session.finish("The server is shutting down; reconnect to another instance.")
+                reason = "The server is shutting down; reconnect to another instance."
+                await session.finish(reason, within_s=state.gate.grace_left())
                 await _close(websocket, _SERVICE_RESTART, "server shutting down")
                 return
             if session.owes_events:  # turns still being transcribed: the client is waiting, not idle

@@ -1,0 +1,53 @@
+"""How a live turn is decoded: the options of a partial and of a committed turn's final decode,
+and the listener that collects a final decode's token log-probabilities."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from app.engine.options import ResolvedOptions, TranscribeOptions
+from app.live.protocol import LiveConfig
+from app.serving.transcriber import Transcriber
+from app.transcript import TextPiece, TokenLogprob
+
+_FINAL_BATCH = 4  # the most windows a committed turn's batch holds
+
+
+def turn_options(
+    transcriber: Transcriber, config: LiveConfig, *, partial: bool, language: str | None = None
+) -> ResolvedOptions:
+    """A partial decode is text only; a committed turn's has words, and speakers when asked
+    (named by the session's voices afterwards, not by the pipeline: see speakers.py)."""
+    options = TranscribeOptions(
+        model=config.model,
+        language=config.language or language,
+        initial_prompt=config.prompt,
+        hotwords=", ".join(config.keywords) or None,
+        word_timestamps=not partial,
+        # A partial is provisional: one pass. The committed turn's windows are checked and
+        # decoded again when they fail (fallback.py), as a file's are.
+        temperature=[0.0] if partial else 0.0,
+        diarize=config.speakers and not partial,
+        known_speaker_names=[] if partial else list(config.known_speaker_names),
+        known_speaker_references=[] if partial else list(config.known_speaker_references),
+        # A committed turn leads a small batch of its own (it goes first and is topped up
+        # with at most a few other windows), so it is not held up by a large batch of
+        # partials; partials share the service's batches (with file windows too on CTranslate2;
+        # on the torch engine with other windows of their length).
+        batch_size=None if partial else min(_FINAL_BATCH, transcriber.capabilities().max_batch_size),
+    )
+    # A partial's window is the turn so far, rounded up to 10 s, where the engine can (the
+    # torch engine): it costs what the turn costs. The final decode reads full windows.
+    return replace(transcriber.resolve(options), short_windows=partial)
+
+
+class CollectedLogprobs:
+    """The pipeline's text listener for a final decode: collects its token log-probabilities."""
+
+    def __init__(self, logprobs: bool) -> None:
+        self.logprobs = logprobs
+        self.entries: list[TokenLogprob] | None = [] if logprobs else None
+
+    def __call__(self, piece: TextPiece) -> None:
+        if self.entries is not None and piece.logprobs:
+            self.entries.extend(piece.logprobs)
