@@ -10,6 +10,14 @@ exactly, which no real recording does, so the speaker count printed is not an ac
 
 ``--batch-sizes`` tries segmentation:embedding batch sizes (default: the diarizer's own). The
 steady-state seconds of pyannote's steps are printed beside the total.
+
+``--pretrained-shapes`` times pyannote's pretrained pipeline instead (speaker-diarization-3.1's
+networks, segmentation-3.0 and WeSpeaker ResNet34, with random weights: the hub's are out of
+reach here), first with pyannote's own frame-level loops, then with the whole-array steps the
+service gives it (app/engine/speakers/pretrained_steps.py). Random weights find random speakers:
+the step times are the figure, not the count.
+
+    python -m bench.diarization_speed --pretrained-shapes --lengths 600
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
 
 def main() -> None:
@@ -25,23 +34,44 @@ def main() -> None:
     parser.add_argument("--lengths", type=float, nargs="+", default=[60.0, 300.0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-sizes", nargs="*", default=[], help="SEGMENTATION:EMBEDDING, e.g. 32:64")
+    parser.add_argument("--pretrained-shapes", action="store_true", help="pyannote pretrained, random weights")
     args = parser.parse_args()
 
     import app  # noqa: F401  (telemetry off before pyannote loads)
-    from app.engine.options import SpeakerHints
     from app.engine.speakers.diarization import PyannoteDiarizer
-    from tests.support.server import tiled_sample
 
     started = time.perf_counter()
+    if args.pretrained_shapes:
+        import torch
+
+        from app.engine.speakers.pretrained_steps import share_whole_array_steps
+        from tests.support.pyannote_reference import pretrained_shaped_pipeline
+
+        pipeline = pretrained_shaped_pipeline().to(torch.device(args.device))
+        diarizer = PyannoteDiarizer(pipeline, "pretrained shapes", args.device)
+        print(f"speaker-diarization-3.1's shapes, random weights, on {args.device}")
+        _table(diarizer, "pyannote's loops", args)
+        share_whole_array_steps(pipeline)
+        _table(diarizer, "whole arrays", args, header=False)
+        return
     diarizer = PyannoteDiarizer.offline(args.device)
     print(f"offline diarizer on {args.device}: built in {time.perf_counter() - started:.1f} s")
+    _table(diarizer, "whole arrays", args)
+
+
+def _table(diarizer: Any, steps_label: str, args: argparse.Namespace, header: bool = True) -> None:
+    from app.engine.options import SpeakerHints
+    from tests.support.server import tiled_sample
+
     pipeline = diarizer._pipeline
     settings = [tuple(int(n) for n in pair.split(":")) for pair in args.batch_sizes] or [
         (pipeline.segmentation_batch_size, pipeline.embedding_batch_size)
     ]
-    header = ["batches", "audio s", "first s", "steady s", "s per min", "x realtime", "speakers", "steps (steady) s"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
+    if header:
+        columns = ["frame steps", "batches", "audio s", "first s", "steady s", "s per min", "x realtime", "speakers"]
+        columns.append("steps (steady) s")
+        print("| " + " | ".join(columns) + " |")
+        print("|" + "---|" * len(columns))
     for segmentation_batch, embedding_batch in settings:
         pipeline.segmentation_batch_size, pipeline.embedding_batch_size = segmentation_batch, embedding_batch
         for seconds in args.lengths:
@@ -57,6 +87,7 @@ def main() -> None:
             steady = statistics.median(times[1:])
             steady_steps = {step: statistics.median(run[step] for run in runs[1:] if step in run) for step in runs[-1]}
             cells = [
+                steps_label,
                 f"{segmentation_batch}:{embedding_batch}",
                 f"{seconds:.0f}",
                 f"{times[0]:.2f}",

@@ -10,6 +10,11 @@ which the service never reads) and once in the offline diarizer's. The turns are
     python -m bench.speaker_frames                  # 60 s and 600 s
     python -m bench.speaker_frames --lengths 600 3600
     python -m bench.speaker_frames --smoke          # 30 s once (CI)
+
+``--pretrained-shapes`` times the same steps inside pyannote's pretrained pipeline
+(speaker-diarization-3.1's networks with random weights, segmentation-3.0's powerset output: 10 s
+chunks every second), as its ``apply`` runs them, before and after the service gives it the
+whole-array steps (app/engine/speakers/pretrained_steps.py).
 """
 
 from __future__ import annotations
@@ -39,9 +44,13 @@ def main() -> None:
     parser.add_argument("--lengths", type=float, nargs="+", default=[60.0, 600.0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="30 s once: the harness runs (CI)")
+    parser.add_argument("--pretrained-shapes", action="store_true", help="inside pyannote's pretrained pipeline")
     args = parser.parse_args()
     if args.smoke:
         args.lengths, args.repeats = [30.0], 1
+    if args.pretrained_shapes:
+        _pretrained(args)
+        return
 
     import torch
     from pyannote.audio.pipelines import SpeakerDiarization
@@ -96,6 +105,52 @@ def main() -> None:
             f"{our_s:.3f}",
             f"{their_s / our_s:.1f}x",
             "yes" if same else "NO",
+        ]
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
+def _pretrained(args: argparse.Namespace) -> None:
+    import torch
+    from pyannote.core import SlidingWindowFeature
+
+    import app  # noqa: F401  (telemetry off before pyannote loads)
+    from app.engine.speakers.pretrained_steps import share_whole_array_steps
+    from tests.support.pyannote_reference import pretrained_shaped_pipeline
+    from tests.support.server import tiled_sample
+
+    pipeline = pretrained_shaped_pipeline()
+    receptive = pipeline._segmentation.model.receptive_field
+
+    def steps(segmentations: SlidingWindowFeature, hard: np.ndarray) -> Any:
+        """``SpeakerDiarization.apply``'s frame-level steps, for a powerset model (no thresholding)."""
+        count = pipeline.speaker_count(segmentations, receptive, warm_up=(0.0, 0.0))
+        outputs = []
+        for cap in (np.inf, 1):  # the diarization, then the exclusive one
+            count.data = np.minimum(count.data, cap).astype(np.int8)
+            discrete = pipeline.reconstruct(segmentations, hard, count)
+            outputs.append(pipeline.to_annotation(discrete, min_duration_on=0.0, min_duration_off=0.0))
+        return outputs
+
+    header = ["audio s", "chunks", "pyannote s", "frames.py s", "speed-up", "same turns"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for seconds in args.lengths:
+        audio = tiled_sample(seconds)
+        segmentations = pipeline.get_segmentations({"waveform": torch.from_numpy(audio[None, :]), "sample_rate": 16000})
+        hard = np.random.default_rng(0).integers(0, 3, size=segmentations.data.shape[::2]).astype(np.int8)
+        hard[np.sum(segmentations.data, axis=1) == 0] = -2
+        for step in ("speaker_count", "reconstruct", "to_annotation"):
+            pipeline.__dict__.pop(step, None)  # pyannote's own first
+        their_s, their_turns = _median_run(steps, (segmentations, hard), args.repeats)
+        share_whole_array_steps(pipeline)
+        our_s, our_turns = _median_run(steps, (segmentations, hard), args.repeats)
+        cells = [
+            f"{seconds:.0f}",
+            str(len(segmentations.data)),
+            f"{their_s:.3f}",
+            f"{our_s:.3f}",
+            f"{their_s / our_s:.1f}x",
+            "yes" if our_turns == their_turns else "NO",
         ]
         print("| " + " | ".join(cells) + " |", flush=True)
 

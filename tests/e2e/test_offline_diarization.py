@@ -125,6 +125,8 @@ def test_a_cached_pretrained_pipeline_is_preferred(tmp_path, monkeypatch, sample
     loaded = load_diarizer("auto", "test-org/tiny-diarization", device="cpu", hf_token="hf_test", cache_dir=tmp_path)
     assert loaded.fallback_reason is None
     assert loaded.diarizer.name == "test-org/tiny-diarization"
+    # pyannote's pipeline, given the whole-array frame steps (pretrained_steps.py)
+    assert {"speaker_count", "reconstruct", "to_annotation"} <= set(vars(loaded.diarizer._pipeline))
     assert len({t.speaker for t in loaded.diarizer(sample_audio, SpeakerHints(num_speakers=2))}) == 2
 
 

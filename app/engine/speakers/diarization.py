@@ -103,6 +103,8 @@ class PyannoteDiarizer:
         import torch
         from pyannote.audio import Pipeline
 
+        from app.engine.speakers.pretrained_steps import share_whole_array_steps
+
         try:
             pipeline = Pipeline.from_pretrained(
                 str(Path(name).expanduser()) if is_local else name,
@@ -114,6 +116,8 @@ class PyannoteDiarizer:
         if pipeline is None:  # pyannote returns None when the hub download fails
             raise DiarizerUnavailable(_explain(name, is_local, hf_token, None))
         pipeline.to(torch.device(device))
+        if share_whole_array_steps(pipeline):
+            logger.info("The pretrained pipeline runs its frame-level steps as whole arrays (frames.py)")
         return cls(pipeline, name, device)
 
     @classmethod

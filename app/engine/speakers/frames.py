@@ -9,8 +9,8 @@ steps held the H100 for about 0.4 s of the diarizer's 1.6 s: the GPU waits on th
 every other request (the GIL). These functions give the same results
 with numpy; tests/e2e/test_speaker_frames.py checks each against pyannote's own on real speech.
 
-Only the arguments the offline diarizer uses are covered (no Hamming window, no warm-up trim);
-``offline.py`` falls back to pyannote's own method for any other.
+Only the arguments the diarizers use are covered (no Hamming window, no warm-up trim). The
+offline diarizer runs them, and so do pyannote's pretrained pipelines (``pretrained_steps.py``).
 """
 
 from __future__ import annotations
