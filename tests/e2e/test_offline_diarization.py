@@ -126,7 +126,7 @@ def test_a_cached_pretrained_pipeline_is_preferred(tmp_path, monkeypatch, sample
     assert loaded.fallback_reason is None
     assert loaded.diarizer.name == "test-org/tiny-diarization"
     # pyannote's pipeline, given the whole-array frame steps (pretrained_steps.py)
-    assert {"speaker_count", "reconstruct", "to_annotation"} <= set(vars(loaded.diarizer._pipeline))
+    assert {"get_embeddings", "speaker_count", "reconstruct", "to_annotation"} <= set(vars(loaded.diarizer._pipeline))
     assert len({t.speaker for t in loaded.diarizer(sample_audio, SpeakerHints(num_speakers=2))}) == 2
 
 

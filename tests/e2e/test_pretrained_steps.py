@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from pyannote.core import SlidingWindowFeature
 
 from app.engine.speakers.pretrained_steps import share_whole_array_steps
 from app.serving.warmup import sample_speech
@@ -24,7 +25,7 @@ def _both(pipeline: Any, audio: np.ndarray, **hints: Any) -> tuple[Any, Any]:
     own = pipeline(file, **hints)
     assert share_whole_array_steps(pipeline)
     shared = pipeline(file, **hints)
-    for step in ("speaker_count", "reconstruct", "to_annotation"):
+    for step in ("get_embeddings", "speaker_count", "reconstruct", "to_annotation"):
         del pipeline.__dict__[step]  # back to pyannote's own, for the next case
     return own, shared
 
@@ -47,6 +48,23 @@ def test_the_pretrained_pipelines_shapes():
     own, shared = _both(pretrained_shaped_pipeline(), tiled_sample(20.0), max_speakers=3)
     assert len(own.speaker_diarization) > 0
     _same(own, shared)
+
+
+def test_embeddings_with_overlap_left_out_are_pyannotes():
+    """Random masks: some speakers have enough frames alone (their overlap is left out), some not."""
+    pipeline = pretrained_shaped_pipeline()
+    audio = tiled_sample(20.0)
+    file = {"waveform": torch.from_numpy(audio[None, :]), "sample_rate": 16000, "uri": "call"}
+    segmentations = pipeline.get_segmentations(file)
+    rng = np.random.default_rng(3)
+    masks = (rng.random(segmentations.data.shape) < [0.2, 0.5, 0.9]).astype(np.float64)
+    masks[0, :, 1] = 0.0  # a silent speaker
+    masks[1, :, 0] = masks[1, :, 2] = 1.0  # never alone: its whole mask is used
+    binary = SlidingWindowFeature(masks, segmentations.sliding_window)
+    theirs = pipeline.get_embeddings(file, binary, exclude_overlap=True)
+    assert share_whole_array_steps(pipeline)
+    ours = pipeline.get_embeddings(file, binary, exclude_overlap=True)
+    assert np.array_equal(ours, theirs, equal_nan=True)
 
 
 def test_a_class_with_steps_of_its_own_keeps_them():

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pyannote.core import Annotation, SlidingWindow, SlidingWindowFeature
 
 from app.engine.pyannet import ChunkScores
 from app.engine.speakers import frames
+from app.engine.speakers.chunk_embeddings import embed_chunks, mono
 from app.engine.speakers.clustering import AgglomerativeClustering
 from app.engine.speakers.embedding import Embeddings, SpeakerEmbedding
 from app.runtime.package_files import package_file
@@ -65,13 +65,6 @@ def segmentation_checkpoint() -> Path:
 
 def _no_hook(*_: Any, **__: Any) -> None:
     return None
-
-
-def _mono(file: Mapping[str, Any]) -> torch.Tensor:
-    """The file's (channels, samples) waveform as one channel, as pyannote's Audio downmixes it: the
-    channel itself when there is one (a view; averaging would copy hours of audio for nothing)."""
-    waveform = torch.as_tensor(file["waveform"])
-    return waveform[0] if waveform.shape[0] == 1 else waveform.mean(dim=0)
 
 
 class OfflineSpeakerDiarization:
@@ -168,7 +161,7 @@ class OfflineSpeakerDiarization:
         def progress(done: int, total: int) -> None:
             hook("segmentation", None, completed=done, total=total)
 
-        waveform = _mono(file)
+        waveform = mono(file)
         scores = self._segmentation.chunks(waveform, progress)
         chunks = SlidingWindow(start=0.0, duration=self._segmentation.duration, step=self._segmentation.step)
         return SlidingWindowFeature(scores, chunks)
@@ -179,44 +172,10 @@ class OfflineSpeakerDiarization:
         binary_segmentations: SlidingWindowFeature,
         hook: Hook = _no_hook,
     ) -> np.ndarray:
-        """(chunks, 3, 192): each active local speaker's voice in each chunk; NaN for the others.
-
-        pyannote's ``get_embeddings`` (same masks, same crops, same output) with little Python per chunk.
-
-        pyannote crops every 5 s chunk in Python, one ``Audio.crop`` each, and embeds all three
-        local speakers of every chunk, silent ones included. Here each batch's chunks are cut
-        from the waveform on the model's device with one gather, and a speaker with no active
-        frame in a chunk is not computed: the encoder gives it NaN anyway (``MIN_SECONDS``). Most of a
-        two-person call's (chunk, speaker) pairs are silent, and the Python this saves is GIL
-        time the Whisper scheduler and the other requests were waiting for.
-        """
-        window = binary_segmentations.sliding_window
-        masks = np.nan_to_num(binary_segmentations.data, nan=0.0).astype(np.float32)  # (chunks, frames, speakers)
-        num_chunks, _, num_speakers = masks.shape
-        chunk_of, speaker_of = np.nonzero(masks.sum(axis=1) > 0)
-
-        # Audio.crop(mode="pad") of every chunk: round(start * rate) onwards, zeros past either end.
-        rate = file["sample_rate"]
-        device = self._embedding.device
-        waveform = _mono(file)
-        length = round(window.duration * rate)
-        starts = np.round((window.start + np.arange(num_chunks) * window.step) * rate).astype(np.int64)
-        before = max(0, -int(starts.min(initial=0)))
-        after = max(0, int(starts.max(initial=0)) + length - waveform.shape[0])
-        padded = F.pad(waveform, (before, after)).to(device)
-        offsets = torch.arange(length, device=device)
-
-        embeddings = np.full((num_chunks, num_speakers, self._embedding.dimension), np.nan, dtype=np.float32)
-        batch_size = self.embedding_batch_size
-        total = math.ceil(len(chunk_of) / batch_size)
-        hook("embeddings", None, total=total, completed=0)
-        for done, first in enumerate(range(0, len(chunk_of), batch_size), 1):
-            chunks, speakers = chunk_of[first : first + batch_size], speaker_of[first : first + batch_size]
-            index = torch.from_numpy(starts[chunks] + before).to(device)[:, None] + offsets
-            batch = self._embedding(padded[index][:, None, :], masks=torch.from_numpy(masks[chunks, :, speakers]))
-            embeddings[chunks, speakers] = batch
-            hook("embeddings", batch, total=total, completed=done)
-        return embeddings
+        """(chunks, 3, 192): each active local speaker's voice in each chunk; NaN for the others."""
+        return embed_chunks(
+            self._embedding, file, binary_segmentations, self.embedding_batch_size, hook, skip_silent=True
+        )
 
 
 def build_offline_pipeline(device: str = "cpu") -> OfflineSpeakerDiarization:
