@@ -177,6 +177,9 @@ class Settings(BaseSettings):
     realtime_partial_interval_ms: int = Field(default=500, ge=100, le=5000)
     """How often an open turn of a live session is decoded again for its partial text (`...transcription.delta`), in milliseconds of new audio."""
 
+    realtime_partial_model: str | None = None
+    """A cheaper Whisper model for live sessions' partial text (`large-v3-turbo` beside `large-v3`, `bundled-tiny.en` beside `bundled-base`): `WHISPER_MODEL` or one of `WHISPER_MODELS`, as written there. Loaded after ready and never unloaded; until then, and for sessions that name another `model`, partials use the session's model. An English-only one is used once the session's language is English (set, or identified on a turn). Each committed turn is still decoded by the session's model. Empty: the session's model."""
+
     role: Literal["all", "api"] = "all"
     """`all`: load the models, serve every route and run jobs. `api`: load no model, take jobs (`/v1/jobs`) into the shared job store for workers elsewhere, and answer synchronous routes with 503 — an API front end that needs no GPU (with JOBS_DATABASE_URL)."""
 
@@ -349,6 +352,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"BATCH_SIZE ({self.batch_size}) exceeds MAX_BATCH_SIZE ({self.max_batch_size}): "
                 "lower BATCH_SIZE or raise MAX_BATCH_SIZE"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _partial_model_is_served(self) -> Settings:
+        served = [self.whisper_model, *self.whisper_models]
+        if self.realtime_partial_model and self.realtime_partial_model not in served:
+            raise ValueError(
+                f"REALTIME_PARTIAL_MODEL ({self.realtime_partial_model}) is not WHISPER_MODEL or in WHISPER_MODELS "
+                f"({', '.join(served)}): add it to WHISPER_MODELS as written"
             )
         return self
 

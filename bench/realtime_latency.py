@@ -19,6 +19,7 @@ deltas before its ``committed``) against the first as many words of the turn's f
 with the share of the final's words they covered. Prints tables and a last JSON line.
 
     python -m bench.realtime_latency --smoke                      # CPU, bundled model, 2 sessions
+    python -m bench.realtime_latency --smoke --model bundled-base --partial-model bundled-tiny.en
     python -m bench.realtime_latency --model /models/large-v3 --sessions 16 --file-clients 4
 """
 
@@ -42,6 +43,7 @@ from app.serving.warmup import sample_speech_path
 from tests.support.live_player import COMPLETED, DELTA, LiveRun, pcm16, play
 from tests.support.scoring import read_stm_turns, word_error_rate
 from tests.support.server import running_server
+from tests.support.waiting import wait_for
 
 _PREFIX_MS = 300  # the session's prefix_padding_ms: audio_start_ms is this far before speech
 
@@ -141,7 +143,7 @@ def _p(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running server (default: start one with the options below)")
-    parser.add_argument("--model", default="bundled-base")
+    parser.add_argument("--model", help="WHISPER_MODEL (default: bundled-base; --smoke: bundled-tiny.en)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--engine", default="auto")
     parser.add_argument("--compute-type", default="auto")
@@ -152,10 +154,12 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=1.0, help="silence after each turn of the recording, s")
     parser.add_argument("--partial-interval-ms", type=int, default=None, help="REALTIME_PARTIAL_INTERVAL_MS")
     parser.add_argument("--language", default="en")
+    parser.add_argument("--partial-model", help="REALTIME_PARTIAL_MODEL (added to WHISPER_MODELS)")
     parser.add_argument("--smoke", action="store_true", help="CPU, bundled tiny.en, 2 sessions")
     args = parser.parse_args()
     if args.smoke:
-        args.model, args.device, args.sessions, args.file_clients = "bundled-tiny.en", "cpu", 2, 1
+        args.device, args.sessions, args.file_clients = "cpu", 2, 1
+    args.model = args.model or ("bundled-tiny.en" if args.smoke else "bundled-base")
     work = Path(tempfile.mkdtemp(prefix="realtime-bench-"))
     recording = turn_recording(work / "turns.wav", args.pause)
     pcm = pcm16(recording)
@@ -174,11 +178,19 @@ def main() -> None:
         env["MAX_NEW_TOKENS"] = str(args.max_new_tokens)
     if args.partial_interval_ms:
         env["REALTIME_PARTIAL_INTERVAL_MS"] = str(args.partial_interval_ms)
+    if args.partial_model:
+        env["WHISPER_MODELS"] = env["REALTIME_PARTIAL_MODEL"] = args.partial_model
     if args.url:
         report(args, args.url, recording, pcm, seconds)
         return
     with running_server(env, work / "server.log", timeout_s=900, every_stage=True) as server:
+        if args.partial_model:  # it loads after ready
+            wait_for(lambda: _partial_model(server.url) is not None, 600, "REALTIME_PARTIAL_MODEL loaded")
         report(args, server.url, recording, pcm, seconds)
+
+
+def _partial_model(base: str) -> str | None:
+    return httpx.get(f"{base}/health", timeout=10).json()["queue"]["realtime"].get("partial_model")
 
 
 def report(args: argparse.Namespace, base: str, recording: Path, pcm: bytes, seconds: float) -> None:
@@ -190,6 +202,7 @@ def report(args: argparse.Namespace, base: str, recording: Path, pcm: bytes, sec
     traffic = file_traffic(base, recording, args.file_clients, stop, file_times)
     session = {"type": "transcription", "audio": {"input": {"transcription": {"language": args.language}}}}
     url = base.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
+    partial_model = health["queue"]["realtime"].get("partial_model")
     started = time.perf_counter()
     runs = asyncio.run(sessions(url, pcm, args.sessions, args.stagger, session))
     wall = time.perf_counter() - started
@@ -207,7 +220,8 @@ def report(args: argparse.Namespace, base: str, recording: Path, pcm: bytes, sec
     partial_wer, partial_coverage = partial_accuracy(runs)
     print(
         f"# Live latency: {args.sessions} sessions × {seconds:.0f} s at 1× speed, {args.file_clients} file clients; "
-        f"{health.get('model')} on {health.get('device')} ({health.get('gpu') or 'CPU'}), engine {health.get('engine')}"
+        f"{health.get('model')} on {health.get('device')} ({health.get('gpu') or 'CPU'}), "
+        f"engine {health.get('engine')}; partials by {partial_model or 'the same model'}"
     )
     print("| measure | turns | p50 s | p95 s | max s |\n|---|---|---|---|---|")
     for name, values in merged.items():
@@ -233,6 +247,7 @@ def report(args: argparse.Namespace, base: str, recording: Path, pcm: bytes, sec
         "gpu": health.get("gpu"),
         "model": health.get("model"),
         "engine": health.get("engine"),
+        "partial_model": partial_model,
         **{f"{name}_p50": round(_p(v, 50), 3) for name, v in merged.items()},
         **{f"{name}_p95": round(_p(v, 95), 3) for name, v in merged.items()},
         "wer_vs_file_mean": round(statistics.mean(wers), 4),

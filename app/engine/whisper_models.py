@@ -6,7 +6,8 @@ least recently used first), or at once when a load needs room in the memory budg
 request that arrives while its model is loading or unloading waits and gets the model
 (loaded afresh after an unload), never an error about the model's state — the crash
 whisper-asr-webservice #321 was. The default model is never unloaded: it is what a ready
-``/health`` promises.
+``/health`` promises; nor is a model the server relies on beside it (``keep_loaded``: live
+partials' ``REALTIME_PARTIAL_MODEL``).
 
 Plain mechanism: how a model is loaded and released (engines, warmup, GPU memory) is the
 caller's ``load``/``release`` (app/serving/loader.py); each model has its own ``Whisper`` and
@@ -110,6 +111,7 @@ class WhisperModels:
         if default not in self._entries:
             raise ValueError(f"the default model {default!r} is not among {sorted(self._entries)}")
         self.default = default
+        self._kept = {default}  # never unloaded
         self._load, self._release = load, release
         self.budget_mb, self.idle_s, self.wait_s = budget_mb, idle_s, wait_s
         self._clock = clock
@@ -168,6 +170,13 @@ class WhisperModels:
             self._reaper = threading.Thread(target=self._reap_forever, name="model-reaper", daemon=True)
             self._reaper.start()
         return whisper
+
+    def keep_loaded(self, model_id: str) -> None:
+        """Load ``model_id`` now (this thread) and never unload it, as the default."""
+        with self._changed:
+            self._kept.add(model_id)
+        with self.use(model_id):
+            pass
 
     @property
     def default_whisper(self) -> Whisper:
@@ -254,13 +263,14 @@ class WhisperModels:
                 held = [e for e in self._entries.values() if e is not entry and e.state is not ModelState.UNLOADED]
                 if not held:
                     return  # alone and still over: load anyway (the budget is smaller than one model)
-                if all(e.spec.id == self.default for e in held):  # waiting cannot make room: say so now
+                if all(e.spec.id in self._kept for e in held):  # waiting cannot make room: say so now
+                    kept = ", ".join(f"`{e.spec.id}`" for e in held)
                     raise Busy(
                         f"The model `{entry.spec.id}` needs {needed:.0f} MB, and the {self.budget_mb:.0f} MB model "
-                        f"budget leaves {self.budget_mb - self._used_mb(but=entry):.0f} MB beside the default model: "
-                        "raise MODEL_MEMORY_BUDGET_MB to serve both."
+                        f"budget leaves {self.budget_mb - self._used_mb(but=entry):.0f} MB beside {kept}, which "
+                        "stay loaded: raise MODEL_MEMORY_BUDGET_MB to serve them all."
                     )
-                busy = ", ".join(e.spec.id for e in self._entries.values() if e.users or e.spec.id == self.default)
+                busy = ", ".join(e.spec.id for e in self._entries.values() if e.users or e.spec.id in self._kept)
                 self._wait(
                     deadline,
                     f"The model `{entry.spec.id}` needs {needed:.0f} MB of the {self.budget_mb:.0f} MB model budget, "
@@ -302,7 +312,7 @@ class WhisperModels:
         )
 
     def _unloadable(self, entry: _Entry) -> bool:
-        return entry.state is ModelState.LOADED and entry.users == 0 and entry.spec.id != self.default
+        return entry.state is ModelState.LOADED and entry.users == 0 and entry.spec.id not in self._kept
 
     # --- unloading ---
 

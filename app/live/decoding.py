@@ -1,5 +1,6 @@
-"""How a live turn is decoded: the options of a partial and of a committed turn's final decode,
-and the listener that collects a final decode's token log-probabilities."""
+"""How a live turn is decoded: the options of a partial and of a committed turn's final decode
+(and the model a partial uses), and the listener that collects a final decode's token
+log-probabilities."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def turn_options(
     """A partial decode is text only; a committed turn's has words, and speakers when asked
     (named by the session's voices afterwards, not by the pipeline: see speakers.py)."""
     options = TranscribeOptions(
-        model=config.model,
+        model=partial_model(transcriber, config, language) if partial else config.model,
         language=config.language or language,
         initial_prompt=config.prompt,
         hotwords=", ".join(config.keywords) or None,
@@ -39,6 +40,19 @@ def turn_options(
     # A partial's window is the turn so far, rounded up to 10 s, where the engine can (the
     # torch engine): it costs what the turn costs. The final decode reads full windows.
     return replace(transcriber.resolve(options), short_windows=partial)
+
+
+def partial_model(transcriber: Transcriber, config: LiveConfig, language: str | None) -> str | None:
+    """The model a partial decodes with: REALTIME_PARTIAL_MODEL (a cheaper one) once it is loaded,
+    for a session on the default model, where it can do the language; else the session's own. A
+    partial is provisional (the committed turn is decoded again by the session's model), so what
+    counts is that it comes early."""
+    cheaper = transcriber.partial_model()
+    if cheaper is None or transcriber.model_id(config.model) != transcriber.model_id(None):
+        return config.model
+    if transcriber.english_only(cheaper) and (config.language or language) != "en":
+        return config.model  # no English yet: an English-only model would translate or invent
+    return cheaper
 
 
 class CollectedLogprobs:

@@ -30,6 +30,7 @@ from app.engine.speakers.diarization import Diarizer, DiarizerUnavailable, load_
 from app.engine.vad import load_speech_detector
 from app.engine.whisper.engine import choose_engine
 from app.engine.whisper_models import WhisperModels, model_spec
+from app.errors import ModelNotFound
 from app.runtime.accelerator import AcceleratorCheck, check_accelerator, choose_device, with_torch
 from app.runtime.device import (
     GpuInfo,
@@ -70,6 +71,7 @@ class ModelLoader:
         self.state = state
         self._torch_probed = threading.Event()  # the accelerator check has torch's answer too (or loading ended)
         self._whisper = WhisperLoader(settings, state)
+        self._partial_model: str | None = None  # REALTIME_PARTIAL_MODEL's id
 
     def load(self) -> None:
         """Load and warm the transcription stages, serve, then load the diarizer beside the serving.
@@ -106,6 +108,7 @@ class ModelLoader:
         finally:
             self._torch_probed.set()
         self._load_diarizer_after_ready(pipeline, timer)
+        self._load_partial_model_after_ready(pipeline, timer)
 
     def _load_diarizer_after_ready(self, pipeline: TranscriptionPipeline, timer: StepTimer) -> None:
         """The diarizer, imported, loaded and warmed while the service serves; never raises."""
@@ -145,6 +148,23 @@ class ModelLoader:
         state.startup_timings["diarization_ready"] = timer.at()
         freeze_startup_objects()
         logger.info("Diarization ready %.2f s after the process started", state.startup_timings["diarization_ready"])
+
+    def _load_partial_model_after_ready(self, pipeline: TranscriptionPipeline, timer: StepTimer) -> None:
+        """REALTIME_PARTIAL_MODEL, loaded and kept while the service serves; never raises. Until
+        it is in, live partials use their session's model."""
+        model_id = self._partial_model
+        if model_id is None:
+            return
+        if model_id != pipeline.models.default:
+            pipeline.activity.wait_until_idle(YIELD_TO_REQUESTS_S)
+            try:
+                with timer("partial_model"):
+                    pipeline.models.keep_loaded(model_id)
+            except Exception:
+                logger.exception("REALTIME_PARTIAL_MODEL %s did not load: partials use the session's model", model_id)
+                return
+        self.state.partial_model = model_id
+        logger.info("Live partials are decoded by %s", model_id)
 
     def check_accelerator(self) -> AcceleratorCheck:
         """Can the GPU be used: its libraries' answer (with DEVICE=cuda the lifespan asks before loading)."""
@@ -273,6 +293,11 @@ class ModelLoader:
             idle_s=settings.model_idle_s,
             wait_s=MODEL_WAIT_S,
         )
+        if settings.realtime_partial_model:
+            try:
+                self._partial_model = models.id_of(settings.realtime_partial_model)
+            except ModelNotFound as exc:
+                raise ValueError(f"REALTIME_PARTIAL_MODEL: {exc.message}") from None
         self._whisper.startup_timer = timer  # the default's load and warmup are start-up steps
         try:
             models.start()

@@ -102,6 +102,7 @@ class ServiceState:
         self.startup_spans: list[Span] = []
         self.ready_at: float | None = None
         self.pipeline: TranscriptionPipeline | None = None
+        self.partial_model: str | None = None  # REALTIME_PARTIAL_MODEL's id, once loaded: live partials use it
         self.gpu_memory = GpuMemorySampler()  # started by the loader
         self.stages = {
             "asr": StageStatus(enabled=True),

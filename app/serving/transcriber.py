@@ -99,6 +99,13 @@ class Transcriber:
         """The id of the Whisper model a request names (None: the default); ModelNotFound (a 404) else."""
         return self.pipeline().models.id_of(requested)
 
+    def partial_model(self) -> str | None:
+        """REALTIME_PARTIAL_MODEL's id once it is loaded (live partials may decode with it); else None."""
+        return self.state.partial_model
+
+    def english_only(self, model_id: str) -> bool:
+        return self.pipeline().models.english_only(model_id)
+
     def capabilities(self) -> Capabilities:
         """What the default model can do (languages, batch sizes, a diarizer)."""
         return self.pipeline().capabilities

@@ -142,6 +142,9 @@ class RealtimeOut(BaseModel):
     limit: int = Field(description="MAX_REALTIME_SESSIONS: past it a new session is refused.")
     opened: int = Field(description="Live sessions opened since start-up.")
     refused: int = Field(description="Live sessions refused at the limit since start-up.")
+    partial_model: str | None = Field(
+        default=None, description="REALTIME_PARTIAL_MODEL once loaded: the model live partials decode with."
+    )
 
 
 class QueueOut(BaseModel):
@@ -168,7 +171,8 @@ class ModelOut(BaseModel):
     in_use: int = Field(description="Requests using the model now.")
     loaded_at: float | None = Field(description="When the current load finished (Unix seconds).")
     idle_since: float | None = Field(
-        description="Loaded and unused since then (Unix seconds); unloaded after MODEL_IDLE_S."
+        description="Loaded and unused since then (Unix seconds); unloaded after MODEL_IDLE_S (never the default "
+        "or REALTIME_PARTIAL_MODEL)."
     )
     loads: int
     unloads: int

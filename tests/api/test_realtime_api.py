@@ -250,7 +250,7 @@ def test_sessions_past_the_limit_are_refused_and_counted(make_client):
             event, code = _refusal(second)
         assert event["error"]["code"] == "too_many_sessions" and code == 1013
         realtime = client.get("/health").json()["queue"]["realtime"]
-        assert realtime == {"sessions": 1, "limit": 1, "opened": 1, "refused": 1}
+        assert realtime == {"sessions": 1, "limit": 1, "opened": 1, "refused": 1, "partial_model": None}
     assert client.get("/health").json()["queue"]["realtime"]["sessions"] == 0
 
 

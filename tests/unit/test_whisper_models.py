@@ -242,5 +242,17 @@ def _use(built: WhisperModels, name: str) -> str:
 def test_a_model_that_can_never_fit_beside_the_default_is_refused_at_once():
     shelf = Shelf({"large": 500, "small": 300})
     built = models(shelf, "large", "small", budget_mb=700)
-    with pytest.raises(Busy, match="leaves 200 MB beside the default model: raise MODEL_MEMORY_BUDGET_MB"):
+    with pytest.raises(Busy, match="leaves 200 MB beside `large`, which stay loaded: raise MODEL_MEMORY_BUDGET_MB"):
         _use(built, "small")
+
+
+def test_a_model_kept_loaded_is_never_unloaded_idle_nor_for_room():
+    shelf, clock = Shelf({"large": 500, "turbo": 100, "small": 300}), Clock()
+    built = models(shelf, "large", "turbo", "small", clock=clock, idle_s=60, budget_mb=700)
+    built.keep_loaded("turbo")
+    assert shelf.loads == ["large", "turbo"]
+    clock.now += 3600
+    assert built.reap() == []
+    with pytest.raises(Busy, match="beside `large`, `turbo`, which stay loaded"):
+        _use(built, "small")
+    assert states(built)["turbo"] is ModelState.LOADED
