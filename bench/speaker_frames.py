@@ -86,9 +86,7 @@ def main() -> None:
         discrete = frames.top_speakers(frames.clustered_segmentations(raw, hard), count)
         return frames.active_regions(discrete)
 
-    header = ["audio s", "chunks", "pyannote s", "frames.py s", "speed-up", "same turns"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
+    _print_header()
     for seconds in args.lengths:
         audio = tiled_sample(seconds)
         raw = pipeline.get_segmentations({"waveform": torch.from_numpy(audio[None, :]), "sample_rate": 16000})
@@ -97,16 +95,18 @@ def main() -> None:
         hard[np.sum(binarized.data, axis=1) == 0] = -2
         their_s, their_turns = _median_run(theirs, (raw, hard), args.repeats)
         our_s, our_turns = _median_run(ours, (raw, hard), args.repeats)
-        same = our_turns == their_turns
-        cells = [
-            f"{seconds:.0f}",
-            str(len(raw.data)),
-            f"{their_s:.3f}",
-            f"{our_s:.3f}",
-            f"{their_s / our_s:.1f}x",
-            "yes" if same else "NO",
-        ]
-        print("| " + " | ".join(cells) + " |", flush=True)
+        _print_row(seconds, len(raw.data), their_s, our_s, our_turns == their_turns)
+
+
+def _print_header() -> None:
+    header = ["audio s", "chunks", "pyannote s", "frames.py s", "speed-up", "same turns"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+
+
+def _print_row(seconds: float, chunks: int, their_s: float, our_s: float, same: bool) -> None:
+    cells = [f"{seconds:.0f}", str(chunks), f"{their_s:.3f}", f"{our_s:.3f}", f"{their_s / our_s:.1f}x"]
+    print("| " + " | ".join([*cells, "yes" if same else "NO"]) + " |", flush=True)
 
 
 def _pretrained(args: argparse.Namespace) -> None:
@@ -131,9 +131,7 @@ def _pretrained(args: argparse.Namespace) -> None:
             outputs.append(pipeline.to_annotation(discrete, min_duration_on=0.0, min_duration_off=0.0))
         return outputs
 
-    header = ["audio s", "chunks", "pyannote s", "frames.py s", "speed-up", "same turns"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
+    _print_header()
     for seconds in args.lengths:
         audio = tiled_sample(seconds)
         segmentations = pipeline.get_segmentations({"waveform": torch.from_numpy(audio[None, :]), "sample_rate": 16000})
@@ -144,15 +142,7 @@ def _pretrained(args: argparse.Namespace) -> None:
         their_s, their_turns = _median_run(steps, (segmentations, hard), args.repeats)
         share_whole_array_steps(pipeline)
         our_s, our_turns = _median_run(steps, (segmentations, hard), args.repeats)
-        cells = [
-            f"{seconds:.0f}",
-            str(len(segmentations.data)),
-            f"{their_s:.3f}",
-            f"{our_s:.3f}",
-            f"{their_s / our_s:.1f}x",
-            "yes" if our_turns == their_turns else "NO",
-        ]
-        print("| " + " | ".join(cells) + " |", flush=True)
+        _print_row(seconds, len(segmentations.data), their_s, our_s, our_turns == their_turns)
 
 
 if __name__ == "__main__":
