@@ -117,14 +117,16 @@ async def sessions(url: str, pcm: bytes, count: int, stagger_s: float, session: 
 
 
 def file_traffic(
-    base: str, audio: Path, clients: int, stop: threading.Event, done: list[float]
+    base: str, audio: Path, clients: int, stop: threading.Event, done: list[float], one_pass: bool = False
 ) -> list[threading.Thread]:
+    form: dict[str, Any] = {"model": "whisper-1", **({"temperature[]": "0"} if one_pass else {})}
+
     def loop() -> None:
         with httpx.Client(base_url=base, timeout=600) as client:
             while not stop.is_set():
                 started = time.perf_counter()
                 with audio.open("rb") as f:
-                    reply = client.post("/v1/audio/transcriptions", files={"file": f}, data={"model": "whisper-1"})
+                    reply = client.post("/v1/audio/transcriptions", files={"file": f}, data=form)
                 if reply.status_code == 200:
                     done.append(time.perf_counter() - started)
 
@@ -155,6 +157,9 @@ def main() -> None:
     parser.add_argument("--partial-interval-ms", type=int, default=None, help="REALTIME_PARTIAL_INTERVAL_MS")
     parser.add_argument("--language", default="en")
     parser.add_argument("--partial-model", help="REALTIME_PARTIAL_MODEL (added to WHISPER_MODELS)")
+    parser.add_argument(
+        "--one-pass", action="store_true", help="temperature [0] for turns and files: no retries (random weights)"
+    )
     parser.add_argument("--smoke", action="store_true", help="CPU, bundled tiny.en, 2 sessions")
     args = parser.parse_args()
     if args.smoke:
@@ -199,8 +204,11 @@ def report(args: argparse.Namespace, base: str, recording: Path, pcm: bytes, sec
         file_text = client.post("/v1/audio/transcriptions", files={"file": f}, data=data).json()["text"]
         health = client.get("/health").json()
     stop, file_times = threading.Event(), []
-    traffic = file_traffic(base, recording, args.file_clients, stop, file_times)
-    session = {"type": "transcription", "audio": {"input": {"transcription": {"language": args.language}}}}
+    traffic = file_traffic(base, recording, args.file_clients, stop, file_times, args.one_pass)
+    transcription: dict[str, Any] = {"language": args.language}
+    if args.one_pass:
+        transcription["temperature"] = [0]
+    session = {"type": "transcription", "audio": {"input": {"transcription": transcription}}}
     url = base.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
     partial_model = health["queue"]["realtime"].get("partial_model")
     started = time.perf_counter()

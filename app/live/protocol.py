@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.engine.options import MAX_KNOWN_SPEAKERS, ReferenceClip, SpeakerName
+from app.engine.options import MAX_KNOWN_SPEAKERS, ReferenceClip, SpeakerName, Temperature
 from app.errors import ServiceError
 from app.live.pcm import INPUT_RATES
 from app.live.turns import ServerVad
@@ -50,6 +50,9 @@ class LiveConfig:
     # name the tenant's voice book does not hold. Naming them turns speakers on.
     known_speaker_names: tuple[str, ...] = ()
     known_speaker_references: tuple[str, ...] = ()
+    # Ours: a committed turn's temperature schedule, as on /transcribe (0: beam search, and a turn
+    # that fails the checks is decoded again by sampling; [0]: one pass, the fastest final).
+    temperature: float | tuple[float, ...] = 0.0
     logprobs: bool = False
 
     @property
@@ -73,6 +76,9 @@ class LiveConfig:
                         "keywords": list(self.keywords),
                         "diarize": self.speakers,
                         "known_speaker_names": list(self.known_speaker_names),  # never the clips
+                        "temperature": list(self.temperature)
+                        if isinstance(self.temperature, tuple)
+                        else self.temperature,
                     },
                     "turn_detection": None
                     if vad is None
@@ -106,6 +112,7 @@ class _Transcription(_Lenient):
     diarize: bool = False
     known_speaker_names: list[SpeakerName] = Field(default=[], max_length=MAX_KNOWN_SPEAKERS)
     known_speaker_references: list[ReferenceClip] = Field(default=[], max_length=MAX_KNOWN_SPEAKERS)
+    temperature: Temperature = 0.0
 
 
 class _TurnDetection(_Lenient):

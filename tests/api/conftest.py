@@ -72,7 +72,6 @@ class FakePipeline:
         self.known: list[list[KnownSpeaker]] = []  # each run's known speakers
         self.urgencies: list[Urgency] = []  # each run's place in Whisper's queue
         self.short_windows: list[bool] = []  # whether each run's windows were the audio alone (partials)
-        self.models_used: list[tuple[Urgency, str]] = []  # each run's urgency and model
         self.release = threading.Event()
         self.release.set()
         self.started = threading.Event()
@@ -128,7 +127,6 @@ class FakePipeline:
         self.known.append(known or [])
         self.urgencies.append(urgency)
         self.short_windows.append(options.short_windows)
-        self.models_used.append((urgency, options.model or self.model_name))
         with self.models.use(options.model or self.model_name):
             transcript = self._run(audio, options, cancel, progress, listener)
         if known:  # the first known speaker is the first voice, as if its reference matched

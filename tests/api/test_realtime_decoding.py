@@ -1,4 +1,5 @@
-"""REALTIME_PARTIAL_MODEL: live partials decoded by a cheaper model, committed turns by the session's."""
+"""How a live session's turns are decoded: REALTIME_PARTIAL_MODEL (partials by a cheaper model,
+committed turns by the session's) and the session's temperature schedule (ours)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from app.engine.decoding import Urgency
+from app.engine.whisper.fallback import TEMPERATURES
 from tests.api.conftest import FakePipeline
 
 URL = "/v1/realtime?intent=transcription"
@@ -39,8 +41,13 @@ def _models_of_one_turn(client: Any, pcm: bytes, transcription: dict[str, Any]) 
             pass
 
 
+def _decodes(fake: FakePipeline, urgency: Urgency) -> list[Any]:
+    """The options of each decode of this ``urgency`` (partials, committed turns)."""
+    return [options for used, (_, options) in zip(fake.urgencies, fake.calls, strict=True) if used is urgency]
+
+
 def _used(fake: FakePipeline, urgency: Urgency) -> set[str]:
-    return {model for used, model in fake.models_used if used is urgency}
+    return {options.model or fake.model_name for options in _decodes(fake, urgency)}
 
 
 @pytest.mark.parametrize(
@@ -67,3 +74,26 @@ def test_partials_use_the_partial_model_and_turns_the_sessions(
     assert _used(fake_pipeline, Urgency.PARTIAL) == {partials}
     assert _used(fake_pipeline, Urgency.TURN) == {turns}
     assert client.get("/health").json()["queue"]["realtime"]["partial_model"] == partial_model
+
+
+@pytest.mark.parametrize(
+    ("temperature", "schedule"), [(None, TEMPERATURES), ([0], (0.0,)), (0.4, (0.4,)), ([0, 0.6], (0.0, 0.6))]
+)
+def test_a_session_sets_its_turns_temperature_schedule(client, fake_pipeline, call_pcm24, temperature, schedule):
+    """Ours, as on /transcribe: ``[0]`` is one pass (no sampling retries), the fastest final."""
+    transcription = {} if temperature is None else {"temperature": temperature}
+    _models_of_one_turn(client, call_pcm24[: 24000 * 2 * 16] + bytes(24000 * 2), transcription)
+    turns, partials = _decodes(fake_pipeline, Urgency.TURN), _decodes(fake_pipeline, Urgency.PARTIAL)
+    assert turns and {o.checks.temperatures for o in turns} == {schedule}
+    assert {o.checks.temperatures for o in partials} == {(0.0,)}  # a partial is always one pass
+
+
+@pytest.mark.parametrize("temperature", [1.5, [], [0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.0], "hot"])
+def test_a_temperature_out_of_range_is_an_error_event(client, temperature):
+    with client.websocket_connect(URL) as ws:
+        assert ws.receive_json()["type"] == "session.created"
+        transcription = {"temperature": temperature}
+        ws.send_json({"type": "session.update", "session": {"audio": {"input": {"transcription": transcription}}}})
+        event = ws.receive_json()
+    assert event["type"] == "error"
+    assert event["error"]["param"].startswith("session.audio.input.transcription.temperature")
