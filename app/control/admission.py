@@ -56,8 +56,8 @@ class AdmissionGate:
     def drain(self, grace_s: float) -> None:
         """Admit nothing new from now on; what runs has ``grace_s`` to finish."""
         with self._idle:
+            self._drain_deadline = time.monotonic() + grace_s  # first: whoever sees draining reads it
             self.draining = True
-            self._drain_deadline = time.monotonic() + grace_s
 
     def grace_left(self) -> float:
         """Seconds left of the shutdown's grace (0 once it is over)."""

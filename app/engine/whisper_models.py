@@ -172,11 +172,9 @@ class WhisperModels:
         return whisper
 
     def keep_loaded(self, model_id: str) -> None:
-        """Load ``model_id`` now (this thread) and never unload it, as the default."""
-        with self._changed:
+        """Load ``model_id`` now (this thread) and never unload it, as the default (once it loaded)."""
+        with self.use(model_id), self._changed:
             self._kept.add(model_id)
-        with self.use(model_id):
-            pass
 
     @property
     def default_whisper(self) -> Whisper:
