@@ -12,11 +12,13 @@ speech windows against pyannote.audio's own ``VoiceActivityDetection`` on real s
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import pickle
+import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,6 +142,36 @@ class PyanNet(nn.Module):
         return size(1) / SAMPLE_RATE, (size(2) - size(1)) / SAMPLE_RATE
 
 
+_tf32_lock = threading.Lock()
+_tf32_users = 0
+_tf32_saved = (False, True)
+
+
+@contextlib.contextmanager
+def without_tf32(device: torch.device) -> Iterator[None]:
+    """TF32 off on a GPU while this model runs, as pyannote's ``fix_reproducibility`` turns it off
+    before every inference: the scores then match its own (cuDNN's LSTM with TF32 drifts in the
+    last digits). Only while it runs: the flags are process-wide, and pyannote's way (off for
+    good) left the speaker encoder's and the aligner's float32 convolutions without TF32 too.
+    Counted, so overlapping calls (the VAD and the diarizer on two threads) restore them once."""
+    global _tf32_users, _tf32_saved
+    if device.type != "cuda":
+        yield
+        return
+    with _tf32_lock:
+        if _tf32_users == 0:
+            _tf32_saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        _tf32_users += 1
+    try:
+        yield
+    finally:
+        with _tf32_lock:
+            _tf32_users -= 1
+            if _tf32_users == 0:
+                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = _tf32_saved
+
+
 class ChunkScores:
     """The model slid over a recording as pyannote's ``Inference`` slides it: windows of the
     checkpoint's duration every 10 % of it, the last one zero-padded, scored in batches."""
@@ -153,11 +185,6 @@ class ChunkScores:
         self.step_samples = round(self.step * SAMPLE_RATE)
         self.frame_duration, self.frame_step = self.model.frames()
         self.window = round(self.duration * SAMPLE_RATE)
-        if device.type == "cuda":
-            # As pyannote's fix_reproducibility does before every inference on a GPU: the scores
-            # then match its own (cuDNN's LSTM with TF32 drifts in the last digits).
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
 
     def to(self, device: torch.device) -> None:
         self.model.to(device)
@@ -188,7 +215,8 @@ class ChunkScores:
         return samples < self.window or (samples - self.window) % self.step_samples > 0
 
     def _infer(self, batch: torch.Tensor) -> np.ndarray:
-        result: np.ndarray = self.model(batch).cpu().numpy()
+        with without_tf32(self.device):
+            result: np.ndarray = self.model(batch).cpu().numpy()
         return result
 
 
