@@ -28,7 +28,7 @@ def turn_options(
         # A partial is provisional: one pass. The committed turn's windows are checked and
         # decoded again when they fail (fallback.py), as a file's are, unless the session set
         # another schedule (ours: `temperature`, as on /transcribe).
-        temperature=[0.0] if partial else _schedule(config.temperature),
+        temperature=[0.0] if partial else config.temperature_schedule,
         diarize=config.speakers and not partial,
         known_speaker_names=[] if partial else list(config.known_speaker_names),
         known_speaker_references=[] if partial else list(config.known_speaker_references),
@@ -41,10 +41,6 @@ def turn_options(
     # A partial's window is the turn so far, rounded up to 10 s, where the engine can (the
     # torch engine): it costs what the turn costs. The final decode reads full windows.
     return replace(transcriber.resolve(options), short_windows=partial)
-
-
-def _schedule(temperature: float | tuple[float, ...]) -> float | list[float]:
-    return list(temperature) if isinstance(temperature, tuple) else temperature
 
 
 def partial_model(transcriber: Transcriber, config: LiveConfig, language: str | None) -> str | None:

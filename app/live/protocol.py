@@ -59,6 +59,11 @@ class LiveConfig:
     def speakers(self) -> bool:
         return self.diarize or bool(self.known_speaker_names)
 
+    @property
+    def temperature_schedule(self) -> float | list[float]:
+        """``temperature`` as /transcribe takes it (and as the client sent it): a number or a list."""
+        return list(self.temperature) if isinstance(self.temperature, tuple) else self.temperature
+
     def described(self, session_id: str, model: str) -> dict[str, Any]:
         """The session object of ``session.created`` / ``session.updated``."""
         vad = self.turn_detection
@@ -76,9 +81,7 @@ class LiveConfig:
                         "keywords": list(self.keywords),
                         "diarize": self.speakers,
                         "known_speaker_names": list(self.known_speaker_names),  # never the clips
-                        "temperature": list(self.temperature)
-                        if isinstance(self.temperature, tuple)
-                        else self.temperature,
+                        "temperature": self.temperature_schedule,
                     },
                     "turn_detection": None
                     if vad is None

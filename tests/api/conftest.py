@@ -234,6 +234,15 @@ def client(make_client: Callable[..., TestClient]) -> TestClient:
 
 
 @pytest.fixture(scope="session")
+def call_pcm24(sample_wav) -> bytes:
+    """The sample call as OpenAI's realtime audio: 24 kHz mono PCM16."""
+    from faster_whisper.audio import decode_audio
+
+    audio = decode_audio(str(sample_wav), sampling_rate=24000)
+    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+@pytest.fixture(scope="session")
 def sample_bytes(sample_wav) -> bytes:
     return sample_wav.read_bytes()
 

@@ -10,55 +10,18 @@ import base64
 import json
 import random
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import pytest
 from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from app.engine.decoding import Urgency
+from tests.support.live_testclient import URL, append_pcm, events_until, live_session
 from tests.support.metrics import metric_samples
 from tests.support.waiting import wait_for
 
 KEY = "live-test-key-0123456789"
-URL = "/v1/realtime?intent=transcription"
-
-
-@pytest.fixture(scope="module")
-def call_pcm24(sample_wav) -> bytes:
-    """The sample call as OpenAI's realtime audio: 24 kHz mono PCM16."""
-    from faster_whisper.audio import decode_audio
-
-    audio = decode_audio(str(sample_wav), sampling_rate=24000)
-    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
-
-
-@contextmanager
-def _session(client, url: str = URL, **kwargs: Any) -> Iterator[WebSocketTestSession]:
-    with client.websocket_connect(url, **kwargs) as ws:
-        created = ws.receive_json()
-        assert created["type"] == "session.created", created
-        yield ws
-
-
-def _append(ws: WebSocketTestSession, pcm: bytes, chunk_bytes: int = 9600) -> None:
-    for at in range(0, len(pcm), chunk_bytes):
-        ws.send_json(
-            {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm[at : at + chunk_bytes]).decode()}
-        )
-
-
-def _until(ws: WebSocketTestSession, kind: str, limit: int = 500) -> list[dict[str, Any]]:
-    seen = []
-    for _ in range(limit):
-        event = ws.receive_json()
-        seen.append(event)
-        if event["type"] == kind:
-            return seen
-    raise AssertionError(f"no {kind} in {[e['type'] for e in seen]}")
 
 
 def _refusal(ws: WebSocketTestSession) -> tuple[dict[str, Any], int]:
@@ -69,12 +32,12 @@ def _refusal(ws: WebSocketTestSession) -> tuple[dict[str, Any], int]:
 
 
 def test_server_vad_finds_the_turns_of_a_real_call(client, fake_pipeline, call_pcm24):
-    with _session(client) as ws:
+    with live_session(client) as ws:
         ws.send_json({"type": "session.update", "session": {"type": "transcription"}})
-        updated = _until(ws, "session.updated")[-1]["session"]
+        updated = events_until(ws, "session.updated")[-1]["session"]
         assert updated["audio"]["input"]["turn_detection"]["type"] == "server_vad"
-        _append(ws, call_pcm24 + bytes(24000 * 2))  # and one second of silence after it
-        events = _until(ws, "conversation.item.input_audio_transcription.completed")
+        append_pcm(ws, call_pcm24 + bytes(24000 * 2))  # and one second of silence after it
+        events = events_until(ws, "conversation.item.input_audio_transcription.completed")
     kinds = [e["type"] for e in events]
     started = kinds.index("input_audio_buffer.speech_started")
     assert kinds.index("input_audio_buffer.speech_stopped") > started
@@ -100,14 +63,14 @@ def test_manual_commits_at_16_khz_with_logprobs(client, call_pcm24):
         "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}, "turn_detection": None}},
         "include": ["item.input_audio_transcription.logprobs"],
     }
-    with _session(client) as ws:
+    with live_session(client) as ws:
         ws.send_json({"type": "session.update", "session": session})
-        updated = _until(ws, "session.updated")[-1]["session"]
+        updated = events_until(ws, "session.updated")[-1]["session"]
         assert updated["audio"]["input"]["turn_detection"] is None
         assert updated["audio"]["input"]["format"]["rate"] == 16000
-        _append(ws, call_pcm24[: 24000 * 2 * 5])
+        append_pcm(ws, call_pcm24[: 24000 * 2 * 5])
         ws.send_json({"type": "input_audio_buffer.commit", "event_id": "mine"})
-        events = _until(ws, "conversation.item.input_audio_transcription.completed")
+        events = events_until(ws, "conversation.item.input_audio_transcription.completed")
         assert [e["type"] for e in events] == [
             "input_audio_buffer.committed",
             "conversation.item.input_audio_transcription.delta",
@@ -119,7 +82,7 @@ def test_manual_commits_at_16_khz_with_logprobs(client, call_pcm24):
         ws.send_json({"type": "input_audio_buffer.commit", "event_id": "again"})
         empty = ws.receive_json()
         assert empty["error"]["code"] == "input_audio_buffer_commit_empty" and empty["error"]["event_id"] == "again"
-        _append(ws, call_pcm24[:9600])
+        append_pcm(ws, call_pcm24[:9600])
         ws.send_json({"type": "input_audio_buffer.clear"})
         assert ws.receive_json()["type"] == "input_audio_buffer.cleared"
         ws.send_json({"type": "input_audio_buffer.commit"})
@@ -130,12 +93,12 @@ def test_a_committed_turn_is_queued_first_and_counted_once(client, fake_pipeline
     """Live audio goes through the Transcriber: a committed turn's decode goes first in Whisper's
     queue, and /metrics counts its audio once (partial decodes are not counted)."""
     session = {"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}, "turn_detection": None}}}
-    with _session(client) as ws:
+    with live_session(client) as ws:
         ws.send_json({"type": "session.update", "session": session})
-        _until(ws, "session.updated")
-        _append(ws, call_pcm24[: 16000 * 2 * 4])
+        events_until(ws, "session.updated")
+        append_pcm(ws, call_pcm24[: 16000 * 2 * 4])
         ws.send_json({"type": "input_audio_buffer.commit"})
-        _until(ws, "conversation.item.input_audio_transcription.completed")
+        events_until(ws, "conversation.item.input_audio_transcription.completed")
     assert fake_pipeline.urgencies == [Urgency.TURN]
     samples = metric_samples(client)
     assert samples[("transcription_audio_seconds_total", (("task", "transcribe"),))] == pytest.approx(4.0, abs=0.01)
@@ -145,15 +108,15 @@ def test_a_committed_turn_is_queued_first_and_counted_once(client, fake_pipeline
 def test_keywords_are_hotwords_of_every_decode(client, fake_pipeline, call_pcm24):
     transcription = {"keywords": ["Kubernetes", "Grafana"], "language": "en"}
     session = {"audio": {"input": {"turn_detection": None, "transcription": transcription}}}
-    with _session(client) as ws:
+    with live_session(client) as ws:
         ws.send_json({"type": "session.update", "session": session})
-        assert _until(ws, "session.updated")[-1]["session"]["audio"]["input"]["transcription"]["keywords"] == [
+        assert events_until(ws, "session.updated")[-1]["session"]["audio"]["input"]["transcription"]["keywords"] == [
             "Kubernetes",
             "Grafana",
         ]
-        _append(ws, call_pcm24[:48000])
+        append_pcm(ws, call_pcm24[:48000])
         ws.send_json({"type": "input_audio_buffer.commit"})
-        _until(ws, "conversation.item.input_audio_transcription.completed")
+        events_until(ws, "conversation.item.input_audio_transcription.completed")
     _, options = fake_pipeline.calls[-1]
     assert options.hotwords == "Kubernetes, Grafana" and options.language == "en"
 
@@ -188,7 +151,7 @@ def test_keywords_are_hotwords_of_every_decode(client, fake_pipeline, call_pcm24
     ],
 )
 def test_a_bad_event_gets_an_error_event_and_the_session_goes_on(client, message, code):
-    with _session(client) as ws:
+    with live_session(client) as ws:
         ws.send_text(message)
         event = ws.receive_json()
         assert event["type"] == "error" and event["error"]["code"] == code, event
@@ -199,7 +162,7 @@ def test_a_bad_event_gets_an_error_event_and_the_session_goes_on(client, message
 
 def test_binary_and_oversize_messages_are_refused(make_client):
     client = make_client(realtime_max_message_mb=0.01)
-    with _session(client) as ws:
+    with live_session(client) as ws:
         ws.send_bytes(b"\x00\x01")
         assert ws.receive_json()["error"]["code"] == "binary"
         ws.send_json({"type": "input_audio_buffer.append", "audio": "A" * 20000})
@@ -209,10 +172,10 @@ def test_binary_and_oversize_messages_are_refused(make_client):
 
 def test_manual_buffer_is_bounded(make_client, call_pcm24):
     client = make_client(realtime_max_buffer_s=1)
-    with _session(client) as ws:
+    with live_session(client) as ws:
         ws.send_json({"type": "session.update", "session": {"audio": {"input": {"turn_detection": None}}}})
-        _until(ws, "session.updated")
-        _append(ws, call_pcm24[: 24000 * 2 * 2], chunk_bytes=24000 * 2)  # two appends of a second each
+        events_until(ws, "session.updated")
+        append_pcm(ws, call_pcm24[: 24000 * 2 * 2], chunk_bytes=24000 * 2)  # two appends of a second each
         ws.send_json({"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(480)).decode()})
         assert ws.receive_json()["error"]["code"] == "input_audio_buffer_full"
 
@@ -245,7 +208,7 @@ def test_the_api_key_comes_as_a_header_a_subprotocol_or_a_query(make_client, how
 
 def test_sessions_past_the_limit_are_refused_and_counted(make_client):
     client = make_client(max_realtime_sessions=1)
-    with _session(client):
+    with live_session(client):
         with client.websocket_connect(URL) as second:
             event, code = _refusal(second)
         assert event["error"]["code"] == "too_many_sessions" and code == 1013
@@ -267,7 +230,7 @@ def test_other_intents_and_a_disabled_service_are_refused(make_client):
 
 def test_a_quiet_session_is_closed_after_the_idle_timeout(make_client):
     client = make_client(realtime_idle_timeout_s=0.5)
-    with _session(client) as ws:
+    with live_session(client) as ws:
         event, code = _refusal(ws)
     assert event["error"]["code"] == "idle_timeout" and code == 1000
 
@@ -277,33 +240,33 @@ def test_a_session_still_owed_its_turns_is_not_idle(make_client, fake_pipeline, 
     until every committed turn has its completed event, and only then counts the idle time."""
     client = make_client(realtime_idle_timeout_s=0.5)
     fake_pipeline.release.clear()  # the turn's decode is held
-    with _session(client) as ws:
+    with live_session(client) as ws:
         ws.send_json({"type": "session.update", "session": {"audio": {"input": {"turn_detection": None}}}})
-        _until(ws, "session.updated")
-        _append(ws, call_pcm24[: 24000 * 2 * 3])
+        events_until(ws, "session.updated")
+        append_pcm(ws, call_pcm24[: 24000 * 2 * 3])
         ws.send_json({"type": "input_audio_buffer.commit"})
-        _until(ws, "input_audio_buffer.committed")
+        events_until(ws, "input_audio_buffer.committed")
         assert fake_pipeline.started.wait(10)
         time.sleep(1.5)  # three idle timeouts pass while the turn is transcribed
         fake_pipeline.release.set()
-        events = _until(ws, "conversation.item.input_audio_transcription.completed")
+        events = events_until(ws, "conversation.item.input_audio_transcription.completed")
         assert "error" not in [e["type"] for e in events]
         event, code = _refusal(ws)  # then, with nothing owed, the idle timeout applies again
     assert event["error"]["code"] == "idle_timeout" and code == 1000
 
 
 def test_shutdown_transcribes_the_open_turn_then_says_goodbye(client, call_pcm24):
-    with _session(client) as ws:
+    with live_session(client) as ws:
         ws.send_json({"type": "session.update", "session": {"audio": {"input": {"turn_detection": None}}}})
-        _until(ws, "session.updated")
-        _append(ws, call_pcm24[: 24000 * 2 * 3])
+        events_until(ws, "session.updated")
+        append_pcm(ws, call_pcm24[: 24000 * 2 * 3])
         ws.send_json({"type": "input_audio_buffer.clear"})  # a round trip: every append was taken
         assert ws.receive_json()["type"] == "input_audio_buffer.cleared"
-        _append(ws, call_pcm24[: 24000 * 2 * 3])
+        append_pcm(ws, call_pcm24[: 24000 * 2 * 3])
         ws.send_json({"type": "session.update", "session": {}})
-        _until(ws, "session.updated")
+        events_until(ws, "session.updated")
         client.app.state.gate.drain(grace_s=30)
-        events = _until(ws, "error")
+        events = events_until(ws, "error")
         assert [e["type"] for e in events][-2:] == ["conversation.item.input_audio_transcription.completed", "error"]
         assert events[-1]["error"]["code"] == "server_shutting_down"
         with pytest.raises(WebSocketDisconnect) as closed:
@@ -319,15 +282,15 @@ def test_a_turn_not_transcribed_within_the_grace_is_cancelled_and_the_goodbye_st
     cancelled when the grace ends, gets its failed event, and the session still says why it
     ends and closes with 1012."""
     fake_pipeline.release.clear()
-    with _session(client) as ws:
+    with live_session(client) as ws:
         ws.send_json({"type": "session.update", "session": {"audio": {"input": {"turn_detection": None}}}})
-        _until(ws, "session.updated")
-        _append(ws, call_pcm24[: 24000 * 2 * 3])
+        events_until(ws, "session.updated")
+        append_pcm(ws, call_pcm24[: 24000 * 2 * 3])
         ws.send_json({"type": "session.update", "session": {}})
-        _until(ws, "session.updated")
+        events_until(ws, "session.updated")
         started = time.monotonic()
         client.app.state.gate.drain(grace_s=1.0)
-        events = _until(ws, "error")
+        events = events_until(ws, "error")
         took = time.monotonic() - started
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
@@ -369,7 +332,7 @@ def test_a_fuzzed_message_never_ends_the_session_without_a_word(make_client):
     """A few hundred malformed messages — nesting past the parser, numbers past Python's digit
     limit, NaN, lone surrogates, wrong types — each get one error event, and the session goes on."""
     client = make_client()
-    with _session(client) as ws:
+    with live_session(client) as ws:
         for message in _hostile_messages():
             ws.send_text(message)
             ws.send_json({"type": "input_audio_buffer.clear"})  # its answer comes after the message's

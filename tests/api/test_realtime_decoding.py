@@ -3,17 +3,14 @@ committed turns by the session's) and the session's temperature schedule (ours).
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
-import numpy as np
 import pytest
 
 from app.engine.decoding import Urgency
 from app.engine.whisper.fallback import TEMPERATURES
 from tests.api.conftest import FakePipeline
-
-URL = "/v1/realtime?intent=transcription"
+from tests.support.live_testclient import append_pcm, events_until, live_session
 
 
 @pytest.fixture
@@ -21,24 +18,12 @@ def fake_pipeline() -> FakePipeline:
     return FakePipeline(more_models=("fake-turbo", "fake-tiny.en"))
 
 
-@pytest.fixture(scope="module")
-def call_pcm24(sample_wav) -> bytes:
-    from faster_whisper.audio import decode_audio
-
-    audio = decode_audio(str(sample_wav), sampling_rate=24000)
-    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
-
-
-def _models_of_one_turn(client: Any, pcm: bytes, transcription: dict[str, Any]) -> None:
-    with client.websocket_connect(URL) as ws:
-        assert ws.receive_json()["type"] == "session.created"
+def _play_one_turn(client: Any, pcm: bytes, transcription: dict[str, Any]) -> None:
+    with live_session(client) as ws:
         ws.send_json({"type": "session.update", "session": {"audio": {"input": {"transcription": transcription}}}})
-        while ws.receive_json()["type"] != "session.updated":
-            pass
-        for at in range(0, len(pcm), 9600):
-            ws.send_json({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm[at : at + 9600]).decode()})
-        while ws.receive_json()["type"] != "conversation.item.input_audio_transcription.completed":
-            pass
+        events_until(ws, "session.updated")
+        append_pcm(ws, pcm)
+        events_until(ws, "conversation.item.input_audio_transcription.completed")
 
 
 def _decodes(fake: FakePipeline, urgency: Urgency) -> list[Any]:
@@ -70,7 +55,7 @@ def test_partials_use_the_partial_model_and_turns_the_sessions(
     state.partial_model = partial_model
     client = make_client(state=state)
     turn = call_pcm24[: 24000 * 2 * 16] + bytes(24000 * 2)  # the call's first turns (from 6.7 s), then silence
-    _models_of_one_turn(client, turn, transcription)
+    _play_one_turn(client, turn, transcription)
     assert _used(fake_pipeline, Urgency.PARTIAL) == {partials}
     assert _used(fake_pipeline, Urgency.TURN) == {turns}
     assert client.get("/health").json()["queue"]["realtime"]["partial_model"] == partial_model
@@ -82,7 +67,7 @@ def test_partials_use_the_partial_model_and_turns_the_sessions(
 def test_a_session_sets_its_turns_temperature_schedule(client, fake_pipeline, call_pcm24, temperature, schedule):
     """Ours, as on /transcribe: ``[0]`` is one pass (no sampling retries), the fastest final."""
     transcription = {} if temperature is None else {"temperature": temperature}
-    _models_of_one_turn(client, call_pcm24[: 24000 * 2 * 16] + bytes(24000 * 2), transcription)
+    _play_one_turn(client, call_pcm24[: 24000 * 2 * 16] + bytes(24000 * 2), transcription)
     turns, partials = _decodes(fake_pipeline, Urgency.TURN), _decodes(fake_pipeline, Urgency.PARTIAL)
     assert turns and {o.checks.temperatures for o in turns} == {schedule}
     assert {o.checks.temperatures for o in partials} == {(0.0,)}  # a partial is always one pass
@@ -90,8 +75,7 @@ def test_a_session_sets_its_turns_temperature_schedule(client, fake_pipeline, ca
 
 @pytest.mark.parametrize("temperature", [1.5, [], [0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.0], "hot"])
 def test_a_temperature_out_of_range_is_an_error_event(client, temperature):
-    with client.websocket_connect(URL) as ws:
-        assert ws.receive_json()["type"] == "session.created"
+    with live_session(client) as ws:
         transcription = {"temperature": temperature}
         ws.send_json({"type": "session.update", "session": {"audio": {"input": {"transcription": transcription}}}})
         event = ws.receive_json()

@@ -48,7 +48,7 @@ def embed_chunks(
     file: Mapping[str, Any],
     binary_segmentations: SlidingWindowFeature,
     batch_size: int,
-    hook: Callable[..., Any],
+    hook: Callable[..., Any] | None,
     *,
     skip_silent: bool,
     min_clean_frames: int | None = None,
@@ -56,6 +56,7 @@ def embed_chunks(
     """(chunks, local speakers, dimension): each local speaker's embedding; NaN for silent ones
     when ``skip_silent``. Batches hold ``batch_size`` pairs in pyannote's order (chunk by chunk).
 
+    ``hook`` (when given) is called as pyannote's pipelines call theirs, before and after each batch.
     ``min_clean_frames``: pyannote's ``exclude_overlap``, a speaker's frames where another speaks
     too are left out of its mask when more than this many frames remain (else its whole mask)."""
     window = binary_segmentations.sliding_window
@@ -79,11 +80,13 @@ def embed_chunks(
 
     embeddings = np.full((num_chunks, num_speakers, encoder.dimension), np.nan, dtype=np.float32)
     total = math.ceil(len(chunk_of) / batch_size)
-    hook("embeddings", None, total=total, completed=0)
+    if hook is not None:
+        hook("embeddings", None, total=total, completed=0)
     for done, first in enumerate(range(0, len(chunk_of), batch_size), 1):
         chunks, speakers = chunk_of[first : first + batch_size], speaker_of[first : first + batch_size]
         index = torch.from_numpy(starts[chunks] + before).to(device)[:, None] + offsets
         batch = encoder(padded[index][:, None, :], masks=torch.from_numpy(masks[chunks, :, speakers]))
         embeddings[chunks, speakers] = batch
-        hook("embeddings", batch, total=total, completed=done)
+        if hook is not None:
+            hook("embeddings", batch, total=total, completed=done)
     return embeddings

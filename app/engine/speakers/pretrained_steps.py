@@ -25,10 +25,6 @@ from app.engine.speakers import chunk_embeddings, frames
 _STEPS = ("get_embeddings", "speaker_count", "reconstruct", "to_diarization", "to_annotation")
 
 
-def _no_hook(*_: Any, **__: Any) -> None:
-    return None
-
-
 def share_whole_array_steps(pipeline: Any) -> bool:
     """Give ``pipeline`` (a loaded pyannote pipeline) the whole-array steps; whether it took them."""
     from pyannote.audio.pipelines import SpeakerDiarization
@@ -55,7 +51,7 @@ def share_whole_array_steps(pipeline: Any) -> bool:
             file,
             binary_segmentations,
             pipeline.embedding_batch_size,
-            hook or _no_hook,
+            hook,
             skip_silent=False,
             min_clean_frames=min_clean_frames,
         )
